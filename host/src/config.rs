@@ -1,0 +1,242 @@
+//! The agent's configuration file (`agent.toml`), in two stages: a serde
+//! struct that rejects unknown keys, then a validated [`Config`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wasmtap_protocol::access_key::{AccessKey, AccessKeyError};
+
+/// Port of the proxies when the config names none.
+pub const DEFAULT_PORT: u16 = 6600;
+/// Longest wait between reconnect attempts.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("{path}: {source}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        source: toml::de::Error,
+    },
+    /// `server.access_key` is not a valid access key.
+    #[error("server.access_key: {0}")]
+    AccessKey(#[from] AccessKeyError),
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    agent: RawAgent,
+    plugins: RawPlugins,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    hosts: Vec<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    access_key: String,
+    #[serde(default, with = "humantime_serde_opt")]
+    max_backoff: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    dir: PathBuf,
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy host names or addresses, tried in random order.
+    pub hosts: Vec<String>,
+    /// The port every proxy listens on.
+    pub port: u16,
+    /// The project access key.
+    pub access_key: AccessKey,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+    /// This agent's name, as the proxy stores it.
+    pub name: String,
+    /// Where the agent keeps its state.
+    pub data_dir: PathBuf,
+    /// Where collectors (`*.wasm` plus manifests) are loaded from.
+    pub plugins_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative paths in the file are taken
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ConfigError::Toml { source, .. } => ConfigError::Toml {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let hosts: Vec<String> = raw
+            .server
+            .hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .collect();
+        if hosts.is_empty() || hosts.iter().any(String::is_empty) {
+            return Err(ConfigError::Invalid(
+                "server.hosts must list at least one host".into(),
+            ));
+        }
+        let port = raw.server.port.unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err(ConfigError::Invalid("server.port must not be 0".into()));
+        }
+        let access_key: AccessKey = raw.server.access_key.parse()?;
+        let name = match raw.agent.name {
+            Some(n) => n,
+            None => default_agent_name(),
+        };
+        if name.is_empty() || name.len() > wasmtap_protocol::handshake::MAX_AGENT_NAME {
+            return Err(ConfigError::Invalid(
+                "agent.name must be 1 to 255 bytes".into(),
+            ));
+        }
+        let data_dir = raw
+            .agent
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("wasmtap-data"));
+        Ok(Self {
+            hosts,
+            port,
+            access_key,
+            max_backoff: raw.server.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+            name,
+            data_dir: base.join(data_dir),
+            plugins_dir: base.join(raw.plugins.dir),
+        })
+    }
+}
+
+/// The machine's host name, or `wasmtap-agent` when it cannot be read.
+fn default_agent_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "wasmtap-agent".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtap_protocol::access_key::ProjectId;
+
+    fn key() -> String {
+        let k = AccessKey::generate(ProjectId::new("demo").expect("valid"), &mut rand::rng());
+        k.to_key_string().to_string()
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let text = format!(
+            "[server]\nhosts = [\"127.0.0.1\", \"proxy.example\"]\nport = 7000\naccess_key = \"{}\"\nmax_backoff = \"5s\"\n[agent]\nname = \"web-01\"\ndata_dir = \"data\"\n[plugins]\ndir = \"/opt/p\"\n",
+            key()
+        );
+        let c = Config::parse(&text, Path::new("/etc/wasmtap")).expect("valid");
+        assert_eq!(c.hosts, ["127.0.0.1", "proxy.example"]);
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.max_backoff, Duration::from_secs(5));
+        assert_eq!(c.name, "web-01");
+        assert_eq!(c.data_dir, Path::new("/etc/wasmtap/data"));
+        assert_eq!(c.plugins_dir, Path::new("/opt/p"));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let text = format!(
+            "[server]\nhosts = [\"h\"]\naccess_key = \"{}\"\n[plugins]\ndir = \"p\"\n",
+            key()
+        );
+        let c = Config::parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.max_backoff, DEFAULT_MAX_BACKOFF);
+        assert!(!c.name.is_empty());
+    }
+
+    #[test]
+    fn bad_configs_say_why() {
+        let k = key();
+        let cases = [
+            (format!("[server]\nhosts = []\naccess_key = \"{k}\"\n[plugins]\ndir = \"p\"\n"), "server.hosts"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\ncolour = 1\n[plugins]\ndir = \"p\"\n"), "unknown field"),
+            ("[server]\nhosts = [\"h\"]\naccess_key = \"wtap1_demo_AAAA\"\n[plugins]\ndir = \"p\"\n".to_owned(), "access_key"),
+            (format!("[server]\nhosts = [\"h\"]\nport = 0\naccess_key = \"{k}\"\n[plugins]\ndir = \"p\"\n"), "port"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\nmax_backoff = \"soon\"\n[plugins]\ndir = \"p\"\n"), "max_backoff"),
+            ("[server]\nhosts = [\"h\"]\n".to_owned(), "access_key"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(&text, Path::new("."))
+                .expect_err(&text)
+                .to_string();
+            assert!(err.contains(needle), "{err:?} should mention {needle}");
+            assert!(!err.contains(&k[12..]), "error leaks the key: {err}");
+        }
+    }
+}

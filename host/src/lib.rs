@@ -1,0 +1,38 @@
+//! # wasmtap-host
+//!
+//! The wasmtap agent. It loads metric collectors (WebAssembly components)
+//! from a plugins directory, runs each in a sandbox of its own on its
+//! interval, checks what they return against the fields they declared, and
+//! ships the samples over one encrypted session to a wasmtap proxy.
+//!
+//! ## Module map
+//! - [`config`]: the agent's TOML config, validated.
+//! - [`manifest`]: per-collector manifests: interval, deadline, memory, grants.
+//! - [`runtime`]: the wasmtime engine, sandboxes, and the collector instances.
+//! - [`schema`]: declared-field enforcement on every sample.
+//! - [`scheduler`]: one task per collector, calls on the blocking pool.
+//! - [`uplink`]: the session driver: connect, handshake, batch, send, reconnect.
+//! - [`backoff`]: exponential backoff with full jitter.
+//! - [`agent`]: wires it all together ([`agent::run`]).
+//! - [`clock`]: the one place the agent reads the wall clock.
+//!
+//! ## Example
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = wasmtap_host::config::Config::load("agent.toml".as_ref())?;
+//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
+//! wasmtap_host::agent::run(config, shutdown).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod manifest;
+pub mod runtime;
+pub mod scheduler;
+pub mod schema;
+pub mod uplink;

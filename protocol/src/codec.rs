@@ -1,0 +1,120 @@
+//! Byte-level reading and writing for the fixed handshake layouts.
+
+/// The input ended early or held an invalid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Fewer bytes than the layout needs.
+    #[error("message truncated")]
+    Truncated,
+    /// Bytes left over after the last field.
+    #[error("{0} unexpected trailing bytes")]
+    Trailing(usize),
+    /// A text field is not UTF-8.
+    #[error("text field is not valid UTF-8")]
+    Utf8,
+    /// A value outside its allowed range.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// A cursor over a received message.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// A fixed-size array.
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// A big-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// A text of at most 255 bytes, prefixed by its length as one byte.
+    pub fn short_str(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.u8()?;
+        std::str::from_utf8(self.take(usize::from(n))?).map_err(|_| DecodeError::Utf8)
+    }
+
+    /// How many bytes are not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Everything not yet read.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Fails if bytes remain.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        match self.buf.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(n)),
+        }
+    }
+}
+
+/// Appends a text of at most 255 bytes with a one-byte length prefix.
+///
+/// Longer text is a programming error on our side: callers validate first.
+pub fn put_short_str(out: &mut Vec<u8>, s: &str) {
+    let n = u8::try_from(s.len()).unwrap_or(u8::MAX);
+    out.push(n);
+    out.extend_from_slice(&s.as_bytes()[..usize::from(n)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_was_written() {
+        let mut out = vec![7];
+        out.extend_from_slice(&42u64.to_be_bytes());
+        put_short_str(&mut out, "agent-1");
+        let mut r = Reader::new(&out);
+        assert_eq!(r.u8(), Ok(7));
+        assert_eq!(r.u64(), Ok(42));
+        assert_eq!(r.short_str(), Ok("agent-1"));
+        r.finish().expect("nothing left");
+    }
+
+    #[test]
+    fn truncation_and_trailing_are_errors() {
+        assert_eq!(Reader::new(&[1, 2]).u64(), Err(DecodeError::Truncated));
+        assert_eq!(
+            Reader::new(&[3, b'a']).short_str(),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(Reader::new(&[1]).finish(), Err(DecodeError::Trailing(1)));
+        assert_eq!(Reader::new(&[1, 0xff]).short_str(), Err(DecodeError::Utf8));
+    }
+}

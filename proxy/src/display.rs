@@ -1,0 +1,110 @@
+//! Turning stored batches into lines for people (`query`, `run --print`) and
+//! into JSON objects (`query --json`).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::json;
+use wasmtap_protocol::message::{Sample, Value};
+
+/// RFC 3339 time with milliseconds, UTC.
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn format_value(v: &Value) -> String {
+    match v {
+        Value::Gauge(x) | Value::Counter(x) => format!("{x}"),
+        Value::Text(t) => format!("{t:?}"),
+    }
+}
+
+/// One line per sample: time, agent, collector, labels, then `field=value` pairs.
+pub fn human_line(agent: &str, sample: &Sample) -> String {
+    let labels = if sample.labels.is_empty() {
+        String::new()
+    } else {
+        let inner: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        format!("{{{}}} ", inner.join(","))
+    };
+    let values: Vec<String> = sample
+        .values
+        .iter()
+        .map(|(f, v)| format!("{f}={}", format_value(v)))
+        .collect();
+    format!(
+        "{} {agent} {} {labels}{}",
+        format_time(sample.time_ms),
+        sample.collector,
+        values.join(" ")
+    )
+}
+
+/// One JSON object per field value of `sample`.
+pub fn json_lines(project: &str, agent: &str, sample: &Sample) -> Vec<serde_json::Value> {
+    let labels: serde_json::Map<String, serde_json::Value> = sample
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    sample
+        .values
+        .iter()
+        .map(|(field, v)| {
+            let (value, kind) = match v {
+                Value::Gauge(x) => (json!(x), "gauge"),
+                Value::Counter(x) => (json!(x), "counter"),
+                Value::Text(t) => (json!(t), "text"),
+            };
+            json!({
+                "project": project,
+                "agent": agent,
+                "collector": sample.collector,
+                "labels": labels,
+                "field": field,
+                "kind": kind,
+                "value": value,
+                "time": sample.time_ms,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Sample {
+        Sample {
+            collector: "load".into(),
+            time_ms: 0,
+            labels: vec![("cpu".into(), "0".into())],
+            values: vec![
+                ("load1".into(), Value::Gauge(0.5)),
+                ("state".into(), Value::Text("up".into())),
+            ],
+        }
+    }
+
+    #[test]
+    fn human_format() {
+        assert_eq!(
+            human_line("web", &sample()),
+            "1970-01-01T00:00:00.000Z web load {cpu=\"0\"} load1=0.5 state=\"up\""
+        );
+    }
+
+    #[test]
+    fn json_format_has_the_documented_keys() {
+        let lines = json_lines("demo", "web", &sample());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["project"], "demo");
+        assert_eq!(lines[0]["labels"]["cpu"], "0");
+        assert_eq!(lines[0]["value"], 0.5);
+        assert_eq!(lines[1]["value"], "up");
+        assert_eq!(lines[0]["time"], 0);
+    }
+}
