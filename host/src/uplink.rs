@@ -258,14 +258,14 @@ impl Uplink {
         });
         let _abort = AbortOnDrop(read_task);
         let mut flush = tokio::time::interval(BATCH_INTERVAL);
-        let result = loop {
+        loop {
             tokio::select! {
                 Some(samples) = self.samples.recv() => {
                     self.queue.push(samples);
-                    if self.queue.samples.len() >= MAX_BATCH_SAMPLES {
-                        if let Err(e) = self.flush(&mut session, &mut writer).await {
-                            break Ended::Lost(e);
-                        }
+                    if self.queue.samples.len() >= MAX_BATCH_SAMPLES
+                        && let Err(e) = self.flush(&mut session, &mut writer).await
+                    {
+                        break Ended::Lost(e);
                     }
                 }
                 _ = flush.tick() => {
@@ -294,8 +294,7 @@ impl Uplink {
                     break Ended::Shutdown;
                 }
             }
-        };
-        result
+        }
     }
 
     async fn flush(

@@ -132,10 +132,10 @@ pub(crate) fn payload_len(payload: &[u8]) -> u32 {
 pub fn parse_header(buf: &[u8], max: u32) -> Result<Option<(FrameKind, u32)>, FrameError> {
     let Some(h) = buf.get(..HEADER_LEN) else {
         // Reject a wrong version as soon as its byte arrives.
-        if let Some(&v) = buf.first() {
-            if v != VERSION {
-                return Err(FrameError::BadVersion(v));
-            }
+        if let Some(&v) = buf.first()
+            && v != VERSION
+        {
+            return Err(FrameError::BadVersion(v));
         }
         return Ok(None);
     };

@@ -228,7 +228,11 @@ mod tests {
         assert!(matches!(s.open(frame(&f2)), Err(SessionError::Auth { .. })));
         assert_eq!(s.open(frame(&f1)), Ok(b"one".to_vec()));
         assert!(matches!(s.open(frame(&f1)), Err(SessionError::Auth { .. })));
+        // Failed frames did not move the counter: the genuine next frame still opens.
+        assert_eq!(s.open(frame(&f2)), Ok(b"two".to_vec()));
         assert_eq!(s.open(frame(&f2)), Err(SessionError::TooManyAuthFailures));
+        let f3 = c.seal(FrameKind::Sealed, b"three").expect("seals");
+        assert_eq!(s.open(frame(&f3)), Err(SessionError::TooManyAuthFailures));
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Keygen { project } => {
@@ -82,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn load(config: &PathBuf) -> anyhow::Result<Config> {
+fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(config).with_context(|| format!("loading config {}", config.display()))
 }
 

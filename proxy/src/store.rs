@@ -122,10 +122,9 @@ impl Store {
                 .file_name()
                 .to_str()
                 .and_then(|n| ProjectId::new(n).ok())
+                && entry.path().join(LOG_FILE).is_file()
             {
-                if entry.path().join(LOG_FILE).is_file() {
-                    out.push(id);
-                }
+                out.push(id);
             }
         }
         out.sort();

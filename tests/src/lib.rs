@@ -1,1 +1,29 @@
+//! # wasmtap-tests
+//!
+//! End-to-end test harness: starts real `wasmtap-proxy` and `wasmtap`
+//! processes on `127.0.0.1` with real collectors compiled by
+//! `cargo xtask plugins`, and reads back what the proxy stored.
+//!
+//! ## Module map
+//! - [`paths`]: where the binaries and compiled collectors are.
+//! - [`proxy`]: a running proxy process with its config and store.
+//! - [`agent`]: a running agent process with its own plugins dir.
+//! - [`wait`]: polling helpers with deadlines.
 
+pub mod agent;
+pub mod paths;
+pub mod proxy;
+pub mod wait;
+
+pub use agent::Agent;
+pub use proxy::Proxy;
+
+use wasmtap_protocol::access_key::{AccessKey, ProjectId};
+
+/// A fresh access key for `project`, as text.
+pub fn new_key(project: &str) -> anyhow::Result<String> {
+    let id = ProjectId::new(project)?;
+    Ok(AccessKey::generate(id, &mut rand::rng())
+        .to_key_string()
+        .to_string())
+}

@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: project automation.
+//!
+//! - `cargo xtask plugins`: build every collector for wasm32-wasip2 into `target/plugins/`.
+//! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
+//! - `cargo xtask test`: install what tests need, build collectors, run every test and lint.
+
+mod demo;
+mod plugins;
+mod util;
+
+use anyhow::bail;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("plugins") => plugins::build().map(|_| ()),
+        Some("demo") => demo::run(&args[1..]),
+        Some("test") => test(),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!("usage: cargo xtask <plugins|demo|test|lint>");
+            eprintln!("  plugins        build every collector into target/plugins/");
+            eprintln!(
+                "  demo           run a local proxy and agent and show the metrics (Ctrl-C stops)"
+            );
+            eprintln!("  test           build collectors and run every test and lint");
+            eprintln!("  lint           cargo fmt --check and clippy -D warnings");
+            bail!("unknown or missing command");
+        }
+    }
+}
+
+fn test() -> anyhow::Result<()> {
+    plugins::build()?;
+    let host = util::host_triple()?;
+    // Collector unit tests run natively: their parsing code is plain Rust.
+    util::cargo(
+        &["test", "--release", "--target", &host],
+        &util::root().join("plugins"),
+    )?;
+    util::cargo(&["build", "--workspace", "--bins"], &util::root())?;
+    util::cargo(&["test", "--workspace"], &util::root())?;
+    lint()
+}
+
+fn lint() -> anyhow::Result<()> {
+    let root = util::root();
+    util::cargo(&["fmt", "--all", "--", "--check"], &root)?;
+    util::cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &root,
+    )?;
+    util::cargo(&["fmt", "--all", "--", "--check"], &root.join("plugins"))?;
+    util::cargo(
+        &["clippy", "--workspace", "--", "-D", "warnings"],
+        &root.join("plugins"),
+    )
+}

@@ -4,18 +4,19 @@ use crate::bindings::wasmtap::collector::types::{Number, Sample, Text};
 use crate::schema::{Counter, Gauge, TextField};
 
 /// Builds one [`Sample`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SampleBuilder {
     sample: Sample,
 }
 
-impl Default for Sample {
+impl Default for SampleBuilder {
     fn default() -> Self {
-        Self {
+        let sample = Sample {
             labels: Vec::new(),
             numbers: Vec::new(),
             texts: Vec::new(),
-        }
+        };
+        Self { sample }
     }
 }
 

@@ -1,0 +1,91 @@
+//! A real `wasmtap` agent process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::Context as _;
+
+use crate::paths;
+
+/// A running agent; killed on drop.
+#[derive(Debug)]
+pub struct Agent {
+    child: Child,
+    /// Its stderr log.
+    pub log: PathBuf,
+    /// Its plugins directory.
+    pub plugins: PathBuf,
+}
+
+impl Agent {
+    /// Writes `agent.toml` under `dir` for a proxy on `port` and `key`, copies the
+    /// named collectors into its plugins dir, and starts the agent.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        key: &str,
+        collectors: &[&str],
+    ) -> anyhow::Result<Self> {
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        for c in collectors {
+            let (wasm, manifest) = paths::plugin(c)?;
+            std::fs::copy(&wasm, plugins.join(format!("{c}.wasm")))?;
+            if manifest.is_file() {
+                std::fs::copy(&manifest, plugins.join(format!("{c}.toml")))?;
+            }
+        }
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhosts = [\"127.0.0.1\"]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"2s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n"
+            ),
+        )?;
+        Self::start_with_config(dir, &config, plugins)
+    }
+
+    /// Starts an agent on an existing config file.
+    pub fn start_with_config(dir: &Path, config: &Path, plugins: PathBuf) -> anyhow::Result<Self> {
+        let log = dir.join("agent.log");
+        let child = Command::new(paths::bin_dir()?.join("wasmtap"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting wasmtap")?;
+        Ok(Self {
+            child,
+            log,
+            plugins,
+        })
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, if the agent has exited.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Sends SIGTERM-equivalent (kill) and waits.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

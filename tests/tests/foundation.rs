@@ -1,0 +1,148 @@
+//! The walking skeleton, end to end: a real proxy, a real agent and the
+//! compiled `load` collector on 127.0.0.1.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use wasmtap_tests::{Agent, Proxy, new_key, wait};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn load_samples_reach_the_store() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let started = now_ms();
+    let _agent = Agent::start(
+        &dir.path().join("agent"),
+        "web-01",
+        proxy.addr.port(),
+        &key,
+        &["load"],
+    )?;
+
+    let rows = wait::until(
+        Duration::from_secs(15),
+        "two rounds of load samples",
+        || {
+            let rows = proxy.query(&["--collector", "load"])?;
+            Ok((rows.len() >= 10).then_some(rows))
+        },
+    )
+    .with_context(|| format!("proxy log:\n{}", proxy.log_text()))?;
+    let finished = now_ms();
+
+    let mut fields: Vec<&str> = rows.iter().filter_map(|r| r["field"].as_str()).collect();
+    fields.sort();
+    fields.dedup();
+    assert_eq!(fields, ["load1", "load15", "load5", "running", "tasks"]);
+    for r in &rows {
+        assert_eq!(r["project"], "shop");
+        assert_eq!(r["agent"], "web-01");
+        assert_eq!(r["collector"], "load");
+        assert!(r["labels"].as_object().is_some_and(|l| l.is_empty()), "{r}");
+        let value = r["value"].as_f64().context("numeric value")?;
+        assert!(value.is_finite() && value >= 0.0, "{r}");
+        let time = r["time"].as_u64().context("time")?;
+        assert!(
+            time + 1_000 >= started && time <= finished + 1_000,
+            "time {time} outside the run: {r}"
+        );
+    }
+    // Values have /proc/loadavg's shape: at least one task exists, and no
+    // more are runnable than exist.
+    let by_field = |f: &'static str| {
+        rows.iter()
+            .filter(move |r| r["field"] == f)
+            .filter_map(|r| r["value"].as_f64())
+    };
+    assert!(by_field("tasks").all(|t| t >= 1.0 && t.fract() == 0.0));
+    assert!(by_field("running").all(|r| r.fract() == 0.0));
+    let max_tasks = by_field("tasks").fold(0.0, f64::max);
+    assert!(by_field("running").all(|r| r <= max_tasks));
+    Ok(())
+}
+
+/// Agents with the wrong key are refused at both ends, nothing of theirs is
+/// stored, and they retry with backoff instead of spinning.
+#[test]
+fn wrong_keys_are_refused_and_retried_with_backoff() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let shop = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &shop)])?;
+    let port = proxy.addr.port();
+    // Another project's key, and a key of the right project with another secret.
+    let other_project = Agent::start(
+        &dir.path().join("a1"),
+        "intruder-1",
+        port,
+        &new_key("bank")?,
+        &["load"],
+    )?;
+    let other_secret = Agent::start(
+        &dir.path().join("a2"),
+        "intruder-2",
+        port,
+        &new_key("shop")?,
+        &["load"],
+    )?;
+
+    let window = Duration::from_secs(4);
+    std::thread::sleep(window);
+    assert!(
+        proxy.query(&[])?.is_empty(),
+        "nothing from a refused agent may be stored"
+    );
+
+    let proxy_log = proxy.log_text();
+    assert!(proxy_log.contains("unknown project `bank`"), "{proxy_log}");
+    assert!(
+        proxy_log.contains("does not authenticate: wrong access key"),
+        "{proxy_log}"
+    );
+
+    for (agent, needle) in [
+        (&other_project, "does not know project `bank`"),
+        (&other_secret, "refused this agent's access key"),
+    ] {
+        let log = agent.log_text();
+        let attempts = log.matches(needle).count();
+        assert!(attempts >= 2, "expected retries, got {attempts}: {log}");
+        // With 200 ms doubling backoff, four seconds allow about six attempts; spinning would be hundreds.
+        assert!(
+            attempts <= 15,
+            "retrying too fast: {attempts} attempts in {window:?}"
+        );
+        assert!(!log.contains(&shop[12..]), "agent log leaks a key");
+    }
+    Ok(())
+}
+
+/// A mistyped key is a clear start-up error, not a handshake failure.
+#[test]
+fn corrupted_key_stops_the_agent_at_start_up() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let mut corrupted = key.clone().into_bytes();
+    let i = corrupted.len() - 5;
+    corrupted[i] = if corrupted[i] == b'A' { b'B' } else { b'A' };
+    let corrupted = String::from_utf8(corrupted)?;
+    let mut agent = Agent::start(dir.path(), "web-01", 1, &corrupted, &["load"])?;
+    let status = wait::until(Duration::from_secs(10), "the agent to exit", || {
+        agent.try_wait()
+    })?;
+    assert!(!status.success());
+    let log = agent.log_text();
+    assert!(log.contains("checksum mismatch"), "{log}");
+    assert!(
+        !log.contains(&corrupted[12..]),
+        "error leaks the key: {log}"
+    );
+    Ok(())
+}
