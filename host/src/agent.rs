@@ -87,7 +87,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         path: config.data_dir.clone(),
         source,
     })?;
-    let rt = Arc::new(Runtime::new().map_err(|e| AgentError::Runtime(format!("{e:#}")))?);
+    let rt = Arc::new(
+        Runtime::new(&config.data_dir).map_err(|e| AgentError::Runtime(format!("{e:#}")))?,
+    );
     let collectors = load_all(&rt, &config.plugins_dir).await?;
     if collectors.is_empty() {
         tracing::warn!(dir = %config.plugins_dir.display(), "no collectors loaded");

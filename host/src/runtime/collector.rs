@@ -2,12 +2,14 @@
 //! and a sandboxed instance in a `Store` of its own.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Component;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings;
+use super::kv::KvState;
 use super::state::CollectorState;
 use super::{Runtime, deadline_ticks};
 use crate::manifest::Manifest;
@@ -97,6 +99,7 @@ pub struct Collector {
     component: Component,
     instance: Option<Instance>,
     limits: OutputLimits,
+    kv: Arc<Mutex<KvState>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -127,7 +130,8 @@ impl Collector {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut instance = instantiate(rt, &component, &manifest, &label)?;
+        let kv = Arc::new(Mutex::new(KvState::default()));
+        let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone())?;
         instance
             .store
             .set_epoch_deadline(deadline_ticks(manifest.timeout));
@@ -137,7 +141,9 @@ impl Collector {
             .map_err(|e| LoadError::Describe(describe_error(&e).to_string()))?;
         let schema = Schema::from_descriptor(descriptor)?;
         instance.store.data_mut().name = schema.name.clone();
+        *lock(&kv) = KvState::load(rt.state_path(&schema.name));
         init(&mut instance, &manifest)?;
+        persist(&kv, &schema.name);
         Ok(Self {
             path: path.to_owned(),
             schema,
@@ -145,6 +151,7 @@ impl Collector {
             component,
             instance: Some(instance),
             limits: OutputLimits::default(),
+            kv,
         })
     }
 
@@ -171,8 +178,14 @@ impl Collector {
         let instance = match self.instance.as_mut() {
             Some(i) => i,
             None => {
-                let mut fresh = instantiate(rt, &self.component, &self.manifest, &self.schema.name)
-                    .map_err(|e| CallError::Restart(e.to_string()))?;
+                let mut fresh = instantiate(
+                    rt,
+                    &self.component,
+                    &self.manifest,
+                    &self.schema.name,
+                    self.kv.clone(),
+                )
+                .map_err(|e| CallError::Restart(e.to_string()))?;
                 init(&mut fresh, &self.manifest).map_err(|e| CallError::Restart(e.to_string()))?;
                 self.instance.insert(fresh)
             }
@@ -180,7 +193,9 @@ impl Collector {
         instance
             .store
             .set_epoch_deadline(deadline_ticks(self.manifest.timeout));
-        let raw = match instance.bindings.call_collect(&mut instance.store) {
+        let result = instance.bindings.call_collect(&mut instance.store);
+        persist(&self.kv, &self.schema.name);
+        let raw = match result {
             Ok(Ok(raw)) => raw,
             Ok(Err(message)) => return Err(CallError::Collector(message)),
             Err(e) => {
@@ -192,11 +207,23 @@ impl Collector {
     }
 }
 
+fn lock(kv: &Mutex<KvState>) -> std::sync::MutexGuard<'_, KvState> {
+    kv.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes the collector's state if it changed; a failure is logged, not fatal.
+fn persist(kv: &Mutex<KvState>, name: &str) {
+    if let Err(e) = lock(kv).persist() {
+        tracing::warn!(collector = %name, error = %e, "cannot persist collector state");
+    }
+}
+
 fn instantiate(
     rt: &Runtime,
     component: &Component,
     manifest: &Manifest,
     name: &str,
+    kv: Arc<Mutex<KvState>>,
 ) -> Result<Instance, LoadError> {
     let mut wasi = WasiCtx::builder();
     for dir in &manifest.read {
@@ -221,7 +248,7 @@ fn instantiate(
         .instances(32)
         .trap_on_grow_failure(true)
         .build();
-    let state = CollectorState::new(name.to_owned(), wasi.build(), limits);
+    let state = CollectorState::new(name.to_owned(), wasi.build(), limits, kv);
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(deadline_ticks(manifest.timeout));

@@ -8,9 +8,10 @@
 
 pub mod bindings;
 pub mod collector;
+pub mod kv;
 pub mod state;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CollectorState>,
     ticker: Arc<AtomicBool>,
+    state_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -51,8 +53,9 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine and starts the epoch ticker thread.
-    pub fn new() -> anyhow::Result<Self> {
+    /// Builds the engine and starts the epoch ticker thread. Collector state
+    /// is kept under `data_dir/state`.
+    pub fn new(data_dir: &Path) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
@@ -75,10 +78,12 @@ impl Runtime {
                     }
                 }
             })?;
+        let state_dir = data_dir.join("state");
         Ok(Self {
             engine,
             linker,
             ticker,
+            state_dir,
         })
     }
 
@@ -98,6 +103,11 @@ impl Runtime {
             import: name,
         })?;
         Ok(component)
+    }
+
+    /// Where collector `name` keeps its persisted state.
+    pub fn state_path(&self, name: &str) -> PathBuf {
+        self.state_dir.join(format!("{name}.state"))
     }
 
     pub(crate) fn linker(&self) -> &Linker<CollectorState> {

@@ -1,6 +1,7 @@
 //! What each collector's `Store` holds, and the host side of the
 //! `wasmtap:collector/host` import.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use wasmtime::StoreLimits;
@@ -8,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wasmtap::collector::host::{Host, Level};
+use super::kv::KvState;
 
 /// Log lines a collector may write per second before lines are dropped.
 pub const LOG_LINES_PER_SECOND: u32 = 20;
@@ -24,6 +26,9 @@ pub struct CollectorState {
     pub table: ResourceTable,
     /// Memory, table and instance caps.
     pub limits: StoreLimits,
+    /// The persisted key-value state, shared with the owning collector so it
+    /// outlives restarts of the instance.
+    pub kv: Arc<Mutex<KvState>>,
     log: LogBudget,
 }
 
@@ -37,14 +42,21 @@ impl std::fmt::Debug for CollectorState {
 
 impl CollectorState {
     /// State for collector `name`.
-    pub fn new(name: String, wasi: WasiCtx, limits: StoreLimits) -> Self {
+    pub fn new(name: String, wasi: WasiCtx, limits: StoreLimits, kv: Arc<Mutex<KvState>>) -> Self {
         Self {
             name,
             wasi,
             table: ResourceTable::new(),
             limits,
+            kv,
             log: LogBudget::new(),
         }
+    }
+
+    fn kv(&self) -> MutexGuard<'_, KvState> {
+        self.kv
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -121,6 +133,18 @@ impl Host for CollectorState {
             Level::Warn => tracing::warn!(collector, "{msg}"),
             Level::Error => tracing::error!(collector, "{msg}"),
         }
+    }
+
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.kv().get(&key)
+    }
+
+    fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.kv().set(key, value)
+    }
+
+    fn state_remove(&mut self, key: String) {
+        self.kv().remove(&key);
     }
 }
 

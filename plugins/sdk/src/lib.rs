@@ -9,6 +9,7 @@
 //! - [`schema`]: declare fields and get typed handles ([`Gauge`], [`Counter`], [`TextField`]).
 //! - [`sample`]: build samples with those handles ([`SampleBuilder`]).
 //! - [`log`]: write to the agent's log.
+//! - [`state`]: persisted key-value state and counter rates.
 //!
 //! ## Example
 //! ```ignore
@@ -51,6 +52,7 @@ pub mod bindings {
 pub mod log;
 pub mod sample;
 pub mod schema;
+pub mod state;
 
 pub use bindings::Guest;
 pub use bindings::export;
