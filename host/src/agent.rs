@@ -37,10 +37,8 @@ pub enum AgentError {
 
 /// Every `*.wasm` in `dir`, sorted by name.
 pub fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| AgentError::PluginsDir {
-        path: dir.to_owned(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|source| AgentError::PluginsDir { path: dir.to_owned(), source })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
@@ -83,10 +81,8 @@ pub async fn load_all(rt: &Arc<Runtime>, dir: &Path) -> Result<Vec<Collector>, A
 
 /// Runs the agent until `shutdown` flips to `true`.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| AgentError::DataDir { path: config.data_dir.clone(), source })?;
     let rt = Arc::new(
         Runtime::new(&config.data_dir).map_err(|e| AgentError::Runtime(format!("{e:#}")))?,
     );
@@ -102,13 +98,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             continue;
         }
         let interval = c.manifest().interval.unwrap_or(c.schema().default_interval);
-        tasks.push(scheduler::spawn(
-            rt.clone(),
-            c,
-            interval,
-            tx.clone(),
-            shutdown.clone(),
-        ));
+        tasks.push(scheduler::spawn(rt.clone(), c, interval, tx.clone(), shutdown.clone()));
     }
     drop(tx);
     tracing::info!(agent = %config.name, project = %config.access_key.project(), collectors = tasks.len(), "agent running");

@@ -22,11 +22,7 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `base`, never waits longer than `cap`.
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            failures: 0,
-        }
+        Self { base, cap, failures: 0 }
     }
 
     /// The ceiling of the next delay.

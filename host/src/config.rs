@@ -84,9 +84,7 @@ mod humantime_serde_opt {
         let Some(text) = Option::<String>::deserialize(d)? else {
             return Ok(None);
         };
-        humantime::parse_duration(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
+        humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -113,36 +111,22 @@ impl Config {
     /// Reads and validates `path`. Relative paths in the file are taken
     /// relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| match e {
-            ConfigError::Toml { source, .. } => ConfigError::Toml {
-                path: path.to_owned(),
-                source,
-            },
+            ConfigError::Toml { source, .. } => ConfigError::Toml { path: path.to_owned(), source },
             other => other,
         })
     }
 
     /// Parses and validates config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
-            path: PathBuf::new(),
-            source,
-        })?;
-        let hosts: Vec<String> = raw
-            .server
-            .hosts
-            .iter()
-            .map(|h| h.trim().to_owned())
-            .collect();
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|source| ConfigError::Toml { path: PathBuf::new(), source })?;
+        let hosts: Vec<String> = raw.server.hosts.iter().map(|h| h.trim().to_owned()).collect();
         if hosts.is_empty() || hosts.iter().any(String::is_empty) {
-            return Err(ConfigError::Invalid(
-                "server.hosts must list at least one host".into(),
-            ));
+            return Err(ConfigError::Invalid("server.hosts must list at least one host".into()));
         }
         let port = raw.server.port.unwrap_or(DEFAULT_PORT);
         if port == 0 {
@@ -154,14 +138,9 @@ impl Config {
             None => default_agent_name(),
         };
         if name.is_empty() || name.len() > wasmtap_protocol::handshake::MAX_AGENT_NAME {
-            return Err(ConfigError::Invalid(
-                "agent.name must be 1 to 255 bytes".into(),
-            ));
+            return Err(ConfigError::Invalid("agent.name must be 1 to 255 bytes".into()));
         }
-        let data_dir = raw
-            .agent
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from("wasmtap-data"));
+        let data_dir = raw.agent.data_dir.unwrap_or_else(|| PathBuf::from("wasmtap-data"));
         Ok(Self {
             hosts,
             port,
@@ -232,9 +211,7 @@ mod tests {
             ("[server]\nhosts = [\"h\"]\n".to_owned(), "access_key"),
         ];
         for (text, needle) in cases {
-            let err = Config::parse(&text, Path::new("."))
-                .expect_err(&text)
-                .to_string();
+            let err = Config::parse(&text, Path::new(".")).expect_err(&text).to_string();
             assert!(err.contains(needle), "{err:?} should mention {needle}");
             assert!(!err.contains(&k[12..]), "error leaks the key: {err}");
         }

@@ -108,41 +108,23 @@ impl Manifest {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(ManifestError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(ManifestError::Read { path: path.to_owned(), source }),
         }
     }
 
     /// Parses manifest text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let invalid = |message: String| ManifestError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
-        let raw: RawManifest = toml::from_str(text).map_err(|source| ManifestError::Toml {
-            path: path.to_owned(),
-            source,
-        })?;
+        let invalid = |message: String| ManifestError::Invalid { path: path.to_owned(), message };
+        let raw: RawManifest = toml::from_str(text)
+            .map_err(|source| ManifestError::Toml { path: path.to_owned(), source })?;
         let duration = |key: &str, v: &str| {
             humantime::parse_duration(v).map_err(|e| invalid(format!("{key} = {v:?}: {e}")))
         };
-        let interval = raw
-            .interval
-            .as_deref()
-            .map(|v| duration("interval", v))
-            .transpose()?;
+        let interval = raw.interval.as_deref().map(|v| duration("interval", v)).transpose()?;
         if interval.is_some_and(|i| i < MIN_INTERVAL) {
-            return Err(invalid(format!(
-                "interval must be at least {MIN_INTERVAL:?}"
-            )));
+            return Err(invalid(format!("interval must be at least {MIN_INTERVAL:?}")));
         }
-        let timeout = raw
-            .timeout
-            .as_deref()
-            .map(|v| duration("timeout", v))
-            .transpose()?;
+        let timeout = raw.timeout.as_deref().map(|v| duration("timeout", v)).transpose()?;
         let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() || timeout > Duration::from_secs(60) {
             return Err(invalid("timeout must be between 1ms and 60s".into()));
@@ -157,10 +139,7 @@ impl Manifest {
         }
         for p in &raw.grants.read {
             if !p.is_absolute() {
-                return Err(invalid(format!(
-                    "grants.read path {} must be absolute",
-                    p.display()
-                )));
+                return Err(invalid(format!("grants.read path {} must be absolute", p.display())));
             }
         }
         let config = raw
@@ -168,9 +147,9 @@ impl Manifest {
             .into_iter()
             .map(|(k, v)| match v {
                 toml::Value::String(s) => Ok((k, s)),
-                toml::Value::Table(_) | toml::Value::Array(_) => Err(invalid(format!(
-                    "config.{k} must be a string, number or boolean"
-                ))),
+                toml::Value::Table(_) | toml::Value::Array(_) => {
+                    Err(invalid(format!("config.{k} must be a string, number or boolean")))
+                }
                 other => Ok((k, other.to_string())),
             })
             .collect::<Result<_, _>>()?;
@@ -219,10 +198,7 @@ mod tests {
         assert!(!m.enabled);
         assert_eq!(m.read, [PathBuf::from("/proc")]);
         assert_eq!(m.env, ["HOME"]);
-        assert_eq!(
-            m.config,
-            [("mount".into(), "/".into()), ("top".into(), "5".into())]
-        );
+        assert_eq!(m.config, [("mount".into(), "/".into()), ("top".into(), "5".into())]);
     }
 
     #[test]
@@ -244,9 +220,7 @@ mod tests {
             ("[grants]\nwrite = [\"/\"]", "unknown field"),
             ("[config]\nx = [1]", "config.x"),
         ] {
-            let err = Manifest::parse(text, Path::new("c.toml"))
-                .expect_err(text)
-                .to_string();
+            let err = Manifest::parse(text, Path::new("c.toml")).expect_err(text).to_string();
             assert!(err.contains(needle), "{err:?} should mention {needle}");
         }
     }

@@ -142,9 +142,7 @@ impl Schema {
     /// Validates what `describe` returned.
     pub fn from_descriptor(d: wit::Descriptor) -> Result<Self, SchemaError> {
         let lower = |c: char| c.is_ascii_lowercase();
-        if !valid_name(&d.name, lower, |c| {
-            lower(c) || c.is_ascii_digit() || c == '_' || c == '-'
-        }) {
+        if !valid_name(&d.name, lower, |c| lower(c) || c.is_ascii_digit() || c == '_' || c == '-') {
             return Err(SchemaError::BadName {
                 what: "collector",
                 name: d.name.escape_debug().to_string(),
@@ -170,22 +168,14 @@ impl Schema {
                 return Err(SchemaError::Duplicate(f.name));
             }
             if f.unit.len() > MAX_DOC || f.help.len() > MAX_DOC {
-                return Err(SchemaError::DocTooLong(format!(
-                    "unit or help of field {}",
-                    f.name
-                )));
+                return Err(SchemaError::DocTooLong(format!("unit or help of field {}", f.name)));
             }
             let kind = match f.kind {
                 wit::FieldKind::Gauge => Kind::Gauge,
                 wit::FieldKind::Counter => Kind::Counter,
                 wit::FieldKind::Text => Kind::Text,
             };
-            fields.push(FieldSpec {
-                name: f.name,
-                kind,
-                unit: f.unit,
-                help: f.help,
-            });
+            fields.push(FieldSpec { name: f.name, kind, unit: f.unit, help: f.help });
         }
         Ok(Self {
             name: d.name,
@@ -210,17 +200,10 @@ impl Schema {
         if total > limits.max_values {
             return Err(too_many("values", total, limits.max_values));
         }
-        let mut out = Enforced {
-            samples: Vec::with_capacity(raw.len()),
-            ..Enforced::default()
-        };
+        let mut out = Enforced { samples: Vec::with_capacity(raw.len()), ..Enforced::default() };
         for s in raw {
             if s.labels.len() > limits.max_labels {
-                return Err(too_many(
-                    "labels in one sample",
-                    s.labels.len(),
-                    limits.max_labels,
-                ));
+                return Err(too_many("labels in one sample", s.labels.len(), limits.max_labels));
             }
             for (k, v) in &s.labels {
                 let longest = k.len().max(v.len());

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use wasmtap_protocol::handshake::{ClientHandshake, HandshakeError};
-use wasmtap_protocol::message::{self, Ack, Batch, Sample};
+use wasmtap_protocol::message::{self, Ack, Batch, Ping, Pong, Sample, SealedBatch};
 use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::backoff::{Backoff, DEFAULT_BASE};
@@ -27,6 +27,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch is sent early once it holds this many samples.
 pub const MAX_BATCH_SAMPLES: usize = 2_000;
+/// How often the agent pings the proxy (keepalive, round-trip time, clock offset).
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Samples kept in memory while no proxy is reachable; the oldest go first.
 pub const MAX_QUEUED_SAMPLES: usize = 200_000;
 
@@ -131,12 +133,7 @@ enum Ended {
 impl Uplink {
     /// An uplink for `config` fed by `samples`.
     pub fn new(config: Config, samples: mpsc::Receiver<Vec<Sample>>) -> Self {
-        Self {
-            config,
-            samples,
-            queue: Queue::default(),
-            next_seq: 1,
-        }
+        Self { config, samples, queue: Queue::default(), next_seq: 1 }
     }
 
     /// Runs until `shutdown` flips, reconnecting as needed.
@@ -189,10 +186,7 @@ impl Uplink {
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| UplinkError::Timeout("connect"))?
-            .map_err(|source| UplinkError::Connect {
-                addr: addr.to_owned(),
-                source,
-            })?;
+            .map_err(|source| UplinkError::Connect { addr: addr.to_owned(), source })?;
         stream.set_nodelay(true)?;
         tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream))
             .await
@@ -258,6 +252,7 @@ impl Uplink {
         });
         let _abort = AbortOnDrop(read_task);
         let mut flush = tokio::time::interval(BATCH_INTERVAL);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
         loop {
             tokio::select! {
                 Some(samples) = self.samples.recv() => {
@@ -270,6 +265,18 @@ impl Uplink {
                 }
                 _ = flush.tick() => {
                     if let Err(e) = self.flush(&mut session, &mut writer).await {
+                        break Ended::Lost(e);
+                    }
+                }
+                _ = ping.tick() => {
+                    let sent = session
+                        .seal(FrameKind::Ping, &message::encode(&Ping { t1_ms: now_ms() }))
+                        .map_err(UplinkError::from);
+                    let sent = match sent {
+                        Ok(bytes) => writer.write_all(&bytes).await.map_err(UplinkError::from),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
                         break Ended::Lost(e);
                     }
                 }
@@ -303,12 +310,17 @@ impl Uplink {
         writer: &mut tokio::net::tcp::OwnedWriteHalf,
     ) -> Result<(), UplinkError> {
         while !self.queue.samples.is_empty() {
-            let samples = self.queue.take_batch();
-            let batch = Batch {
-                seq: self.next_seq,
-                samples,
-            };
-            let bytes = session.seal(FrameKind::Sealed, &message::encode(&batch))?;
+            let batch = Batch { seq: self.next_seq, samples: self.queue.take_batch() };
+            // Numbers go on the simple path; labels, text and structure are
+            // sealed together with the checkpoint that covers the numbers.
+            let (heads, numbers) = batch.split();
+            let mut bytes = Vec::new();
+            for payload in &numbers {
+                session.seal_simple(payload, &mut bytes);
+            }
+            let checkpoint = session.simple_checkpoint();
+            let sealed = SealedBatch { seq: batch.seq, samples: heads, checkpoint };
+            session.seal_into(FrameKind::Sealed, &message::encode(&sealed), &mut bytes)?;
             if let Err(e) = writer.write_all(&bytes).await {
                 // Keep the samples for the next session.
                 let mut back: VecDeque<Sample> = batch.samples.into();
@@ -316,7 +328,12 @@ impl Uplink {
                 self.queue.samples = back;
                 return Err(e.into());
             }
-            tracing::debug!(seq = batch.seq, samples = batch.samples.len(), "batch sent");
+            tracing::debug!(
+                seq = batch.seq,
+                samples = batch.samples.len(),
+                bytes = bytes.len(),
+                "batch sent"
+            );
             self.next_seq += 1;
         }
         Ok(())
@@ -338,6 +355,12 @@ fn handle_frame(session: &mut Session, frame: Frame) -> Result<(), UplinkError> 
         FrameKind::Ack => {
             let ack: Ack = message::decode(&body).map_err(|_| UplinkError::Unexpected(kind))?;
             tracing::debug!(seq = ack.seq, "batch acknowledged");
+            Ok(())
+        }
+        FrameKind::Pong => {
+            let pong: Pong = message::decode(&body).map_err(|_| UplinkError::Unexpected(kind))?;
+            let (rtt_ms, offset_ms) = pong.time_sync(now_ms());
+            tracing::debug!(rtt_ms, offset_ms, "proxy clock probe");
             Ok(())
         }
         FrameKind::Close => {

@@ -106,10 +106,7 @@ pub struct AccessKey {
 impl AccessKey {
     /// Issues a fresh key for `project`.
     pub fn generate(project: ProjectId, rng: &mut impl rand::CryptoRng) -> Self {
-        Self {
-            project,
-            secret: Key256::random(rng),
-        }
+        Self { project, secret: Key256::random(rng) }
     }
 
     /// Builds a key from its parts.
@@ -162,9 +159,7 @@ impl FromStr for AccessKey {
         let (project, body) = rest.split_once('_').ok_or(AccessKeyError::Malformed)?;
         let project = ProjectId::new(project)?;
         let mut decoded = zeroize::Zeroizing::new(
-            URL_SAFE_NO_PAD
-                .decode(body)
-                .map_err(|_| AccessKeyError::BadEncoding)?,
+            URL_SAFE_NO_PAD.decode(body).map_err(|_| AccessKeyError::BadEncoding)?,
         );
         if decoded.len() != SECRET_LEN + CHECK_LEN {
             return Err(AccessKeyError::BadEncoding);
@@ -173,10 +168,7 @@ impl FromStr for AccessKey {
         secret.copy_from_slice(&decoded[..SECRET_LEN]);
         let secret = Key256::new(secret);
         let expected = checksum(&project, secret.expose());
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            &expected[..],
-            &decoded[SECRET_LEN..],
-        )) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &decoded[SECRET_LEN..])) {
             return Err(AccessKeyError::Checksum);
         }
         zeroize::Zeroize::zeroize(&mut *decoded);
@@ -237,10 +229,7 @@ mod tests {
             for r in alphabet.chars().filter(|&r| r != c) {
                 let mut typo = text.clone();
                 typo.replace_range(i..i + 1, r.encode_utf8(&mut [0; 4]));
-                assert!(
-                    typo.parse::<AccessKey>().is_err(),
-                    "typo at {i} accepted: {typo}"
-                );
+                assert!(typo.parse::<AccessKey>().is_err(), "typo at {i} accepted: {typo}");
             }
         }
     }
@@ -249,18 +238,9 @@ mod tests {
     fn bad_keys_say_why() {
         let text = key().to_key_string().to_string();
         assert_eq!("nope".parse::<AccessKey>(), Err(AccessKeyError::BadPrefix));
-        assert_eq!(
-            "wtap1_x".parse::<AccessKey>(),
-            Err(AccessKeyError::Malformed)
-        );
-        assert_eq!(
-            text[..text.len() - 3].parse::<AccessKey>(),
-            Err(AccessKeyError::BadEncoding)
-        );
-        assert!(matches!(
-            "wtap1_Bad_xx".parse::<AccessKey>(),
-            Err(AccessKeyError::Project(_))
-        ));
+        assert_eq!("wtap1_x".parse::<AccessKey>(), Err(AccessKeyError::Malformed));
+        assert_eq!(text[..text.len() - 3].parse::<AccessKey>(), Err(AccessKeyError::BadEncoding));
+        assert!(matches!("wtap1_Bad_xx".parse::<AccessKey>(), Err(AccessKeyError::Project(_))));
         let other = text.replacen("shop-prod", "shop-prox", 1);
         assert_eq!(other.parse::<AccessKey>(), Err(AccessKeyError::Checksum));
     }
@@ -269,10 +249,7 @@ mod tests {
     fn project_names_are_validated() {
         assert!(ProjectId::new("a").is_ok());
         assert_eq!(ProjectId::new(""), Err(ProjectNameError::Empty));
-        assert_eq!(
-            ProjectId::new(&"a".repeat(65)),
-            Err(ProjectNameError::TooLong)
-        );
+        assert_eq!(ProjectId::new(&"a".repeat(65)), Err(ProjectNameError::TooLong));
         assert!(ProjectId::new("-a").is_err());
         assert!(ProjectId::new("a_b").is_err());
         assert!(ProjectId::new("A").is_err());

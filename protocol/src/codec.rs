@@ -110,10 +110,7 @@ mod tests {
     #[test]
     fn truncation_and_trailing_are_errors() {
         assert_eq!(Reader::new(&[1, 2]).u64(), Err(DecodeError::Truncated));
-        assert_eq!(
-            Reader::new(&[3, b'a']).short_str(),
-            Err(DecodeError::Truncated)
-        );
+        assert_eq!(Reader::new(&[3, b'a']).short_str(), Err(DecodeError::Truncated));
         assert_eq!(Reader::new(&[1]).finish(), Err(DecodeError::Trailing(1)));
         assert_eq!(Reader::new(&[1, 0xff]).short_str(), Err(DecodeError::Utf8));
     }

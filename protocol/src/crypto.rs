@@ -58,9 +58,7 @@ impl Aead {
         buf: &mut Vec<u8>,
     ) -> Result<(), AuthError> {
         let nonce = Nonce::from(*nonce);
-        self.0
-            .decrypt_in_place(&nonce, aad, buf)
-            .map_err(|_| AuthError)
+        self.0.decrypt_in_place(&nonce, aad, buf).map_err(|_| AuthError)
     }
 }
 
@@ -123,9 +121,7 @@ pub struct EphemeralKey {
 
 impl std::fmt::Debug for EphemeralKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EphemeralKey")
-            .field("public", &self.public)
-            .finish_non_exhaustive()
+        f.debug_struct("EphemeralKey").field("public", &self.public).finish_non_exhaustive()
     }
 }
 

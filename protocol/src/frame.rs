@@ -166,10 +166,7 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     /// A decoder accepting payloads of at most `max` bytes.
     pub fn new(max: u32) -> Self {
-        Self {
-            buf: Vec::new(),
-            max,
-        }
+        Self { buf: Vec::new(), max }
     }
 
     /// Appends bytes received from the peer.
@@ -204,10 +201,7 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let f = Frame {
-            kind: FrameKind::Sealed,
-            payload: vec![1, 2, 3],
-        };
+        let f = Frame { kind: FrameKind::Sealed, payload: vec![1, 2, 3] };
         let bytes = f.to_bytes();
         assert_eq!(bytes[..HEADER_LEN], [1, 0x10, 0, 0, 0, 3]);
         let mut d = FrameDecoder::default();
@@ -219,10 +213,7 @@ mod tests {
     #[test]
     fn split_at_every_byte_boundary() {
         let frames: Vec<Frame> = (0..4u8)
-            .map(|i| Frame {
-                kind: FrameKind::Ping,
-                payload: vec![i; usize::from(i) * 3],
-            })
+            .map(|i| Frame { kind: FrameKind::Ping, payload: vec![i; usize::from(i) * 3] })
             .collect();
         let mut wire = Vec::new();
         for f in &frames {
@@ -245,10 +236,7 @@ mod tests {
     fn oversized_length_is_refused_before_buffering() {
         let mut d = FrameDecoder::new(16);
         d.push(&Frame::header(FrameKind::Sealed, 17));
-        assert_eq!(
-            d.next_frame(),
-            Err(FrameError::TooLarge { len: 17, max: 16 })
-        );
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { len: 17, max: 16 }));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`codec`]: byte readers and writers for the fixed handshake layouts.
 //! - [`handshake`]: the three-message key exchange as typed state machines.
 //! - [`session`]: sealed frames after the handshake: counters, rekeying, auth-failure limits.
+//! - [`simple`]: the cheap cipher for numeric payloads, verified by sealed checkpoints.
 //! - [`close`]: close frames and their reason codes.
 //! - [`message`]: the application messages carried inside sealed frames.
 //!
@@ -53,6 +54,7 @@ pub mod handshake;
 pub mod message;
 pub mod secret;
 pub mod session;
+pub mod simple;
 
 pub use access_key::{AccessKey, ProjectId};
 pub use frame::{Frame, FrameDecoder, FrameKind};

@@ -10,6 +10,7 @@
 use crate::crypto::{Aead, AuthError, NONCE_LEN, TAG_LEN, derive_key};
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::secret::Key256;
+use crate::simple::{Checkpoint, NumericPayload, SimpleError, SimpleState};
 
 /// Frames sealed under one key before both sides move to the next
 /// (2^24, far below AES-GCM's per-key limits for our frame sizes).
@@ -47,6 +48,12 @@ pub enum SessionError {
     /// The payload is too large for one frame.
     #[error("payload of {0} bytes does not fit a frame")]
     TooLarge(usize),
+    /// The simple path failed: close the session.
+    #[error(transparent)]
+    Simple(#[from] SimpleError),
+    /// A frame of another kind was given to the simple path.
+    #[error("frame kind {0:?} is not a simple frame")]
+    NotSimple(FrameKind),
 }
 
 /// Whether frames of `kind` are sealed under the strong key once the session is up.
@@ -69,12 +76,7 @@ pub(crate) struct Direction {
 
 impl Direction {
     pub(crate) fn new(key: Key256, rekey_interval: u64) -> Self {
-        Self {
-            aead: Aead::new(&key),
-            key,
-            counter: 0,
-            rekey_interval,
-        }
+        Self { aead: Aead::new(&key), key, counter: 0, rekey_interval }
     }
 
     fn nonce(&self) -> [u8; NONCE_LEN] {
@@ -100,16 +102,37 @@ pub struct Session {
     role: Role,
     send: Direction,
     recv: Direction,
+    simple_send: SimpleState,
+    simple_recv: SimpleState,
     auth_failures: u32,
 }
 
+/// One direction's sealed and simple keys.
+#[derive(Debug)]
+pub(crate) struct DirectionKeys {
+    pub(crate) sealed: Key256,
+    pub(crate) simple: Key256,
+}
+
 impl Session {
-    pub(crate) fn new(id: u64, role: Role, send: Direction, recv: Direction) -> Self {
+    pub(crate) fn new(id: u64, role: Role, send: DirectionKeys, recv: DirectionKeys) -> Self {
+        Self::with_rekey_interval(id, role, send, recv, REKEY_INTERVAL)
+    }
+
+    pub(crate) fn with_rekey_interval(
+        id: u64,
+        role: Role,
+        send: DirectionKeys,
+        recv: DirectionKeys,
+        rekey_interval: u64,
+    ) -> Self {
         Self {
             id,
             role,
-            send,
-            recv,
+            send: Direction::new(send.sealed, rekey_interval),
+            recv: Direction::new(recv.sealed, rekey_interval),
+            simple_send: SimpleState::new(send.simple),
+            simple_recv: SimpleState::new(recv.simple),
             auth_failures: 0,
         }
     }
@@ -178,12 +201,36 @@ impl Session {
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     Err(SessionError::TooManyAuthFailures)
                 } else {
-                    Err(SessionError::Auth {
-                        failures: self.auth_failures,
-                    })
+                    Err(SessionError::Auth { failures: self.auth_failures })
                 }
             }
         }
+    }
+
+    /// Encrypts numbers into a `Simple` frame appended to `out`. They are
+    /// verified by the peer at the next [`Session::simple_checkpoint`].
+    pub fn seal_simple(&mut self, payload: &NumericPayload, out: &mut Vec<u8>) {
+        self.simple_send.seal_into(payload, out);
+    }
+
+    /// The checkpoint over the simple frames sent since the previous one, to
+    /// carry in the next sealed message.
+    pub fn simple_checkpoint(&mut self) -> Checkpoint {
+        self.simple_send.checkpoint()
+    }
+
+    /// Decrypts a received `Simple` frame and holds it, unverified.
+    pub fn open_simple(&mut self, frame: Frame) -> Result<(), SessionError> {
+        if frame.kind != FrameKind::Simple {
+            return Err(SessionError::NotSimple(frame.kind));
+        }
+        Ok(self.simple_recv.open(frame)?)
+    }
+
+    /// Checks a received checkpoint and releases the payloads it covers, in
+    /// the order they arrived. A mismatch is fatal: close the session.
+    pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<Vec<NumericPayload>, SessionError> {
+        Ok(self.simple_recv.verify(cp)?)
     }
 
     #[cfg(test)]
@@ -197,11 +244,13 @@ mod tests {
     use super::*;
 
     fn pair(interval: u64) -> (Session, Session) {
-        let a = || Direction::new(Key256::new([1; 32]), interval);
-        let b = || Direction::new(Key256::new([2; 32]), interval);
+        let keys = |n: u8| DirectionKeys {
+            sealed: Key256::new([n; 32]),
+            simple: Key256::new([n + 10; 32]),
+        };
         (
-            Session::new(7, Role::Client, a(), b()),
-            Session::new(7, Role::Server, b(), a()),
+            Session::with_rekey_interval(7, Role::Client, keys(1), keys(2), interval),
+            Session::with_rekey_interval(7, Role::Server, keys(2), keys(1), interval),
         )
     }
 
@@ -249,10 +298,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for i in 0..10u8 {
             let f = c.seal(FrameKind::Sealed, &[i]).expect("seals");
-            assert!(
-                seen.insert(f.clone()),
-                "identical ciphertext for distinct frames"
-            );
+            assert!(seen.insert(f.clone()), "identical ciphertext for distinct frames");
             assert_eq!(s.open(frame(&f)), Ok(vec![i]));
         }
         assert_eq!(c.send_counter(), 10 % 4);

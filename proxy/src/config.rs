@@ -73,41 +73,28 @@ pub struct Config {
 impl Config {
     /// Reads and validates `path`; a relative `data_dir` is relative to the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| match e {
-            ConfigError::Toml { source, .. } => ConfigError::Toml {
-                path: path.to_owned(),
-                source,
-            },
+            ConfigError::Toml { source, .. } => ConfigError::Toml { path: path.to_owned(), source },
             other => other,
         })
     }
 
     /// Parses config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|source| ConfigError::Toml { path: PathBuf::new(), source })?;
         let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| ConfigError::Listen(listen_text))?;
+        let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text))?;
         let mut projects = HashMap::new();
         for p in raw.projects {
-            let problem = |problem: String| ConfigError::Project {
-                project: p.name.clone(),
-                problem,
-            };
+            let problem =
+                |problem: String| ConfigError::Project { project: p.name.clone(), problem };
             let id = ProjectId::new(&p.name).map_err(|e| problem(e.to_string()))?;
-            let key: AccessKey = p
-                .access_key
-                .parse()
-                .map_err(|e| problem(format!("access_key: {e}")))?;
+            let key: AccessKey =
+                p.access_key.parse().map_err(|e| problem(format!("access_key: {e}")))?;
             if key.project() != &id {
                 return Err(problem(format!(
                     "access_key belongs to project `{}`, not `{id}`",
@@ -118,11 +105,7 @@ impl Config {
                 return Err(problem("listed twice".into()));
             }
         }
-        Ok(Self {
-            listen,
-            data_dir: base.join(raw.data_dir),
-            projects,
-        })
+        Ok(Self { listen, data_dir: base.join(raw.data_dir), projects })
     }
 }
 
@@ -171,16 +154,11 @@ mod tests {
                 ),
                 "listed twice",
             ),
-            (
-                "data_dir = \"d\"\nlisten = \"nowhere\"\n".to_owned(),
-                "listen",
-            ),
+            ("data_dir = \"d\"\nlisten = \"nowhere\"\n".to_owned(), "listen"),
             ("data_dir = \"d\"\nport = 1\n".to_owned(), "unknown field"),
         ];
         for (text, needle) in cases {
-            let err = Config::parse(&text, Path::new("."))
-                .expect_err(&text)
-                .to_string();
+            let err = Config::parse(&text, Path::new(".")).expect_err(&text).to_string();
             assert!(err.contains(needle), "{err:?} should contain {needle:?}");
         }
     }

@@ -23,18 +23,11 @@ pub fn human_line(agent: &str, sample: &Sample) -> String {
     let labels = if sample.labels.is_empty() {
         String::new()
     } else {
-        let inner: Vec<String> = sample
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
+        let inner: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         format!("{{{}}} ", inner.join(","))
     };
-    let values: Vec<String> = sample
-        .values
-        .iter()
-        .map(|(f, v)| format!("{f}={}", format_value(v)))
-        .collect();
+    let values: Vec<String> =
+        sample.values.iter().map(|(f, v)| format!("{f}={}", format_value(v))).collect();
     format!(
         "{} {agent} {} {labels}{}",
         format_time(sample.time_ms),
@@ -45,11 +38,8 @@ pub fn human_line(agent: &str, sample: &Sample) -> String {
 
 /// One JSON object per field value of `sample`.
 pub fn json_lines(project: &str, agent: &str, sample: &Sample) -> Vec<serde_json::Value> {
-    let labels: serde_json::Map<String, serde_json::Value> = sample
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let labels: serde_json::Map<String, serde_json::Value> =
+        sample.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     sample
         .values
         .iter()

@@ -73,13 +73,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, print } => run(config, print),
-        Command::Query {
-            config,
-            project,
-            collector,
-            agent,
-            json,
-        } => query(config, project, collector, agent, json),
+        Command::Query { config, project, collector, agent, json } => {
+            query(config, project, collector, agent, json)
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use wasmtap_protocol::handshake::{HandshakeError, ServerEstablished, ServerHandshake};
-use wasmtap_protocol::message::{self, Ack, Batch};
+use wasmtap_protocol::message::{self, Ack, Batch, Ping, Pong, SealedBatch};
 use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::config::Config;
@@ -44,8 +44,8 @@ pub enum ConnError {
     /// A sealed frame failed.
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// A batch could not be decoded.
-    #[error("malformed batch: {0}")]
+    /// A message could not be decoded.
+    #[error("malformed message: {0}")]
     Batch(String),
     /// The store failed; the batch is not acknowledged.
     #[error("store: {0}")]
@@ -104,11 +104,7 @@ async fn refuse(stream: &mut TcpStream, peer: SocketAddr, err: &HandshakeError) 
     tracing::warn!(%peer, reason = %err, "handshake refused");
     let mut body = Vec::new();
     Close::new(err.close_code(), err.to_string()).encode(&mut body);
-    let frame = Frame {
-        kind: FrameKind::Close,
-        payload: body,
-    }
-    .to_bytes();
+    let frame = Frame { kind: FrameKind::Close, payload: body }.to_bytes();
     let _ = stream.write_all(&frame).await;
     let _ = stream.shutdown().await;
 }
@@ -150,18 +146,11 @@ async fn serve(
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::default();
-    let est = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&mut stream, peer, &mut decoder, config),
-    )
-    .await
-    .map_err(|_| ConnError::Timeout("handshake"))??;
-    let ServerEstablished {
-        mut session,
-        project,
-        agent,
-        ..
-    } = est;
+    let est =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, peer, &mut decoder, config))
+            .await
+            .map_err(|_| ConnError::Timeout("handshake"))??;
+    let ServerEstablished { mut session, project, agent, .. } = est;
     tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
     loop {
         let frame = tokio::select! {
@@ -176,6 +165,14 @@ async fn serve(
                 return Ok(());
             }
         };
+        if frame.kind == FrameKind::Simple {
+            if let Err(e) = session.open_simple(frame) {
+                close(&mut stream, &mut session, CloseCode::ProtocolError, "simple path overflow")
+                    .await;
+                return Err(e.into());
+            }
+            continue;
+        }
         let kind = frame.kind;
         let body = match session.open(frame) {
             Ok(b) => b,
@@ -196,9 +193,24 @@ async fn serve(
         };
         match kind {
             FrameKind::Sealed => {
-                let batch: Batch =
+                let sealed: SealedBatch =
                     message::decode(&body).map_err(|e| ConnError::Batch(e.to_string()))?;
-                let seq = batch.seq;
+                let numbers = match session.verify_simple(&sealed.checkpoint) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        close(
+                            &mut stream,
+                            &mut session,
+                            CloseCode::AuthFailures,
+                            "simple-path checkpoint mismatch",
+                        )
+                        .await;
+                        return Err(e.into());
+                    }
+                };
+                let seq = sealed.seq;
+                let batch = Batch::join(seq, sealed.samples, &numbers)
+                    .map_err(|e| ConnError::Batch(e.to_string()))?;
                 let record = StoredBatch {
                     agent: agent.clone(),
                     session: session.id(),
@@ -217,21 +229,22 @@ async fn serve(
                 let ack = session.seal(FrameKind::Ack, &message::encode(&Ack { seq }))?;
                 stream.write_all(&ack).await?;
             }
+            FrameKind::Ping => {
+                let t2_ms = crate::now_ms();
+                let ping: Ping =
+                    message::decode(&body).map_err(|e| ConnError::Batch(e.to_string()))?;
+                let pong = Pong { t1_ms: ping.t1_ms, t2_ms, t3_ms: crate::now_ms() };
+                let bytes = session.seal(FrameKind::Pong, &message::encode(&pong))?;
+                stream.write_all(&bytes).await?;
+            }
             FrameKind::Close => {
-                let reason = Close::decode(&body)
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
+                let reason = Close::decode(&body).map(|c| c.to_string()).unwrap_or_default();
                 tracing::info!(%peer, %agent, %reason, "agent closed the session");
                 return Ok(());
             }
             other => {
-                close(
-                    &mut stream,
-                    &mut session,
-                    CloseCode::ProtocolError,
-                    "unexpected frame",
-                )
-                .await;
+                close(&mut stream, &mut session, CloseCode::ProtocolError, "unexpected frame")
+                    .await;
                 return Err(ConnError::Unexpected(other));
             }
         }

@@ -62,20 +62,14 @@ pub struct Store {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
 impl Store {
     /// Opens (creating) a store under `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            logs: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { dir: dir.to_owned(), logs: Mutex::new(HashMap::new()) })
     }
 
     fn log_path(&self, project: &ProjectId) -> PathBuf {
@@ -85,10 +79,7 @@ impl Store {
     /// Appends `record` to `project`'s log and syncs it to disk.
     pub fn append(&self, project: &ProjectId, record: &StoredBatch) -> Result<(), StoreError> {
         let path = self.log_path(project);
-        let mut logs = self
-            .logs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let file = match logs.entry(project.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -118,10 +109,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| ProjectId::new(n).ok())
+            if let Some(id) = entry.file_name().to_str().and_then(|n| ProjectId::new(n).ok())
                 && entry.path().join(LOG_FILE).is_file()
             {
                 out.push(id);

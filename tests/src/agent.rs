@@ -58,11 +58,7 @@ impl Agent {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting wasmtap")?;
-        Ok(Self {
-            child,
-            log,
-            plugins,
-        })
+        Ok(Self { child, log, plugins })
     }
 
     /// Everything the agent logged so far.

@@ -23,7 +23,5 @@ use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 /// A fresh access key for `project`, as text.
 pub fn new_key(project: &str) -> anyhow::Result<String> {
     let id = ProjectId::new(project)?;
-    Ok(AccessKey::generate(id, &mut rand::rng())
-        .to_key_string()
-        .to_string())
+    Ok(AccessKey::generate(id, &mut rand::rng()).to_key_string().to_string())
 }

@@ -8,10 +8,7 @@ use anyhow::{Context as _, bail};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// `target/debug` (or wherever this test binary was built), with the
@@ -27,20 +24,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 fn build_bins() -> anyhow::Result<PathBuf> {
     // Test executables live in <target>/<profile>/deps.
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no profile dir")?;
+    let dir = exe.parent().and_then(Path::parent).context("test binary has no profile dir")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "wasmtap-host",
-            "-p",
-            "wasmtap-proxy",
-        ])
+        .args(["build", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"])
         .current_dir(root())
         .status()
         .context("running cargo build for the binaries under test")?;
@@ -55,10 +42,7 @@ pub fn plugin(name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = root().join("target/plugins");
     let wasm = dir.join(format!("{name}.wasm"));
     if !wasm.is_file() {
-        bail!(
-            "{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)",
-            wasm.display()
-        );
+        bail!("{} is missing: run `cargo xtask plugins` (or `cargo xtask test`)", wasm.display());
     }
     Ok((wasm, dir.join(format!("{name}.toml"))))
 }

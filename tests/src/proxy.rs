@@ -27,9 +27,7 @@ impl Proxy {
         std::fs::create_dir_all(dir)?;
         let mut text = String::from("listen = \"127.0.0.1:0\"\ndata_dir = \"store\"\n");
         for (name, key) in projects {
-            text.push_str(&format!(
-                "\n[[projects]]\nname = \"{name}\"\naccess_key = \"{key}\"\n"
-            ));
+            text.push_str(&format!("\n[[projects]]\nname = \"{name}\"\naccess_key = \"{key}\"\n"));
         }
         let config = dir.join("proxy.toml");
         std::fs::write(&config, text)?;
@@ -53,12 +51,7 @@ impl Proxy {
             );
         };
         let addr = addr.parse().context("proxy address")?;
-        Ok(Self {
-            child,
-            addr,
-            config,
-            log,
-        })
+        Ok(Self { child, addr, config, log })
     }
 
     /// Everything the proxy logged so far.

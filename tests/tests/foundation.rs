@@ -7,10 +7,7 @@ use anyhow::Context as _;
 use wasmtap_tests::{Agent, Proxy, new_key, wait};
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[test]
@@ -19,22 +16,13 @@ fn load_samples_reach_the_store() -> anyhow::Result<()> {
     let key = new_key("shop")?;
     let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
     let started = now_ms();
-    let _agent = Agent::start(
-        &dir.path().join("agent"),
-        "web-01",
-        proxy.addr.port(),
-        &key,
-        &["load"],
-    )?;
+    let _agent =
+        Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &["load"])?;
 
-    let rows = wait::until(
-        Duration::from_secs(15),
-        "two rounds of load samples",
-        || {
-            let rows = proxy.query(&["--collector", "load"])?;
-            Ok((rows.len() >= 10).then_some(rows))
-        },
-    )
+    let rows = wait::until(Duration::from_secs(15), "two rounds of load samples", || {
+        let rows = proxy.query(&["--collector", "load"])?;
+        Ok((rows.len() >= 10).then_some(rows))
+    })
     .with_context(|| format!("proxy log:\n{}", proxy.log_text()))?;
     let finished = now_ms();
 
@@ -58,9 +46,7 @@ fn load_samples_reach_the_store() -> anyhow::Result<()> {
     // Values have /proc/loadavg's shape: at least one task exists, and no
     // more are runnable than exist.
     let by_field = |f: &'static str| {
-        rows.iter()
-            .filter(move |r| r["field"] == f)
-            .filter_map(|r| r["value"].as_f64())
+        rows.iter().filter(move |r| r["field"] == f).filter_map(|r| r["value"].as_f64())
     };
     assert!(by_field("tasks").all(|t| t >= 1.0 && t.fract() == 0.0));
     assert!(by_field("running").all(|r| r.fract() == 0.0));
@@ -78,34 +64,18 @@ fn wrong_keys_are_refused_and_retried_with_backoff() -> anyhow::Result<()> {
     let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &shop)])?;
     let port = proxy.addr.port();
     // Another project's key, and a key of the right project with another secret.
-    let other_project = Agent::start(
-        &dir.path().join("a1"),
-        "intruder-1",
-        port,
-        &new_key("bank")?,
-        &["load"],
-    )?;
-    let other_secret = Agent::start(
-        &dir.path().join("a2"),
-        "intruder-2",
-        port,
-        &new_key("shop")?,
-        &["load"],
-    )?;
+    let other_project =
+        Agent::start(&dir.path().join("a1"), "intruder-1", port, &new_key("bank")?, &["load"])?;
+    let other_secret =
+        Agent::start(&dir.path().join("a2"), "intruder-2", port, &new_key("shop")?, &["load"])?;
 
     let window = Duration::from_secs(4);
     std::thread::sleep(window);
-    assert!(
-        proxy.query(&[])?.is_empty(),
-        "nothing from a refused agent may be stored"
-    );
+    assert!(proxy.query(&[])?.is_empty(), "nothing from a refused agent may be stored");
 
     let proxy_log = proxy.log_text();
     assert!(proxy_log.contains("unknown project `bank`"), "{proxy_log}");
-    assert!(
-        proxy_log.contains("does not authenticate: wrong access key"),
-        "{proxy_log}"
-    );
+    assert!(proxy_log.contains("does not authenticate: wrong access key"), "{proxy_log}");
 
     for (agent, needle) in [
         (&other_project, "does not know project `bank`"),
@@ -115,10 +85,7 @@ fn wrong_keys_are_refused_and_retried_with_backoff() -> anyhow::Result<()> {
         let attempts = log.matches(needle).count();
         assert!(attempts >= 2, "expected retries, got {attempts}: {log}");
         // With 200 ms doubling backoff, four seconds allow about six attempts; spinning would be hundreds.
-        assert!(
-            attempts <= 15,
-            "retrying too fast: {attempts} attempts in {window:?}"
-        );
+        assert!(attempts <= 15, "retrying too fast: {attempts} attempts in {window:?}");
         assert!(!log.contains(&shop[12..]), "agent log leaks a key");
     }
     Ok(())
@@ -134,15 +101,10 @@ fn corrupted_key_stops_the_agent_at_start_up() -> anyhow::Result<()> {
     corrupted[i] = if corrupted[i] == b'A' { b'B' } else { b'A' };
     let corrupted = String::from_utf8(corrupted)?;
     let mut agent = Agent::start(dir.path(), "web-01", 1, &corrupted, &["load"])?;
-    let status = wait::until(Duration::from_secs(10), "the agent to exit", || {
-        agent.try_wait()
-    })?;
+    let status = wait::until(Duration::from_secs(10), "the agent to exit", || agent.try_wait())?;
     assert!(!status.success());
     let log = agent.log_text();
     assert!(log.contains("checksum mismatch"), "{log}");
-    assert!(
-        !log.contains(&corrupted[12..]),
-        "error leaks the key: {log}"
-    );
+    assert!(!log.contains(&corrupted[12..]), "error leaks the key: {log}");
     Ok(())
 }

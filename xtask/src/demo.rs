@@ -28,17 +28,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     };
     let root = util::root();
     let plugins_dir = plugins::build()?;
-    util::cargo(
-        &[
-            "build",
-            "--bins",
-            "-p",
-            "wasmtap-host",
-            "-p",
-            "wasmtap-proxy",
-        ],
-        &root,
-    )?;
+    util::cargo(&["build", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"], &root)?;
     let bin = root.join("target/debug");
 
     let data = root.join("demo-data");
@@ -50,10 +40,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("keygen failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let key = String::from_utf8(out.stdout)
-        .context("key is not text")?
-        .trim()
-        .to_owned();
+    let key = String::from_utf8(out.stdout).context("key is not text")?.trim().to_owned();
     let proxy_toml = data.join("proxy.toml");
     std::fs::write(
         &proxy_toml,
@@ -72,13 +59,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .context("starting wasmtap-proxy")?,
     );
     let mut lines = BufReader::new(proxy.0.stdout.take().context("proxy stdout")?).lines();
-    let first = lines
-        .next()
-        .context("proxy exited before listening (see demo-data/proxy.log)")??;
-    let addr = first
-        .strip_prefix("listening on ")
-        .context("unexpected first line from proxy")?
-        .to_owned();
+    let first =
+        lines.next().context("proxy exited before listening (see demo-data/proxy.log)")??;
+    let addr =
+        first.strip_prefix("listening on ").context("unexpected first line from proxy")?.to_owned();
     let port = addr.rsplit(':').next().context("no port")?.to_owned();
 
     let agent_toml = data.join("agent.toml");

@@ -34,10 +34,7 @@ fn test() -> anyhow::Result<()> {
     plugins::build()?;
     let host = util::host_triple()?;
     // Collector unit tests run natively: their parsing code is plain Rust.
-    util::cargo(
-        &["test", "--release", "--target", &host],
-        &util::root().join("plugins"),
-    )?;
+    util::cargo(&["test", "--release", "--target", &host], &util::root().join("plugins"))?;
     util::cargo(&["build", "--workspace", "--bins"], &util::root())?;
     util::cargo(&["test", "--workspace"], &util::root())?;
     lint()
@@ -46,20 +43,7 @@ fn test() -> anyhow::Result<()> {
 fn lint() -> anyhow::Result<()> {
     let root = util::root();
     util::cargo(&["fmt", "--all", "--", "--check"], &root)?;
-    util::cargo(
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &root,
-    )?;
+    util::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &root)?;
     util::cargo(&["fmt", "--all", "--", "--check"], &root.join("plugins"))?;
-    util::cargo(
-        &["clippy", "--workspace", "--", "-D", "warnings"],
-        &root.join("plugins"),
-    )
+    util::cargo(&["clippy", "--workspace", "--", "-D", "warnings"], &root.join("plugins"))
 }

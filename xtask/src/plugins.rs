@@ -33,23 +33,16 @@ pub fn build() -> anyhow::Result<PathBuf> {
     util::cargo(&["build", "--release", "--workspace"], &src)?;
     let built = src.join("target/wasm32-wasip2/release");
     let out = root.join("target/plugins");
-    for (crates, dest) in [
-        (collectors(&src)?, out.clone()),
-        (collectors(&src.join("testing"))?, out.join("testing")),
-    ] {
+    for (crates, dest) in
+        [(collectors(&src)?, out.clone()), (collectors(&src.join("testing"))?, out.join("testing"))]
+    {
         std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
         for dir in crates {
-            let name = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .context("collector dir name")?
-                .to_owned();
+            let name =
+                dir.file_name().and_then(|n| n.to_str()).context("collector dir name")?.to_owned();
             let wasm = built.join(format!("{}.wasm", name.replace('-', "_")));
             copy(&wasm, &dest.join(format!("{name}.wasm")))?;
-            copy(
-                &dir.join("manifest.toml"),
-                &dest.join(format!("{name}.toml")),
-            )?;
+            copy(&dir.join("manifest.toml"), &dest.join(format!("{name}.toml")))?;
         }
     }
     eprintln!("xtask: collectors in {}", out.display());

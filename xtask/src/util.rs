@@ -7,10 +7,7 @@ use anyhow::{Context as _, bail};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// A `cargo` command, clean of the variables the outer `cargo run` set.
@@ -18,12 +15,7 @@ pub fn cargo_command(args: &[&str], dir: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(dir);
-    for var in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-    ] {
+    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
         cmd.env_remove(var);
     }
     cmd
@@ -65,14 +57,10 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
         .current_dir(root())
         .output()
         .context("running rustup (is the Rust toolchain installed with rustup?)")?;
-    if String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == "wasm32-wasip2")
-    {
+    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
         return Ok(());
     }
     let mut cmd = Command::new("rustup");
-    cmd.args(["target", "add", "wasm32-wasip2"])
-        .current_dir(root());
+    cmd.args(["target", "add", "wasm32-wasip2"]).current_dir(root());
     run(cmd)
 }

@@ -121,20 +121,13 @@ fn describe_error(e: &wasmtime::Error) -> CallError {
 impl Collector {
     /// Reads, compiles, instantiates, describes and initialises the collector at `path`.
     pub fn load(rt: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
-        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let wasm = std::fs::read(path)
+            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let component = rt.compile(&wasm, path)?;
-        let label = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
         let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone())?;
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(manifest.timeout));
+        instance.store.set_epoch_deadline(deadline_ticks(manifest.timeout));
         let descriptor = instance
             .bindings
             .call_describe(&mut instance.store)
@@ -190,9 +183,7 @@ impl Collector {
                 self.instance.insert(fresh)
             }
         };
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(self.manifest.timeout));
+        instance.store.set_epoch_deadline(deadline_ticks(self.manifest.timeout));
         let result = instance.bindings.call_collect(&mut instance.store);
         persist(&self.kv, &self.schema.name);
         let raw = match result {
@@ -229,10 +220,7 @@ fn instantiate(
     for dir in &manifest.read {
         let guest = dir.to_string_lossy();
         wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
-            .map_err(|e| LoadError::Grant {
-                path: dir.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| LoadError::Grant { path: dir.clone(), reason: format!("{e:#}") })?;
     }
     for key in &manifest.env {
         if let Ok(value) = std::env::var(key) {
@@ -258,13 +246,8 @@ fn instantiate(
 }
 
 fn init(instance: &mut Instance, manifest: &Manifest) -> Result<(), LoadError> {
-    instance
-        .store
-        .set_epoch_deadline(deadline_ticks(manifest.timeout));
-    match instance
-        .bindings
-        .call_init(&mut instance.store, &manifest.config)
-    {
+    instance.store.set_epoch_deadline(deadline_ticks(manifest.timeout));
+    match instance.bindings.call_init(&mut instance.store, &manifest.config) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err(LoadError::Init(message)),
         Err(e) => Err(LoadError::Init(describe_error(&e).to_string())),

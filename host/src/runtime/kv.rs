@@ -43,12 +43,7 @@ impl KvState {
             }
         };
         let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        Self {
-            entries,
-            bytes,
-            dirty: false,
-            path: Some(path),
-        }
+        Self { entries, bytes, dirty: false, path: Some(path) }
     }
 
     /// The value of `key`.
@@ -141,8 +136,7 @@ mod tests {
     #[test]
     fn size_cap_is_enforced_and_nothing_is_stored_over_it() {
         let mut s = KvState::default();
-        s.set("a".into(), vec![0; MAX_STATE_BYTES - 1])
-            .expect("fits exactly");
+        s.set("a".into(), vec![0; MAX_STATE_BYTES - 1]).expect("fits exactly");
         assert!(s.set("b".into(), vec![0; 1]).is_err());
         assert_eq!(s.get("b"), None);
         // Replacing a value counts only the difference.

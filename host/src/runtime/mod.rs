@@ -67,24 +67,17 @@ impl Runtime {
 
         let ticker = Arc::new(AtomicBool::new(true));
         let (running, weak_engine) = (ticker.clone(), engine.weak());
-        std::thread::Builder::new()
-            .name("wasmtap-epoch".into())
-            .spawn(move || {
-                while running.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak_engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
-                    }
+        std::thread::Builder::new().name("wasmtap-epoch".into()).spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak_engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
                 }
-            })?;
+            }
+        })?;
         let state_dir = data_dir.join("state");
-        Ok(Self {
-            engine,
-            linker,
-            ticker,
-            state_dir,
-        })
+        Ok(Self { engine, linker, ticker, state_dir })
     }
 
     /// The engine.
@@ -98,10 +91,8 @@ impl Runtime {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         })?;
-        check_imports(&self.engine, &component).map_err(|name| LoadError::ForbiddenImport {
-            path: origin.to_owned(),
-            import: name,
-        })?;
+        check_imports(&self.engine, &component)
+            .map_err(|name| LoadError::ForbiddenImport { path: origin.to_owned(), import: name })?;
         Ok(component)
     }
 
@@ -135,7 +126,5 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
 /// Deadline ticks for a call timeout (at least one tick).
 pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_micros().max(1);
-    u64::try_from(timeout.as_micros().div_ceil(tick))
-        .unwrap_or(u64::MAX)
-        .max(1)
+    u64::try_from(timeout.as_micros().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
 }

@@ -34,38 +34,24 @@ pub struct CollectorState {
 
 impl std::fmt::Debug for CollectorState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CollectorState")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("CollectorState").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
 impl CollectorState {
     /// State for collector `name`.
     pub fn new(name: String, wasi: WasiCtx, limits: StoreLimits, kv: Arc<Mutex<KvState>>) -> Self {
-        Self {
-            name,
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            kv,
-            log: LogBudget::new(),
-        }
+        Self { name, wasi, table: ResourceTable::new(), limits, kv, log: LogBudget::new() }
     }
 
     fn kv(&self) -> MutexGuard<'_, KvState> {
-        self.kv
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.kv.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl WasiView for CollectorState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -79,11 +65,7 @@ struct LogBudget {
 
 impl LogBudget {
     fn new() -> Self {
-        Self {
-            window: Instant::now(),
-            used: 0,
-            dropped: 0,
-        }
+        Self { window: Instant::now(), used: 0, dropped: 0 }
     }
 
     /// Whether a line may be written now; returns lines dropped since the last allowed one.
@@ -120,11 +102,7 @@ impl Host for CollectorState {
         let collector = self.name.as_str();
         let msg = truncate(&message);
         if dropped > 0 {
-            tracing::warn!(
-                collector,
-                dropped,
-                "collector log lines dropped by the rate limit"
-            );
+            tracing::warn!(collector, dropped, "collector log lines dropped by the rate limit");
         }
         match level {
             Level::Trace => tracing::trace!(collector, "{msg}"),

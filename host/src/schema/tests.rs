@@ -1,12 +1,7 @@
 use super::*;
 
 fn field(name: &str, kind: wit::FieldKind) -> wit::Field {
-    wit::Field {
-        name: name.into(),
-        kind,
-        unit: String::new(),
-        help: String::new(),
-    }
+    wit::Field { name: name.into(), kind, unit: String::new(), help: String::new() }
 }
 
 fn schema() -> Schema {
@@ -26,17 +21,8 @@ fn schema() -> Schema {
 fn sample(numbers: Vec<(u32, f64)>, texts: Vec<(u32, &str)>) -> wit::Sample {
     wit::Sample {
         labels: vec![("cpu".into(), "0".into())],
-        numbers: numbers
-            .into_iter()
-            .map(|(field, value)| wit::Number { field, value })
-            .collect(),
-        texts: texts
-            .into_iter()
-            .map(|(field, v)| wit::Text {
-                field,
-                value: v.into(),
-            })
-            .collect(),
+        numbers: numbers.into_iter().map(|(field, value)| wit::Number { field, value }).collect(),
+        texts: texts.into_iter().map(|(field, v)| wit::Text { field, value: v.into() }).collect(),
     }
 }
 
@@ -67,20 +53,14 @@ fn declared_values_pass_with_their_kind() {
 fn undeclared_and_mistyped_values_are_dropped_and_counted() {
     let out = schema()
         .enforce(
-            vec![sample(
-                vec![(9, 1.0), (1, 2.0)],
-                vec![(0, "smuggled"), (7, "x"), (1, "fine")],
-            )],
+            vec![sample(vec![(9, 1.0), (1, 2.0)], vec![(0, "smuggled"), (7, "x"), (1, "fine")])],
             0,
             &OutputLimits::default(),
         )
         .expect("within limits");
     assert_eq!(out.undeclared, 2);
     assert_eq!(out.wrong_kind, 2);
-    assert_eq!(
-        out.samples[0].values,
-        vec![("state".into(), Value::Text("fine".into()))]
-    );
+    assert_eq!(out.samples[0].values, vec![("state".into(), Value::Text("fine".into()))]);
 }
 
 #[test]
@@ -93,11 +73,7 @@ fn caps_fail_the_call() {
     };
     let s = schema();
     assert!(matches!(
-        s.enforce(
-            vec![sample(vec![], vec![]), sample(vec![], vec![])],
-            0,
-            &limits
-        ),
+        s.enforce(vec![sample(vec![], vec![]), sample(vec![], vec![])], 0, &limits),
         Err(OutputError::TooMany { .. })
     ));
     let mut long = sample(vec![], vec![]);
@@ -120,21 +96,12 @@ fn bad_schemas_are_refused() {
         default_interval_ms: 1,
         fields,
     };
-    assert!(matches!(
-        Schema::from_descriptor(d("Load", vec![])),
-        Err(SchemaError::BadName { .. })
-    ));
-    assert!(matches!(
-        Schema::from_descriptor(d("", vec![])),
-        Err(SchemaError::BadName { .. })
-    ));
+    assert!(matches!(Schema::from_descriptor(d("Load", vec![])), Err(SchemaError::BadName { .. })));
+    assert!(matches!(Schema::from_descriptor(d("", vec![])), Err(SchemaError::BadName { .. })));
     assert!(matches!(
         Schema::from_descriptor(d(
             "l",
-            vec![
-                field("a", wit::FieldKind::Gauge),
-                field("a", wit::FieldKind::Text)
-            ]
+            vec![field("a", wit::FieldKind::Gauge), field("a", wit::FieldKind::Text)]
         )),
         Err(SchemaError::Duplicate(_))
     ));
@@ -142,11 +109,6 @@ fn bad_schemas_are_refused() {
         Schema::from_descriptor(d("l", vec![field("a b", wit::FieldKind::Gauge)])),
         Err(SchemaError::BadName { .. })
     ));
-    let many = (0..=MAX_FIELDS)
-        .map(|i| field(&format!("f{i}"), wit::FieldKind::Gauge))
-        .collect();
-    assert!(matches!(
-        Schema::from_descriptor(d("l", many)),
-        Err(SchemaError::TooManyFields(_))
-    ));
+    let many = (0..=MAX_FIELDS).map(|i| field(&format!("f{i}"), wit::FieldKind::Gauge)).collect();
+    assert!(matches!(Schema::from_descriptor(d("l", many)), Err(SchemaError::TooManyFields(_))));
 }

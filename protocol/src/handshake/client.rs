@@ -30,8 +30,6 @@ pub struct ClientEstablished {
     pub finished: Vec<u8>,
     /// The proxy's wall clock at the time it answered, ms since the epoch.
     pub server_time_ms: u64,
-    /// The simple-path key the proxy issued.
-    pub simple_key: Key256,
 }
 
 impl ClientHandshake {
@@ -69,11 +67,7 @@ impl ClientHandshake {
         );
         let mut payload = clear;
         payload.extend_from_slice(&body);
-        let frame = Frame {
-            kind: FrameKind::ClientHello,
-            payload,
-        }
-        .to_bytes();
+        let frame = Frame { kind: FrameKind::ClientHello, payload }.to_bytes();
         let state = ExpectServerHello {
             secret: key.secret().clone(),
             ephemeral,
@@ -116,20 +110,16 @@ impl ExpectServerHello {
         let mut r = Reader::new(&body);
         let session_id = r.u64()?;
         let strong = Key256::new(r.array()?);
-        let simple_key = Key256::new(r.array()?);
+        let simple = Key256::new(r.array()?);
         let server_time_ms = r.u64()?;
         r.finish()?;
 
         let th2 = sha256(&[&self.client_hello, &server_hello]);
-        let mut session = TrafficKeys::derive(&strong, &th2).into_session(session_id, Role::Client);
+        let mut session =
+            TrafficKeys::derive(&strong, &simple, &th2).into_session(session_id, Role::Client);
         let finished = session
             .seal(FrameKind::ClientFinished, &th2)
             .map_err(|_| HandshakeError::ConfirmationFailed)?;
-        Ok(ClientEstablished {
-            session,
-            finished,
-            server_time_ms,
-            simple_key,
-        })
+        Ok(ClientEstablished { session, finished, server_time_ms })
     }
 }

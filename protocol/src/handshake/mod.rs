@@ -31,7 +31,7 @@ use crate::codec::DecodeError;
 use crate::crypto::{LowOrderShare, derive_key};
 use crate::frame::FrameKind;
 use crate::secret::Key256;
-use crate::session::{Direction, REKEY_INTERVAL, Role, Session};
+use crate::session::{DirectionKeys, Role, Session};
 
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_NAME: usize = 255;
@@ -96,24 +96,29 @@ impl HandshakeError {
 
 /// The traffic keys of one session, derived from the keys the proxy issued.
 struct TrafficKeys {
-    c2s: Key256,
-    s2c: Key256,
+    c2s: DirectionKeys,
+    s2c: DirectionKeys,
 }
 
 impl TrafficKeys {
-    fn derive(strong: &Key256, th2: &[u8; 32]) -> Self {
+    fn derive(strong: &Key256, simple: &Key256, th2: &[u8; 32]) -> Self {
+        let key = |k: &Key256, info: &[u8]| derive_key(th2, &[k.expose()], info);
         Self {
-            c2s: derive_key(th2, &[strong.expose()], b"wasmtap/1 c2s sealed"),
-            s2c: derive_key(th2, &[strong.expose()], b"wasmtap/1 s2c sealed"),
+            c2s: DirectionKeys {
+                sealed: key(strong, b"wasmtap/1 c2s sealed"),
+                simple: key(simple, b"wasmtap/1 c2s simple"),
+            },
+            s2c: DirectionKeys {
+                sealed: key(strong, b"wasmtap/1 s2c sealed"),
+                simple: key(simple, b"wasmtap/1 s2c simple"),
+            },
         }
     }
 
     fn into_session(self, id: u64, role: Role) -> Session {
-        let c2s = Direction::new(self.c2s, REKEY_INTERVAL);
-        let s2c = Direction::new(self.s2c, REKEY_INTERVAL);
         match role {
-            Role::Client => Session::new(id, role, c2s, s2c),
-            Role::Server => Session::new(id, role, s2c, c2s),
+            Role::Client => Session::new(id, role, self.c2s, self.s2c),
+            Role::Server => Session::new(id, role, self.s2c, self.c2s),
         }
     }
 }

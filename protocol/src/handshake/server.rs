@@ -37,7 +37,6 @@ pub struct ExpectClientFinished {
     project: ProjectId,
     agent: String,
     client_time_ms: u64,
-    simple_key: Key256,
 }
 
 /// The proxy's result: an authenticated session and who is on the other end.
@@ -51,8 +50,6 @@ pub struct ServerEstablished {
     pub agent: String,
     /// The agent's wall clock when it said hello, ms since the epoch.
     pub client_time_ms: u64,
-    /// The simple-path key issued to this session.
-    pub simple_key: Key256,
 }
 
 impl ServerHandshake {
@@ -123,22 +120,12 @@ impl ServerHandshake {
         payload.extend_from_slice(&server_share);
         payload.extend_from_slice(&server_random);
         payload.extend_from_slice(&body);
-        let server_hello = Frame {
-            kind: FrameKind::ServerHello,
-            payload,
-        }
-        .to_bytes();
+        let server_hello = Frame { kind: FrameKind::ServerHello, payload }.to_bytes();
 
         let th2 = sha256(&[&client_hello, &server_hello]);
-        let session = TrafficKeys::derive(&strong, &th2).into_session(session_id, Role::Server);
-        let state = ExpectClientFinished {
-            session,
-            th2,
-            project,
-            agent,
-            client_time_ms,
-            simple_key,
-        };
+        let session =
+            TrafficKeys::derive(&strong, &simple_key, &th2).into_session(session_id, Role::Server);
+        let state = ExpectClientFinished { session, th2, project, agent, client_time_ms };
         Ok((state, server_hello))
     }
 }
@@ -162,10 +149,7 @@ impl ExpectClientFinished {
                 got: frame.kind,
             });
         }
-        let confirm = self
-            .session
-            .open(frame)
-            .map_err(|_| HandshakeError::ConfirmationFailed)?;
+        let confirm = self.session.open(frame).map_err(|_| HandshakeError::ConfirmationFailed)?;
         if !bool::from(confirm.ct_eq(&self.th2)) {
             return Err(HandshakeError::ConfirmationFailed);
         }
@@ -174,7 +158,6 @@ impl ExpectClientFinished {
             project: self.project,
             agent: self.agent,
             client_time_ms: self.client_time_ms,
-            simple_key: self.simple_key,
         })
     }
 }

@@ -19,9 +19,7 @@ fn key(project: &str, seed: u64) -> AccessKey {
 }
 
 fn store(keys: &[&AccessKey]) -> HashMap<ProjectId, AccessKey> {
-    keys.iter()
-        .map(|k| (k.project().clone(), (*k).clone()))
-        .collect()
+    keys.iter().map(|k| (k.project().clone(), (*k).clone())).collect()
 }
 
 fn frame(bytes: &[u8]) -> Frame {
@@ -44,18 +42,9 @@ fn run(agent_key: &AccessKey, proxy_keys: &HashMap<ProjectId, AccessKey>, seed: 
     let (pending, server_hello) =
         ServerHandshake::receive_hello(frame(&client_hello), proxy_keys, 2_000, &mut r)
             .expect("server accepts");
-    let client = expect
-        .receive(frame(&server_hello))
-        .expect("client accepts");
-    let server = pending
-        .receive_finished(frame(&client.finished))
-        .expect("confirmed");
-    Run {
-        client_hello,
-        server_hello,
-        client,
-        server,
-    }
+    let client = expect.receive(frame(&server_hello)).expect("client accepts");
+    let server = pending.receive_finished(frame(&client.finished)).expect("confirmed");
+    Run { client_hello, server_hello, client, server }
 }
 
 #[test]
@@ -66,19 +55,19 @@ fn happy_path_exchanges_data_both_ways() {
     assert_eq!(run.server.project.as_str(), "shop");
     assert_eq!(run.server.client_time_ms, 1_000);
     assert_eq!(run.client.server_time_ms, 2_000);
-    assert_eq!(run.client.simple_key, run.server.simple_key);
+    // The simple path works too, verified at the checkpoint.
+    let mut w = crate::simple::NumericWriter::new();
+    w.u64(42).f64(0.5);
+    let numbers = w.finish();
+    let mut wire = Vec::new();
+    run.client.session.seal_simple(&numbers, &mut wire);
+    run.server.session.open_simple(frame(&wire)).expect("held");
+    let cp = run.client.session.simple_checkpoint();
+    assert_eq!(run.server.session.verify_simple(&cp), Ok(vec![numbers]));
     assert_eq!(run.client.session.id(), run.server.session.id());
-    let up = run
-        .client
-        .session
-        .seal(FrameKind::Sealed, b"cpu")
-        .expect("seal");
+    let up = run.client.session.seal(FrameKind::Sealed, b"cpu").expect("seal");
     assert_eq!(run.server.session.open(frame(&up)), Ok(b"cpu".to_vec()));
-    let down = run
-        .server
-        .session
-        .seal(FrameKind::Ack, b"ok")
-        .expect("seal");
+    let down = run.server.session.seal(FrameKind::Ack, b"ok").expect("seal");
     assert_eq!(run.client.session.open(frame(&down)), Ok(b"ok".to_vec()));
 }
 
@@ -95,10 +84,7 @@ fn wrong_key_is_refused_at_both_ends() {
     // What the proxy sends back, and how the agent reports it.
     let mut body = Vec::new();
     Close::new(err.close_code(), err.to_string()).encode(&mut body);
-    let close = Frame {
-        kind: FrameKind::Close,
-        payload: body,
-    };
+    let close = Frame { kind: FrameKind::Close, payload: body };
     match expect.receive(close) {
         Err(HandshakeError::Refused(c)) => assert_eq!(c.code, CloseCode::BadCredentials),
         other => panic!("unexpected {other:?}"),
@@ -129,10 +115,7 @@ fn agent_refuses_a_proxy_with_another_key() {
             .expect("accepts its own")
     };
     drop(hello);
-    assert_eq!(
-        expect.receive(frame(&forged)).err(),
-        Some(HandshakeError::ServerNotAuthenticated)
-    );
+    assert_eq!(expect.receive(frame(&forged)).err(), Some(HandshakeError::ServerNotAuthenticated));
 }
 
 #[test]
@@ -145,9 +128,7 @@ fn replayed_hello_yields_no_usable_session() {
     let (pending, _answer) =
         ServerHandshake::receive_hello(frame(&original.client_hello), &keys, 0, &mut r)
             .expect("hello itself authenticates");
-    let err = pending
-        .receive_finished(frame(&original.client.finished))
-        .expect_err("refused");
+    let err = pending.receive_finished(frame(&original.client.finished)).expect_err("refused");
     assert_eq!(err, HandshakeError::ConfirmationFailed);
 }
 
@@ -174,10 +155,7 @@ fn every_tampered_byte_is_refused() {
         (e, answer)
     };
     let (e, answer) = exchange();
-    assert!(
-        e.receive(frame(&answer)).is_ok(),
-        "the untampered answer is accepted"
-    );
+    assert!(e.receive(frame(&answer)).is_ok(), "the untampered answer is accepted");
     for i in crate::frame::HEADER_LEN..answer.len() {
         let (e, mut bad) = exchange();
         bad[i] ^= 0x80;
@@ -209,11 +187,7 @@ fn tampered_finished_is_refused() {
 fn recorded_session_stays_secret_after_the_key_leaks() {
     let k = key("shop", 1);
     let mut run = run(&k, &store(&[&k]), 12);
-    let data = run
-        .client
-        .session
-        .seal(FrameKind::Sealed, b"secret label")
-        .expect("seal");
+    let data = run.client.session.seal(FrameKind::Sealed, b"secret label").expect("seal");
 
     // The leaked key does open the hello: the leak is real.
     let hello = frame(&run.client_hello);
@@ -256,18 +230,12 @@ fn recorded_session_stays_secret_after_the_key_leaks() {
     // Keys derived from the secret alone don't open data either.
     let th2 = sha256(&[&run.client_hello, &run.server_hello]);
     let data = frame(&data);
-    for candidate in [
-        k.secret().clone(),
-        hello_key(k.secret(), &client_random, &project),
-    ] {
-        let keys = TrafficKeys::derive(&candidate, &th2);
+    for candidate in [k.secret().clone(), hello_key(k.secret(), &client_random, &project)] {
+        let keys = TrafficKeys::derive(&candidate, &candidate, &th2);
         let mut s = keys.into_session(run.server.session.id(), Role::Server);
         // Skip past the finished frame's counter.
         let _ = s.open(frame(&run.client.finished));
-        assert!(matches!(
-            s.open(data.clone()),
-            Err(SessionError::Auth { .. })
-        ));
+        assert!(matches!(s.open(data.clone()), Err(SessionError::Auth { .. })));
     }
     // The genuine endpoint still reads it, so the frame was valid.
     assert_eq!(run.server.session.open(data), Ok(b"secret label".to_vec()));
@@ -283,14 +251,14 @@ fn no_two_sessions_share_keys_or_nonces() {
     for seed in 0..20 {
         let mut run = run(&k, &keys, 100 + seed);
         assert!(seen_ids.insert(run.server.session.id()));
-        assert!(seen_simple.insert(*run.server.simple_key.expose()));
+        let mut w = crate::simple::NumericWriter::new();
+        w.u64(7);
+        let mut wire = Vec::new();
+        run.client.session.seal_simple(&w.finish(), &mut wire);
+        assert!(seen_simple.insert(wire), "simple keystream shared between sessions");
         // The same plaintext at the same counter gives distinct ciphertext in
         // every session: keys (and so key/nonce pairs) are never shared.
-        let f = run
-            .client
-            .session
-            .seal(FrameKind::Sealed, &[0; 32])
-            .expect("seal");
+        let f = run.client.session.seal(FrameKind::Sealed, &[0; 32]).expect("seal");
         assert!(seen_frames.insert(f));
     }
 }
@@ -305,9 +273,7 @@ fn split_delivery_of_handshake_frames() {
         d.push(&hello[..cut]);
         let first = d.next_frame().expect("never invalid");
         d.push(&hello[cut..]);
-        let f = first
-            .or_else(|| d.next_frame().expect("never invalid"))
-            .expect("complete");
+        let f = first.or_else(|| d.next_frame().expect("never invalid")).expect("complete");
         assert!(ServerHandshake::receive_hello(f, &store(&[&k]), 0, &mut rng(14)).is_ok());
     }
 }
@@ -316,9 +282,6 @@ fn split_delivery_of_handshake_frames() {
 fn agent_name_is_checked() {
     let k = key("shop", 1);
     let mut r = rng(1);
-    assert_eq!(
-        ClientHandshake::start(&k, "", 0, &mut r).err(),
-        Some(HandshakeError::BadAgentName)
-    );
+    assert_eq!(ClientHandshake::start(&k, "", 0, &mut r).err(), Some(HandshakeError::BadAgentName));
     assert!(ClientHandshake::start(&k, &"a".repeat(256), 0, &mut r).is_err());
 }
