@@ -129,8 +129,11 @@ impl EphemeralKey {
     /// A fresh key pair.
     pub fn generate(rng: &mut impl rand::CryptoRng) -> Self {
         let secret = Secret::<32>::random(rng);
-        let public = x25519_dalek::x25519(*secret.expose(), x25519_dalek::X25519_BASEPOINT_BYTES);
-        Self { secret, public }
+        // Fixed-base multiplication with precomputed tables: the same result as
+        // `x25519(secret, basepoint)`, about three times faster.
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret.expose()));
+        Self { secret, public: public.to_bytes() }
     }
 
     /// The public share to send to the peer.
@@ -171,6 +174,17 @@ mod tests {
         let b = EphemeralKey::generate(&mut rng);
         let (pa, pb) = (a.public(), b.public());
         assert_eq!(a.agree(&pb).expect("ok"), b.agree(&pa).expect("ok"));
+    }
+
+    #[test]
+    fn fixed_base_public_key_matches_the_ladder() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..8 {
+            let k = EphemeralKey::generate(&mut rng);
+            let ladder =
+                x25519_dalek::x25519(*k.secret.expose(), x25519_dalek::X25519_BASEPOINT_BYTES);
+            assert_eq!(k.public(), ladder);
+        }
     }
 
     #[test]
