@@ -6,8 +6,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::health::{Registry, State};
 use crate::manifest::Manifest;
 use crate::runtime::{Collector, Runtime};
+use crate::scheduler::Schedule;
 use crate::{scheduler, uplink::Uplink};
 
 /// Why the agent could not start.
@@ -91,14 +93,26 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         tracing::warn!(dir = %config.plugins_dir.display(), "no collectors loaded");
     }
     let (tx, rx) = mpsc::channel(1024);
+    let health = Registry::default();
     let mut tasks = Vec::new();
     for c in collectors {
         if !c.manifest().enabled {
             tracing::info!(collector = %c.schema().name, "collector disabled by its manifest");
+            health.update(&c.schema().name, |h| h.state = State::Disabled);
             continue;
         }
-        let interval = c.manifest().interval.unwrap_or(c.schema().default_interval);
-        tasks.push(scheduler::spawn(rt.clone(), c, interval, tx.clone(), shutdown.clone()));
+        let schedule = Schedule {
+            interval: c.manifest().interval.unwrap_or(c.schema().default_interval),
+            quarantine_after: config.quarantine_after,
+        };
+        tasks.push(scheduler::spawn(
+            rt.clone(),
+            c,
+            schedule,
+            health.clone(),
+            tx.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(tx);
     tracing::info!(agent = %config.name, project = %config.access_key.project(), collectors = tasks.len(), "agent running");

@@ -71,6 +71,7 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawPlugins {
     dir: PathBuf,
+    quarantine_after: Option<u32>,
 }
 
 mod humantime_serde_opt {
@@ -105,6 +106,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where collectors (`*.wasm` plus manifests) are loaded from.
     pub plugins_dir: PathBuf,
+    /// Consecutive failures before a collector is quarantined.
+    pub quarantine_after: u32,
 }
 
 impl Config {
@@ -149,6 +152,15 @@ impl Config {
             name,
             data_dir: base.join(data_dir),
             plugins_dir: base.join(raw.plugins.dir),
+            quarantine_after: match raw.plugins.quarantine_after {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "plugins.quarantine_after must be at least 1".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => crate::scheduler::DEFAULT_QUARANTINE_AFTER,
+            },
         })
     }
 }

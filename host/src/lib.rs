@@ -10,7 +10,8 @@
 //! - [`manifest`]: per-collector manifests: interval, deadline, memory, grants.
 //! - [`runtime`]: the wasmtime engine, sandboxes, and the collector instances.
 //! - [`schema`]: declared-field enforcement on every sample.
-//! - [`scheduler`]: one task per collector, calls on the blocking pool.
+//! - [`scheduler`]: one task per collector, calls on the blocking pool, restarts and quarantine.
+//! - [`health`]: per-collector state and counters.
 //! - [`uplink`]: the session driver: connect, handshake, batch, send, reconnect.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`agent`]: wires it all together ([`agent::run`]).
@@ -25,12 +26,15 @@
 //! # Ok(()) }
 //! ```
 
-#![forbid(unsafe_code)]
+// One audited exception: loading precompiled code from the compile cache
+// (`runtime::cache`). Everything else is safe code.
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod manifest;
 pub mod runtime;
 pub mod scheduler;

@@ -1,28 +1,58 @@
 //! Runs each collector on its own interval. Calls into wasm run on tokio's
-//! blocking pool, never on the threads that drive the network session.
+//! blocking pool, never on the threads that drive the network session, so a
+//! collector that spins until its deadline delays nobody else.
+//!
+//! A failed call (trap, timeout, limit breach, or an error the collector
+//! reports) fails only that tick. The next attempt waits `interval × 2^(n-1)`
+//! after the n-th consecutive failure (at most [`MAX_RESTART_BACKOFF`]), and
+//! after `quarantine_after` consecutive failures the collector is quarantined:
+//! no longer called, with the reason logged and kept in its [`Health`].
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use wasmtap_protocol::message::Sample;
 
 use crate::clock::now_ms;
-use crate::runtime::{Collector, Runtime};
+use crate::health::{Health, Registry, State};
+use crate::runtime::{CallError, Collector, Runtime};
 
-/// Spawns the task that calls `collector` every `interval` until `shutdown` flips.
+/// Longest wait between attempts of a failing collector.
+pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(300);
+/// Consecutive failures before a collector is quarantined, unless configured.
+pub const DEFAULT_QUARANTINE_AFTER: u32 = 5;
+
+/// How one collector is scheduled.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Time between calls.
+    pub interval: Duration,
+    /// Consecutive failures before quarantine.
+    pub quarantine_after: u32,
+}
+
+/// The wait before the next attempt after `failures` consecutive failures.
+pub fn restart_delay(interval: Duration, failures: u32) -> Duration {
+    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    interval.saturating_mul(factor).min(MAX_RESTART_BACKOFF).max(interval)
+}
+
+/// Spawns the task that calls `collector` on `schedule` until `shutdown` flips.
 pub fn spawn(
     rt: Arc<Runtime>,
     collector: Collector,
-    interval: Duration,
+    schedule: Schedule,
+    health: Registry,
     out: mpsc::Sender<Vec<Sample>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let name = collector.schema().name.clone();
     let collector = Arc::new(Mutex::new(collector));
+    health.update(&name, |h| *h = Health::default());
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let mut ticks = tokio::time::interval(schedule.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -32,27 +62,81 @@ pub fn spawn(
             let (rt, c) = (rt.clone(), collector.clone());
             let result = tokio::task::spawn_blocking(move || {
                 let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                c.collect(&rt, now_ms())
+                let started = Instant::now();
+                let r = c.collect(&rt, now_ms());
+                (r, started.elapsed())
             })
             .await;
+            let (result, took) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    (Err(CallError::Trap(format!("collector task failed: {e}"))), Duration::ZERO)
+                }
+            };
             match result {
-                Ok(Ok(out_)) => {
-                    if out_.undeclared + out_.wrong_kind > 0 {
+                Ok(output) => {
+                    let dropped = output.undeclared + output.wrong_kind;
+                    health.update(&name, |h| {
+                        h.calls += 1;
+                        h.call_time += took;
+                        h.dropped_values += dropped;
+                        h.consecutive_failures = 0;
+                        h.state = State::Running;
+                    });
+                    if dropped > 0 {
                         tracing::warn!(
                             collector = %name,
-                            undeclared = out_.undeclared,
-                            wrong_kind = out_.wrong_kind,
+                            undeclared = output.undeclared,
+                            wrong_kind = output.wrong_kind,
                             "dropped values that do not match the declared fields"
                         );
                     }
-                    if !out_.samples.is_empty() && out.send(out_.samples).await.is_err() {
+                    if !output.samples.is_empty() && out.send(output.samples).await.is_err() {
                         break;
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(collector = %name, error = %e, "collect failed"),
-                Err(e) => tracing::error!(collector = %name, error = %e, "collect task failed"),
+                Err(e) => {
+                    let failures = health.update(&name, |h| {
+                        h.calls += 1;
+                        h.call_time += took;
+                        h.failures += 1;
+                        h.timeouts += u64::from(e == CallError::Timeout);
+                        h.consecutive_failures += 1;
+                        h.last_error = Some(e.to_string());
+                        h.consecutive_failures
+                    });
+                    if failures >= schedule.quarantine_after {
+                        tracing::error!(collector = %name, failures, error = %e, "collector quarantined after repeated failures");
+                        health.update(&name, |h| {
+                            h.state = State::Quarantined { reason: e.to_string() }
+                        });
+                        break;
+                    }
+                    let delay = restart_delay(schedule.interval, failures);
+                    tracing::warn!(collector = %name, error = %e, failures, retry_in_ms = delay.as_millis() as u64, "collect failed");
+                    health.update(&name, |h| h.state = State::Backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay.saturating_sub(schedule.interval)) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    ticks.reset();
+                }
             }
         }
         tracing::debug!(collector = %name, "collector stopped");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delay_doubles_and_is_capped() {
+        let s = Duration::from_secs(1);
+        let delays: Vec<u64> = (1..=4).map(|n| restart_delay(s, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(restart_delay(s, 30), MAX_RESTART_BACKOFF);
+        assert_eq!(restart_delay(Duration::from_secs(600), 1), Duration::from_secs(600));
+    }
 }

@@ -5,8 +5,11 @@
 //! - [`bindings`]: the generated host bindings of the WIT world.
 //! - [`state`]: per-collector store data and the host imports.
 //! - [`collector`]: one loaded, sandboxed collector instance.
+//! - [`cache`]: compiled collectors on disk, checksummed and keyed by engine.
+//! - [`kv`]: a collector's persisted key-value state.
 
 pub mod bindings;
+pub mod cache;
 pub mod collector;
 pub mod kv;
 pub mod state;
@@ -44,6 +47,7 @@ pub struct Runtime {
     linker: Linker<CollectorState>,
     ticker: Arc<AtomicBool>,
     state_dir: PathBuf,
+    cache: Option<cache::CompileCache>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -77,7 +81,14 @@ impl Runtime {
             }
         })?;
         let state_dir = data_dir.join("state");
-        Ok(Self { engine, linker, ticker, state_dir })
+        let cache = match cache::CompileCache::open(&data_dir.join("cache"), &engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "compile cache unavailable; collectors compile at every start");
+                None
+            }
+        };
+        Ok(Self { engine, linker, ticker, state_dir, cache })
     }
 
     /// The engine.
@@ -85,9 +96,18 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a component and checks what it imports.
+    /// Compiles a component (or loads it from the compile cache) and checks
+    /// what it imports.
     pub fn compile(&self, wasm: &[u8], origin: &Path) -> Result<Component, LoadError> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile {
+        let compile = || Component::new(&self.engine, wasm);
+        let result = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, compile).map(|(c, from)| {
+                tracing::debug!(path = %origin.display(), ?from, "component ready");
+                c
+            }),
+            None => compile(),
+        };
+        let component = result.map_err(|e| LoadError::Compile {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         })?;

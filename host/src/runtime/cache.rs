@@ -1,0 +1,203 @@
+//! The compile cache: compiled collectors on disk, so that a restart loads
+//! them in milliseconds instead of recompiling.
+//!
+//! An entry is `<cache_dir>/<sha256 of the wasm>-<engine hash>.cwasm`, where
+//! the engine hash covers wasmtime's version and every compilation setting
+//! (`Engine::precompile_compatibility_hash`). Its content is the SHA-256 of
+//! the compiled artifact followed by the artifact. Loading native code is
+//! only as safe as the directory it comes from, so the directory is created
+//! for the agent's user alone (mode 0700) and an entry whose checksum does not
+//! match, or that wasmtime refuses, is recompiled and rewritten, never used.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where an artifact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Loaded from the cache.
+    Cache,
+    /// Compiled now (and written to the cache if it is writable).
+    Compiled,
+}
+
+/// The on-disk compile cache.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+    engine_hash: String,
+}
+
+impl CompileCache {
+    /// A cache under `dir`, created with mode 0700 if missing.
+    pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+        create_private_dir(dir)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Ok(Self { dir: dir.to_owned(), engine_hash: format!("{:016x}", h.finish()) })
+    }
+
+    fn entry(&self, wasm: &[u8]) -> PathBuf {
+        let digest = Sha256::digest(wasm);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{hex}-{}.cwasm", self.engine_hash))
+    }
+
+    /// The compiled component for `wasm`: from the cache when a valid entry
+    /// exists, otherwise compiled by `compile` and stored.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        compile: impl FnOnce() -> wasmtime::Result<Component>,
+    ) -> wasmtime::Result<(Component, Origin)> {
+        let path = self.entry(wasm);
+        if let Some(component) = self.read(engine, &path) {
+            return Ok((component, Origin::Cache));
+        }
+        let component = compile()?;
+        if let Err(e) = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_entry(&path, &bytes))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache entry");
+        }
+        Ok((component, Origin::Compiled))
+    }
+
+    fn read(&self, engine: &Engine, path: &Path) -> Option<Component> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read compile cache entry");
+                return None;
+            }
+        };
+        let Some((sum, artifact)) = bytes.split_first_chunk::<32>() else {
+            tracing::warn!(path = %path.display(), "compile cache entry truncated; recompiling");
+            return None;
+        };
+        if Sha256::digest(artifact).as_slice() != sum {
+            tracing::warn!(path = %path.display(), "compile cache entry corrupt; recompiling");
+            return None;
+        }
+        #[expect(unsafe_code, reason = "loading precompiled code is unsafe in wasmtime's API")]
+        // SAFETY: wasmtime requires that the bytes were produced by
+        // `Component::serialize` of a compatible engine and not altered since.
+        // The entry lives in a directory only the agent writes (mode 0700),
+        // its name binds the engine's compatibility hash, and its SHA-256
+        // checksum was just verified; wasmtime additionally checks the
+        // artifact's header and engine settings and refuses a mismatch.
+        let loaded = unsafe { Component::deserialize(engine, artifact) };
+        match loaded {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "compile cache entry refused; recompiling");
+                None
+            }
+        }
+    }
+}
+
+fn write_entry(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&Sha256::digest(artifact))?;
+    f.write_all(artifact)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The smallest valid component.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn engine() -> Engine {
+        Engine::default()
+    }
+
+    #[test]
+    fn second_load_comes_from_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine();
+        let cache = CompileCache::open(&dir.path().join("c"), &e).expect("open");
+        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        assert_eq!(
+            cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
+            Origin::Compiled
+        );
+        assert_eq!(
+            cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
+            Origin::Cache
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("c")).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn corrupt_or_truncated_entries_are_recompiled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine();
+        let cache = CompileCache::open(dir.path(), &e).expect("open");
+        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+        let path = cache.entry(EMPTY_COMPONENT);
+        let mut bytes = std::fs::read(&path).expect("entry");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).expect("corrupt");
+        assert_eq!(
+            cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
+            Origin::Compiled
+        );
+        std::fs::write(&path, &bytes[..10]).expect("truncate");
+        assert_eq!(
+            cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
+            Origin::Compiled
+        );
+        // The rewritten entry is good again.
+        assert_eq!(
+            cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
+            Origin::Cache
+        );
+    }
+
+    #[test]
+    fn entries_of_another_engine_configuration_are_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e1 = engine();
+        let mut cfg = wasmtime::Config::new();
+        cfg.epoch_interruption(true);
+        let e2 = Engine::new(&cfg).expect("engine");
+        let c1 = CompileCache::open(dir.path(), &e1).expect("open");
+        let c2 = CompileCache::open(dir.path(), &e2).expect("open");
+        assert_ne!(c1.entry(EMPTY_COMPONENT), c2.entry(EMPTY_COMPONENT));
+    }
+}
