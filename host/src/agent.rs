@@ -1,16 +1,15 @@
-//! Wires the agent together: load collectors, schedule them, run the uplink.
+//! Wires the agent together: the collector supervisor and the uplink.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::health::{Registry, State};
-use crate::manifest::Manifest;
-use crate::runtime::{Collector, Runtime};
-use crate::scheduler::Schedule;
-use crate::{scheduler, uplink::Uplink};
+use crate::health::Registry;
+use crate::runtime::Runtime;
+use crate::supervisor::Supervisor;
+use crate::uplink::Uplink;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,50 +36,6 @@ pub enum AgentError {
     },
 }
 
-/// Every `*.wasm` in `dir`, sorted by name.
-pub fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|source| AgentError::PluginsDir { path: dir.to_owned(), source })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Loads every collector in `dir` in parallel. Broken ones are logged and skipped.
-pub async fn load_all(rt: &Arc<Runtime>, dir: &Path) -> Result<Vec<Collector>, AgentError> {
-    let mut tasks = Vec::new();
-    for wasm in plugin_files(dir)? {
-        let rt = rt.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let manifest =
-                Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
-            let started = std::time::Instant::now();
-            let c = Collector::load(&rt, &wasm, manifest)
-                .map_err(|e| format!("{}: {e}", wasm.display()))?;
-            tracing::info!(
-                collector = %c.schema().name,
-                version = %c.schema().version,
-                fields = c.schema().fields.len(),
-                load_ms = started.elapsed().as_millis() as u64,
-                "collector loaded"
-            );
-            Ok::<_, String>(c)
-        }));
-    }
-    let mut loaded = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(Ok(c)) => loaded.push(c),
-            Ok(Err(e)) => tracing::error!(error = %e, "collector not loaded"),
-            Err(e) => tracing::error!(error = %e, "collector loader failed"),
-        }
-    }
-    Ok(loaded)
-}
-
 /// Runs the agent until `shutdown` flips to `true`.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.data_dir)
@@ -88,37 +43,19 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let rt = Arc::new(
         Runtime::new(&config.data_dir).map_err(|e| AgentError::Runtime(format!("{e:#}")))?,
     );
-    let collectors = load_all(&rt, &config.plugins_dir).await?;
-    if collectors.is_empty() {
-        tracing::warn!(dir = %config.plugins_dir.display(), "no collectors loaded");
+    if !config.plugins_dir.is_dir() {
+        return Err(AgentError::PluginsDir {
+            path: config.plugins_dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+        });
     }
     let (tx, rx) = mpsc::channel(1024);
     let health = Registry::default();
-    let mut tasks = Vec::new();
-    for c in collectors {
-        if !c.manifest().enabled {
-            tracing::info!(collector = %c.schema().name, "collector disabled by its manifest");
-            health.update(&c.schema().name, |h| h.state = State::Disabled);
-            continue;
-        }
-        let schedule = Schedule {
-            interval: c.manifest().interval.unwrap_or(c.schema().default_interval),
-            quarantine_after: config.quarantine_after,
-        };
-        tasks.push(scheduler::spawn(
-            rt.clone(),
-            c,
-            schedule,
-            health.clone(),
-            tx.clone(),
-            shutdown.clone(),
-        ));
-    }
-    drop(tx);
-    tracing::info!(agent = %config.name, project = %config.access_key.project(), collectors = tasks.len(), "agent running");
+    let supervisor =
+        Supervisor::new(rt, config.plugins_dir.clone(), config.quarantine_after, health, tx);
+    tracing::info!(agent = %config.name, project = %config.access_key.project(), plugins = %config.plugins_dir.display(), "agent starting");
+    let collectors = tokio::spawn(supervisor.run(shutdown.clone()));
     Uplink::new(config, rx).run(shutdown).await;
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = collectors.await;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - [`schema`]: declared-field enforcement on every sample.
 //! - [`scheduler`]: one task per collector, calls on the blocking pool, restarts and quarantine.
 //! - [`health`]: per-collector state and counters.
+//! - [`supervisor`]: loads the plugins dir in parallel and follows it (hot loading).
 //! - [`uplink`]: the session driver: connect, handshake, batch, send, reconnect.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`agent`]: wires it all together ([`agent::run`]).
@@ -39,4 +40,5 @@ pub mod manifest;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
+pub mod supervisor;
 pub mod uplink;

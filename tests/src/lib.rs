@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod wait;
 
 pub use agent::Agent;
+pub use paths::plugin;
 pub use proxy::Proxy;
 
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};

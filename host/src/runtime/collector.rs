@@ -100,6 +100,7 @@ pub struct Collector {
     instance: Option<Instance>,
     limits: OutputLimits,
     kv: Arc<Mutex<KvState>>,
+    origin: super::cache::Origin,
 }
 
 impl std::fmt::Debug for Collector {
@@ -123,7 +124,7 @@ impl Collector {
     pub fn load(rt: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
         let wasm = std::fs::read(path)
             .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let component = rt.compile(&wasm, path)?;
+        let (component, origin) = rt.compile(&wasm, path)?;
         let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
         let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone())?;
@@ -145,6 +146,7 @@ impl Collector {
             instance: Some(instance),
             limits: OutputLimits::default(),
             kv,
+            origin,
         })
     }
 
@@ -156,6 +158,11 @@ impl Collector {
     /// Its manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Whether its compiled code came from the compile cache.
+    pub fn from_cache(&self) -> bool {
+        self.origin == super::cache::Origin::Cache
     }
 
     /// The `.wasm` it was loaded from.

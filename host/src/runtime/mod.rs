@@ -98,22 +98,23 @@ impl Runtime {
 
     /// Compiles a component (or loads it from the compile cache) and checks
     /// what it imports.
-    pub fn compile(&self, wasm: &[u8], origin: &Path) -> Result<Component, LoadError> {
+    pub fn compile(
+        &self,
+        wasm: &[u8],
+        origin: &Path,
+    ) -> Result<(Component, cache::Origin), LoadError> {
         let compile = || Component::new(&self.engine, wasm);
         let result = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, compile).map(|(c, from)| {
-                tracing::debug!(path = %origin.display(), ?from, "component ready");
-                c
-            }),
-            None => compile(),
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, compile),
+            None => compile().map(|c| (c, cache::Origin::Compiled)),
         };
-        let component = result.map_err(|e| LoadError::Compile {
+        let (component, from) = result.map_err(|e| LoadError::Compile {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         })?;
         check_imports(&self.engine, &component)
             .map_err(|name| LoadError::ForbiddenImport { path: origin.to_owned(), import: name })?;
-        Ok(component)
+        Ok((component, from))
     }
 
     /// Where collector `name` keeps its persisted state.

@@ -1,0 +1,259 @@
+//! Keeps the running collectors in step with the plugins directory.
+//!
+//! At start-up every `*.wasm` is loaded in parallel. Afterwards the
+//! directory is watched: adding, replacing or deleting a `.wasm` or its
+//! manifest takes effect after a short debounce, without a restart. A
+//! replacement is loaded and validated (compiled, instantiated, described,
+//! initialised) before the old version is stopped; if it fails, the old
+//! version keeps running and the reason is logged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+use wasmtap_protocol::message::Sample;
+
+use crate::health::{Registry, State};
+use crate::manifest::Manifest;
+use crate::runtime::{Collector, Runtime};
+use crate::scheduler::{self, Schedule};
+
+/// Quiet time after the last change before the directory is rescanned.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A collector file and its manifest, read together.
+#[derive(Debug)]
+struct Candidate {
+    wasm: PathBuf,
+    fingerprint: [u8; 32],
+}
+
+struct Running {
+    name: String,
+    fingerprint: [u8; 32],
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Owns the collector tasks.
+pub struct Supervisor {
+    rt: Arc<Runtime>,
+    dir: PathBuf,
+    quarantine_after: u32,
+    health: Registry,
+    out: mpsc::Sender<Vec<Sample>>,
+    running: BTreeMap<PathBuf, Running>,
+    /// Files whose last load failed, by fingerprint: not retried until they change.
+    failed: BTreeMap<PathBuf, [u8; 32]>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn fingerprint(wasm: &Path) -> std::io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    h.update(std::fs::read(wasm)?);
+    match std::fs::read(wasm.with_extension("toml")) {
+        Ok(m) => {
+            h.update(b"manifest");
+            h.update(m);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(h.finalize().into())
+}
+
+fn scan(dir: &Path) -> std::io::Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "wasm") && path.is_file() {
+            match fingerprint(&path) {
+                Ok(fingerprint) => out.push(Candidate { wasm: path, fingerprint }),
+                // Vanished between listing and reading: the next event rescans.
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "skipping unreadable file")
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.wasm.cmp(&b.wasm));
+    Ok(out)
+}
+
+impl Supervisor {
+    /// A supervisor for the collectors in `dir`.
+    pub fn new(
+        rt: Arc<Runtime>,
+        dir: PathBuf,
+        quarantine_after: u32,
+        health: Registry,
+        out: mpsc::Sender<Vec<Sample>>,
+    ) -> Self {
+        Self {
+            rt,
+            dir,
+            quarantine_after,
+            health,
+            out,
+            running: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// Names of the collectors running now.
+    pub fn running(&self) -> Vec<String> {
+        self.running.values().map(|r| r.name.clone()).collect()
+    }
+
+    /// Loads, replaces and stops collectors so that the running set matches the directory.
+    pub async fn reconcile(&mut self) {
+        let candidates = match scan(&self.dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot list the plugins dir");
+                return;
+            }
+        };
+        let present: Vec<PathBuf> = candidates.iter().map(|c| c.wasm.clone()).collect();
+        for gone in
+            self.running.keys().filter(|p| !present.contains(p)).cloned().collect::<Vec<_>>()
+        {
+            if let Some(r) = self.running.remove(&gone) {
+                tracing::info!(collector = %r.name, path = %gone.display(), "collector removed");
+                self.stop(r).await;
+            }
+        }
+        self.failed.retain(|p, _| present.contains(p));
+
+        let todo: Vec<Candidate> = candidates
+            .into_iter()
+            .filter(|c| self.running.get(&c.wasm).is_none_or(|r| r.fingerprint != c.fingerprint))
+            .filter(|c| self.failed.get(&c.wasm) != Some(&c.fingerprint))
+            .collect();
+        let mut loads = Vec::new();
+        for c in todo {
+            let rt = self.rt.clone();
+            let wasm = c.wasm.clone();
+            loads.push((c, tokio::task::spawn_blocking(move || load(&rt, &wasm))));
+        }
+        for (c, task) in loads {
+            let loaded = task.await.unwrap_or_else(|e| Err(format!("loader failed: {e}")));
+            match loaded {
+                Ok(collector) => {
+                    self.failed.remove(&c.wasm);
+                    if let Some(old) = self.running.remove(&c.wasm) {
+                        tracing::info!(collector = %old.name, path = %c.wasm.display(), "collector replaced");
+                        self.stop(old).await;
+                    }
+                    self.start(c, collector);
+                }
+                Err(e) => {
+                    if let Some(old) = self.running.get(&c.wasm) {
+                        tracing::error!(collector = %old.name, error = %e, "broken upgrade refused; the previous version keeps running");
+                    } else {
+                        tracing::error!(error = %e, "collector not loaded");
+                    }
+                    self.failed.insert(c.wasm, c.fingerprint);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, c: Candidate, collector: Collector) {
+        let name = collector.schema().name.clone();
+        if let Some(other) = self.running.values().find(|r| r.name == name) {
+            tracing::error!(collector = %name, path = %c.wasm.display(), running = %other.name, "another file already provides a collector of this name; not started");
+            self.failed.insert(c.wasm, c.fingerprint);
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        if !collector.manifest().enabled {
+            tracing::info!(collector = %name, "collector disabled by its manifest");
+            self.health.update(&name, |h| h.state = State::Disabled);
+            let task = tokio::spawn(async {});
+            self.running.insert(c.wasm, Running { name, fingerprint: c.fingerprint, stop, task });
+            return;
+        }
+        let schedule = Schedule {
+            interval: collector.manifest().interval.unwrap_or(collector.schema().default_interval),
+            quarantine_after: self.quarantine_after,
+        };
+        let task = scheduler::spawn(
+            self.rt.clone(),
+            collector,
+            schedule,
+            self.health.clone(),
+            self.out.clone(),
+            stopped,
+        );
+        self.running.insert(c.wasm, Running { name, fingerprint: c.fingerprint, stop, task });
+    }
+
+    async fn stop(&self, r: Running) {
+        let _ = r.stop.send(true);
+        let _ = r.task.await;
+        self.health.remove(&r.name);
+    }
+
+    /// Loads everything, then follows the directory until `shutdown` flips;
+    /// then stops every collector.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.reconcile().await;
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut w| w.watch(&self.dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the plugins dir; hot loading is off");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = changes.recv() => {
+                    // Debounce: wait until the directory is quiet.
+                    loop {
+                        tokio::select! {
+                            Some(()) = changes.recv() => {}
+                            _ = tokio::time::sleep(DEBOUNCE) => break,
+                        }
+                    }
+                    self.reconcile().await;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        for (_, r) in std::mem::take(&mut self.running) {
+            self.stop(r).await;
+        }
+    }
+}
+
+fn load(rt: &Runtime, wasm: &Path) -> Result<Collector, String> {
+    let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let c = Collector::load(rt, wasm, manifest).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    tracing::info!(
+        collector = %c.schema().name,
+        version = %c.schema().version,
+        fields = c.schema().fields.len(),
+        from_cache = c.from_cache(),
+        load_ms = started.elapsed().as_millis() as u64,
+        "collector loaded"
+    );
+    Ok(c)
+}

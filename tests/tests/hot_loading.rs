@@ -1,0 +1,113 @@
+//! The plugins directory is followed while the agent runs: collectors added,
+//! replaced (validated first) and removed take effect without a restart; a
+//! restart loads them from the compile cache.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Copies like an operator's deploy script should: write aside, then rename.
+fn install(src: &Path, dest: &Path) -> anyhow::Result<()> {
+    let tmp = dest.with_extension("partial");
+    std::fs::copy(src, &tmp)?;
+    std::fs::rename(&tmp, dest)?;
+    Ok(())
+}
+
+fn latest_time(proxy: &Proxy) -> anyhow::Result<u64> {
+    Ok(proxy
+        .query(&["--collector", "load"])?
+        .iter()
+        .filter_map(|r| r["time"].as_u64())
+        .max()
+        .unwrap_or(0))
+}
+
+#[test]
+fn a_collector_dropped_into_the_running_agent_reports_within_two_seconds() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent = Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &[])?;
+    wait::until(Duration::from_secs(20), "the agent's session", || {
+        Ok(agent.log_text().contains("session established").then_some(()))
+    })?;
+
+    let (wasm, manifest) = paths::plugin("load")?;
+    install(&manifest, &agent.plugins.join("load.toml"))?;
+    let dropped_at = now_ms();
+    install(&wasm, &agent.plugins.join("load.wasm"))?;
+
+    let first = wait::until(Duration::from_secs(10), "the first load sample", || {
+        let t = latest_time(&proxy)?;
+        Ok((t > 0).then_some(t))
+    })
+    .with_context(|| agent.log_text())?;
+    assert!(first >= dropped_at, "sample older than the file: {first} < {dropped_at}");
+    assert!(first - dropped_at <= 2_000, "first sample {} ms after the drop", first - dropped_at);
+    Ok(())
+}
+
+#[test]
+fn a_broken_replacement_leaves_the_old_version_running_and_removal_stops_it() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent =
+        Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &["load"])?;
+    wait::until(Duration::from_secs(20), "load samples", || {
+        Ok((latest_time(&proxy)? > 0).then_some(()))
+    })?;
+
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm this is not a component")?;
+    install(&broken, &agent.plugins.join("load.wasm"))?;
+    wait::until(Duration::from_secs(5), "the refusal in the log", || {
+        Ok(agent.log_text().contains("broken upgrade refused").then_some(()))
+    })?;
+    let refused_at = now_ms();
+    wait::until(Duration::from_secs(5), "samples from the old version after the refusal", || {
+        Ok((latest_time(&proxy)? > refused_at + 500).then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
+
+    std::fs::remove_file(agent.plugins.join("load.wasm"))?;
+    wait::until(Duration::from_secs(5), "the removal in the log", || {
+        Ok(agent.log_text().contains("collector removed").then_some(()))
+    })?;
+    // Let the last batch drain, then no new samples may appear.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let last = latest_time(&proxy)?;
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(latest_time(&proxy)?, last, "samples after the collector was removed");
+    Ok(())
+}
+
+#[test]
+fn a_restarted_agent_loads_collectors_from_the_compile_cache() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent_dir = dir.path().join("agent");
+    let agent = Agent::start(&agent_dir, "web-01", proxy.addr.port(), &key, &["load"])?;
+    wait::until(Duration::from_secs(20), "load samples", || {
+        Ok((latest_time(&proxy)? > 0).then_some(()))
+    })?;
+    assert!(agent.log_text().contains("from_cache=false"), "{}", agent.log_text());
+    agent.stop()?;
+
+    let config = agent_dir.join("agent.toml");
+    let agent = Agent::start_with_config(&agent_dir, &config, agent_dir.join("plugins"))?;
+    wait::until(Duration::from_secs(20), "the reload", || {
+        Ok(agent.log_text().contains("collector loaded").then_some(()))
+    })?;
+    assert!(agent.log_text().contains("from_cache=true"), "{}", agent.log_text());
+    Ok(())
+}
