@@ -97,13 +97,10 @@ fn every_bit_flip_fails_the_checkpoint() {
         let (_, mut rx) = pair();
         let mut d = FrameDecoder::default();
         d.push(&bad);
-        match d.next_frame() {
-            Ok(Some(f)) => {
-                rx.open(f).expect("held");
-                assert_eq!(rx.verify(&cp), Err(SimpleError::CheckpointMismatch), "bit {i}");
-            }
-            // A flipped header may make the frame invalid or incomplete: also refused.
-            Ok(None) | Err(_) => {}
+        // A flipped header may make the frame invalid or incomplete: refused too.
+        if let Ok(Some(f)) = d.next_frame() {
+            rx.open(f).expect("held");
+            assert_eq!(rx.verify(&cp), Err(SimpleError::CheckpointMismatch), "bit {i}");
         }
     }
 }
