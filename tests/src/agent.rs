@@ -19,7 +19,8 @@ pub struct Agent {
 
 impl Agent {
     /// Writes `agent.toml` under `dir` for a proxy on `port` and `key`, copies the
-    /// named collectors into its plugins dir, and starts the agent.
+    /// named collectors into its plugins dir, and starts the agent. Names are
+    /// relative to `target/plugins` (`load`, `testing/spin`).
     pub fn start(
         dir: &Path,
         name: &str,
@@ -27,20 +28,34 @@ impl Agent {
         key: &str,
         collectors: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with(dir, name, port, key, collectors, "")
+    }
+
+    /// Like [`Agent::start`], with extra lines for the `[plugins]` table.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        key: &str,
+        collectors: &[&str],
+        plugins_extra: &str,
+    ) -> anyhow::Result<Self> {
         let plugins = dir.join("plugins");
         std::fs::create_dir_all(&plugins)?;
         for c in collectors {
+            // `testing/spin` names a misbehaving collector; it is installed as `spin`.
             let (wasm, manifest) = paths::plugin(c)?;
-            std::fs::copy(&wasm, plugins.join(format!("{c}.wasm")))?;
+            let file = c.rsplit('/').next().unwrap_or(c);
+            std::fs::copy(&wasm, plugins.join(format!("{file}.wasm")))?;
             if manifest.is_file() {
-                std::fs::copy(&manifest, plugins.join(format!("{c}.toml")))?;
+                std::fs::copy(&manifest, plugins.join(format!("{file}.toml")))?;
             }
         }
         let config = dir.join("agent.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nhosts = [\"127.0.0.1\"]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"2s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n"
+                "[server]\nhosts = [\"127.0.0.1\"]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"2s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n{plugins_extra}\n"
             ),
         )?;
         Self::start_with_config(dir, &config, plugins)

@@ -8,11 +8,13 @@
 //! - [`paths`]: where the binaries and compiled collectors are.
 //! - [`proxy`]: a running proxy process with its config and store.
 //! - [`agent`]: a running agent process with its own plugins dir.
+//! - [`relay`]: a recording TCP relay for black-box wire checks.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
 pub mod paths;
 pub mod proxy;
+pub mod relay;
 pub mod wait;
 
 pub use agent::Agent;

@@ -42,30 +42,17 @@ pub fn parse(text: &str) -> Result<LoadAvg, String> {
     let mut avg = [0.0; 3];
     for a in &mut avg {
         let word = it.next().ok_or("truncated /proc/loadavg")?;
-        *a = word
-            .parse()
-            .map_err(|_| format!("bad load average `{word}`"))?;
+        *a = word.parse().map_err(|_| format!("bad load average `{word}`"))?;
     }
     let tasks = it.next().ok_or("truncated /proc/loadavg")?;
-    let (running, total) = tasks
-        .split_once('/')
-        .ok_or(format!("bad task counts `{tasks}`"))?;
-    let number = |s: &str| {
-        s.parse::<u64>()
-            .map_err(|_| format!("bad task count `{s}`"))
-    };
-    Ok(LoadAvg {
-        averages: avg,
-        running: number(running)?,
-        tasks: number(total)?,
-    })
+    let (running, total) = tasks.split_once('/').ok_or(format!("bad task counts `{tasks}`"))?;
+    let number = |s: &str| s.parse::<u64>().map_err(|_| format!("bad task count `{s}`"));
+    Ok(LoadAvg { averages: avg, running: number(running)?, tasks: number(total)? })
 }
 
 impl Guest for Load {
     fn describe() -> Descriptor {
-        schema()
-            .0
-            .into_descriptor("load", env!("CARGO_PKG_VERSION"), 1_000)
+        schema().0.into_descriptor("load", env!("CARGO_PKG_VERSION"), 1_000)
     }
 
     fn init(_config: Vec<(String, String)>) -> Result<(), String> {
@@ -98,14 +85,7 @@ mod tests {
     #[test]
     fn parses_a_real_line() {
         let l = parse("0.52 0.58 0.59 1/389 12345\n").expect("parses");
-        assert_eq!(
-            l,
-            LoadAvg {
-                averages: [0.52, 0.58, 0.59],
-                running: 1,
-                tasks: 389
-            }
-        );
+        assert_eq!(l, LoadAvg { averages: [0.52, 0.58, 0.59], running: 1, tasks: 389 });
     }
 
     #[test]

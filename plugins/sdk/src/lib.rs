@@ -9,7 +9,9 @@
 //! - [`schema`]: declare fields and get typed handles ([`Gauge`], [`Counter`], [`TextField`]).
 //! - [`sample`]: build samples with those handles ([`SampleBuilder`]).
 //! - [`log`]: write to the agent's log.
-//! - [`state`]: persisted key-value state and counter rates.
+//! - [`state`]: persisted key-value state, counter rates, rates of named series.
+//! - [`config`]: reading the manifest's `[config]` values passed to `init`.
+//! - [`procfs`]: reading and parsing `/proc` files with errors, not panics.
 //!
 //! ## Example
 //! ```ignore
@@ -49,7 +51,9 @@ pub mod bindings {
     });
 }
 
+pub mod config;
 pub mod log;
+pub mod procfs;
 pub mod sample;
 pub mod schema;
 pub mod state;

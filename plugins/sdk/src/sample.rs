@@ -11,11 +11,7 @@ pub struct SampleBuilder {
 
 impl Default for SampleBuilder {
     fn default() -> Self {
-        let sample = Sample {
-            labels: Vec::new(),
-            numbers: Vec::new(),
-            texts: Vec::new(),
-        };
+        let sample = Sample { labels: Vec::new(), numbers: Vec::new(), texts: Vec::new() };
         Self { sample }
     }
 }
@@ -34,28 +30,19 @@ impl SampleBuilder {
 
     /// Sets a gauge.
     pub fn gauge(mut self, field: Gauge, value: f64) -> Self {
-        self.sample.numbers.push(Number {
-            field: field.0,
-            value,
-        });
+        self.sample.numbers.push(Number { field: field.0, value });
         self
     }
 
     /// Sets a counter.
     pub fn counter(mut self, field: Counter, value: f64) -> Self {
-        self.sample.numbers.push(Number {
-            field: field.0,
-            value,
-        });
+        self.sample.numbers.push(Number { field: field.0, value });
         self
     }
 
     /// Sets a text field.
     pub fn text(mut self, field: TextField, value: impl Into<String>) -> Self {
-        self.sample.texts.push(Text {
-            field: field.0,
-            value: value.into(),
-        });
+        self.sample.texts.push(Text { field: field.0, value: value.into() });
         self
     }
 

@@ -86,6 +86,65 @@ pub fn counter_rates(key: &str, counters: &[f64], now: f64) -> Result<Vec<Option
     Ok(out)
 }
 
+/// Per-second rates of several named series of counters (one per CPU, disk
+/// or network interface), each kept with [`counter_rates`] under the key
+/// `{prefix}{name}`; returns one result per series, in order.
+///
+/// The names are kept too, under the key `prefix` itself, so the state of a
+/// series that disappeared (an unplugged disk, a deleted interface) is
+/// removed instead of filling the 64 KiB state. A series whose state cannot
+/// be stored (the state is full, the key is over 128 bytes, the name is empty
+/// or holds a newline) gets an `Err` and no rates; the other series go on.
+pub fn series_rates(
+    prefix: &str,
+    series: &[(&str, &[f64])],
+    now: f64,
+) -> Vec<Result<Vec<Option<f64>>, String>> {
+    let names: Vec<&str> =
+        series.iter().map(|(n, _)| *n).filter(|n| valid_series_name(n)).collect();
+    let before = get(prefix).map(|b| decode_names(&b)).unwrap_or_default();
+    for gone in departed(&before, &names) {
+        remove(&format!("{prefix}{gone}"));
+    }
+    // The index is written first: a series key is only ever stored once its
+    // name is in the index, so every stored key can later be removed.
+    let index = set(prefix, &encode_names(&names));
+    series
+        .iter()
+        .map(|(name, counters)| {
+            if !valid_series_name(name) {
+                return Err(format!("invalid series name {:?}", name.escape_debug()));
+            }
+            index.clone()?;
+            counter_rates(&format!("{prefix}{name}"), counters, now)
+        })
+        .collect()
+}
+
+fn valid_series_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('\n')
+}
+
+/// Encodes series names for [`series_rates`]'s index: one per line.
+pub fn encode_names(names: &[&str]) -> Vec<u8> {
+    names.join("\n").into_bytes()
+}
+
+/// Decodes [`encode_names`]' output; bytes that are not UTF-8 are replaced,
+/// and empty lines are skipped.
+pub fn decode_names(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .split('\n')
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The names of `before` that are not in `now`.
+pub fn departed<'a>(before: &'a [String], now: &[&str]) -> Vec<&'a str> {
+    before.iter().map(String::as_str).filter(|b| !now.contains(b)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,19 +160,24 @@ mod tests {
     fn rates_between_readings() {
         assert_eq!(rates(None, &[1.0, 2.0], 10.0), vec![None, None]);
         let prev = [10.0, 100.0, 50.0];
-        assert_eq!(
-            rates(Some(&prev), &[120.0, 40.0], 12.0),
-            vec![Some(10.0), None]
-        );
-        assert_eq!(
-            rates(Some(&prev), &[120.0], 10.0),
-            vec![None],
-            "no time passed"
-        );
-        assert_eq!(
-            rates(Some(&[10.0]), &[1.0], 11.0),
-            vec![None],
-            "no previous value"
-        );
+        assert_eq!(rates(Some(&prev), &[120.0, 40.0], 12.0), vec![Some(10.0), None]);
+        assert_eq!(rates(Some(&prev), &[120.0], 10.0), vec![None], "no time passed");
+        assert_eq!(rates(Some(&[10.0]), &[1.0], 11.0), vec![None], "no previous value");
+    }
+
+    #[test]
+    fn series_names_round_trip() {
+        let names = ["eth0", "wlan0", "veth1a2b"];
+        assert_eq!(decode_names(&encode_names(&names)), names);
+        assert!(decode_names(b"").is_empty());
+        assert_eq!(decode_names(b"a\n\nb\xff"), ["a", "b\u{fffd}"]);
+    }
+
+    #[test]
+    fn departed_series() {
+        let before = vec!["sda".to_owned(), "sdb".to_owned(), "nvme0n1".to_owned()];
+        assert_eq!(departed(&before, &["sda", "nvme0n1", "sdc"]), ["sdb"]);
+        assert!(departed(&[], &["sda"]).is_empty());
+        assert!(!valid_series_name("") && !valid_series_name("a\nb") && valid_series_name("0"));
     }
 }
