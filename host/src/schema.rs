@@ -33,6 +33,8 @@ pub struct OutputLimits {
     pub max_text_len: usize,
     /// Values (numbers and texts) per call.
     pub max_values: usize,
+    /// Bytes of labels and text values per call.
+    pub max_text_bytes: usize,
 }
 
 impl Default for OutputLimits {
@@ -43,6 +45,7 @@ impl Default for OutputLimits {
             max_label_len: 256,
             max_text_len: 4096,
             max_values: 100_000,
+            max_text_bytes: 4 << 20,
         }
     }
 }
@@ -199,6 +202,16 @@ impl Schema {
         let total: usize = raw.iter().map(|s| s.numbers.len() + s.texts.len()).sum();
         if total > limits.max_values {
             return Err(too_many("values", total, limits.max_values));
+        }
+        let text_bytes: usize = raw
+            .iter()
+            .map(|s| {
+                s.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    + s.texts.iter().map(|t| t.value.len()).sum::<usize>()
+            })
+            .sum();
+        if text_bytes > limits.max_text_bytes {
+            return Err(too_many("bytes of labels and text", text_bytes, limits.max_text_bytes));
         }
         let mut out = Enforced { samples: Vec::with_capacity(raw.len()), ..Enforced::default() };
         for s in raw {

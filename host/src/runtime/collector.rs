@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings;
 use super::kv::KvState;
+use super::logs::{CollectorLog, Level};
 use super::state::CollectorState;
 use super::{Runtime, deadline_ticks};
 use crate::manifest::Manifest;
@@ -100,6 +101,7 @@ pub struct Collector {
     instance: Option<Instance>,
     limits: OutputLimits,
     kv: Arc<Mutex<KvState>>,
+    log: CollectorLog,
     origin: super::cache::Origin,
 }
 
@@ -127,7 +129,8 @@ impl Collector {
         let (component, origin) = rt.compile(&wasm, path)?;
         let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
-        let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone())?;
+        let log = CollectorLog::new(&label);
+        let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone(), log.clone())?;
         instance.store.set_epoch_deadline(deadline_ticks(manifest.timeout));
         let descriptor = instance
             .bindings
@@ -135,6 +138,7 @@ impl Collector {
             .map_err(|e| LoadError::Describe(describe_error(&e).to_string()))?;
         let schema = Schema::from_descriptor(descriptor)?;
         instance.store.data_mut().name = schema.name.clone();
+        log.rename(&schema.name);
         *lock(&kv) = KvState::load(rt.state_path(&schema.name));
         init(&mut instance, &manifest)?;
         persist(&kv, &schema.name);
@@ -146,6 +150,7 @@ impl Collector {
             instance: Some(instance),
             limits: OutputLimits::default(),
             kv,
+            log,
             origin,
         })
     }
@@ -184,6 +189,7 @@ impl Collector {
                     &self.manifest,
                     &self.schema.name,
                     self.kv.clone(),
+                    self.log.clone(),
                 )
                 .map_err(|e| CallError::Restart(e.to_string()))?;
                 init(&mut fresh, &self.manifest).map_err(|e| CallError::Restart(e.to_string()))?;
@@ -222,6 +228,7 @@ fn instantiate(
     manifest: &Manifest,
     name: &str,
     kv: Arc<Mutex<KvState>>,
+    log: CollectorLog,
 ) -> Result<Instance, LoadError> {
     let mut wasi = WasiCtx::builder();
     for dir in &manifest.read {
@@ -234,6 +241,8 @@ fn instantiate(
             wasi.env(key, value);
         }
     }
+    wasi.stdout(log.pipe(Level::Info));
+    wasi.stderr(log.pipe(Level::Warn));
     let memory = usize::try_from(manifest.memory).unwrap_or(usize::MAX);
     let limits = StoreLimitsBuilder::new()
         .memory_size(memory)
@@ -243,7 +252,7 @@ fn instantiate(
         .instances(32)
         .trap_on_grow_failure(true)
         .build();
-    let state = CollectorState::new(name.to_owned(), wasi.build(), limits, kv);
+    let state = CollectorState::new(name.to_owned(), wasi.build(), limits, kv, log);
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(deadline_ticks(manifest.timeout));

@@ -7,11 +7,13 @@
 //! - [`collector`]: one loaded, sandboxed collector instance.
 //! - [`cache`]: compiled collectors on disk, checksummed and keyed by engine.
 //! - [`kv`]: a collector's persisted key-value state.
+//! - [`logs`]: the `log` import and stdout/stderr, as rate-limited log lines.
 
 pub mod bindings;
 pub mod cache;
 pub mod collector;
 pub mod kv;
+pub mod logs;
 pub mod state;
 
 use std::path::{Path, PathBuf};

@@ -89,6 +89,19 @@ fn caps_fail_the_call() {
 }
 
 #[test]
+fn total_text_bytes_are_capped() {
+    let limits = OutputLimits { max_text_bytes: 10, ..OutputLimits::default() };
+    let ok = sample(vec![], vec![(1, "abcdefgh")]);
+    assert!(schema().enforce(vec![ok], 0, &limits).is_err(), "label cpu=0 plus 8 bytes is 12");
+    let small = wit::Sample {
+        labels: vec![],
+        numbers: vec![],
+        texts: vec![wit::Text { field: 1, value: "0123456789".into() }],
+    };
+    assert!(schema().enforce(vec![small], 0, &limits).is_ok());
+}
+
+#[test]
 fn bad_schemas_are_refused() {
     let d = |name: &str, fields| wit::Descriptor {
         name: name.into(),
