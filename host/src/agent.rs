@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::health::Registry;
 use crate::runtime::Runtime;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Policy, Supervisor};
 use crate::uplink::Uplink;
 
 /// Why the agent could not start.
@@ -51,8 +51,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     }
     let (tx, rx) = mpsc::channel(1024);
     let health = Registry::default();
-    let supervisor =
-        Supervisor::new(rt, config.plugins_dir.clone(), config.quarantine_after, health, tx);
+    let policy = Policy {
+        quarantine_after: config.quarantine_after,
+        trusted_keys: config.trusted_keys.clone(),
+    };
+    let supervisor = Supervisor::new(rt, config.plugins_dir.clone(), policy, health, tx);
     tracing::info!(agent = %config.name, project = %config.access_key.project(), plugins = %config.plugins_dir.display(), "agent starting");
     let collectors = tokio::spawn(supervisor.run(shutdown.clone()));
     Uplink::new(config, rx).run(shutdown).await;

@@ -72,6 +72,8 @@ struct RawAgent {
 struct RawPlugins {
     dir: PathBuf,
     quarantine_after: Option<u32>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
 }
 
 mod humantime_serde_opt {
@@ -108,6 +110,8 @@ pub struct Config {
     pub plugins_dir: PathBuf,
     /// Consecutive failures before a collector is quarantined.
     pub quarantine_after: u32,
+    /// Publisher keys collectors must be signed by (none: no signature needed).
+    pub trusted_keys: Vec<crate::signing::PublicKey>,
 }
 
 impl Config {
@@ -161,6 +165,17 @@ impl Config {
                 Some(n) => n,
                 None => crate::scheduler::DEFAULT_QUARANTINE_AFTER,
             },
+            trusted_keys: raw
+                .plugins
+                .trusted_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    k.parse().map_err(|e| {
+                        ConfigError::Invalid(format!("plugins.trusted_keys[{i}]: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -12,10 +12,12 @@
 //! - [`schema`]: declared-field enforcement on every sample.
 //! - [`scheduler`]: one task per collector, calls on the blocking pool, restarts and quarantine.
 //! - [`health`]: per-collector state and counters.
+//! - [`signing`]: ed25519 signatures of collectors, an optional load policy.
 //! - [`supervisor`]: loads the plugins dir in parallel and follows it (hot loading).
 //! - [`uplink`]: the session driver: connect, handshake, batch, send, reconnect.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`agent`]: wires it all together ([`agent::run`]).
+//! - [`authoring`]: `wasmtap plugin check|run|keygen|sign` for collector authors.
 //! - [`clock`]: the one place the agent reads the wall clock.
 //!
 //! ## Example
@@ -32,6 +34,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod authoring;
 pub mod backoff;
 pub mod clock;
 pub mod config;
@@ -40,5 +43,6 @@ pub mod manifest;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
+pub mod signing;
 pub mod supervisor;
 pub mod uplink;

@@ -21,6 +21,16 @@ use crate::health::{Registry, State};
 use crate::manifest::Manifest;
 use crate::runtime::{Collector, Runtime};
 use crate::scheduler::{self, Schedule};
+use crate::signing::{self, PublicKey};
+
+/// What the supervisor enforces.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Consecutive failures before a collector is quarantined.
+    pub quarantine_after: u32,
+    /// When not empty, only collectors signed by one of these keys load.
+    pub trusted_keys: Vec<PublicKey>,
+}
 
 /// Quiet time after the last change before the directory is rescanned.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -44,6 +54,7 @@ pub struct Supervisor {
     rt: Arc<Runtime>,
     dir: PathBuf,
     quarantine_after: u32,
+    trusted_keys: Arc<[PublicKey]>,
     health: Registry,
     out: mpsc::Sender<Vec<Sample>>,
     running: BTreeMap<PathBuf, Running>,
@@ -64,6 +75,14 @@ fn fingerprint(wasm: &Path) -> std::io::Result<[u8; 32]> {
         Ok(m) => {
             h.update(b"manifest");
             h.update(m);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match std::fs::read(crate::signing::signature_path(wasm)) {
+        Ok(sig) => {
+            h.update(b"signature");
+            h.update(sig);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -94,14 +113,15 @@ impl Supervisor {
     pub fn new(
         rt: Arc<Runtime>,
         dir: PathBuf,
-        quarantine_after: u32,
+        policy: Policy,
         health: Registry,
         out: mpsc::Sender<Vec<Sample>>,
     ) -> Self {
         Self {
             rt,
             dir,
-            quarantine_after,
+            quarantine_after: policy.quarantine_after,
+            trusted_keys: policy.trusted_keys.into(),
             health,
             out,
             running: BTreeMap::new(),
@@ -141,9 +161,9 @@ impl Supervisor {
             .collect();
         let mut loads = Vec::new();
         for c in todo {
-            let rt = self.rt.clone();
+            let (rt, trusted) = (self.rt.clone(), self.trusted_keys.clone());
             let wasm = c.wasm.clone();
-            loads.push((c, tokio::task::spawn_blocking(move || load(&rt, &wasm))));
+            loads.push((c, tokio::task::spawn_blocking(move || load(&rt, &wasm, &trusted))));
         }
         for (c, task) in loads {
             let loaded = task.await.unwrap_or_else(|e| Err(format!("loader failed: {e}")));
@@ -243,10 +263,17 @@ impl Supervisor {
     }
 }
 
-fn load(rt: &Runtime, wasm: &Path) -> Result<Collector, String> {
-    let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
+fn load(rt: &Runtime, wasm: &Path, trusted: &[PublicKey]) -> Result<Collector, String> {
     let started = std::time::Instant::now();
-    let c = Collector::load(rt, wasm, manifest).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let signer =
+        signing::check(wasm, &bytes, trusted).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let c = Collector::from_bytes(rt, wasm, &bytes, manifest)
+        .map_err(|e| format!("{}: {e}", wasm.display()))?;
+    if let Some(key) = signer {
+        tracing::info!(collector = %c.schema().name, signer = %key, "signature verified");
+    }
     tracing::info!(
         collector = %c.schema().name,
         version = %c.schema().version,

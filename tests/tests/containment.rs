@@ -87,7 +87,9 @@ fn misbehaving_collectors_are_contained_while_load_keeps_its_schedule() -> anyho
     assert!(!rows.is_empty(), "schema-shift reports under its first schema");
     for r in &rows {
         match r["field"].as_str() {
-            Some("describe_calls") => assert_eq!(r["value"], 1.0, "describe ran more than once: {r}"),
+            Some("describe_calls") => {
+                assert_eq!(r["value"], 1.0, "describe ran more than once: {r}")
+            }
             Some("note") => assert!(r["value"].is_string(), "{r}"),
             other => panic!("field {other:?} from a later schema was stored: {r}"),
         }

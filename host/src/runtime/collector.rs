@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings;
 use super::kv::KvState;
+use super::limiter::Limiter;
 use super::logs::{CollectorLog, Level};
 use super::state::CollectorState;
 use super::{Runtime, deadline_ticks};
@@ -126,7 +127,17 @@ impl Collector {
     pub fn load(rt: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
         let wasm = std::fs::read(path)
             .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let (component, origin) = rt.compile(&wasm, path)?;
+        Self::from_bytes(rt, path, &wasm, manifest)
+    }
+
+    /// Like [`Collector::load`], from bytes already read (and checked) from `path`.
+    pub fn from_bytes(
+        rt: &Runtime,
+        path: &Path,
+        wasm: &[u8],
+        manifest: Manifest,
+    ) -> Result<Self, LoadError> {
+        let (component, origin) = rt.compile(wasm, path)?;
         let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
         let log = CollectorLog::new(&label);
@@ -139,7 +150,9 @@ impl Collector {
         let schema = Schema::from_descriptor(descriptor)?;
         instance.store.data_mut().name = schema.name.clone();
         log.rename(&schema.name);
-        *lock(&kv) = KvState::load(rt.state_path(&schema.name));
+        if let Some(path) = rt.state_path(&schema.name) {
+            *lock(&kv) = KvState::load(path);
+        }
         init(&mut instance, &manifest)?;
         persist(&kv, &schema.name);
         Ok(Self {
@@ -163,6 +176,11 @@ impl Collector {
     /// Its manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The largest linear memory the current instance has reached, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.instance.as_ref().map_or(0, |i| i.store.data().limits.peak_memory())
     }
 
     /// Whether its compiled code came from the compile cache.
@@ -252,7 +270,7 @@ fn instantiate(
         .instances(32)
         .trap_on_grow_failure(true)
         .build();
-    let state = CollectorState::new(name.to_owned(), wasi.build(), limits, kv, log);
+    let state = CollectorState::new(name.to_owned(), wasi.build(), Limiter::new(limits), kv, log);
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(deadline_ticks(manifest.timeout));

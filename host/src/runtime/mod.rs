@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod cache;
 pub mod collector;
 pub mod kv;
+pub mod limiter;
 pub mod logs;
 pub mod state;
 
@@ -48,7 +49,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CollectorState>,
     ticker: Arc<AtomicBool>,
-    state_dir: PathBuf,
+    state_dir: Option<PathBuf>,
     cache: Option<cache::CompileCache>,
 }
 
@@ -62,6 +63,21 @@ impl Runtime {
     /// Builds the engine and starts the epoch ticker thread. Collector state
     /// is kept under `data_dir/state`.
     pub fn new(data_dir: &Path) -> anyhow::Result<Self> {
+        let mut rt = Self::without_storage()?;
+        rt.state_dir = Some(data_dir.join("state"));
+        rt.cache = match cache::CompileCache::open(&data_dir.join("cache"), &rt.engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "compile cache unavailable; collectors compile at every start");
+                None
+            }
+        };
+        Ok(rt)
+    }
+
+    /// A runtime that keeps nothing on disk: no compile cache, and collector
+    /// state only in memory (`wasmtap plugin check` and `run`).
+    pub fn without_storage() -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
@@ -82,15 +98,7 @@ impl Runtime {
                 }
             }
         })?;
-        let state_dir = data_dir.join("state");
-        let cache = match cache::CompileCache::open(&data_dir.join("cache"), &engine) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "compile cache unavailable; collectors compile at every start");
-                None
-            }
-        };
-        Ok(Self { engine, linker, ticker, state_dir, cache })
+        Ok(Self { engine, linker, ticker, state_dir: None, cache: None })
     }
 
     /// The engine.
@@ -120,8 +128,8 @@ impl Runtime {
     }
 
     /// Where collector `name` keeps its persisted state.
-    pub fn state_path(&self, name: &str) -> PathBuf {
-        self.state_dir.join(format!("{name}.state"))
+    pub fn state_path(&self, name: &str) -> Option<PathBuf> {
+        self.state_dir.as_ref().map(|d| d.join(format!("{name}.state")))
     }
 
     pub(crate) fn linker(&self) -> &Linker<CollectorState> {

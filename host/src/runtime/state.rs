@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wasmtime::StoreLimits;
+use super::limiter::Limiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -19,8 +19,8 @@ pub struct CollectorState {
     pub wasi: WasiCtx,
     /// WASI resource handles.
     pub table: ResourceTable,
-    /// Memory, table and instance caps.
-    pub limits: StoreLimits,
+    /// Memory, table and instance caps, and peak memory.
+    pub limits: Limiter,
     /// The persisted key-value state, shared with the owning collector so it
     /// outlives restarts of the instance.
     pub kv: Arc<Mutex<KvState>>,
@@ -39,7 +39,7 @@ impl CollectorState {
     pub fn new(
         name: String,
         wasi: WasiCtx,
-        limits: StoreLimits,
+        limits: Limiter,
         kv: Arc<Mutex<KvState>>,
         log: CollectorLog,
     ) -> Self {
