@@ -292,6 +292,6 @@ mod tests {
         std::fs::write(&wasm, b"bytes").expect("write");
         let sig = sign(&wasm, &key).expect("sign");
         let text = std::fs::read_to_string(sig).expect("sig");
-        assert_eq!(signing::verify(b"bytes", &text, &[public.clone()]), Ok(public));
+        assert_eq!(signing::verify(b"bytes", &text, std::slice::from_ref(&public)), Ok(public));
     }
 }
