@@ -111,3 +111,55 @@ fn a_restarted_agent_loads_collectors_from_the_compile_cache() -> anyhow::Result
     assert!(agent.log_text().contains("from_cache=true"), "{}", agent.log_text());
     Ok(())
 }
+
+#[test]
+fn collector_state_survives_an_agent_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent_dir = dir.path().join("agent");
+    let agent = Agent::start(&agent_dir, "web-01", proxy.addr.port(), &key, &[])?;
+    agent.stop()?;
+    // cpu computes rates from the previous reading kept in its state; make it tick every second.
+    let (wasm, _) = paths::plugin("cpu")?;
+    let plugins = agent_dir.join("plugins");
+    std::fs::copy(wasm, plugins.join("cpu.wasm"))?;
+    std::fs::write(plugins.join("cpu.toml"), "interval = \"1s\"\n[grants]\nread = [\"/proc\"]\n")?;
+    let busy_times = |proxy: &Proxy| -> anyhow::Result<Vec<u64>> {
+        Ok(proxy
+            .query(&["--collector", "cpu"])?
+            .iter()
+            .filter(|r| r["field"] == "busy")
+            .filter_map(|r| r["time"].as_u64())
+            .collect())
+    };
+    let config = agent_dir.join("agent.toml");
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins.clone())?;
+    wait::until(Duration::from_secs(20), "cpu rates", || {
+        Ok((!busy_times(&proxy)?.is_empty()).then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
+    agent.stop()?;
+    assert!(agent_dir.join("data/state/cpu.state").is_file(), "cpu's state is on disk");
+
+    let restarted_at = now_ms();
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins)?;
+    let first_after =
+        wait::until(Duration::from_secs(20), "a cpu sample after the restart", || {
+            let times: Vec<u64> = proxy
+                .query(&["--collector", "cpu"])?
+                .iter()
+                .filter_map(|r| r["time"].as_u64())
+                .filter(|t| *t >= restarted_at)
+                .collect();
+            Ok(times.into_iter().min())
+        })
+        .with_context(|| agent.log_text())?;
+    // Rates need a previous reading: present at the very first collect only if
+    // the state came back from disk.
+    wait::until(Duration::from_secs(5), "rates in the first sample after the restart", || {
+        Ok(busy_times(&proxy)?.contains(&first_after).then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Collector runtime costs, with the real compiled collectors from
+//! `target/plugins` (run `cargo xtask plugins` first):
+//!
+//! - `collect/values`: one `collect` returning 10,000 numbers, host side
+//!   included (lifting, schema checks, conversion); `collect/empty` is the
+//!   same collector returning nothing, the per-call baseline of the same run.
+//! - `compile/<name>`: cold compilation of each standard collector.
+//! - `load_cached/<name>`: compile-cache hit, instantiate, describe, init.
+//! - `agent_start/six_collectors`: a fresh runtime with a warm cache loads
+//!   the six standard collectors in parallel and takes one sample from each.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wasmtap_host::manifest::Manifest;
+use wasmtap_host::runtime::{Collector, Runtime};
+
+const STANDARD: [&str; 6] = ["cpu", "memory", "disk", "net", "load", "process"];
+
+fn plugin(name: &str) -> (PathBuf, Manifest) {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins` first", wasm.display());
+    let manifest = Manifest::load(&wasm.with_extension("toml")).expect("valid manifest");
+    (wasm, manifest)
+}
+
+fn bulk(values: u32) -> (PathBuf, Manifest) {
+    let (wasm, mut manifest) = plugin("testing/bulk");
+    manifest.config = vec![("values".into(), values.to_string())];
+    (wasm, manifest)
+}
+
+fn collect(c: &mut Criterion) {
+    let rt = Runtime::without_storage().expect("runtime");
+    let (wasm, m) = bulk(10_000);
+    let mut full = Collector::load(&rt, &wasm, m).expect("loads");
+    let (wasm, m) = bulk(0);
+    let mut empty = Collector::load(&rt, &wasm, m).expect("loads");
+    let mut g = c.benchmark_group("collect");
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("values", |b| b.iter(|| black_box(full.collect(&rt, 0).expect("collects"))));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("empty", |b| b.iter(|| black_box(empty.collect(&rt, 0).expect("collects"))));
+    g.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let rt = Runtime::without_storage().expect("runtime");
+    let mut g = c.benchmark_group("compile");
+    g.sample_size(10);
+    for name in STANDARD {
+        let bytes = std::fs::read(plugin(name).0).expect("read");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(
+                    wasmtime::component::Component::new(rt.engine(), &bytes).expect("compiles"),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+fn load_cached(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(dir.path()).expect("runtime");
+    let mut g = c.benchmark_group("load_cached");
+    for name in STANDARD {
+        let (wasm, m) = plugin(name);
+        assert!(!Collector::load(&rt, &wasm, m.clone()).expect("loads").from_cache(), "cold first");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let c = Collector::load(&rt, &wasm, m.clone()).expect("loads");
+                assert!(c.from_cache());
+                black_box(c)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn agent_start(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins: Vec<(PathBuf, Manifest)> = STANDARD.iter().map(|n| plugin(n)).collect();
+    {
+        let rt = Runtime::new(dir.path()).expect("runtime");
+        for (wasm, m) in &plugins {
+            Collector::load(&rt, wasm, m.clone()).expect("warms the cache");
+        }
+    }
+    let mut g = c.benchmark_group("agent_start");
+    g.sample_size(20);
+    g.bench_function("six_collectors", |b| {
+        b.iter(|| {
+            let rt = Runtime::new(dir.path()).expect("runtime");
+            std::thread::scope(|s| {
+                let handles: Vec<_> = plugins
+                    .iter()
+                    .map(|(wasm, m)| {
+                        let rt = &rt;
+                        s.spawn(move || {
+                            let mut c = Collector::load(rt, wasm, m.clone()).expect("loads");
+                            c.collect(rt, 0).expect("collects")
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    black_box(h.join().expect("thread"));
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, collect, compile, load_cached, agent_start);
+criterion_main!(benches);
