@@ -86,9 +86,13 @@ impl<'a> Reader<'a> {
 ///
 /// Longer text is a programming error on our side: callers validate first.
 pub fn put_short_str(out: &mut Vec<u8>, s: &str) {
-    let n = u8::try_from(s.len()).unwrap_or(u8::MAX);
-    out.push(n);
-    out.extend_from_slice(&s.as_bytes()[..usize::from(n)]);
+    // Cut at a character boundary so that the result is always valid UTF-8.
+    let mut n = s.len().min(usize::from(u8::MAX));
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(&s.as_bytes()[..n]);
 }
 
 #[cfg(test)]
@@ -105,6 +109,14 @@ mod tests {
         assert_eq!(r.u64(), Ok(42));
         assert_eq!(r.short_str(), Ok("agent-1"));
         r.finish().expect("nothing left");
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let mut out = Vec::new();
+        put_short_str(&mut out, &"é".repeat(200));
+        let mut r = Reader::new(&out);
+        assert_eq!(r.short_str().map(str::len), Ok(254));
     }
 
     #[test]

@@ -175,7 +175,10 @@ impl Batch {
                 values,
             });
         }
-        if next_number().is_ok() {
+        // Every byte of every payload must have been consumed: a leftover
+        // number, or a partial one, means the two parts do not belong together.
+        drop(next_number);
+        if current.is_some_and(|r| !r.is_done()) || readers.any(|r| !r.is_done()) {
             return Err(JoinError("more numbers than numeric fields"));
         }
         Ok(Self { seq, samples })
@@ -205,11 +208,18 @@ impl Pong {
     /// (positive: the proxy is ahead), given the agent clock `t4_ms` at arrival.
     /// NTP's formulas; both in milliseconds.
     pub fn time_sync(&self, t4_ms: u64) -> (i64, i64) {
-        let (t1, t2, t3, t4) =
-            (self.t1_ms as i64, self.t2_ms as i64, self.t3_ms as i64, t4_ms as i64);
+        // In i128, no combination of u64 clocks can overflow; the results are
+        // then clamped into i64 (a peer may send any timestamps).
+        let (t1, t2, t3, t4) = (
+            i128::from(self.t1_ms),
+            i128::from(self.t2_ms),
+            i128::from(self.t3_ms),
+            i128::from(t4_ms),
+        );
+        let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
         let rtt = (t4 - t1) - (t3 - t2);
         let offset = ((t2 - t1) + (t3 - t4)) / 2;
-        (rtt.max(0), offset)
+        (clamp(rtt.max(0)), clamp(offset))
     }
 }
 
@@ -316,6 +326,33 @@ mod tests {
         let (heads, numbers) = b.split();
         assert_eq!(numbers.len(), 2);
         assert_eq!(Batch::join(1, heads, &numbers), Ok(b));
+    }
+
+    #[test]
+    fn trailing_partial_numbers_are_refused() {
+        let b = Batch {
+            seq: 1,
+            samples: vec![Sample {
+                collector: "c".into(),
+                time_ms: 0,
+                labels: vec![],
+                values: vec![("g".into(), Value::Gauge(1.5))],
+            }],
+        };
+        let (heads, _) = b.split();
+        let mut w = NumericWriter::new();
+        w.f64(1.5).u64(5);
+        assert!(Batch::join(1, heads, &[w.finish()]).is_err());
+    }
+
+    #[test]
+    fn time_sync_never_overflows() {
+        let p = Pong { t1_ms: 0, t2_ms: 0, t3_ms: 1 << 63 };
+        let _ = p.time_sync(1_700_000_000_000);
+        let p = Pong { t1_ms: u64::MAX, t2_ms: 0, t3_ms: u64::MAX };
+        assert_eq!(p.time_sync(0).0, 0);
+        let p = Pong { t1_ms: 0, t2_ms: u64::MAX, t3_ms: u64::MAX };
+        assert_eq!(p.time_sync(0).1, i64::MAX);
     }
 
     #[test]
