@@ -177,7 +177,6 @@ impl Batch {
         }
         // Every byte of every payload must have been consumed: a leftover
         // number, or a partial one, means the two parts do not belong together.
-        drop(next_number);
         if current.is_some_and(|r| !r.is_done()) || readers.any(|r| !r.is_done()) {
             return Err(JoinError("more numbers than numeric fields"));
         }
