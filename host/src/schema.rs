@@ -65,7 +65,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSpec {
     /// Field name.
-    pub name: String,
+    pub name: wasmtap_protocol::message::FieldName,
     /// Its kind.
     pub kind: Kind,
     /// Its unit.
@@ -178,7 +178,7 @@ impl Schema {
                 wit::FieldKind::Counter => Kind::Counter,
                 wit::FieldKind::Text => Kind::Text,
             };
-            fields.push(FieldSpec { name: f.name, kind, unit: f.unit, help: f.help });
+            fields.push(FieldSpec { name: f.name.into(), kind, unit: f.unit, help: f.help });
         }
         Ok(Self {
             name: d.name,

@@ -21,6 +21,9 @@ pub enum MessageError {
     Trailing(usize),
 }
 
+/// A field name, shared between samples (it travels as a string).
+pub type FieldName = std::sync::Arc<str>;
+
 /// One value of a sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
@@ -41,8 +44,9 @@ pub struct Sample {
     pub time_ms: u64,
     /// The series' labels, in the collector's order.
     pub labels: Vec<(String, String)>,
-    /// Field name and value pairs.
-    pub values: Vec<(String, Value)>,
+    /// Field name and value pairs. Names are shared, not copied, between
+    /// the samples of one collector.
+    pub values: Vec<(FieldName, Value)>,
 }
 
 /// Agent → proxy in a `Sealed` frame: samples to store.
@@ -109,15 +113,15 @@ impl Batch {
             for (name, v) in &s.values {
                 let number = match v {
                     Value::Gauge(x) => {
-                        fields.push(FieldHead::Gauge(name.clone()));
+                        fields.push(FieldHead::Gauge(name.to_string()));
                         *x
                     }
                     Value::Counter(x) => {
-                        fields.push(FieldHead::Counter(name.clone()));
+                        fields.push(FieldHead::Counter(name.to_string()));
                         *x
                     }
                     Value::Text(t) => {
-                        fields.push(FieldHead::Text(name.clone(), t.clone()));
+                        fields.push(FieldHead::Text(name.to_string(), t.clone()));
                         continue;
                     }
                 };
@@ -163,9 +167,9 @@ impl Batch {
             let mut values = Vec::with_capacity(h.fields.len());
             for f in h.fields {
                 values.push(match f {
-                    FieldHead::Gauge(n) => (n, Value::Gauge(next_number()?)),
-                    FieldHead::Counter(n) => (n, Value::Counter(next_number()?)),
-                    FieldHead::Text(n, t) => (n, Value::Text(t)),
+                    FieldHead::Gauge(n) => (n.into(), Value::Gauge(next_number()?)),
+                    FieldHead::Counter(n) => (n.into(), Value::Counter(next_number()?)),
+                    FieldHead::Text(n, t) => (n.into(), Value::Text(t)),
                 });
             }
             samples.push(Sample {
@@ -316,7 +320,7 @@ mod tests {
     #[test]
     fn large_batches_span_several_payloads() {
         let values = (0..MAX_NUMBERS_PER_FRAME + 1)
-            .map(|i| (format!("f{i}"), Value::Gauge(i as f64)))
+            .map(|i| (format!("f{i}").into(), Value::Gauge(i as f64)))
             .collect();
         let b = Batch {
             seq: 1,

@@ -250,7 +250,7 @@ fn batch() -> impl Strategy<Value = Batch> {
             collector,
             time_ms,
             labels,
-            values,
+            values: values.into_iter().map(|(name, v)| (name.into(), v)).collect(),
         });
     (any::<u64>(), prop::collection::vec(sample, 0..5))
         .prop_map(|(seq, samples)| Batch { seq, samples })
