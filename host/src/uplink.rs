@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
@@ -72,7 +72,7 @@ pub enum UplinkError {
 
 /// Reads the next frame, buffering partial input in `decoder`.
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     decoder: &mut FrameDecoder,
 ) -> Result<Frame, UplinkError> {
     let mut buf = [0u8; 16 * 1024];
@@ -222,31 +222,11 @@ impl Uplink {
         let (mut reader, mut writer) = stream.into_split();
         let (frames_tx, mut frames) = mpsc::channel::<Result<Frame, UplinkError>>(16);
         let read_task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
             loop {
-                match decoder.next_frame() {
-                    Ok(Some(f)) => {
-                        if frames_tx.send(Ok(f)).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = frames_tx.send(Err(e.into())).await;
-                        return;
-                    }
-                }
-                match reader.read(&mut buf).await {
-                    Ok(0) => {
-                        let _ = frames_tx.send(Err(UplinkError::Eof)).await;
-                        return;
-                    }
-                    Ok(n) => decoder.push(&buf[..n]),
-                    Err(e) => {
-                        let _ = frames_tx.send(Err(e.into())).await;
-                        return;
-                    }
+                let frame = read_frame(&mut reader, &mut decoder).await;
+                let failed = frame.is_err();
+                if frames_tx.send(frame).await.is_err() || failed {
+                    return;
                 }
             }
         });
