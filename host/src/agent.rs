@@ -1,15 +1,27 @@
-//! Wires the agent together: the collector supervisor and the uplink.
+//! Wires the agent together: the collector supervisor, the self-observation
+//! collector, the batcher and spool, the uplink and the control handler.
+//!
+//! Shutdown runs in order: collectors stop, the batcher writes what they
+//! produced to the spool, the uplink sends what it can within a short
+//! deadline and closes the session with a reason. What is left stays in the
+//! spool for the next run.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::health::Registry;
+use crate::logring::LogRing;
 use crate::runtime::Runtime;
+use crate::spool::{Spool, SpoolError};
+use crate::stats::AgentStats;
 use crate::supervisor::{Policy, Supervisor};
-use crate::uplink::Uplink;
+use crate::uplink::batcher::Batcher;
+use crate::uplink::{Shared, Uplink};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +46,18 @@ pub enum AgentError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
-/// Runs the agent until `shutdown` flips to `true`.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+/// Runs the agent until `shutdown` flips to `true`; `logs` is the ring the
+/// `logs` control request reads.
+pub async fn run(
+    config: Config,
+    logs: LogRing,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| AgentError::DataDir { path: config.data_dir.clone(), source })?;
     let rt = Arc::new(
@@ -49,16 +69,52 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
         });
     }
-    let (tx, rx) = mpsc::channel(1024);
+    let spool =
+        Spool::open(&config.data_dir.join("spool"), config.spool_cap, crate::clock::now_ms())?;
+    let spool = Arc::new(Mutex::new(spool));
+    let config = Arc::new(config);
+    let stats = Arc::new(AgentStats::new());
     let health = Registry::default();
+    let (samples_tx, samples_rx) = mpsc::channel(1024);
+    let (commands_tx, commands_rx) = mpsc::channel(16);
     let policy = Policy {
         quarantine_after: config.quarantine_after,
         trusted_keys: config.trusted_keys.clone(),
     };
-    let supervisor = Supervisor::new(rt, config.plugins_dir.clone(), policy, health, tx);
+    let supervisor =
+        Supervisor::new(rt, config.plugins_dir.clone(), policy, health.clone(), samples_tx.clone());
     tracing::info!(agent = %config.name, project = %config.access_key.project(), plugins = %config.plugins_dir.display(), "agent starting");
-    let collectors = tokio::spawn(supervisor.run(shutdown.clone()));
-    Uplink::new(config, rx).run(shutdown).await;
-    let _ = collectors.await;
+    let control = Arc::new(Control {
+        started: Instant::now(),
+        config: config.clone(),
+        health: health.clone(),
+        supervisor: commands_tx,
+        logs,
+        stats: stats.clone(),
+        spool: spool.clone(),
+    });
+    let written = Arc::new(Notify::new());
+    let collectors = tokio::spawn(supervisor.run(commands_rx, shutdown.clone()));
+    let selfwatch = tokio::spawn(crate::selfwatch::run(
+        health,
+        stats.clone(),
+        spool.clone(),
+        samples_tx,
+        shutdown,
+    ));
+    let batcher = Batcher {
+        input: samples_rx,
+        spool: spool.clone(),
+        written: written.clone(),
+        stats: stats.clone(),
+    };
+    let (done_tx, done_rx) = watch::channel(false);
+    let batching = tokio::spawn(async move {
+        batcher.run().await;
+        let _ = done_tx.send(true);
+    });
+    Uplink::new(config, Shared { spool, written, stats, control }).run(done_rx).await;
+    let _ = tokio::join!(collectors, selfwatch, batching);
+    tracing::info!("agent stopped");
     Ok(())
 }

@@ -1,7 +1,19 @@
-//! `wasmtap plugin …`: the collector author's tools. `check` validates a
-//! component against the WIT world and shows what it declares and what its
-//! manifest asks for; `run` runs it under the agent's own sandbox and prints
-//! its samples; `keygen` and `sign` make signed distribution possible.
+//! `wasmtap plugin …`: the collector author's tools. `new` writes a project
+//! from a template and `build` builds one, in Rust, Python or JavaScript;
+//! `check` validates a component against the WIT world and shows what it
+//! declares and what its manifest asks for; `run` runs it under the agent's
+//! own sandbox and prints its samples; `keygen` and `sign` make signed
+//! distribution possible.
+//!
+//! - [`scaffold`]: `plugin new`, from the templates in [`templates`].
+//! - [`builder`]: `plugin build`, with the tools found by [`tools`].
+//! - [`plug`]: a component's imports, and the deny-sockets plug for Python.
+
+pub mod builder;
+pub mod plug;
+pub mod scaffold;
+pub mod templates;
+pub mod tools;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,6 +53,51 @@ pub enum AuthoringError {
     /// A collect call failed.
     #[error("collect failed: {0}")]
     Collect(#[from] CallError),
+    /// A project cannot be created or built as it is.
+    #[error("{0}")]
+    Project(String),
+    /// A build tool is not installed.
+    #[error("{tool} is not available: {hint}")]
+    ToolMissing {
+        /// The tool.
+        tool: String,
+        /// How to install it.
+        hint: String,
+    },
+    /// A build tool ran and failed (its own messages are above, on stderr).
+    #[error("{command} failed: {status}")]
+    BuildFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
+    /// Inspecting or plugging a built component failed.
+    #[error(transparent)]
+    Plug(#[from] plug::PlugError),
+}
+
+/// The languages `plugin new` and `plugin build` know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Rust with the `wasmtap-collector` SDK, built by cargo.
+    Rust,
+    /// Python, built by componentize-py.
+    Python,
+    /// JavaScript, built by jco and ComponentizeJS.
+    Js,
+}
+
+impl Lang {
+    /// Parses `rust`, `python` or `js` (command-line spelling).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "rust" => Ok(Self::Rust),
+            "python" | "py" => Ok(Self::Python),
+            "js" | "javascript" => Ok(Self::Js),
+            _ => Err(format!("unknown language `{text}`: use rust, python or js")),
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuthoringError + '_ {

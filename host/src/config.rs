@@ -1,10 +1,13 @@
 //! The agent's configuration file (`agent.toml`), in two stages: a serde
-//! struct that rejects unknown keys, then a validated [`Config`].
+//! struct that rejects unknown keys, then a validated [`Config`]. A legacy
+//! `whatap.conf`-style properties file is accepted too ([`legacy`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub mod legacy;
 use wasmtap_protocol::access_key::{AccessKey, AccessKeyError};
 
 /// Port of the proxies when the config names none.
@@ -49,10 +52,26 @@ struct RawConfig {
     plugins: RawPlugins,
 }
 
+/// `server.hosts`: a list, or the legacy string form `"10.0.3.1/10.0.3.2"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHosts {
+    List(Vec<String>),
+    Legacy(String),
+}
+
+/// Splits the legacy host string on `/`, `,` and white space.
+pub fn split_hosts(text: &str) -> Vec<String> {
+    text.split(|c: char| c == '/' || c == ',' || c.is_whitespace())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
-    hosts: Vec<String>,
+    hosts: RawHosts,
     #[serde(default)]
     port: Option<u16>,
     access_key: String,
@@ -65,6 +84,65 @@ struct RawServer {
 struct RawAgent {
     name: Option<String>,
     data_dir: Option<PathBuf>,
+    spool_cap: Option<RawSize>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+/// A size: a number of bytes, or a string such as `"256MiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl RawSize {
+    fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
+        let text = match self {
+            RawSize::Bytes(n) => return Ok(*n),
+            RawSize::Text(t) => t.trim(),
+        };
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => 0,
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(factor))
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "{key}: `{text}` is not a size (a number of bytes, or e.g. \"512KiB\", \"256MiB\", \"2GiB\")"
+                ))
+            })
+    }
+}
+
+/// How the agent writes its log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,8 +182,14 @@ pub struct Config {
     pub max_backoff: Duration,
     /// This agent's name, as the proxy stores it.
     pub name: String,
-    /// Where the agent keeps its state.
+    /// Where the agent keeps its state (compile cache, collector state, spool).
     pub data_dir: PathBuf,
+    /// Most bytes the spool of unacknowledged batches may use.
+    pub spool_cap: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `wasmtap_host=debug,info`, ...); `RUST_LOG` overrides it.
+    pub log_level: String,
     /// Where collectors (`*.wasm` plus manifests) are loaded from.
     pub plugins_dir: PathBuf,
     /// Consecutive failures before a collector is quarantined.
@@ -121,6 +205,14 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if legacy::is_legacy_path(path) {
+            return legacy::parse(&text, base).map_err(|e| match e {
+                ConfigError::Invalid(msg) => {
+                    ConfigError::Invalid(format!("{}: {msg}", path.display()))
+                }
+                other => other,
+            });
+        }
         Self::parse(&text, base).map_err(|e| match e {
             ConfigError::Toml { source, .. } => ConfigError::Toml { path: path.to_owned(), source },
             other => other,
@@ -131,7 +223,10 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|source| ConfigError::Toml { path: PathBuf::new(), source })?;
-        let hosts: Vec<String> = raw.server.hosts.iter().map(|h| h.trim().to_owned()).collect();
+        let hosts: Vec<String> = match &raw.server.hosts {
+            RawHosts::List(list) => list.iter().map(|h| h.trim().to_owned()).collect(),
+            RawHosts::Legacy(text) => split_hosts(text),
+        };
         if hosts.is_empty() || hosts.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid("server.hosts must list at least one host".into()));
         }
@@ -142,13 +237,22 @@ impl Config {
         let access_key: AccessKey = raw.server.access_key.parse()?;
         let name = match raw.agent.name {
             Some(n) => n,
-            None => default_agent_name(),
+            None => host_name(),
         };
         if name.is_empty() || name.len() > wasmtap_protocol::handshake::MAX_AGENT_NAME {
             return Err(ConfigError::Invalid("agent.name must be 1 to 255 bytes".into()));
         }
         let data_dir = raw.agent.data_dir.unwrap_or_else(|| PathBuf::from("wasmtap-data"));
+        let spool_cap = match &raw.agent.spool_cap {
+            Some(size) => size.bytes("agent.spool_cap")?,
+            None => crate::spool::DEFAULT_CAP_BYTES,
+        };
+        let log_level = raw.agent.log_level.unwrap_or_else(|| "info".to_owned());
+        check_log_level(&log_level)?;
         Ok(Self {
+            spool_cap,
+            log_format: raw.agent.log_format.unwrap_or_default(),
+            log_level,
             hosts,
             port,
             access_key,
@@ -180,8 +284,23 @@ impl Config {
     }
 }
 
+/// Checks a log filter as `RUST_LOG` would read it.
+pub fn check_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if !level.contains(['=', ',']) && !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+    {
+        return Err(ConfigError::Invalid(format!(
+            "agent.log_level `{level}`: not one of {} nor a filter such as `wasmtap_host=debug,info`",
+            LEVELS.join(", ")
+        )));
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| ConfigError::Invalid(format!("agent.log_level `{level}`: {e}")))
+}
+
 /// The machine's host name, or `wasmtap-agent` when it cannot be read.
-fn default_agent_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()

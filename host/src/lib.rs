@@ -14,10 +14,15 @@
 //! - [`health`]: per-collector state and counters.
 //! - [`signing`]: ed25519 signatures of collectors, an optional load policy.
 //! - [`supervisor`]: loads the plugins dir in parallel and follows it (hot loading).
-//! - [`uplink`]: the session driver: connect, handshake, batch, send, reconnect.
+//! - [`control`]: control requests from the proxy (`info`, `run NAME`, `logs`, ...).
+//! - [`selfwatch`]: the built-in `agent` collector: the agent's own health.
+//! - [`stats`]: the agent's counters.
+//! - [`logring`]: recent log lines kept for the `logs` request.
+//! - [`spool`]: batches on disk until a proxy acknowledges them.
+//! - [`uplink`]: batches into the spool, one session to a proxy, failover, acknowledgements.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`agent`]: wires it all together ([`agent::run`]).
-//! - [`authoring`]: `wasmtap plugin check|run|keygen|sign` for collector authors.
+//! - [`authoring`]: `wasmtap plugin new|build|check|run|keygen|sign` for collector authors.
 //! - [`clock`]: the one place the agent reads the wall clock.
 //!
 //! ## Example
@@ -25,7 +30,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = wasmtap_host::config::Config::load("agent.toml".as_ref())?;
 //! let (_stop, shutdown) = tokio::sync::watch::channel(false);
-//! wasmtap_host::agent::run(config, shutdown).await?;
+//! wasmtap_host::agent::run(config, Default::default(), shutdown).await?;
 //! # Ok(()) }
 //! ```
 
@@ -38,11 +43,16 @@ pub mod authoring;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod health;
+pub mod logring;
 pub mod manifest;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
+pub mod selfwatch;
 pub mod signing;
+pub mod spool;
+pub mod stats;
 pub mod supervisor;
 pub mod uplink;

@@ -42,14 +42,15 @@ pub fn restart_delay(interval: Duration, failures: u32) -> Duration {
 /// Spawns the task that calls `collector` on `schedule` until `shutdown` flips.
 pub fn spawn(
     rt: Arc<Runtime>,
-    collector: Collector,
+    collector: Arc<Mutex<Collector>>,
     schedule: Schedule,
     health: Registry,
     out: mpsc::Sender<Vec<Sample>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let name = collector.schema().name.clone();
-    let collector = Arc::new(Mutex::new(collector));
+    let name =
+        collector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).schema().name.clone();
+
     health.update(&name, |h| *h = Health::default());
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(schedule.interval);

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::Watcher as _;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use wasmtap_protocol::message::Sample;
 
 use crate::health::{Registry, State};
@@ -45,8 +45,25 @@ struct Candidate {
 struct Running {
     name: String,
     fingerprint: [u8; 32],
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    collector: Arc<Mutex<Collector>>,
+    schedule: Schedule,
+    /// The scheduling task while the collector is enabled.
+    task: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Operator commands (control requests) for the supervisor.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Rescan the directory, retry collectors that failed to load, and
+    /// restart quarantined ones; answers with the running collectors.
+    Reload(oneshot::Sender<Vec<String>>),
+    /// Schedule a disabled or quarantined collector again.
+    Enable(String, oneshot::Sender<Result<(), String>>),
+    /// Stop calling a collector until it is enabled or reloaded.
+    Disable(String, oneshot::Sender<Result<(), String>>),
+    /// Call a collector now and answer with its samples (they are not shipped).
+    Run(String, oneshot::Sender<Result<Vec<Sample>, String>>),
 }
 
 /// Owns the collector tasks.
@@ -195,38 +212,137 @@ impl Supervisor {
             self.failed.insert(c.wasm, c.fingerprint);
             return;
         }
-        let (stop, stopped) = watch::channel(false);
-        if !collector.manifest().enabled {
-            tracing::info!(collector = %name, "collector disabled by its manifest");
-            self.health.update(&name, |h| h.state = State::Disabled);
-            let task = tokio::spawn(async {});
-            self.running.insert(c.wasm, Running { name, fingerprint: c.fingerprint, stop, task });
-            return;
-        }
         let schedule = Schedule {
             interval: collector.manifest().interval.unwrap_or(collector.schema().default_interval),
             quarantine_after: self.quarantine_after,
         };
+        let enabled = collector.manifest().enabled;
+        let mut r = Running {
+            name,
+            fingerprint: c.fingerprint,
+            collector: Arc::new(Mutex::new(collector)),
+            schedule,
+            task: None,
+        };
+        if enabled {
+            self.schedule(&mut r);
+        } else {
+            tracing::info!(collector = %r.name, "collector disabled by its manifest");
+            self.health.update(&r.name, |h| h.state = State::Disabled);
+        }
+        self.running.insert(c.wasm, r);
+    }
+
+    fn schedule(&self, r: &mut Running) {
+        let (stop, stopped) = watch::channel(false);
         let task = scheduler::spawn(
             self.rt.clone(),
-            collector,
-            schedule,
+            r.collector.clone(),
+            r.schedule,
             self.health.clone(),
             self.out.clone(),
             stopped,
         );
-        self.running.insert(c.wasm, Running { name, fingerprint: c.fingerprint, stop, task });
+        r.task = Some((stop, task));
     }
 
     async fn stop(&self, r: Running) {
-        let _ = r.stop.send(true);
-        let _ = r.task.await;
+        if let Some((stop, task)) = r.task {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         self.health.remove(&r.name);
+    }
+
+    fn find(&mut self, name: &str) -> Result<&mut Running, String> {
+        self.running
+            .values_mut()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("no collector named `{name}` is loaded"))
+    }
+
+    /// Carries out an operator command.
+    pub async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Reload(reply) => {
+                self.failed.clear();
+                self.reconcile().await;
+                let stale: Vec<PathBuf> = self
+                    .running
+                    .iter()
+                    .filter(|(_, r)| r.task.as_ref().is_some_and(|(_, t)| t.is_finished()))
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                for path in stale {
+                    if let Some(mut r) = self.running.remove(&path) {
+                        tracing::info!(collector = %r.name, "restarting a quarantined collector on reload");
+                        self.schedule(&mut r);
+                        self.running.insert(path, r);
+                    }
+                }
+                let _ = reply.send(self.running());
+            }
+            Command::Enable(name, reply) => {
+                let path =
+                    self.running.iter().find(|(_, r)| r.name == name).map(|(p, _)| p.clone());
+                let result = match path.and_then(|p| self.running.remove(&p).map(|r| (p, r))) {
+                    None => Err(format!("no collector named `{name}` is loaded")),
+                    Some((path, mut r)) => {
+                        if r.task.as_ref().is_none_or(|(_, t)| t.is_finished()) {
+                            self.schedule(&mut r);
+                            tracing::info!(collector = %name, "collector enabled by an operator");
+                        }
+                        self.running.insert(path, r);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Disable(name, reply) => {
+                let result = match self.find(&name) {
+                    Ok(r) => {
+                        let task = r.task.take();
+                        if let Some((stop, task)) = task {
+                            let _ = stop.send(true);
+                            let _ = task.await;
+                        }
+                        self.health.update(&name, |h| h.state = State::Disabled);
+                        tracing::info!(collector = %name, "collector disabled by an operator");
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Run(name, reply) => {
+                let collector = self.find(&name).map(|r| r.collector.clone());
+                let rt = self.rt.clone();
+                // Run off the supervisor's loop: a slow collector delays only this answer.
+                tokio::spawn(async move {
+                    let result = match collector {
+                        Ok(c) => tokio::task::spawn_blocking(move || {
+                            let mut c = c.lock().unwrap_or_else(PoisonError::into_inner);
+                            c.collect(&rt, crate::clock::now_ms())
+                                .map(|out| out.samples)
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(format!("collector task failed: {e}"))),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
+        }
     }
 
     /// Loads everything, then follows the directory until `shutdown` flips;
     /// then stops every collector.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         self.reconcile().await;
         let (tx, mut changes) = mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -254,6 +370,7 @@ impl Supervisor {
                     }
                     self.reconcile().await;
                 }
+                Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = shutdown.changed() => break,
             }
         }

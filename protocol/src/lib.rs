@@ -14,7 +14,9 @@
 //! - [`session`]: sealed frames after the handshake: counters, rekeying, auth-failure limits.
 //! - [`simple`]: the cheap cipher for numeric payloads, verified by sealed checkpoints.
 //! - [`close`]: close frames and their reason codes.
+//! - [`compact`]: batches as a per-session series dictionary plus delta-encoded numbers.
 //! - [`message`]: the application messages carried inside sealed frames.
+//! - [`record`]: checksummed records for the append-only files on either side.
 //!
 //! ## Example
 //! ```
@@ -48,10 +50,12 @@
 pub mod access_key;
 pub mod close;
 pub mod codec;
+pub mod compact;
 pub mod crypto;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod record;
 pub mod secret;
 pub mod session;
 pub mod simple;

@@ -4,10 +4,8 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::simple::{Checkpoint, NumericPayload, NumericWriter};
-
-/// Most numbers put in one simple frame.
-pub const MAX_NUMBERS_PER_FRAME: usize = 16 * 1024;
+use crate::compact::CompactHead;
+use crate::simple::Checkpoint;
 
 /// A message body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,134 +56,15 @@ pub struct Batch {
     pub samples: Vec<Sample>,
 }
 
-/// A field of a sample as it travels in the sealed part of a batch: numeric
-/// values are left out and travel on the simple path, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum FieldHead {
-    /// A gauge; its value is the next number of the simple payloads.
-    Gauge(String),
-    /// A counter; its value is the next number of the simple payloads.
-    Counter(String),
-    /// A text field and its value (sealed).
-    Text(String, String),
-}
-
-/// A sample without its numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SampleHead {
-    /// The collector that produced it.
-    pub collector: String,
-    /// When it was taken, ms since the Unix epoch (agent clock).
-    pub time_ms: u64,
-    /// The series' labels.
-    pub labels: Vec<(String, String)>,
-    /// Its fields, in order.
-    pub fields: Vec<FieldHead>,
-}
-
-/// Agent → proxy in a `Sealed` frame: the text and structure of a batch
-/// whose numbers were sent just before in `Simple` frames, and the
+/// Agent → proxy in a `Sealed` frame: the text and structure of a compact
+/// batch whose numbers were sent just before in `Simple` frames, and the
 /// checkpoint that authenticates those frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealedBatch {
-    /// Per-agent batch sequence number.
-    pub seq: u64,
-    /// The samples, without their numbers.
-    pub samples: Vec<SampleHead>,
+    /// The batch without its numbers.
+    pub head: CompactHead,
     /// Covers every simple frame sent since the previous checkpoint.
     pub checkpoint: Checkpoint,
-}
-
-/// Why simple payloads and a sealed batch do not fit together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("batch numbers do not match its fields: {0}")]
-pub struct JoinError(&'static str);
-
-impl Batch {
-    /// Splits the batch into its sealed part and its numbers.
-    pub fn split(&self) -> (Vec<SampleHead>, Vec<NumericPayload>) {
-        let mut payloads = Vec::new();
-        let mut w = NumericWriter::new();
-        let mut in_frame = 0;
-        let mut heads = Vec::with_capacity(self.samples.len());
-        for s in &self.samples {
-            let mut fields = Vec::with_capacity(s.values.len());
-            for (name, v) in &s.values {
-                let number = match v {
-                    Value::Gauge(x) => {
-                        fields.push(FieldHead::Gauge(name.to_string()));
-                        *x
-                    }
-                    Value::Counter(x) => {
-                        fields.push(FieldHead::Counter(name.to_string()));
-                        *x
-                    }
-                    Value::Text(t) => {
-                        fields.push(FieldHead::Text(name.to_string(), t.clone()));
-                        continue;
-                    }
-                };
-                w.f64(number);
-                in_frame += 1;
-                if in_frame == MAX_NUMBERS_PER_FRAME {
-                    payloads.push(std::mem::take(&mut w).finish());
-                    in_frame = 0;
-                }
-            }
-            heads.push(SampleHead {
-                collector: s.collector.clone(),
-                time_ms: s.time_ms,
-                labels: s.labels.clone(),
-                fields,
-            });
-        }
-        if !w.is_empty() {
-            payloads.push(w.finish());
-        }
-        (heads, payloads)
-    }
-
-    /// Rebuilds a batch from its sealed part and its verified numbers.
-    pub fn join(
-        seq: u64,
-        heads: Vec<SampleHead>,
-        payloads: &[NumericPayload],
-    ) -> Result<Self, JoinError> {
-        let mut readers = payloads.iter().map(NumericPayload::reader);
-        let mut current = readers.next();
-        let mut next_number = || -> Result<f64, JoinError> {
-            loop {
-                let r = current.as_mut().ok_or(JoinError("fewer numbers than numeric fields"))?;
-                if !r.is_done() {
-                    return r.f64().map_err(|_| JoinError("malformed number"));
-                }
-                current = readers.next();
-            }
-        };
-        let mut samples = Vec::with_capacity(heads.len());
-        for h in heads {
-            let mut values = Vec::with_capacity(h.fields.len());
-            for f in h.fields {
-                values.push(match f {
-                    FieldHead::Gauge(n) => (n.into(), Value::Gauge(next_number()?)),
-                    FieldHead::Counter(n) => (n.into(), Value::Counter(next_number()?)),
-                    FieldHead::Text(n, t) => (n.into(), Value::Text(t)),
-                });
-            }
-            samples.push(Sample {
-                collector: h.collector,
-                time_ms: h.time_ms,
-                labels: h.labels,
-                values,
-            });
-        }
-        // Every byte of every payload must have been consumed: a leftover
-        // number, or a partial one, means the two parts do not belong together.
-        if current.is_some_and(|r| !r.is_done()) || readers.any(|r| !r.is_done()) {
-            return Err(JoinError("more numbers than numeric fields"));
-        }
-        Ok(Self { seq, samples })
-    }
 }
 
 /// Agent → proxy in a `Ping` frame: keepalive and clock probe.
@@ -289,63 +168,6 @@ mod tests {
             }],
         };
         assert_eq!(decode::<Batch>(&encode(&b)), Ok(b));
-    }
-
-    #[test]
-    fn split_and_join_round_trip() {
-        let b = Batch {
-            seq: 9,
-            samples: vec![
-                Sample {
-                    collector: "cpu".into(),
-                    time_ms: 5,
-                    labels: vec![("cpu".into(), "0".into())],
-                    values: vec![
-                        ("user".into(), Value::Gauge(1.5)),
-                        ("state".into(), Value::Text("ok".into())),
-                        ("ctx".into(), Value::Counter(9e9)),
-                    ],
-                },
-                Sample { collector: "x".into(), time_ms: 6, labels: vec![], values: vec![] },
-            ],
-        };
-        let (heads, numbers) = b.split();
-        assert_eq!(numbers.len(), 1);
-        assert_eq!(Batch::join(9, heads.clone(), &numbers), Ok(b));
-        assert!(Batch::join(9, heads.clone(), &[]).is_err());
-        let doubled = [numbers.clone(), numbers].concat();
-        assert!(Batch::join(9, heads, &doubled).is_err());
-    }
-
-    #[test]
-    fn large_batches_span_several_payloads() {
-        let values = (0..MAX_NUMBERS_PER_FRAME + 1)
-            .map(|i| (format!("f{i}").into(), Value::Gauge(i as f64)))
-            .collect();
-        let b = Batch {
-            seq: 1,
-            samples: vec![Sample { collector: "c".into(), time_ms: 0, labels: vec![], values }],
-        };
-        let (heads, numbers) = b.split();
-        assert_eq!(numbers.len(), 2);
-        assert_eq!(Batch::join(1, heads, &numbers), Ok(b));
-    }
-
-    #[test]
-    fn trailing_partial_numbers_are_refused() {
-        let b = Batch {
-            seq: 1,
-            samples: vec![Sample {
-                collector: "c".into(),
-                time_ms: 0,
-                labels: vec![],
-                values: vec![("g".into(), Value::Gauge(1.5))],
-            }],
-        };
-        let (heads, _) = b.split();
-        let mut w = NumericWriter::new();
-        w.f64(1.5).u64(5);
-        assert!(Batch::join(1, heads, &[w.finish()]).is_err());
     }
 
     #[test]

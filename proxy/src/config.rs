@@ -1,4 +1,18 @@
 //! The proxy's configuration file (`proxy.toml`), validated.
+//!
+//! The `[http]` section and `[[remote_write]]` entries are validated in
+//! [`http`] and [`remote_write`].
+
+mod http;
+mod remote_write;
+
+pub use http::{
+    DEFAULT_HTTP_LISTEN, DEFAULT_MAX_SERIES, DEFAULT_SERIES_TTL, HttpConfig, MIN_TOKEN_LEN, Token,
+};
+pub use remote_write::{
+    DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
+};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +55,23 @@ pub enum ConfigError {
     /// `listen` is not a socket address.
     #[error("listen = {0:?} is not an address like \"0.0.0.0:6600\"")]
     Listen(String),
+    /// The `[http]` section is wrong.
+    #[error("[http]: {0}")]
+    Http(String),
+    /// A `[[remote_write]]` entry is wrong.
+    #[error("remote_write `{url}`: {problem}")]
+    RemoteWrite {
+        /// The entry's url as written.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Parses a duration such as `"10s"` or `"250ms"` for `key`.
+fn duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{key} = {text:?} is not a duration like \"10s\": {e}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +81,9 @@ struct RawConfig {
     data_dir: PathBuf,
     #[serde(default)]
     projects: Vec<RawProject>,
+    http: Option<http::RawHttp>,
+    #[serde(default)]
+    remote_write: Vec<remote_write::RawRemoteWrite>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +102,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The projects served, with their keys.
     pub projects: HashMap<ProjectId, AccessKey>,
+    /// The `/metrics` and admin listener; off without an `[http]` section.
+    pub http: Option<HttpConfig>,
+    /// Remote-write endpoints every stored sample is pushed to.
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl Config {
@@ -105,7 +143,10 @@ impl Config {
                 return Err(problem("listed twice".into()));
             }
         }
-        Ok(Self { listen, data_dir: base.join(raw.data_dir), projects })
+        let http = raw.http.map(http::validate).transpose()?;
+        let remote_write =
+            raw.remote_write.into_iter().map(remote_write::validate).collect::<Result<_, _>>()?;
+        Ok(Self { listen, data_dir: base.join(raw.data_dir), projects, http, remote_write })
     }
 }
 
@@ -157,9 +198,70 @@ mod tests {
             ("data_dir = \"d\"\nlisten = \"nowhere\"\n".to_owned(), "listen"),
             ("data_dir = \"d\"\nport = 1\n".to_owned(), "unknown field"),
         ];
+        check_errors(&cases);
+    }
+
+    fn check_errors(cases: &[(String, &str)]) {
         for (text, needle) in cases {
-            let err = Config::parse(&text, Path::new(".")).expect_err(&text).to_string();
+            let err = Config::parse(text, Path::new(".")).expect_err(text).to_string();
             assert!(err.contains(needle), "{err:?} should contain {needle:?}");
         }
+    }
+
+    #[test]
+    fn http_and_remote_write_sections() {
+        let text = "data_dir = \"d\"\n[http]\ntoken = \"0123456789abcdef\"\nseries_ttl = \"1m\"\n\
+            [[remote_write]]\nurl = \"http://127.0.0.1:9090/api/v1/write\"\nbearer_token = \"secret-bearer\"\n\
+            headers = { \"X-Scope-OrgID\" = \"shop\" }\nbatch_size = 10\n";
+        let c = Config::parse(text, Path::new(".")).expect("valid");
+        let http = c.http.as_ref().expect("[http] present");
+        assert_eq!(http.listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(http.series_ttl, std::time::Duration::from_secs(60));
+        assert_eq!(http.max_series, DEFAULT_MAX_SERIES);
+        assert!(http.token.as_ref().is_some_and(|t| t.matches(b"0123456789abcdef")));
+        assert_eq!(c.remote_write.len(), 1);
+        assert_eq!(c.remote_write[0].batch_size, 10);
+        assert_eq!(c.remote_write[0].headers.len(), 2);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef") && !shown.contains("secret-bearer"), "{shown}");
+        assert!(Config::parse("data_dir = \"d\"\n", Path::new(".")).expect("valid").http.is_none());
+    }
+
+    #[test]
+    fn bad_http_and_remote_write_entries_say_what_is_wrong() {
+        let rw = |extra: &str| {
+            format!("data_dir = \"d\"\n[[remote_write]]\nurl = \"http://h:1/w\"\n{extra}\n")
+        };
+        let cases = [
+            (
+                "data_dir = \"d\"\n[http]\ntoken = \"short\"\n".to_owned(),
+                "[http]: token must be at least 16",
+            ),
+            ("data_dir = \"d\"\n[http]\nlisten = \"x\"\n".to_owned(), "[http]: listen"),
+            ("data_dir = \"d\"\n[http]\nmetrics = 1\n".to_owned(), "unknown field `metrics`"),
+            ("data_dir = \"d\"\n[http]\nseries_ttl = \"soon\"\n".to_owned(), "series_ttl"),
+            (
+                "data_dir = \"d\"\n[[remote_write]]\nurl = \"https://h/w\"\n".to_owned(),
+                "https is not supported",
+            ),
+            (
+                "data_dir = \"d\"\n[[remote_write]]\nurl = \"http://u:p@h/w\"\n".to_owned(),
+                "not in the url",
+            ),
+            ("data_dir = \"d\"\n[[remote_write]]\nurl = \"h:1\"\n".to_owned(), "http://"),
+            (rw("batch_size = 0"), "at least 1"),
+            (rw("batch_size = 10\nqueue_capacity = 5"), "larger than queue_capacity"),
+            (rw("timeout = \"x\""), "timeout = \"x\""),
+            (rw("min_backoff = \"5s\"\nmax_backoff = \"1s\""), "min_backoff"),
+            (
+                rw("bearer_token = \"a\"\nbasic_auth = { username = \"u\", password = \"p\" }"),
+                "not both",
+            ),
+            (rw("headers = { \"Content-Type\" = \"x\" }"), "set by the remote-write protocol"),
+            (rw("headers = { \"Authorization\" = \"x\" }\nbearer_token = \"t\""), "Authorization"),
+            (rw("headers = { \"bad name\" = \"x\" }"), "not a valid header name"),
+            (rw("colour = 1"), "unknown field `colour`"),
+        ];
+        check_errors(&cases);
     }
 }

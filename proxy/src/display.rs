@@ -36,8 +36,9 @@ pub fn human_line(agent: &str, sample: &Sample) -> String {
     )
 }
 
-/// One JSON object per field value of `sample`.
-pub fn json_lines(project: &str, agent: &str, sample: &Sample) -> Vec<serde_json::Value> {
+/// One JSON object per field value of `sample`, which arrived in the
+/// agent's batch `seq`.
+pub fn json_lines(project: &str, agent: &str, seq: u64, sample: &Sample) -> Vec<serde_json::Value> {
     let labels: serde_json::Map<String, serde_json::Value> =
         sample.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     sample
@@ -57,10 +58,27 @@ pub fn json_lines(project: &str, agent: &str, sample: &Sample) -> Vec<serde_json
                 "field": field,
                 "kind": kind,
                 "value": value,
-                "time": sample.time_ms,
+                                "time": sample.time_ms,
+                "seq": seq,
             })
         })
         .collect()
+}
+
+/// A sink that prints every stored sample as a [`human_line`] on stdout
+/// (`wasmtap-proxy run --print`).
+#[derive(Debug, Clone, Copy)]
+pub struct Print;
+
+impl crate::sink::Sink for Print {
+    fn accept(&self, _project: &str, record: &crate::store::StoredBatch) {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for s in &record.batch.samples {
+            let _ = writeln!(out, "{}", human_line(&record.agent, s));
+        }
+        let _ = out.flush();
+    }
 }
 
 #[cfg(test)]
@@ -89,12 +107,13 @@ mod tests {
 
     #[test]
     fn json_format_has_the_documented_keys() {
-        let lines = json_lines("demo", "web", &sample());
+        let lines = json_lines("demo", "web", 4, &sample());
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["project"], "demo");
         assert_eq!(lines[0]["labels"]["cpu"], "0");
         assert_eq!(lines[0]["value"], 0.5);
         assert_eq!(lines[1]["value"], "up");
         assert_eq!(lines[0]["time"], 0);
+        assert_eq!(lines[0]["seq"], 4);
     }
 }

@@ -8,8 +8,19 @@
 //! ## Module map
 //! - [`config`]: `proxy.toml`, validated: listen address, data dir, projects and keys.
 //! - [`server`]: the listener and one task per agent session.
-//! - [`store`]: append-only, checksummed log files per project.
+//! - [`sessions`]: connected agents and control requests routed to them.
+//! - [`store`]: append-only, checksummed log files per project, deduplicated.
+//! - [`dedup`]: the batch sequence numbers each agent has had stored.
 //! - [`display`]: stored samples as human lines or JSON objects.
+//! - [`sink`]: the [`sink::Sink`] hook every stored batch is handed to.
+//! - [`series`]: Prometheus metric and label names for a sample's values.
+//! - [`latest`]: the sink holding the latest value of every series, for `/metrics`.
+//! - [`exposition`]: the Prometheus text exposition format.
+//! - [`remote_write`]: the sink pushing to Prometheus remote-write endpoints.
+//! - [`http`]: the `[http]` listener: `/metrics`, `/healthz`, and [`admin`].
+//! - [`admin`]: the bearer-token admin API under `/api/`.
+//! - [`http_client`]: a small HTTP/1.1 client (remote write, `ctl`).
+//! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl`.
 //!
 //! ## Example
 //! ```no_run
@@ -18,16 +29,29 @@
 //! let config = Arc::new(wasmtap_proxy::config::Config::load("proxy.toml".as_ref())?);
 //! let store = Arc::new(wasmtap_proxy::store::Store::open(&config.data_dir)?);
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! let sessions = Arc::new(wasmtap_proxy::sessions::Sessions::default());
+//! let hub = Arc::new(wasmtap_proxy::server::Hub { config, store, sessions, sinks: Vec::new() });
 //! let (_stop, shutdown) = tokio::sync::watch::channel(false);
-//! wasmtap_proxy::server::run(listener, config, store, None, shutdown).await?;
+//! wasmtap_proxy::server::run(listener, hub, shutdown).await?;
 //! # Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
+pub mod ctl;
+pub mod dedup;
 pub mod display;
+pub mod exposition;
+pub mod http;
+pub mod http_client;
+pub mod latest;
+pub mod remote_write;
+pub mod series;
 pub mod server;
+pub mod sessions;
+pub mod sink;
 pub mod store;
 
 /// Milliseconds since the Unix epoch; the proxy's one wall-clock read.

@@ -1,21 +1,28 @@
 //! The listener: accepts agents, runs the handshake under a deadline, then
-//! stores every batch and acknowledges it once it is on disk.
+//! decodes every compact batch, stores it (once: resends are deduplicated),
+//! acknowledges it once it is on disk, and hands it to the sinks. Control
+//! requests from the admin API travel down the same session and their
+//! responses come back by request id.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
+use wasmtap_protocol::compact::Decoder;
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use wasmtap_protocol::handshake::{HandshakeError, ServerEstablished, ServerHandshake};
-use wasmtap_protocol::message::{self, Ack, Batch, Ping, Pong, SealedBatch};
+use wasmtap_protocol::message::{self, Ack, ControlResponse, Ping, Pong, SealedBatch};
 use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::config::Config;
-use crate::store::{Store, StoreError, StoredBatch};
+use crate::sessions::{AgentInfo, Pending, Sessions};
+use crate::sink::Sinks;
+use crate::store::{Appended, Store, StoreError, StoredBatch};
 
 /// Time an agent has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,15 +62,23 @@ pub enum ConnError {
     Unexpected(FrameKind),
 }
 
-/// What the server tells its owner about stored data (used by `run --print`).
-pub type Observer = mpsc::UnboundedSender<(String, StoredBatch)>;
+/// What every session task shares.
+#[derive(Debug)]
+pub struct Hub {
+    /// The proxy's configuration.
+    pub config: Arc<Config>,
+    /// The embedded store.
+    pub store: Arc<Store>,
+    /// Connected agents, for the admin API.
+    pub sessions: Arc<Sessions>,
+    /// Where stored batches go next.
+    pub sinks: Sinks,
+}
 
 /// Serves agents on `listener` until `shutdown` flips.
 pub async fn run(
     listener: TcpListener,
-    config: Arc<Config>,
-    store: Arc<Store>,
-    observer: Option<Observer>,
+    hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     loop {
@@ -71,10 +86,10 @@ pub async fn run(
             r = listener.accept() => r?,
             _ = shutdown.changed() => return Ok(()),
         };
-        let (config, store, observer) = (config.clone(), store.clone(), observer.clone());
+        let hub = hub.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            match serve(stream, peer, &config, &store, observer.as_ref(), shutdown).await {
+            match serve(stream, peer, &hub, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
                 Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
             }
@@ -139,115 +154,210 @@ async fn handshake(
 async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
-    config: &Config,
-    store: &Arc<Store>,
-    observer: Option<&Observer>,
+    hub: &Hub,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::default();
-    let est =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, peer, &mut decoder, config))
-            .await
-            .map_err(|_| ConnError::Timeout("handshake"))??;
-    let ServerEstablished { mut session, project, agent, .. } = est;
+    let est = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut stream, peer, &mut decoder, &hub.config),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout("handshake"))??;
+    let ServerEstablished { session, project, agent, .. } = est;
     tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
-    loop {
-        let frame = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream, &mut decoder)) => {
-                r.map_err(|_| ConnError::Timeout("idle session"))??
-            }
-            _ = shutdown.changed() => {
-                let mut body = Vec::new();
-                Close::new(CloseCode::Shutdown, "proxy shutting down").encode(&mut body);
-                let bytes = session.seal(FrameKind::Close, &body)?;
-                stream.write_all(&bytes).await?;
+    let now = crate::now_ms();
+    let (registration, requests) = hub.sessions.register(
+        session.id(),
+        AgentInfo {
+            project: project.to_string(),
+            agent: agent.clone(),
+            peer,
+            session: format!("{:016x}", session.id()),
+            connected_ms: now,
+            batches: 0,
+            samples: 0,
+            last_seen_ms: now,
+        },
+    );
+    let mut conn = Conn {
+        stream,
+        decoder,
+        session,
+        batches: Decoder::new(),
+        waiting: HashMap::new(),
+        hub,
+        project,
+        agent,
+        peer,
+        registration,
+    };
+    let result = conn.run(requests, &mut shutdown).await;
+    for (_, reply) in conn.waiting.drain() {
+        let _ = reply.send(Err("the session ended before the agent answered".into()));
+    }
+    result
+}
+
+/// One established session.
+struct Conn<'a> {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    session: Session,
+    batches: Decoder,
+    /// Control requests sent and not yet answered, by id.
+    waiting: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    hub: &'a Hub,
+    project: wasmtap_protocol::access_key::ProjectId,
+    agent: String,
+    peer: SocketAddr,
+    registration: crate::sessions::Registration,
+}
+
+impl Conn<'_> {
+    async fn run(
+        &mut self,
+        mut requests: mpsc::Receiver<Pending>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ConnError> {
+        loop {
+            let frame = tokio::select! {
+                r = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut self.stream, &mut self.decoder)) => {
+                    r.map_err(|_| ConnError::Timeout("idle session"))??
+                }
+                Some(pending) = requests.recv() => {
+                    self.send_request(pending).await?;
+                    continue;
+                }
+                _ = shutdown.changed() => {
+                    self.close(CloseCode::Shutdown, "proxy shutting down").await;
+                    return Ok(());
+                }
+            };
+            let now = crate::now_ms();
+            self.registration.update(|i| i.last_seen_ms = now);
+            if self.frame(frame).await? {
                 return Ok(());
             }
-        };
+        }
+    }
+
+    async fn send_request(&mut self, pending: Pending) -> Result<(), ConnError> {
+        let body = message::encode(&pending.request);
+        let bytes = self.session.seal(FrameKind::ControlRequest, &body)?;
+        self.stream.write_all(&bytes).await?;
+        self.waiting.insert(pending.request.id, pending.reply);
+        Ok(())
+    }
+
+    /// Handles one frame; `true` when the agent closed the session.
+    async fn frame(&mut self, frame: Frame) -> Result<bool, ConnError> {
+        let (peer, agent) = (self.peer, self.agent.clone());
         if frame.kind == FrameKind::Simple {
-            if let Err(e) = session.open_simple(frame) {
-                close(&mut stream, &mut session, CloseCode::ProtocolError, "simple path overflow")
-                    .await;
+            if let Err(e) = self.session.open_simple(frame) {
+                self.close(CloseCode::ProtocolError, "simple path overflow").await;
                 return Err(e.into());
             }
-            continue;
+            return Ok(false);
         }
         let kind = frame.kind;
-        let body = match session.open(frame) {
+        let body = match self.session.open(frame) {
             Ok(b) => b,
             Err(SessionError::Auth { failures }) => {
                 tracing::warn!(%peer, %agent, failures, "frame failed authentication; ignored");
-                continue;
+                return Ok(false);
             }
             Err(e) => {
-                close(
-                    &mut stream,
-                    &mut session,
-                    CloseCode::AuthFailures,
-                    "too many authentication failures",
-                )
-                .await;
+                self.close(CloseCode::AuthFailures, "too many authentication failures").await;
                 return Err(e.into());
             }
         };
+        let malformed = |e: message::MessageError| ConnError::Batch(e.to_string());
         match kind {
             FrameKind::Sealed => {
-                let sealed: SealedBatch =
-                    message::decode(&body).map_err(|e| ConnError::Batch(e.to_string()))?;
-                let numbers = match session.verify_simple(&sealed.checkpoint) {
+                let sealed: SealedBatch = message::decode(&body).map_err(malformed)?;
+                let numbers = match self.session.verify_simple(&sealed.checkpoint) {
                     Ok(n) => n,
                     Err(e) => {
-                        close(
-                            &mut stream,
-                            &mut session,
-                            CloseCode::AuthFailures,
-                            "simple-path checkpoint mismatch",
-                        )
-                        .await;
+                        self.close(CloseCode::AuthFailures, "simple-path checkpoint mismatch")
+                            .await;
                         return Err(e.into());
                     }
                 };
-                let seq = sealed.seq;
-                let batch = Batch::join(seq, sealed.samples, &numbers)
-                    .map_err(|e| ConnError::Batch(e.to_string()))?;
-                let record = StoredBatch {
-                    agent: agent.clone(),
-                    session: session.id(),
-                    received_ms: crate::now_ms(),
-                    batch,
+                let batch = match self.batches.decode(sealed.head, &numbers) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.close(CloseCode::ProtocolError, "batch does not decode").await;
+                        return Err(ConnError::Batch(e.to_string()));
+                    }
                 };
-                let (store, project_) = (store.clone(), project.clone());
-                let record = tokio::task::spawn_blocking(move || {
-                    store.append(&project_, &record).map(|()| record)
-                })
-                .await
-                .map_err(|e| ConnError::Io(std::io::Error::other(e)))??;
-                if let Some(obs) = observer {
-                    let _ = obs.send((project.to_string(), record));
-                }
-                let ack = session.seal(FrameKind::Ack, &message::encode(&Ack { seq }))?;
-                stream.write_all(&ack).await?;
+                self.store(batch).await?;
             }
             FrameKind::Ping => {
                 let t2_ms = crate::now_ms();
-                let ping: Ping =
-                    message::decode(&body).map_err(|e| ConnError::Batch(e.to_string()))?;
+                let ping: Ping = message::decode(&body).map_err(malformed)?;
                 let pong = Pong { t1_ms: ping.t1_ms, t2_ms, t3_ms: crate::now_ms() };
-                let bytes = session.seal(FrameKind::Pong, &message::encode(&pong))?;
-                stream.write_all(&bytes).await?;
+                let bytes = self.session.seal(FrameKind::Pong, &message::encode(&pong))?;
+                self.stream.write_all(&bytes).await?;
+            }
+            FrameKind::ControlResponse => {
+                let resp: ControlResponse = message::decode(&body).map_err(malformed)?;
+                match self.waiting.remove(&resp.id) {
+                    Some(reply) => {
+                        let _ = reply.send(resp.result);
+                    }
+                    None => {
+                        tracing::warn!(%peer, %agent, id = resp.id, "response to no outstanding request; ignored")
+                    }
+                }
             }
             FrameKind::Close => {
                 let reason = Close::decode(&body).map(|c| c.to_string()).unwrap_or_default();
                 tracing::info!(%peer, %agent, %reason, "agent closed the session");
-                return Ok(());
+                return Ok(true);
             }
             other => {
-                close(&mut stream, &mut session, CloseCode::ProtocolError, "unexpected frame")
-                    .await;
+                self.close(CloseCode::ProtocolError, "unexpected frame").await;
                 return Err(ConnError::Unexpected(other));
             }
         }
+        Ok(false)
+    }
+
+    /// Stores a batch (once), acknowledges it, and hands it to the sinks.
+    async fn store(&mut self, batch: wasmtap_protocol::message::Batch) -> Result<(), ConnError> {
+        let seq = batch.seq;
+        let samples = batch.samples.len() as u64;
+        let record = StoredBatch {
+            agent: self.agent.clone(),
+            session: self.session.id(),
+            received_ms: crate::now_ms(),
+            batch,
+        };
+        let (store, project) = (self.hub.store.clone(), self.project.clone());
+        let (appended, record) = tokio::task::spawn_blocking(move || {
+            store.append(&project, &record).map(|a| (a, record))
+        })
+        .await
+        .map_err(|e| ConnError::Io(std::io::Error::other(e)))??;
+        let stored = appended == Appended::Stored;
+        self.registration.update(|i| {
+            i.batches += 1;
+            i.samples += if stored { samples } else { 0 };
+        });
+        let ack = self.session.seal(FrameKind::Ack, &message::encode(&Ack { seq }))?;
+        self.stream.write_all(&ack).await?;
+        if stored {
+            crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &record);
+        } else {
+            tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, code: CloseCode, message: &str) {
+        close(&mut self.stream, &mut self.session, code, message).await;
     }
 }
 

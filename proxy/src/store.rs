@@ -8,23 +8,31 @@
 //! +------------------+------------------+----------------------+
 //! ```
 //!
-//! The payload is a postcard-encoded [`StoredBatch`]. On open, records are
-//! checked in order; a torn or corrupt tail (a crash mid-write) is cut off.
-//! Records are fsynced before [`Store::append`] returns.
+//! (the [record format](wasmtap_protocol::record) the agent's spool uses
+//! too). The payload is a postcard-encoded [`StoredBatch`]. On open, records
+//! are checked in order; a torn or corrupt tail (a crash mid-write) is cut
+//! off. Records are fsynced before [`Store::append`] returns.
+//!
+//! Appends are deduplicated by (agent, batch sequence): a batch resent after
+//! a lost acknowledgement is acknowledged again but stored once. The seen
+//! sequence numbers of a project are rebuilt from its log on first use.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::{self, Batch};
+use wasmtap_protocol::record;
+
+use crate::dedup::SeqSet;
 
 /// Largest record accepted when reading back (a corrupt length beyond it ends the log).
 pub const MAX_RECORD: u32 = 64 << 20;
-const RECORD_HEADER: usize = 8;
 const LOG_FILE: &str = "samples.log";
 
 /// Store failures.
@@ -54,11 +62,26 @@ pub struct StoredBatch {
     pub batch: Batch,
 }
 
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written and synced.
+    Stored,
+    /// The agent's batch with this sequence number is already stored.
+    Duplicate,
+}
+
+#[derive(Debug)]
+struct Log {
+    file: File,
+    seen: HashMap<String, SeqSet>,
+}
+
 /// The store: open log files by project.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    logs: Mutex<HashMap<ProjectId, File>>,
+    logs: Mutex<HashMap<ProjectId, Arc<Mutex<Log>>>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -76,32 +99,45 @@ impl Store {
         self.dir.join(project.as_str()).join(LOG_FILE)
     }
 
-    /// Appends `record` to `project`'s log and syncs it to disk.
-    pub fn append(&self, project: &ProjectId, record: &StoredBatch) -> Result<(), StoreError> {
-        let path = self.log_path(project);
+    fn log(&self, project: &ProjectId) -> Result<Arc<Mutex<Log>>, StoreError> {
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let file = match logs.entry(project.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let dir = self.dir.join(project.as_str());
-                std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-                recover(&path)?;
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                v.insert(f)
-            }
-        };
-        let payload = message::encode(record);
-        let mut buf = Vec::with_capacity(RECORD_HEADER + payload.len());
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
-        file.write_all(&buf).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))
+        if let Some(log) = logs.get(project) {
+            return Ok(log.clone());
+        }
+        let path = self.log_path(project);
+        let dir = self.dir.join(project.as_str());
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let records = recover(&path)?;
+        let mut seen: HashMap<String, SeqSet> = HashMap::new();
+        for r in &records {
+            seen.entry(r.agent.clone()).or_default().insert(r.batch.seq);
+        }
+        let file =
+            OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let log = Arc::new(Mutex::new(Log { file, seen }));
+        logs.insert(project.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Appends `record` to `project`'s log and syncs it to disk, unless the
+    /// agent's batch with the same sequence number is already stored.
+    pub fn append(
+        &self,
+        project: &ProjectId,
+        record: &StoredBatch,
+    ) -> Result<Appended, StoreError> {
+        let log = self.log(project)?;
+        let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.seen.get(&record.agent).is_some_and(|s| s.contains(record.batch.seq)) {
+            return Ok(Appended::Duplicate);
+        }
+        let mut buf = Vec::new();
+        record::encode(&message::encode(record), &mut buf);
+        let path = self.log_path(project);
+        log.file.write_all(&buf).map_err(io_err(&path))?;
+        log.file.sync_data().map_err(io_err(&path))?;
+        log.seen.entry(record.agent.clone()).or_default().insert(record.batch.seq);
+        Ok(Appended::Stored)
     }
 
     /// Projects that have a log, sorted.
@@ -136,46 +172,36 @@ impl Store {
 /// length of the valid prefix.
 fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize) {
     let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(header) = bytes.get(pos..pos + RECORD_HEADER) {
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD {
-            break;
-        }
-        let start = pos + RECORD_HEADER;
-        let Some(payload) = bytes.get(start..start + len as usize) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
+    let mut records = record::scan(bytes, MAX_RECORD);
+    while let Some((_, payload)) = records.next() {
         match message::decode::<StoredBatch>(payload) {
             Ok(r) => out.push(r),
-            Err(_) => break,
+            Err(_) => {
+                records.reject_last(payload.len());
+                break;
+            }
         }
-        pos = start + len as usize;
     }
-    (out, pos)
+    (out, records.valid_len())
 }
 
-/// Cuts a torn tail off the log at `path`, if any.
-fn recover(path: &Path) -> Result<(), StoreError> {
+/// Cuts a torn tail off the log at `path`, if any; returns its records.
+fn recover(path: &Path) -> Result<Vec<StoredBatch>, StoreError> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(path)(e)),
     };
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io_err(path))?;
-    let (_, valid) = scan(&bytes);
+    let (records, valid) = scan(&bytes);
     if valid < bytes.len() {
         tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "truncating a torn or corrupt tail");
         file.set_len(valid as u64).map_err(io_err(path))?;
         file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
         file.sync_all().map_err(io_err(path))?;
     }
-    Ok(())
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -212,6 +238,24 @@ mod tests {
     }
 
     #[test]
+    fn resent_batches_are_stored_once_even_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = ProjectId::new("demo").expect("valid");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Stored);
+            assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Duplicate);
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Duplicate);
+        let mut other = record(1);
+        other.agent = "b".into();
+        assert_eq!(store.append(&p, &other).expect("append"), Appended::Stored, "per agent");
+        assert_eq!(store.append(&p, &record(2)).expect("append"), Appended::Stored);
+        assert_eq!(store.read(&p).expect("read").len(), 3);
+    }
+
+    #[test]
     fn torn_tail_is_cut_on_reopen_and_appends_continue() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = ProjectId::new("demo").expect("valid");
@@ -233,10 +277,7 @@ mod tests {
     #[test]
     fn corrupt_bytes_end_the_log() {
         let mut bytes = Vec::new();
-        let payload = message::encode(&record(1));
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
+        record::encode(&message::encode(&record(1)), &mut bytes);
         let good = bytes.len();
         bytes.extend_from_slice(&bytes.clone());
         let last = bytes.len() - 1;

@@ -86,11 +86,31 @@ impl Agent {
         Ok(self.child.try_wait()?)
     }
 
-    /// Sends SIGTERM-equivalent (kill) and waits.
+    /// Kills the agent at once (SIGKILL) and waits.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the agent to exit.
+    pub fn terminate(mut self, timeout: std::time::Duration) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "agent did not exit after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

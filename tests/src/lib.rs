@@ -9,16 +9,21 @@
 //! - [`proxy`]: a running proxy process with its config and store.
 //! - [`agent`]: a running agent process with its own plugins dir.
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
+//! - [`http`]: a tiny independent HTTP client for the proxy's listener and Prometheus.
+//! - [`prometheus`]: a real Prometheus server with its remote-write receiver on.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
+pub mod http;
 pub mod paths;
+pub mod prometheus;
 pub mod proxy;
 pub mod relay;
 pub mod wait;
 
 pub use agent::Agent;
 pub use paths::plugin;
+pub use prometheus::Prometheus;
 pub use proxy::Proxy;
 
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};

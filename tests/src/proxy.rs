@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
@@ -19,16 +19,39 @@ pub struct Proxy {
     pub config: PathBuf,
     /// Its stderr log.
     pub log: PathBuf,
+    /// The address of its `[http]` listener, when configured.
+    pub http: Option<SocketAddr>,
+    /// Kept open so that the proxy's later stdout lines have a reader.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl Proxy {
     /// Starts a proxy under `dir` serving `projects` (name, key) on an ephemeral port.
     pub fn start(dir: &Path, projects: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(dir, projects, "")
+    }
+
+    /// Like [`Proxy::start`], with `extra` TOML appended to the config (for
+    /// example an `[http]` section, whose bound address is then read too).
+    pub fn start_with(dir: &Path, projects: &[(&str, &str)], extra: &str) -> anyhow::Result<Self> {
+        Self::start_at(dir, "127.0.0.1:0", projects, extra)
+    }
+
+    /// Like [`Proxy::start_with`], listening on `listen` (restarting a proxy
+    /// on its old address and store, or several proxies on one port).
+    pub fn start_at(
+        dir: &Path,
+        listen: &str,
+        projects: &[(&str, &str)],
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut text = String::from("listen = \"127.0.0.1:0\"\ndata_dir = \"store\"\n");
+        let mut text = format!("listen = \"{listen}\"\ndata_dir = \"store\"\n");
         for (name, key) in projects {
             text.push_str(&format!("\n[[projects]]\nname = \"{name}\"\naccess_key = \"{key}\"\n"));
         }
+        text.push('\n');
+        text.push_str(extra);
         let config = dir.join("proxy.toml");
         std::fs::write(&config, text)?;
         let log = dir.join("proxy.log");
@@ -40,18 +63,26 @@ impl Proxy {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting wasmtap-proxy")?;
-        let stdout = child.stdout.take().context("proxy stdout")?;
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first)?;
-        let Some(addr) = first.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            bail!(
-                "proxy did not start: {first:?}; log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+        let mut stdout = BufReader::new(child.stdout.take().context("proxy stdout")?);
+        let mut read_addr = |prefix: &str| -> anyhow::Result<SocketAddr> {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            match line.trim().strip_prefix(prefix) {
+                Some(addr) => addr.parse().with_context(|| format!("proxy address {line:?}")),
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "proxy did not start: {line:?}; log: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                }
+            }
         };
-        let addr = addr.parse().context("proxy address")?;
-        Ok(Self { child, addr, config, log })
+        let addr = read_addr("listening on ")?;
+        let http =
+            if extra.contains("[http]") { Some(read_addr("http listening on ")?) } else { None };
+        Ok(Self { child, addr, config, log, http, _stdout: stdout })
     }
 
     /// Everything the proxy logged so far.
@@ -74,6 +105,15 @@ impl Proxy {
             .lines()
             .map(|l| serde_json::from_str(l).with_context(|| format!("query line {l:?}")))
             .collect()
+    }
+}
+
+impl Proxy {
+    /// Kills the proxy at once (SIGKILL) and waits for it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 }
 

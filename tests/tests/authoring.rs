@@ -1,10 +1,12 @@
-//! The author's tools (`wasmtap plugin check|run|keygen|sign`) and the
-//! agent's signature policy, with real compiled collectors.
+//! The author's tools (`wasmtap plugin new|build|check|run|keygen|sign`),
+//! with real compiled collectors in Rust, Python and JavaScript, and the
+//! agent's signature policy.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
 
 fn wasmtap(args: &[&str]) -> anyhow::Result<Output> {
@@ -118,5 +120,176 @@ fn with_trusted_keys_only_validly_signed_collectors_load() -> anyhow::Result<()>
     std::thread::sleep(Duration::from_secs(2));
     assert!(proxy.query(&["--collector", "cpu"])?.is_empty());
     assert!(proxy.query(&["--collector", "memory"])?.is_empty());
+    Ok(())
+}
+
+// ---- Projects in Rust, Python and JavaScript: `plugin new` to samples ----
+
+fn wasmtap_env(args: &[&str], env: &[(&str, PathBuf)]) -> anyhow::Result<Output> {
+    let mut cmd = Command::new(paths::bin_dir()?.join("wasmtap"));
+    cmd.args(args).env("RUST_BACKTRACE", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().context("running wasmtap")
+}
+
+/// What `plugin build` runs, as `cargo xtask examples` (and `test`) installs it.
+fn authoring_tools() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    let root = paths::root();
+    let tools = [
+        ("WASMTAP_COMPONENTIZE_PY", root.join("target/authoring-tools/python/bin/componentize-py")),
+        ("WASMTAP_JCO", root.join("target/authoring-tools/js/node_modules/.bin/jco")),
+        ("WASMTAP_DENY_SOCKETS", root.join("target/plugins/support/deny-sockets.wasm")),
+    ];
+    for (_, path) in &tools {
+        if !path.is_file() {
+            bail!(
+                "{} is missing: run `cargo xtask examples` (or `cargo xtask test`), which installs the pinned authoring tools",
+                path.display()
+            );
+        }
+    }
+    Ok(tools.into())
+}
+
+fn uptime() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/uptime")?;
+    Ok(text.split_whitespace().next().context("empty /proc/uptime")?.parse()?)
+}
+
+/// `plugin new`, `plugin build`, `plugin check` and `plugin run --once` of
+/// the template of `lang`, which reports `uptime` from /proc/uptime.
+fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = format!("my-{lang}");
+    let parent = dir.path().to_string_lossy().into_owned();
+    let out = wasmtap(&["plugin", "new", &name, "--lang", lang, "--dir", &parent])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = dir.path().join(&name);
+    for file in ["README.md", "manifest.toml"] {
+        assert!(project.join(file).is_file(), "{file} missing from the {lang} project");
+    }
+    let again = wasmtap(&["plugin", "new", &name, "--lang", lang, "--dir", &parent])?;
+    assert!(!again.status.success(), "an existing project must not be overwritten");
+
+    let mut env = authoring_tools()?;
+    // Rust template builds share a target dir, so wit-bindgen compiles once.
+    env.push(("CARGO_TARGET_DIR", paths::root().join("target/authoring-tools/rust-target")));
+    let out = wasmtap_env(&["plugin", "build", &project.to_string_lossy()], &env)?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let wasm = PathBuf::from(stdout.lines().last().context("no output")?);
+    assert_eq!(wasm, project.join(format!("target/wasmtap/{name}.wasm")));
+    assert!(wasm.is_file() && wasm.with_extension("toml").is_file());
+    let wasm = wasm.to_string_lossy().into_owned();
+
+    let out = wasmtap(&["plugin", "check", &wasm])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for needle in ["valid wasmtap:collector@0.1.0 component", "uptime", "gauge", "read: /proc"] {
+        assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
+    }
+
+    let before = uptime()?;
+    let out = wasmtap(&["plugin", "run", &wasm, "--once"])?;
+    let after = uptime()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains(&format!("{name} {{}}")) && report.contains("call 1:"), "{report}");
+    let value: f64 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("uptime"))
+        .context("no uptime value")?
+        .trim()
+        .parse()?;
+    assert!(value >= before - 0.01 && value <= after + 0.01, "{value} not in {before}..{after}");
+    Ok(())
+}
+
+#[test]
+fn rust_project_from_new_to_samples() -> anyhow::Result<()> {
+    new_build_check_run("rust")
+}
+
+#[test]
+fn python_project_from_new_to_samples() -> anyhow::Result<()> {
+    new_build_check_run("python")
+}
+
+#[test]
+fn js_project_from_new_to_samples() -> anyhow::Result<()> {
+    new_build_check_run("js")
+}
+
+#[test]
+fn build_names_a_missing_tool_and_how_to_install_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let parent = dir.path().to_string_lossy().into_owned();
+    for (lang, var, needle) in [
+        ("python", "WASMTAP_COMPONENTIZE_PY", "pip install componentize-py=="),
+        ("js", "WASMTAP_JCO", "npm install"),
+    ] {
+        let out = wasmtap(&["plugin", "new", lang, "--lang", lang, "--dir", &parent])?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let project = dir.path().join(lang).to_string_lossy().into_owned();
+        let out =
+            wasmtap_env(&["plugin", "build", &project], &[(var, "/nonexistent/tool".into())])?;
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("is not available") && err.contains(needle), "{err}");
+    }
+    let out = wasmtap(&["plugin", "build", &parent])?;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not a collector project"), "{}", text(&out.stderr));
+    Ok(())
+}
+
+/// The Python and JavaScript examples under the real agent: their samples
+/// reach the proxy's store.
+#[test]
+fn python_and_js_examples_reach_the_store() -> anyhow::Result<()> {
+    for name in ["python-vmstat", "js-meminfo"] {
+        paths::plugin(&format!("examples/{name}"))
+            .context("the examples are built by `cargo xtask examples` (or `cargo xtask test`)")?;
+    }
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent = Agent::start(
+        &dir.path().join("agent"),
+        "web-01",
+        proxy.addr.port(),
+        &key,
+        &["examples/python-vmstat", "examples/js-meminfo"],
+    )?;
+    // Rates need two readings a second apart; compiling each example takes a while.
+    let rows = wait::until(Duration::from_secs(180), "samples of both examples", || {
+        let py = proxy.query(&["--collector", "python-vmstat"])?;
+        let js = proxy.query(&["--collector", "js-meminfo"])?;
+        let rated = py.iter().any(|r| r["field"] == "pgfault_rate");
+        Ok((rated && !js.is_empty()).then_some((py, js)))
+    })
+    .with_context(|| agent.log_text())?;
+    let (py, js) = rows;
+    let value = |rows: &[serde_json::Value], field: &str| {
+        rows.iter().filter(|r| r["field"] == field).filter_map(|r| r["value"].as_f64()).next_back()
+    };
+    assert!(value(&py, "pgfault").is_some_and(|v| v > 0.0), "{py:?}");
+    assert!(value(&py, "pgfault_rate").is_some_and(|v| v >= 0.0 && v.is_finite()), "{py:?}");
+    let total = value(&js, "total").context("js-meminfo total")?;
+    let used = value(&js, "used").context("js-meminfo used")?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("MemTotal")?
+        .parse()?;
+    assert_eq!(total, kib * 1024.0, "total RAM as /proc/meminfo says");
+    assert!(used > 0.0 && used <= total, "{js:?}");
+    for r in py.iter().chain(&js) {
+        assert_eq!(r["agent"], "web-01");
+    }
     Ok(())
 }

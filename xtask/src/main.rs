@@ -1,10 +1,13 @@
 //! `cargo xtask`: project automation.
 //!
 //! - `cargo xtask plugins`: build every collector for wasm32-wasip2 into `target/plugins/`.
+//! - `cargo xtask examples`: install the Python and JavaScript tools, build `plugins/examples/`.
 //! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
-//! - `cargo xtask test`: install what tests need, build collectors, run every test and lint.
+//! - `cargo xtask test`: install what tests need (Debian's `prometheus`), build collectors, run every test and lint.
 
+mod authoring;
 mod demo;
+mod packages;
 mod plugins;
 mod util;
 
@@ -14,12 +17,16 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("plugins") => plugins::build().map(|_| ()),
+        Some("examples") => authoring::build_examples().map(|_| ()),
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|demo|test|lint>");
+            eprintln!("usage: cargo xtask <plugins|examples|demo|test|lint>");
             eprintln!("  plugins        build every collector into target/plugins/");
+            eprintln!(
+                "  examples       build the Python and JavaScript examples (installs their tools)"
+            );
             eprintln!(
                 "  demo           run a local proxy and agent and show the metrics (Ctrl-C stops)"
             );
@@ -31,7 +38,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
+    packages::ensure()?;
     plugins::build()?;
+    authoring::build_examples()?;
     let host = util::host_triple()?;
     // Collector unit tests run natively: their parsing code is plain Rust.
     util::cargo(&["test", "--release", "--target", &host], &util::root().join("plugins"))?;

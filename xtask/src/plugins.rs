@@ -1,7 +1,9 @@
 //! `cargo xtask plugins`: builds the collectors in `plugins/` for
 //! wasm32-wasip2 and lays them out as the agent loads them:
 //! `target/plugins/<name>.wasm` plus `<name>.toml` (the manifest), and the
-//! misbehaving test collectors under `target/plugins/testing/`.
+//! misbehaving test collectors under `target/plugins/testing/`, and the
+//! `deny-sockets` component `wasmtap plugin build` plugs into Python
+//! collectors under `target/plugins/support/`.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +47,10 @@ pub fn build() -> anyhow::Result<PathBuf> {
             copy(&dir.join("manifest.toml"), &dest.join(format!("{name}.toml")))?;
         }
     }
+    // Build support for `wasmtap plugin build`, not a collector.
+    let support = out.join("support");
+    std::fs::create_dir_all(&support).with_context(|| format!("creating {}", support.display()))?;
+    copy(&built.join("deny_sockets.wasm"), &support.join("deny-sockets.wasm"))?;
     eprintln!("xtask: collectors in {}", out.display());
     Ok(out)
 }

@@ -143,11 +143,16 @@ impl Drop for Runtime {
     }
 }
 
+/// Whether a collector may import the interface `name` (see [`ALLOWED_IMPORTS`]).
+pub fn import_allowed(name: &str) -> bool {
+    ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p))
+}
+
 /// The first import outside [`ALLOWED_IMPORTS`], if any.
 fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
+        if !import_allowed(name) {
             return Err(name.to_owned());
         }
     }

@@ -1,0 +1,419 @@
+//! The spool: every batch is written here, durably, before it is sent, and
+//! stays until a proxy acknowledges it.
+//!
+//! `<data_dir>/spool/` holds segment files `NNNNNNNNNNNNNNNNNNNN.seg`, each a
+//! sequence of [checksummed records](wasmtap_protocol::record) whose payload
+//! is a kind byte and a body: `1` a postcard [`Batch`], `2` an acknowledgement
+//! (`u64` LE: every batch up to it is stored). A batch record is synced
+//! before [`Spool::append`] returns, so a crash loses at most the batch being
+//! written; an acknowledgement is not (losing one only means a resend, and
+//! the proxy drops duplicates). On open the segments are replayed and a torn
+//! tail is truncated.
+//!
+//! The spool is bounded: when its files grow past the cap, the oldest
+//! segment is deleted and its unacknowledged batches are counted as dropped
+//! and logged. Batch sequence numbers continue across restarts; a fresh
+//! spool starts them from the clock (`now_ms << 16`), so a lost spool never
+//! makes new batches look like old ones.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtap_protocol::message::{self, Batch};
+use wasmtap_protocol::record;
+
+#[cfg(test)]
+mod tests;
+
+/// Default cap on the spool's files.
+pub const DEFAULT_CAP_BYTES: u64 = 256 << 20;
+/// Largest segment file before a new one is started.
+pub const MAX_SEGMENT_BYTES: u64 = 4 << 20;
+/// Batch bodies kept in memory (newest first) so sending seldom reads disk.
+pub const CACHE_BYTES: usize = 16 << 20;
+/// Largest record read back.
+const MAX_RECORD: u32 = 64 << 20;
+const KIND_BATCH: u8 = 1;
+const KIND_ACK: u8 = 2;
+
+/// Spool failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// Filesystem error.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A record that passed its checksum does not decode.
+    #[error("spool {path}: record at {offset} is not a batch")]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+/// A batch waiting for its acknowledgement.
+#[derive(Debug, Clone)]
+struct Pending {
+    seq: u64,
+    samples: usize,
+    segment: u64,
+    offset: u64,
+    cached: Option<Arc<Batch>>,
+    size: usize,
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: u64,
+    path: PathBuf,
+    bytes: u64,
+    max_seq: u64,
+}
+
+/// What the spool holds and has lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Batches not yet acknowledged.
+    pub pending_batches: u64,
+    /// Samples in those batches.
+    pub pending_samples: u64,
+    /// Bytes of segment files on disk.
+    pub bytes: u64,
+    /// Batches dropped unacknowledged because the spool was full.
+    pub dropped_batches: u64,
+    /// Samples in those batches.
+    pub dropped_samples: u64,
+}
+
+/// The spool directory, open.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    cap: u64,
+    segments: VecDeque<Segment>,
+    active: File,
+    pending: VecDeque<Pending>,
+    cached_bytes: usize,
+    acked: u64,
+    next_seq: u64,
+    stats: SpoolStats,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")?.parse().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir`, capped at `cap` bytes; `now_ms`
+    /// seeds the sequence numbers of a fresh spool.
+    pub fn open(dir: &Path, cap: u64, now_ms: u64) -> Result<Self, SpoolError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut segments = VecDeque::new();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let (mut acked, mut max_seq) = (0u64, 0u64);
+        for id in list_segments(dir)? {
+            let path = segment_path(dir, id);
+            let mut bytes = Vec::new();
+            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
+            let mut records = record::scan(&bytes, MAX_RECORD);
+            let mut seg = Segment { id, path: path.clone(), bytes: 0, max_seq: 0 };
+            while let Some((offset, payload)) = records.next() {
+                match decode_record(payload) {
+                    Some(Record::Batch(b)) => {
+                        seg.max_seq = seg.max_seq.max(b.seq);
+                        max_seq = max_seq.max(b.seq);
+                        pending.push_back(Pending {
+                            seq: b.seq,
+                            samples: b.samples.len(),
+                            segment: id,
+                            offset: offset as u64,
+                            cached: None,
+                            size: payload.len() - 1,
+                        });
+                    }
+                    Some(Record::Ack(seq)) => {
+                        acked = acked.max(seq);
+                        max_seq = max_seq.max(seq);
+                    }
+                    None => {
+                        records.reject_last(payload.len());
+                        break;
+                    }
+                }
+            }
+            let valid = records.valid_len();
+            if valid < bytes.len() {
+                tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "spool: truncating a torn or corrupt tail");
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                f.set_len(valid as u64).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+            }
+            seg.bytes = valid as u64;
+            segments.push_back(seg);
+        }
+        pending.retain(|p| p.seq > acked);
+        let next_id = segments.back().map_or(1, |s| s.id + 1);
+        let path = segment_path(dir, next_id);
+        let active = open_append(&path)?;
+        segments.push_back(Segment { id: next_id, path, bytes: 0, max_seq: 0 });
+        let next_seq = (max_seq + 1).max(now_ms << 16);
+        let mut spool = Self {
+            dir: dir.to_owned(),
+            cap,
+            segments,
+            active,
+            pending,
+            cached_bytes: 0,
+            acked,
+            next_seq,
+            stats: SpoolStats::default(),
+        };
+        spool.delete_acked_segments();
+        spool.refresh_stats();
+        if spool.stats.pending_batches > 0 {
+            tracing::info!(
+                batches = spool.stats.pending_batches,
+                samples = spool.stats.pending_samples,
+                "spool: unacknowledged batches from a previous run will be resent"
+            );
+        }
+        Ok(spool)
+    }
+
+    /// The sequence number the next batch gets.
+    pub fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Writes `batch` durably and adds it to the pending batches.
+    pub fn append(&mut self, batch: Batch) -> Result<(), SpoolError> {
+        let mut payload = vec![KIND_BATCH];
+        payload.extend_from_slice(&message::encode(&batch));
+        let mut bytes = Vec::new();
+        record::encode(&payload, &mut bytes);
+        if self.active_bytes() > 0 && self.active_bytes() + bytes.len() as u64 > self.segment_cap()
+        {
+            self.roll()?;
+        }
+        let seg = self.segments.back_mut().ok_or_else(|| missing_active(&self.dir))?;
+        let offset = seg.bytes;
+        self.active.write_all(&bytes).map_err(io_err(&seg.path))?;
+        self.active.sync_data().map_err(io_err(&seg.path))?;
+        seg.bytes += bytes.len() as u64;
+        seg.max_seq = seg.max_seq.max(batch.seq);
+        let size = payload.len() - 1;
+        self.cached_bytes += size;
+        self.pending.push_back(Pending {
+            seq: batch.seq,
+            samples: batch.samples.len(),
+            segment: seg.id,
+            offset,
+            cached: Some(Arc::new(batch)),
+            size,
+        });
+        self.trim_cache();
+        self.enforce_cap();
+        self.refresh_stats();
+        Ok(())
+    }
+
+    /// Records that every batch up to `seq` is stored by a proxy.
+    pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if seq <= self.acked {
+            return Ok(());
+        }
+        self.acked = seq;
+        while self.pending.front().is_some_and(|p| p.seq <= seq) {
+            if let Some(p) = self.pending.pop_front()
+                && p.cached.is_some()
+            {
+                self.cached_bytes -= p.size;
+            }
+        }
+        let mut payload = vec![KIND_ACK];
+        payload.extend_from_slice(&seq.to_le_bytes());
+        let mut bytes = Vec::new();
+        record::encode(&payload, &mut bytes);
+        let seg = self.segments.back_mut().ok_or_else(|| missing_active(&self.dir))?;
+        self.active.write_all(&bytes).map_err(io_err(&seg.path))?;
+        seg.bytes += bytes.len() as u64;
+        self.delete_acked_segments();
+        self.refresh_stats();
+        Ok(())
+    }
+
+    /// The oldest pending batch after `after` (all of them for `None`).
+    pub fn next_pending(&self, after: Option<u64>) -> Option<u64> {
+        let i = match after {
+            None => 0,
+            Some(seq) => self.pending.partition_point(|p| p.seq <= seq),
+        };
+        self.pending.get(i).map(|p| p.seq)
+    }
+
+    /// The pending batch `seq`, from memory or read back from its segment;
+    /// `None` if it is no longer pending (acknowledged or dropped).
+    pub fn get(&self, seq: u64) -> Result<Option<Arc<Batch>>, SpoolError> {
+        let i = self.pending.partition_point(|p| p.seq < seq);
+        let Some(p) = self.pending.get(i).filter(|p| p.seq == seq) else {
+            return Ok(None);
+        };
+        if let Some(b) = &p.cached {
+            return Ok(Some(b.clone()));
+        }
+        let path = segment_path(&self.dir, p.segment);
+        let corrupt = || SpoolError::Corrupt { path: path.clone(), offset: p.offset };
+        let mut f = File::open(&path).map_err(io_err(&path))?;
+        f.seek(SeekFrom::Start(p.offset)).map_err(io_err(&path))?;
+        let mut buf = vec![0u8; record::HEADER + 1 + p.size];
+        f.read_exact(&mut buf).map_err(io_err(&path))?;
+        let (_, payload) = record::scan(&buf, MAX_RECORD).next().ok_or_else(corrupt)?;
+        match decode_record(payload) {
+            Some(Record::Batch(b)) if b.seq == seq => Ok(Some(Arc::new(b))),
+            _ => Err(corrupt()),
+        }
+    }
+
+    /// Counters for logs and self-observation.
+    pub fn stats(&self) -> SpoolStats {
+        self.stats
+    }
+
+    fn active_bytes(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.bytes)
+    }
+
+    fn segment_cap(&self) -> u64 {
+        (self.cap / 4).clamp(4096, MAX_SEGMENT_BYTES)
+    }
+
+    fn roll(&mut self) -> Result<(), SpoolError> {
+        let id = self.segments.back().map_or(1, |s| s.id + 1);
+        let path = segment_path(&self.dir, id);
+        self.active = open_append(&path)?;
+        self.segments.push_back(Segment { id, path, bytes: 0, max_seq: 0 });
+        self.delete_acked_segments();
+        Ok(())
+    }
+
+    /// Deletes every closed segment whose batches are all acknowledged.
+    fn delete_acked_segments(&mut self) {
+        while self.segments.len() > 1
+            && self.segments.front().is_some_and(|s| s.max_seq <= self.acked)
+        {
+            if let Some(s) = self.segments.pop_front() {
+                remove(&s.path);
+            }
+        }
+    }
+
+    /// Drops the oldest segments while the spool is over its cap.
+    fn enforce_cap(&mut self) {
+        while self.segments.len() > 1
+            && self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.cap
+        {
+            let Some(s) = self.segments.pop_front() else { break };
+            let (mut batches, mut samples) = (0u64, 0u64);
+            while self.pending.front().is_some_and(|p| p.segment == s.id) {
+                if let Some(p) = self.pending.pop_front() {
+                    batches += 1;
+                    samples += p.samples as u64;
+                    if p.cached.is_some() {
+                        self.cached_bytes -= p.size;
+                    }
+                }
+            }
+            remove(&s.path);
+            self.stats.dropped_batches += batches;
+            self.stats.dropped_samples += samples;
+            if batches > 0 {
+                tracing::warn!(
+                    dropped_batches = batches,
+                    dropped_samples = samples,
+                    total_dropped_samples = self.stats.dropped_samples,
+                    cap_bytes = self.cap,
+                    "spool full: dropped the oldest unacknowledged batches"
+                );
+            }
+        }
+    }
+
+    fn trim_cache(&mut self) {
+        for p in self.pending.iter_mut() {
+            if self.cached_bytes <= CACHE_BYTES {
+                break;
+            }
+            if p.cached.take().is_some() {
+                self.cached_bytes -= p.size;
+            }
+        }
+    }
+
+    fn refresh_stats(&mut self) {
+        self.stats.pending_batches = self.pending.len() as u64;
+        self.stats.pending_samples = self.pending.iter().map(|p| p.samples as u64).sum();
+        self.stats.bytes = self.segments.iter().map(|s| s.bytes).sum();
+    }
+}
+
+enum Record {
+    Batch(Batch),
+    Ack(u64),
+}
+
+fn decode_record(payload: &[u8]) -> Option<Record> {
+    match payload.split_first()? {
+        (&KIND_BATCH, body) => message::decode(body).ok().map(Record::Batch),
+        (&KIND_ACK, body) => Some(Record::Ack(u64::from_le_bytes(body.try_into().ok()?))),
+        _ => None,
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, SpoolError> {
+    let f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        // Make the new file's directory entry durable too.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    }
+    Ok(f)
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "spool: cannot delete a segment");
+    }
+}
+
+fn missing_active(dir: &Path) -> SpoolError {
+    io_err(dir)(std::io::Error::other("no active segment"))
+}

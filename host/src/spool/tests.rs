@@ -1,0 +1,116 @@
+use super::*;
+use wasmtap_protocol::message::{Sample, Value};
+
+fn batch(seq: u64, n: usize) -> Batch {
+    Batch {
+        seq,
+        samples: (0..n)
+            .map(|i| Sample {
+                collector: "c".into(),
+                time_ms: seq * 1000 + i as u64,
+                labels: vec![("i".into(), i.to_string())],
+                values: vec![("v".into(), Value::Gauge(i as f64))],
+            })
+            .collect(),
+    }
+}
+
+fn fill(spool: &mut Spool, batches: usize, samples: usize) -> Vec<u64> {
+    (0..batches)
+        .map(|_| {
+            let seq = spool.next_seq();
+            spool.append(batch(seq, samples)).expect("append");
+            seq
+        })
+        .collect()
+}
+
+fn pending(spool: &Spool) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    while let Some(seq) = spool.next_pending(cursor) {
+        out.push(seq);
+        cursor = Some(seq);
+    }
+    out
+}
+
+#[test]
+fn batches_survive_a_restart_until_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        let seqs = fill(&mut spool, 5, 3);
+        spool.ack(seqs[1]).expect("ack");
+        seqs
+    };
+    assert_eq!(seqs[0], 1 << 16, "a fresh spool starts from the clock");
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), seqs[2..]);
+    assert_eq!(spool.stats().pending_samples, 9);
+    let b = spool.get(seqs[3]).expect("read").expect("pending");
+    assert_eq!(*b, batch(seqs[3], 3));
+    assert!(spool.next_seq() > seqs[4], "sequence numbers continue");
+    spool.ack(seqs[4]).expect("ack");
+    assert!(pending(&spool).is_empty());
+    assert_eq!(spool.get(seqs[4]).expect("read"), None);
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_the_rest_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 3, 2)
+    };
+    let seg = list_segments(dir.path()).expect("list")[0];
+    let path = segment_path(dir.path(), seg);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(len - 5)).expect("tear");
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), seqs[..2]);
+    assert!(std::fs::metadata(&path).expect("meta").len() < len - 5, "torn record cut off");
+    let more = fill(&mut spool, 1, 1);
+    assert!(more[0] > seqs[1]);
+    assert_eq!(pending(&spool), [seqs[0], seqs[1], more[0]]);
+}
+
+#[test]
+fn over_the_cap_the_oldest_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = 64 * 1024;
+    let mut spool = Spool::open(dir.path(), cap, 1).expect("open");
+    let seqs = fill(&mut spool, 400, 20);
+    let stats = spool.stats();
+    assert!(stats.bytes <= cap + spool.segment_cap(), "{stats:?}");
+    assert!(stats.dropped_batches > 0, "{stats:?}");
+    assert_eq!(stats.dropped_batches + stats.pending_batches, 400);
+    assert_eq!(stats.dropped_samples, stats.dropped_batches * 20);
+    let left = pending(&spool);
+    assert_eq!(left, seqs[seqs.len() - left.len()..], "the newest are kept, in order");
+    for seq in &left {
+        assert!(spool.get(*seq).expect("read").is_some(), "readable from disk or memory");
+    }
+}
+
+#[test]
+fn acknowledged_segments_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = Spool::open(dir.path(), 64 * 1024, 1).expect("open");
+    let seqs = fill(&mut spool, 200, 20);
+    assert!(list_segments(dir.path()).expect("list").len() > 2);
+    spool.ack(*seqs.last().expect("some")).expect("ack");
+    assert_eq!(list_segments(dir.path()).expect("list").len(), 1);
+    assert_eq!(spool.stats().pending_batches, 0);
+}
+
+#[test]
+fn batches_evicted_from_memory_are_read_back_from_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = Spool::open(dir.path(), 1 << 30, 1).expect("open");
+    let first = fill(&mut spool, 1, 10)[0];
+    // About 27 bytes a sample: well past the memory cache.
+    let _ = fill(&mut spool, 40, 20_000);
+    assert!(spool.pending.front().is_some_and(|p| p.cached.is_none()), "evicted");
+    assert_eq!(*spool.get(first).expect("read").expect("pending"), batch(first, 10));
+}

@@ -1,0 +1,34 @@
+"""The {{name}} collector: time since boot, from /proc/uptime.
+
+componentize-py wraps this module into a component of the world
+`wasmtap:collector/collector@0.1.0` (wit/collector.wit). The generated
+`wit_world` package holds the WIT types; `wit_world.imports.host` is the
+agent's log and persisted state.
+"""
+
+from typing import List, Tuple
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports.types import Descriptor, Field, FieldKind, Number, Sample
+
+# Values name their field by its index in FIELDS.
+UPTIME = 0
+FIELDS = [Field("uptime", FieldKind.GAUGE, "seconds", "Time since boot")]
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self) -> Descriptor:
+        return Descriptor("{{name}}", "0.1.0", 10_000, FIELDS)
+
+    def init(self, config: List[Tuple[str, str]]) -> None:
+        if config:
+            raise Err("unknown config keys: " + ", ".join(k for k, _ in config))
+
+    def collect(self) -> List[Sample]:
+        try:
+            with open("/proc/uptime") as f:
+                seconds = float(f.read().split()[0])
+        except (OSError, ValueError, IndexError) as e:
+            raise Err(f"reading /proc/uptime: {e}")
+        return [Sample(labels=[], numbers=[Number(UPTIME, seconds)], texts=[])]

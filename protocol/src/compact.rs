@@ -1,0 +1,450 @@
+//! Compact batches: a per-session series dictionary and numbers encoded
+//! against each series' previous value.
+//!
+//! A *series* is a collector, its labels and its field layout (names and
+//! kinds). The first time a session sees a series, the batch carries its
+//! definition (sealed); afterwards samples name it by its number, the order
+//! in which definitions were sent. Numbers travel on the simple path, each
+//! encoded against the same field's previous value in the series:
+//!
+//! - a value that is an exact decimal `m / 10^e` (`|m| ≤ 2^53`, `e ≤ 9`) at
+//!   the same scale as the previous one is sent as the varint
+//!   `zigzag(m − m_prev) << 1` — one byte for an unchanged value or a small step;
+//! - an exact decimal at a new scale is `1 | e << 2`, then `zigzag(m)`;
+//! - anything else (NaN, infinities, −0, long fractions) is `3`, then the
+//!   XOR of its IEEE-754 bits with the previous value's, as a varint.
+//!
+//! Times are sent as the change of the series' sampling interval
+//! (delta of delta), which is zero in steady state.
+//!
+//! Both sides keep the same state, so batches must be decoded in the order
+//! they were encoded, each exactly once per session; a batch with `reset`
+//! set starts a fresh dictionary. See `PROTOCOL.md`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{Batch, FieldName, Sample, Value};
+use crate::simple::{NumericPayload, NumericReader, NumericWriter};
+
+#[cfg(test)]
+mod tests;
+
+/// Most series one session's dictionary holds before it starts over.
+pub const MAX_SERIES: usize = 1 << 16;
+/// Most decimal places tried when looking for an exact decimal form.
+pub const MAX_SCALE: u8 = 9;
+/// Most numbers put in one simple payload.
+pub const MAX_NUMBERS_PER_PAYLOAD: usize = 16 * 1024;
+
+const MAX_MANTISSA: i64 = 1 << 53;
+const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// What kind of value a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FieldKind {
+    /// A number that goes up and down.
+    Gauge,
+    /// A monotonic number.
+    Counter,
+    /// Text (sealed, never on the simple path).
+    Text,
+}
+
+/// A series' definition, sent once per session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesDef {
+    /// The collector.
+    pub collector: String,
+    /// The series' labels.
+    pub labels: Vec<(String, String)>,
+    /// Its fields, in order.
+    pub fields: Vec<(String, FieldKind)>,
+}
+
+/// One sample in a compact batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactSample {
+    /// The series' number in this session's dictionary.
+    pub series: u32,
+    /// The change of the series' sampling interval, in ms.
+    pub time: i64,
+    /// The values of its text fields, in order.
+    pub texts: Vec<String>,
+}
+
+/// The sealed part of a compact batch (the numbers travel on the simple path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactHead {
+    /// Per-agent batch sequence number.
+    pub seq: u64,
+    /// The dictionary starts over before this batch.
+    pub reset: bool,
+    /// Series first seen in this batch, numbered on from the dictionary's size.
+    pub defs: Vec<SeriesDef>,
+    /// The samples.
+    pub samples: Vec<CompactSample>,
+}
+
+/// Why a compact batch could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A sample names a series that was never defined.
+    #[error("sample refers to undefined series {0}")]
+    UnknownSeries(u32),
+    /// The dictionary would grow beyond [`MAX_SERIES`].
+    #[error("series dictionary over its limit of {MAX_SERIES}")]
+    TooManySeries,
+    /// A sample's texts do not match its series' text fields.
+    #[error("series {0} has {1} text fields, sample carries {2}")]
+    TextCount(u32, usize, usize),
+    /// The numbers ran out, were malformed, or were left over.
+    #[error("numbers do not match the batch: {0}")]
+    Numbers(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+enum Prev {
+    #[default]
+    None,
+    Decimal {
+        m: i64,
+        e: u8,
+    },
+    Bits(u64),
+}
+
+impl Prev {
+    fn bits(self) -> u64 {
+        match self {
+            Prev::None => 0,
+            Prev::Decimal { m, e } => decimal_value(m, e).to_bits(),
+            Prev::Bits(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SeriesState {
+    time: u64,
+    interval: i64,
+    numbers: Vec<Prev>,
+}
+
+impl SeriesState {
+    fn new(numeric_fields: usize) -> Self {
+        Self { time: 0, interval: 0, numbers: vec![Prev::None; numeric_fields] }
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn decimal_value(m: i64, e: u8) -> f64 {
+    m as f64 / POW10[usize::from(e)]
+}
+
+/// `v` as `m / 10^e` exactly, with the fewest decimal places.
+fn as_decimal(v: f64) -> Option<(i64, u8)> {
+    if !v.is_finite() {
+        return None;
+    }
+    for e in 0..=MAX_SCALE {
+        let scaled = (v * POW10[usize::from(e)]).round();
+        if scaled.abs() > MAX_MANTISSA as f64 {
+            return None;
+        }
+        let m = scaled as i64;
+        if decimal_value(m, e).to_bits() == v.to_bits() {
+            return Some((m, e));
+        }
+    }
+    None
+}
+
+fn put_number(w: &mut NumericWriter, prev: &mut Prev, v: f64) {
+    match (as_decimal(v), *prev) {
+        (Some((m, e)), Prev::Decimal { m: pm, e: pe }) if pe == e => {
+            w.u64(zigzag(m - pm) << 1);
+            *prev = Prev::Decimal { m, e };
+        }
+        (Some((m, e)), _) => {
+            w.u64(1 | (u64::from(e) << 2)).i64(m);
+            *prev = Prev::Decimal { m, e };
+        }
+        (None, p) => {
+            let bits = v.to_bits();
+            w.u64(3).u64(bits ^ p.bits());
+            *prev = Prev::Bits(bits);
+        }
+    }
+}
+
+fn take_number(r: &mut NumericReader<'_>, prev: &mut Prev) -> Result<f64, DecodeError> {
+    let bad = DecodeError::Numbers("malformed number");
+    let h = r.u64().map_err(|_| bad.clone())?;
+    if h & 1 == 0 {
+        let Prev::Decimal { m: pm, e } = *prev else {
+            return Err(DecodeError::Numbers("delta without a decimal predecessor"));
+        };
+        let m = pm.checked_add(unzigzag(h >> 1)).filter(|m| m.abs() <= MAX_MANTISSA);
+        let m = m.ok_or(DecodeError::Numbers("delta out of range"))?;
+        *prev = Prev::Decimal { m, e };
+        Ok(decimal_value(m, e))
+    } else if h & 3 == 1 {
+        let e = u8::try_from(h >> 2).ok().filter(|e| *e <= MAX_SCALE);
+        let e = e.ok_or(DecodeError::Numbers("decimal scale out of range"))?;
+        let m = r.i64().map_err(|_| bad)?;
+        if m.abs() > MAX_MANTISSA {
+            return Err(DecodeError::Numbers("decimal out of range"));
+        }
+        *prev = Prev::Decimal { m, e };
+        Ok(decimal_value(m, e))
+    } else if h == 3 {
+        let bits = r.u64().map_err(|_| bad)? ^ prev.bits();
+        *prev = Prev::Bits(bits);
+        Ok(f64::from_bits(bits))
+    } else {
+        Err(DecodeError::Numbers("unknown number tag"))
+    }
+}
+
+fn put_time(state: &mut SeriesState, t: u64) -> i64 {
+    let interval = t.wrapping_sub(state.time) as i64;
+    let change = interval.wrapping_sub(state.interval);
+    state.time = t;
+    state.interval = interval;
+    change
+}
+
+fn take_time(state: &mut SeriesState, change: i64) -> u64 {
+    state.interval = state.interval.wrapping_add(change);
+    state.time = state.time.wrapping_add(state.interval as u64);
+    state.time
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    collector: String,
+    labels: Vec<(String, String)>,
+    fields: Vec<(FieldName, FieldKind)>,
+}
+
+fn kind_of(v: &Value) -> FieldKind {
+    match v {
+        Value::Gauge(_) => FieldKind::Gauge,
+        Value::Counter(_) => FieldKind::Counter,
+        Value::Text(_) => FieldKind::Text,
+    }
+}
+
+/// Collects numbers into payloads of at most [`MAX_NUMBERS_PER_PAYLOAD`].
+#[derive(Debug, Default)]
+struct Payloads {
+    done: Vec<NumericPayload>,
+    current: NumericWriter,
+    count: usize,
+}
+
+impl Payloads {
+    fn push(&mut self, prev: &mut Prev, v: f64) {
+        put_number(&mut self.current, prev, v);
+        self.count += 1;
+        if self.count == MAX_NUMBERS_PER_PAYLOAD {
+            self.done.push(std::mem::take(&mut self.current).finish());
+            self.count = 0;
+        }
+    }
+
+    fn finish(mut self) -> Vec<NumericPayload> {
+        if !self.current.is_empty() {
+            self.done.push(self.current.finish());
+        }
+        self.done
+    }
+}
+
+/// The sending side's dictionary and per-series state, for one session.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    index: HashMap<SeriesKey, u32>,
+    series: Vec<SeriesState>,
+}
+
+impl Encoder {
+    /// A fresh encoder, for a new session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Series in the dictionary.
+    pub fn series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Encodes `batch` into its sealed head and its numbers.
+    pub fn encode(&mut self, batch: &Batch) -> (CompactHead, Vec<NumericPayload>) {
+        let reset = self.series.len() + batch.samples.len() > MAX_SERIES;
+        if reset {
+            self.index.clear();
+            self.series.clear();
+        }
+        let mut head = CompactHead {
+            seq: batch.seq,
+            reset,
+            defs: Vec::new(),
+            samples: Vec::with_capacity(batch.samples.len()),
+        };
+        let mut numbers = Payloads::default();
+        for sample in &batch.samples {
+            let id = self.series_of(sample, &mut head.defs);
+            let state = &mut self.series[id as usize];
+            let time = put_time(state, sample.time_ms);
+            let mut texts = Vec::new();
+            let mut prevs = state.numbers.iter_mut();
+            for (_, value) in &sample.values {
+                match value {
+                    Value::Gauge(v) | Value::Counter(v) => {
+                        if let Some(prev) = prevs.next() {
+                            numbers.push(prev, *v);
+                        }
+                    }
+                    Value::Text(t) => texts.push(t.clone()),
+                }
+            }
+            head.samples.push(CompactSample { series: id, time, texts });
+        }
+        (head, numbers.finish())
+    }
+
+    fn series_of(&mut self, sample: &Sample, defs: &mut Vec<SeriesDef>) -> u32 {
+        let key = SeriesKey {
+            collector: sample.collector.clone(),
+            labels: sample.labels.clone(),
+            fields: sample.values.iter().map(|(n, v)| (n.clone(), kind_of(v))).collect(),
+        };
+        if let Some(id) = self.index.get(&key) {
+            return *id;
+        }
+        let id = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
+        let numeric = key.fields.iter().filter(|(_, k)| *k != FieldKind::Text).count();
+        self.series.push(SeriesState::new(numeric));
+        defs.push(SeriesDef {
+            collector: key.collector.clone(),
+            labels: key.labels.clone(),
+            fields: key.fields.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
+        });
+        self.index.insert(key, id);
+        id
+    }
+}
+
+#[derive(Debug)]
+struct KnownSeries {
+    collector: String,
+    labels: Vec<(String, String)>,
+    fields: Vec<(FieldName, FieldKind)>,
+    texts: usize,
+    state: SeriesState,
+}
+
+/// The receiving side's dictionary and per-series state, for one session.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    series: Vec<KnownSeries>,
+}
+
+impl Decoder {
+    /// A fresh decoder, for a new session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Series in the dictionary.
+    pub fn series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Rebuilds the batch from its head and its verified numbers. After an
+    /// error the decoder's state is unspecified and the session must end.
+    pub fn decode(
+        &mut self,
+        head: CompactHead,
+        payloads: &[NumericPayload],
+    ) -> Result<Batch, DecodeError> {
+        if head.reset {
+            self.series.clear();
+        }
+        if self.series.len() + head.defs.len() > MAX_SERIES {
+            return Err(DecodeError::TooManySeries);
+        }
+        for def in head.defs {
+            let fields: Vec<(FieldName, FieldKind)> =
+                def.fields.into_iter().map(|(n, k)| (FieldName::from(n), k)).collect();
+            let texts = fields.iter().filter(|(_, k)| *k == FieldKind::Text).count();
+            self.series.push(KnownSeries {
+                collector: def.collector,
+                labels: def.labels,
+                state: SeriesState::new(fields.len() - texts),
+                fields,
+                texts,
+            });
+        }
+        let mut readers = payloads.iter().map(NumericPayload::reader);
+        let mut current = readers.next();
+        let mut samples = Vec::with_capacity(head.samples.len());
+        for s in head.samples {
+            let known = self
+                .series
+                .get_mut(s.series as usize)
+                .ok_or(DecodeError::UnknownSeries(s.series))?;
+            if s.texts.len() != known.texts {
+                return Err(DecodeError::TextCount(s.series, known.texts, s.texts.len()));
+            }
+            let time_ms = take_time(&mut known.state, s.time);
+            let mut texts = s.texts.into_iter();
+            let mut prevs = known.state.numbers.iter_mut();
+            let mut values = Vec::with_capacity(known.fields.len());
+            for (name, kind) in &known.fields {
+                let value = match kind {
+                    FieldKind::Text => Value::Text(texts.next().unwrap_or_default()),
+                    numeric => {
+                        let prev = prevs.next().ok_or(DecodeError::Numbers("field state"))?;
+                        let v = loop {
+                            let r = current
+                                .as_mut()
+                                .ok_or(DecodeError::Numbers("fewer numbers than fields"))?;
+                            if !r.is_done() {
+                                break take_number(r, prev)?;
+                            }
+                            current = readers.next();
+                        };
+                        if *numeric == FieldKind::Gauge {
+                            Value::Gauge(v)
+                        } else {
+                            Value::Counter(v)
+                        }
+                    }
+                };
+                values.push((name.clone(), value));
+            }
+            samples.push(Sample {
+                collector: known.collector.clone(),
+                time_ms,
+                labels: known.labels.clone(),
+                values,
+            });
+        }
+        if current.is_some_and(|r| !r.is_done()) || readers.any(|r| !r.is_done()) {
+            return Err(DecodeError::Numbers("more numbers than fields"));
+        }
+        Ok(Batch { seq: head.seq, samples })
+    }
+}

@@ -1,0 +1,167 @@
+use super::*;
+use crate::message::{self, Batch, Sample, Value};
+
+fn sample(collector: &str, cpu: &str, t: u64, values: &[(&str, Value)]) -> Sample {
+    Sample {
+        collector: collector.into(),
+        time_ms: t,
+        labels: vec![("cpu".into(), cpu.into())],
+        values: values.iter().map(|(n, v)| (FieldName::from(*n), v.clone())).collect(),
+    }
+}
+
+fn wire_size(head: &CompactHead, numbers: &[NumericPayload]) -> usize {
+    message::encode(head).len() + numbers.iter().map(NumericPayload::len).sum::<usize>()
+}
+
+#[test]
+fn round_trips_across_batches_with_one_dictionary() {
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    for seq in 0..5u64 {
+        let t = 1_700_000_000_000 + seq * 10_000;
+        let batch = Batch {
+            seq,
+            samples: vec![
+                sample(
+                    "cpu",
+                    "0",
+                    t,
+                    &[
+                        ("user", Value::Counter(1000.0 + seq as f64 * 7.0)),
+                        ("state", Value::Text(format!("s{seq}"))),
+                        ("util", Value::Gauge(0.25 * seq as f64 + 0.1)),
+                    ],
+                ),
+                sample("cpu", "1", t + 1, &[("user", Value::Counter(5.0))]),
+            ],
+        };
+        let (head, numbers) = enc.encode(&batch);
+        assert_eq!(head.defs.len(), if seq == 0 { 2 } else { 0 });
+        let head = message::decode(&message::encode(&head)).expect("head codec");
+        assert_eq!(dec.decode(head, &numbers), Ok(batch));
+    }
+    assert_eq!((enc.series(), dec.series()), (2, 2));
+}
+
+#[test]
+fn every_kind_of_float_survives_bit_for_bit() {
+    let specials = [
+        0.0,
+        -0.0,
+        f64::NAN,
+        -f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::MAX,
+        1e300,
+        0.1,
+        0.1 + 0.2,
+        123.456_789_012_3,
+        9_007_199_254_740_993.0,
+        -42.5,
+        1e9,
+    ];
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    for (seq, v) in specials.iter().chain(specials.iter().rev()).enumerate() {
+        let batch = Batch {
+            seq: seq as u64,
+            samples: vec![sample("c", "0", 0, &[("g", Value::Gauge(*v))])],
+        };
+        let (head, numbers) = enc.encode(&batch);
+        let back = dec.decode(head, &numbers).expect("decodes");
+        let Value::Gauge(got) = back.samples[0].values[0].1 else { panic!("kind changed") };
+        assert_eq!(got.to_bits(), v.to_bits(), "{v:?}");
+    }
+}
+
+#[test]
+fn steady_state_costs_about_a_byte_per_number() {
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    let mut sizes = Vec::new();
+    for seq in 0..20u64 {
+        let t = 1_700_000_000_000 + seq * 5_000;
+        let samples = (0..8)
+            .map(|cpu| {
+                let step = seq as f64;
+                sample(
+                    "cpu",
+                    &cpu.to_string(),
+                    t,
+                    &[
+                        ("user", Value::Counter(123_456.0 + step * 40.0)),
+                        ("system", Value::Counter(65_432.0 + step * 11.0)),
+                        ("idle", Value::Counter(9_876_543.0 + step * 450.0)),
+                        ("load", Value::Gauge(0.52 + (seq % 3) as f64 / 100.0)),
+                    ],
+                )
+            })
+            .collect();
+        let batch = Batch { seq, samples };
+        let (head, numbers) = enc.encode(&batch);
+        sizes.push(wire_size(&head, &numbers));
+        assert_eq!(dec.decode(head, &numbers), Ok(batch));
+    }
+    // 32 numbers per batch: in steady state each costs one or two bytes,
+    // and each sample's series number and time about three more.
+    let steady = sizes[10];
+    assert!(steady < 32 * 3, "steady batch is {steady} bytes: {sizes:?}");
+    assert!(sizes[0] > steady * 3, "first batch carries the dictionary: {sizes:?}");
+}
+
+#[test]
+fn the_dictionary_starts_over_when_full() {
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    let big = |seq: u64, base: usize| Batch {
+        seq,
+        samples: (0..MAX_SERIES / 2 + 1)
+            .map(|i| sample("c", &(base + i).to_string(), 1, &[("v", Value::Gauge(1.0))]))
+            .collect(),
+    };
+    let (h1, n1) = enc.encode(&big(1, 0));
+    assert!(!h1.reset);
+    dec.decode(h1, &n1).expect("first");
+    let (h2, n2) = enc.encode(&big(2, MAX_SERIES));
+    assert!(h2.reset);
+    dec.decode(h2, &n2).expect("second");
+    assert_eq!(dec.series(), MAX_SERIES / 2 + 1);
+}
+
+#[test]
+fn hostile_heads_are_errors_not_panics() {
+    let mut dec = Decoder::new();
+    let head = |samples, defs| CompactHead { seq: 1, reset: false, defs, samples };
+    let def = SeriesDef {
+        collector: "c".into(),
+        labels: vec![],
+        fields: vec![("g".into(), FieldKind::Gauge), ("t".into(), FieldKind::Text)],
+    };
+    let s = |series, texts: &[&str]| CompactSample {
+        series,
+        time: 0,
+        texts: texts.iter().map(|t| t.to_string()).collect(),
+    };
+    assert_eq!(dec.decode(head(vec![s(7, &[])], vec![]), &[]), Err(DecodeError::UnknownSeries(7)));
+    let mut dec = Decoder::new();
+    assert_eq!(
+        dec.decode(head(vec![s(0, &[])], vec![def.clone()]), &[]),
+        Err(DecodeError::TextCount(0, 1, 0))
+    );
+    let mut dec = Decoder::new();
+    assert!(matches!(
+        dec.decode(head(vec![s(0, &["x"])], vec![def.clone()]), &[]),
+        Err(DecodeError::Numbers(_))
+    ));
+    // A delta with no decimal before it, an unknown tag, a scale out of range.
+    for words in [[0u64, 0], [7, 0], [1 | (10 << 2), 5]] {
+        let mut w = NumericWriter::new();
+        w.u64(words[0]).u64(words[1]);
+        let mut dec = Decoder::new();
+        let r = dec.decode(head(vec![s(0, &["x"])], vec![def.clone()]), &[w.finish()]);
+        assert!(matches!(r, Err(DecodeError::Numbers(_))), "{words:?}: {r:?}");
+    }
+    let mut dec = Decoder::new();
+    let too_many = vec![def; MAX_SERIES + 1];
+    assert_eq!(dec.decode(head(vec![], too_many), &[]), Err(DecodeError::TooManySeries));
+}

@@ -1,0 +1,192 @@
+//! The admin API under `/api/`, behind `Authorization: Bearer <[http] token>`:
+//!
+//! - `GET /api/agents`: the connected agents and their session details.
+//! - `POST /api/agents/{agent}/request` with `{"command": "...", "args": [...],
+//!   "timeout_ms": 5000}`: a control request to that agent; answers
+//!   `{"agent", "command", "ok": <the agent's JSON result>}` or
+//!   `{"error": "..."}` with 404 (not connected), 502 (the agent failed or
+//!   went away), 503 (too many requests outstanding) or 504 (no answer in time).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Token;
+use crate::http::{HttpResponse, HttpState, json, json_error};
+use crate::sessions::{DEFAULT_REQUEST_TIMEOUT, RequestError};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Time a client has to send its request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `timeout_ms` a control request may ask for.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The body of `POST /api/agents/{agent}/request`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlBody {
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (the scheme is
+/// case-insensitive; the token is compared in constant time).
+pub fn authorized(token: &Token, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(AUTHORIZATION) else { return false };
+    let bytes = value.as_bytes();
+    match (bytes.get(..7), bytes.get(7..)) {
+        (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+            token.matches(rest.trim_ascii())
+        }
+        _ => false,
+    }
+}
+
+/// Answers a request whose path is under `/api/`.
+pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
+    let Some(token) = &state.token else {
+        return json_error(StatusCode::FORBIDDEN, "the admin API is off: [http] has no token");
+    };
+    if !authorized(token, req.headers()) {
+        let mut r = json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> =
+        path.trim_start_matches("/api").trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["agents"]) => {
+            let agents = state.sessions.agents();
+            json(StatusCode::OK, &json!(agents))
+        }
+        (&Method::POST, ["agents", agent, "request"]) => match percent_decode(agent) {
+            Some(agent) => control(state, &agent, req).await,
+            None => json_error(StatusCode::BAD_REQUEST, "the agent name is not valid UTF-8"),
+        },
+        (_, ["agents"] | ["agents", _, "request"]) => {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this endpoint")
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpResponse> {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over {MAX_BODY} bytes"),
+        )),
+        Ok(Err(e)) => Err(json_error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))),
+        Err(_) => Err(json_error(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
+    }
+}
+
+async fn control(state: &HttpState, agent: &str, req: Request<Incoming>) -> HttpResponse {
+    let bytes = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let body: ControlBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
+    };
+    let timeout = match body.timeout_ms.map(Duration::from_millis) {
+        None => DEFAULT_REQUEST_TIMEOUT,
+        Some(t) if t.is_zero() || t > MAX_REQUEST_TIMEOUT => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("timeout_ms must be between 1 and {}", MAX_REQUEST_TIMEOUT.as_millis()),
+            );
+        }
+        Some(t) => t,
+    };
+    let command = body.command;
+    let result = state.sessions.request(agent, &command, body.args, timeout).await;
+    let (status, answer) = match result {
+        Ok(Ok(text)) => {
+            // The agent answers with a JSON document; anything else is passed on as a string.
+            let ok = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            (StatusCode::OK, json!({ "agent": agent, "command": command, "ok": ok }))
+        }
+        Ok(Err(message)) => (
+            StatusCode::BAD_GATEWAY,
+            json!({ "agent": agent, "command": command, "error": message }),
+        ),
+        Err(e) => {
+            let status = match &e {
+                RequestError::NotConnected(_) => StatusCode::NOT_FOUND,
+                RequestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+                RequestError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                RequestError::SessionEnded(_) => StatusCode::BAD_GATEWAY,
+            };
+            (status, json!({ "agent": agent, "command": command, "error": e.to_string() }))
+        }
+    };
+    tracing::info!(%agent, %command, %status, "admin control request");
+    json(status, &answer)
+}
+
+/// `%XX`-decodes a path segment; `None` if the result is not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("valid header"));
+        h
+    }
+
+    #[test]
+    fn bearer_token_check() {
+        let token = Token::new("0123456789abcdef".into()).expect("valid");
+        assert!(authorized(&token, &headers("Bearer 0123456789abcdef")));
+        assert!(authorized(&token, &headers("bearer 0123456789abcdef")));
+        assert!(!authorized(&token, &headers("Bearer 0123456789abcdeg")));
+        assert!(!authorized(&token, &headers("Bearer 0123456789abcde")));
+        assert!(!authorized(&token, &headers("Basic 0123456789abcdef")));
+        assert!(!authorized(&token, &headers("0123456789abcdef")));
+        assert!(!authorized(&token, &headers("Bearer")));
+        assert!(!authorized(&token, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("web-01").as_deref(), Some("web-01"));
+        assert_eq!(percent_decode("a%20b%2f").as_deref(), Some("a b/"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

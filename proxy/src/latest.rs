@@ -1,0 +1,251 @@
+//! The `latest` sink: the newest value of every numeric series, served by
+//! `/metrics` in the Prometheus text format.
+//!
+//! The table is bounded: at most `max_series` series (new ones beyond it are
+//! dropped, counted and logged), and a series not updated for `ttl` leaves it.
+//! Text values have no Prometheus representation and are skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use wasmtap_protocol::message::Value;
+
+use crate::exposition::{self, Kind};
+use crate::series;
+use crate::sink::Sink;
+use crate::store::StoredBatch;
+
+/// Expired series are swept at most this often when the table is full.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Drops are logged at most this often (with the running total).
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A series: its metric name and full label set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    name: Arc<str>,
+    labels: Arc<[(String, String)]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    kind: Kind,
+    value: f64,
+    time_ms: u64,
+    updated: Instant,
+}
+
+#[derive(Debug)]
+struct Table {
+    series: HashMap<Key, Point>,
+    last_sweep: Instant,
+    last_drop_log: Option<Instant>,
+}
+
+/// The latest value of every numeric series; see the module docs.
+#[derive(Debug)]
+pub struct Latest {
+    max_series: usize,
+    ttl: Duration,
+    table: Mutex<Table>,
+    dropped: AtomicU64,
+}
+
+impl Latest {
+    /// An empty table holding at most `max_series` series, each for `ttl`
+    /// after its last update.
+    pub fn new(max_series: usize, ttl: Duration) -> Self {
+        let table =
+            Table { series: HashMap::new(), last_sweep: Instant::now(), last_drop_log: None };
+        Self { max_series, ttl, table: Mutex::new(table), dropped: AtomicU64::new(0) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Series currently held.
+    pub fn len(&self) -> usize {
+        self.lock().series.len()
+    }
+
+    /// Whether no series is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// New series refused because the table was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn sweep(&self, table: &mut Table, now: Instant) {
+        let ttl = self.ttl;
+        table.series.retain(|_, p| now.duration_since(p.updated) < ttl);
+        table.last_sweep = now;
+    }
+
+    /// The table as a text exposition, sorted by metric name then labels,
+    /// followed by the table's own size and drop counters.
+    pub fn render(&self) -> String {
+        let mut points: Vec<(Key, Point)> = {
+            let mut table = self.lock();
+            self.sweep(&mut table, Instant::now());
+            table.series.iter().map(|(k, p)| (k.clone(), *p)).collect()
+        };
+        points.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::with_capacity(points.len() * 128 + 512);
+        for family in points.chunk_by(|a, b| a.0.name == b.0.name) {
+            let name = &family[0].0.name;
+            let first = family[0].1.kind;
+            let kind =
+                if family.iter().all(|(_, p)| p.kind == first) { first } else { Kind::Untyped };
+            exposition::family(
+                &mut out,
+                name,
+                "Latest value reported by a wasmtap collector.",
+                kind,
+            );
+            for (key, p) in family {
+                exposition::sample(&mut out, name, &key.labels, p.value, Some(p.time_ms));
+            }
+        }
+        exposition::family(
+            &mut out,
+            "wasmtap_proxy_latest_series",
+            "Series held for /metrics.",
+            Kind::Gauge,
+        );
+        exposition::sample(&mut out, "wasmtap_proxy_latest_series", &[], points.len() as f64, None);
+        exposition::family(
+            &mut out,
+            "wasmtap_proxy_latest_dropped_total",
+            "New series not held for /metrics because the table was full.",
+            Kind::Counter,
+        );
+        let dropped = self.dropped() as f64;
+        exposition::sample(&mut out, "wasmtap_proxy_latest_dropped_total", &[], dropped, None);
+        out
+    }
+}
+
+impl Sink for Latest {
+    fn accept(&self, project: &str, record: &StoredBatch) {
+        let now = Instant::now();
+        let mut refused = 0u64;
+        let mut table = self.lock();
+        for sample in &record.batch.samples {
+            let labels: Arc<[(String, String)]> =
+                series::labels(project, &record.agent, sample).into();
+            for (field, value) in &sample.values {
+                let (kind, value) = match value {
+                    Value::Gauge(v) => (Kind::Gauge, *v),
+                    Value::Counter(v) => (Kind::Counter, *v),
+                    Value::Text(_) => continue,
+                };
+                let key = Key {
+                    name: series::metric_name(&sample.collector, field).into(),
+                    labels: labels.clone(),
+                };
+                let point = Point { kind, value, time_ms: sample.time_ms, updated: now };
+                if let Some(old) = table.series.get_mut(&key) {
+                    if sample.time_ms >= old.time_ms {
+                        *old = point;
+                    }
+                    continue;
+                }
+                if table.series.len() >= self.max_series
+                    && now.duration_since(table.last_sweep) >= SWEEP_INTERVAL
+                {
+                    self.sweep(&mut table, now);
+                }
+                if table.series.len() >= self.max_series {
+                    refused += 1;
+                    continue;
+                }
+                table.series.insert(key, point);
+            }
+        }
+        if refused > 0 {
+            let total = self.dropped.fetch_add(refused, Ordering::Relaxed) + refused;
+            if table.last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL) {
+                table.last_drop_log = Some(now);
+                tracing::warn!(
+                    max_series = self.max_series,
+                    dropped_total = total,
+                    "/metrics series table full: new series dropped"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtap_protocol::message::{Batch, Sample};
+
+    fn record(agent: &str, time_ms: u64, values: Vec<(&str, Value)>) -> StoredBatch {
+        StoredBatch {
+            agent: agent.into(),
+            session: 1,
+            received_ms: 0,
+            batch: Batch {
+                seq: 1,
+                samples: vec![Sample {
+                    collector: "net".into(),
+                    time_ms,
+                    labels: vec![("interface".into(), "eth\"0".into())],
+                    values: values.into_iter().map(|(f, v)| (f.into(), v)).collect(),
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn renders_the_latest_value_per_series_with_types() {
+        let latest = Latest::new(100, Duration::from_secs(60));
+        latest.accept("shop", &record("web", 1000, vec![("rx_bytes", Value::Counter(5.0))]));
+        latest.accept(
+            "shop",
+            &record(
+                "web",
+                2000,
+                vec![("rx_bytes", Value::Counter(7.0)), ("up", Value::Text("yes".into()))],
+            ),
+        );
+        latest.accept("shop", &record("web", 1500, vec![("rx_bytes", Value::Counter(6.0))]));
+        latest.accept("shop", &record("db", 2000, vec![("rx_rate", Value::Gauge(0.5))]));
+        assert_eq!(
+            latest.render().split("# HELP wasmtap_proxy").next(),
+            Some(
+                "# HELP wasmtap_net_rx_bytes Latest value reported by a wasmtap collector.\n\
+                 # TYPE wasmtap_net_rx_bytes counter\n\
+                 wasmtap_net_rx_bytes{project=\"shop\",agent=\"web\",collector=\"net\",interface=\"eth\\\"0\"} 7.0 2000\n\
+                 # HELP wasmtap_net_rx_rate Latest value reported by a wasmtap collector.\n\
+                 # TYPE wasmtap_net_rx_rate gauge\n\
+                 wasmtap_net_rx_rate{project=\"shop\",agent=\"db\",collector=\"net\",interface=\"eth\\\"0\"} 0.5 2000\n"
+            )
+        );
+    }
+
+    #[test]
+    fn full_table_drops_and_counts_new_series_and_expiry_frees_room() {
+        let latest = Latest::new(2, Duration::from_millis(50));
+        let values =
+            vec![("a", Value::Gauge(1.0)), ("b", Value::Gauge(2.0)), ("c", Value::Gauge(3.0))];
+        latest.accept("p", &record("x", 1, values));
+        assert_eq!((latest.len(), latest.dropped()), (2, 1));
+        // Updates to held series are never dropped.
+        latest.accept("p", &record("x", 2, vec![("a", Value::Gauge(9.0))]));
+        assert_eq!(latest.dropped(), 1);
+        assert!(latest.render().contains("wasmtap_proxy_latest_dropped_total 1.0\n"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(latest.render().contains("wasmtap_proxy_latest_series 0.0\n"));
+        assert!(latest.is_empty());
+        latest.accept("p", &record("x", 3, vec![("c", Value::Gauge(3.0))]));
+        assert_eq!(latest.len(), 1);
+    }
+}

@@ -1,0 +1,213 @@
+//! The registry of connected agents, and control requests to them.
+//!
+//! Each established session registers itself and receives the requests
+//! addressed to it on a channel; the session task seals them onto the wire
+//! and routes the agent's responses back by request id. The admin API uses
+//! [`Sessions::agents`] and [`Sessions::request`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use wasmtap_protocol::message::ControlRequest;
+
+/// How long [`Sessions::request`] waits for an answer by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests queued for one session before new ones are refused.
+pub const MAX_PENDING_REQUESTS: usize = 64;
+
+/// One connected agent, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentInfo {
+    /// The project it authenticated for.
+    pub project: String,
+    /// Its name.
+    pub agent: String,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// The session id, in hex.
+    pub session: String,
+    /// When the session was established, ms since the epoch.
+    pub connected_ms: u64,
+    /// Batches received in this session (duplicates included).
+    pub batches: u64,
+    /// Samples stored from this session (duplicates excluded).
+    pub samples: u64,
+    /// When the last frame arrived, ms since the epoch.
+    pub last_seen_ms: u64,
+}
+
+/// Why a control request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No agent of that name is connected.
+    #[error("agent `{0}` is not connected")]
+    NotConnected(String),
+    /// The agent has too many requests outstanding.
+    #[error("agent `{0}` has too many requests outstanding")]
+    Busy(String),
+    /// The session ended before the answer came.
+    #[error("the session to agent `{0}` ended before it answered")]
+    SessionEnded(String),
+    /// No answer within the deadline.
+    #[error("agent `{agent}` did not answer within {timeout:?}")]
+    Timeout {
+        /// The agent.
+        agent: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// A request on its way to a session, with where its answer goes.
+#[derive(Debug)]
+pub struct Pending {
+    /// The request (its id is set by the registry).
+    pub request: ControlRequest,
+    /// Receives the agent's result: a JSON document or an error message.
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: AgentInfo,
+    requests: mpsc::Sender<Pending>,
+}
+
+/// All established sessions of this proxy.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    entries: Mutex<HashMap<u64, Entry>>,
+    next_request: AtomicU64,
+}
+
+/// A session's place in the registry; deregisters on drop.
+#[derive(Debug)]
+pub struct Registration {
+    sessions: Arc<Sessions>,
+    key: u64,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers an established session; requests for it arrive on the receiver.
+    pub fn register(
+        self: &Arc<Self>,
+        session_id: u64,
+        info: AgentInfo,
+    ) -> (Registration, mpsc::Receiver<Pending>) {
+        let (tx, rx) = mpsc::channel(MAX_PENDING_REQUESTS);
+        self.lock().insert(session_id, Entry { info, requests: tx });
+        (Registration { sessions: self.clone(), key: session_id }, rx)
+    }
+
+    /// Every connected agent, sorted by project then agent name.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let mut all: Vec<AgentInfo> = self.lock().values().map(|e| e.info.clone()).collect();
+        all.sort_by(|a, b| (&a.project, &a.agent).cmp(&(&b.project, &b.agent)));
+        all
+    }
+
+    /// Sends `command args` to the agent named `agent` (its most recent
+    /// session if it has several) and waits up to `timeout` for its answer.
+    pub async fn request(
+        &self,
+        agent: &str,
+        command: &str,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Result<String, String>, RequestError> {
+        let target = self
+            .lock()
+            .values()
+            .filter(|e| e.info.agent == agent)
+            .max_by_key(|e| e.info.connected_ms)
+            .map(|e| e.requests.clone())
+            .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))?;
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, answer) = oneshot::channel();
+        let request = ControlRequest { id, command: command.to_owned(), args };
+        target.try_send(Pending { request, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RequestError::Busy(agent.to_owned()),
+            mpsc::error::TrySendError::Closed(_) => RequestError::SessionEnded(agent.to_owned()),
+        })?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) => Err(RequestError::SessionEnded(agent.to_owned())),
+            Err(_) => Err(RequestError::Timeout { agent: agent.to_owned(), timeout }),
+        }
+    }
+}
+
+impl Registration {
+    /// Updates this session's counters.
+    pub fn update(&self, f: impl FnOnce(&mut AgentInfo)) {
+        if let Some(e) = self.sessions.lock().get_mut(&self.key) {
+            f(&mut e.info);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sessions.lock().remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(agent: &str, connected_ms: u64) -> AgentInfo {
+        AgentInfo {
+            project: "p".into(),
+            agent: agent.into(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            session: "00".into(),
+            connected_ms,
+            batches: 0,
+            samples: 0,
+            last_seen_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_reach_the_newest_session_and_answers_come_back() {
+        let sessions = Arc::new(Sessions::default());
+        let (_old, mut old_rx) = sessions.register(1, info("a", 1));
+        let (_new, mut new_rx) = sessions.register(2, info("a", 2));
+        let answer = tokio::spawn(async move {
+            let p = new_rx.recv().await.expect("request");
+            assert_eq!(p.request.command, "info");
+            let _ = p.reply.send(Ok("{}".into()));
+        });
+        let r = sessions.request("a", "info", vec![], Duration::from_secs(5)).await;
+        assert_eq!(r, Ok(Ok("{}".into())));
+        answer.await.expect("answered");
+        assert!(old_rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn unknown_agents_ended_sessions_and_deadlines_are_errors() {
+        let sessions = Arc::new(Sessions::default());
+        let r = sessions.request("x", "info", vec![], Duration::from_secs(1)).await;
+        assert_eq!(r, Err(RequestError::NotConnected("x".into())));
+
+        let (reg, rx) = sessions.register(1, info("a", 1));
+        let silent = sessions.request("a", "info", vec![], Duration::from_millis(20)).await;
+        assert!(matches!(silent, Err(RequestError::Timeout { .. })));
+        drop(rx);
+        let r = sessions.request("a", "info", vec![], Duration::from_secs(1)).await;
+        assert_eq!(r, Err(RequestError::SessionEnded("a".into())));
+        drop(reg);
+        assert!(sessions.agents().is_empty());
+    }
+}

@@ -1,0 +1,275 @@
+//! Acknowledged delivery end to end: real proxies that die and come back,
+//! an agent that is killed, a spool that fills up. The `ticker` collector
+//! counts 1, 2, 3, ... (every 100 ms, across restarts), so the store shows
+//! exactly which samples arrived.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtap_tests::{Agent, Proxy, new_key, plugin, wait};
+
+/// Writes an agent config for `hosts` on `port` and installs `collectors`.
+fn agent_dir(
+    dir: &Path,
+    hosts: &[&str],
+    port: u16,
+    key: &str,
+    collectors: &[&str],
+    agent_extra: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for c in collectors {
+        let (wasm, manifest) = plugin(c)?;
+        let file = c.rsplit('/').next().unwrap_or(c);
+        std::fs::copy(&wasm, plugins.join(format!("{file}.wasm")))?;
+        std::fs::copy(&manifest, plugins.join(format!("{file}.toml")))?;
+    }
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhosts = [{}]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"1s\"\n\n[agent]\nname = \"edge-1\"\ndata_dir = \"data\"\n{agent_extra}\n\n[plugins]\ndir = \"plugins\"\n",
+            hosts.join(", ")
+        ),
+    )?;
+    Ok((config, plugins))
+}
+
+/// A port free on 127.0.0.1 right now (nothing listens on it yet).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Ticker values in `proxies`' stores: value → the (store, seq) pairs holding it.
+fn ticks(proxies: &[&Proxy]) -> anyhow::Result<BTreeMap<u64, Vec<(usize, u64)>>> {
+    let mut out: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
+    for (i, p) in proxies.iter().enumerate() {
+        for row in p.query(&["--collector", "ticker"])? {
+            let n = row["value"].as_f64().context("value")? as u64;
+            let seq = row["seq"].as_u64().context("seq")?;
+            out.entry(n).or_default().push((i, seq));
+        }
+    }
+    Ok(out)
+}
+
+fn highest(proxies: &[&Proxy]) -> anyhow::Result<u64> {
+    Ok(ticks(proxies)?.keys().next_back().copied().unwrap_or(0))
+}
+
+fn wait_for_tick(proxies: &[&Proxy], at_least: u64, what: &str) -> anyhow::Result<u64> {
+    wait::until(Duration::from_secs(30), what, || {
+        let h = highest(proxies)?;
+        Ok((h >= at_least).then_some(h))
+    })
+}
+
+/// Every value from 1 to the highest is there, and no agent batch is
+/// stored twice in one store; a value may sit in two stores only under one
+/// batch sequence number (a resend to the other proxy after a lost ack).
+fn assert_complete_and_deduplicated(proxies: &[&Proxy]) -> anyhow::Result<u64> {
+    let all = ticks(proxies)?;
+    let top = all.keys().next_back().copied().unwrap_or(0);
+    let missing: Vec<u64> = (1..=top).filter(|n| !all.contains_key(n)).collect();
+    assert!(missing.is_empty(), "lost ticks: {missing:?}");
+    for (n, places) in &all {
+        let seqs: BTreeSet<u64> = places.iter().map(|(_, s)| *s).collect();
+        assert_eq!(seqs.len(), 1, "tick {n} was sent in two different batches: {places:?}");
+        let stores: BTreeSet<usize> = places.iter().map(|(i, _)| *i).collect();
+        assert_eq!(stores.len(), places.len(), "tick {n} stored twice in one store: {places:?}");
+    }
+    Ok(top)
+}
+
+#[test]
+fn failover_between_two_proxies_loses_nothing_and_stores_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let projects = [("shop", key.as_str())];
+    let a = Proxy::start(&dir.path().join("a"), &projects)?;
+    let port = a.addr.port();
+    // The second proxy on the same port, on another loopback address.
+    let b_listen = format!("127.0.0.2:{port}");
+    let b = Proxy::start_at(&dir.path().join("b"), &b_listen, &projects, "")?;
+    let (config, plugins) = agent_dir(
+        &dir.path().join("agent"),
+        &["127.0.0.1", "127.0.0.2"],
+        port,
+        &key,
+        &["testing/ticker"],
+        "",
+    )?;
+    let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
+
+    let first = wait_for_tick(&[&a, &b], 15, "ticks before any failure")?;
+    a.kill()?;
+    let second = wait_for_tick(&[&b], first + 15, "ticks after proxy a died")?;
+    let a = Proxy::start_at(&dir.path().join("a"), &format!("127.0.0.1:{port}"), &projects, "")?;
+    b.kill()?;
+    wait_for_tick(&[&a], second + 15, "ticks after proxy b died")?;
+    let b = Proxy::start_at(&dir.path().join("b"), &b_listen, &projects, "")?;
+
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "agent exit {status:?}");
+    let top = assert_complete_and_deduplicated(&[&a, &b])?;
+    assert!(top >= second + 15, "top {top}");
+    for (i, p) in [&a, &b].iter().enumerate() {
+        assert!(!ticks(&[p])?.is_empty(), "proxy {i} stored nothing: no failover happened");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_spool_holds_everything_while_no_proxy_is_up_and_drains() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let port = free_port()?;
+    let (config, plugins) =
+        agent_dir(&dir.path().join("agent"), &["127.0.0.1"], port, &key, &["testing/ticker"], "")?;
+    let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let spool = dir.path().join("agent/data/spool");
+    let spooled: u64 = std::fs::read_dir(&spool)?
+        .map(|e| Ok(e?.metadata()?.len()))
+        .sum::<anyhow::Result<u64>>()?;
+    assert!(spooled > 0, "nothing spooled while the proxy was down");
+
+    let proxy = Proxy::start_at(
+        &dir.path().join("proxy"),
+        &format!("127.0.0.1:{port}"),
+        &[("shop", &key)],
+        "",
+    )?;
+    wait_for_tick(&[&proxy], 50, "the backlog and new ticks")?;
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success());
+    let top = assert_complete_and_deduplicated(&[&proxy])?;
+    assert!(top >= 50);
+    Ok(())
+}
+
+#[test]
+fn over_its_cap_the_spool_drops_the_oldest_and_counts_them() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let port = free_port()?;
+    let (config, plugins) = agent_dir(
+        &dir.path().join("agent"),
+        &["127.0.0.1"],
+        port,
+        &key,
+        &["testing/ticker", "testing/bulk"],
+        "spool_cap = \"256KiB\"",
+    )?;
+    let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
+    wait::until(Duration::from_secs(30), "the spool to overflow", || {
+        Ok(agent.log_text().contains("spool full: dropped the oldest").then_some(()))
+    })?;
+    let proxy = Proxy::start_at(
+        &dir.path().join("proxy"),
+        &format!("127.0.0.1:{port}"),
+        &[("shop", &key)],
+        "",
+    )?;
+    // The agent reports its own drops.
+    let dropped = wait::until(Duration::from_secs(40), "the agent's drop counter", || {
+        let rows = proxy.query(&["--collector", "agent"])?;
+        Ok(rows
+            .iter()
+            .filter(|r| r["field"] == "spool_dropped_samples")
+            .filter_map(|r| r["value"].as_f64())
+            .find(|v| *v > 0.0))
+    })?;
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success());
+    let all = ticks(&[&proxy])?;
+    let first = all.keys().next().copied().context("some ticks arrived")?;
+    assert!(first > 1, "the oldest ticks were dropped, not the newest");
+    let top = all.keys().next_back().copied().unwrap_or(0);
+    let gaps: Vec<u64> = (first..=top).filter(|n| !all.contains_key(n)).collect();
+    assert!(gaps.is_empty(), "after the dropped ones everything arrives: {gaps:?}");
+    assert!(dropped > 0.0);
+    Ok(())
+}
+
+#[test]
+fn a_killed_agent_delivers_its_spool_after_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let port = free_port()?;
+    let agent_home = dir.path().join("agent");
+    let (config, plugins) =
+        agent_dir(&agent_home, &["127.0.0.1"], port, &key, &["testing/ticker"], "")?;
+    let agent = Agent::start_with_config(&agent_home, &config, plugins.clone())?;
+    std::thread::sleep(Duration::from_secs(4));
+    agent.stop()?; // SIGKILL
+    let proxy = Proxy::start_at(
+        &dir.path().join("proxy"),
+        &format!("127.0.0.1:{port}"),
+        &[("shop", &key)],
+        "",
+    )?;
+    let agent = Agent::start_with_config(&agent_home, &config, plugins)?;
+    // Ticks from before the kill, then new ones from the restarted agent.
+    wait_for_tick(&[&proxy], 45, "ticks from both runs")?;
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success());
+    let all = ticks(&[&proxy])?;
+    let top = all.keys().next_back().copied().unwrap_or(0);
+    let missing: Vec<u64> = (1..=top).filter(|n| !all.contains_key(n)).collect();
+    // At most the batch being formed when the agent died (one second of ticks).
+    assert!(missing.len() <= 12, "lost more than one batch: {missing:?}");
+    if let (Some(lo), Some(hi)) = (missing.first(), missing.last()) {
+        assert_eq!(hi - lo + 1, missing.len() as u64, "losses are one run: {missing:?}");
+        assert!(*lo > 10, "the spooled ticks survived: {missing:?}");
+    }
+    assert!(all.contains_key(&1), "the first tick, spooled before the kill, arrived");
+    Ok(())
+}
+
+#[test]
+fn a_legacy_whatap_conf_is_accepted_and_a_malformed_one_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let home = dir.path().join("legacy");
+    // Reuse the helper for the plugins, then write the legacy file beside them.
+    let (_, plugins) = agent_dir(&home, &["unused"], 1, &key, &["testing/ticker"], "")?;
+    let conf = home.join("whatap.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# WhaTap agent settings\nlicense={key}\nwhatap.server.host=127.0.0.1/127.0.0.3\nwhatap.server.port={}\nhook_method_patterns=com.example.*\nwasmtap.agent.name=legacy-1\n",
+            proxy.addr.port()
+        ),
+    )?;
+    let agent = Agent::start_with_config(&home, &conf, plugins)?;
+    let rows =
+        wait::until(Duration::from_secs(30), "ticks from the legacy-configured agent", || {
+            let rows = proxy.query(&["--collector", "ticker", "--agent", "legacy-1"])?;
+            Ok((rows.len() >= 5).then_some(rows))
+        })?;
+    assert!(rows.iter().all(|r| r["agent"] == "legacy-1"));
+    // Graceful shutdown closes the session with a reason.
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "{status:?}");
+    wait::until(Duration::from_secs(5), "the proxy to log the close", || {
+        Ok(proxy.log_text().contains("agent shutting down").then_some(()))
+    })?;
+
+    let bad = home.join("bad.conf");
+    std::fs::write(&bad, format!("license={key}\nwhatap.server.host 10.0.0.1\n"))?;
+    let out = std::process::Command::new(wasmtap_tests::paths::bin_dir()?.join("wasmtap"))
+        .args(["run", "--config"])
+        .arg(&bad)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.conf") && stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains(&key[12..]), "the error leaks the key: {stderr}");
+    Ok(())
+}
