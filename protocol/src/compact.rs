@@ -97,6 +97,9 @@ pub enum DecodeError {
     /// The dictionary would grow beyond [`MAX_SERIES`].
     #[error("series dictionary over its limit of {MAX_SERIES}")]
     TooManySeries,
+    /// The dictionary would hold more bytes than the decoder allows.
+    #[error("series dictionary over its memory limit of {0} bytes")]
+    TooLarge(usize),
     /// A sample's texts do not match its series' text fields.
     #[error("series {0} has {1} text fields, sample carries {2}")]
     TextCount(u32, usize, usize),
@@ -356,15 +359,35 @@ struct KnownSeries {
 }
 
 /// The receiving side's dictionary and per-series state, for one session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     series: Vec<KnownSeries>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::with_limit(usize::MAX)
+    }
+}
+
+/// What a definition costs a decoder, roughly: its text plus bookkeeping.
+fn def_cost(def: &SeriesDef) -> usize {
+    let labels: usize = def.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    let fields: usize = def.fields.iter().map(|(n, _)| n.len() + 40).sum();
+    def.collector.len() + labels + fields + 96
 }
 
 impl Decoder {
     /// A fresh decoder, for a new session.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh decoder whose dictionary may hold about `max_bytes`.
+    pub fn with_limit(max_bytes: usize) -> Self {
+        Self { series: Vec::new(), bytes: 0, max_bytes }
     }
 
     /// Series in the dictionary.
@@ -381,10 +404,16 @@ impl Decoder {
     ) -> Result<Batch, DecodeError> {
         if head.reset {
             self.series.clear();
+            self.bytes = 0;
         }
         if self.series.len() + head.defs.len() > MAX_SERIES {
             return Err(DecodeError::TooManySeries);
         }
+        let added: usize = head.defs.iter().map(def_cost).sum();
+        if self.bytes.saturating_add(added) > self.max_bytes {
+            return Err(DecodeError::TooLarge(self.max_bytes));
+        }
+        self.bytes += added;
         for def in head.defs {
             let fields: Vec<(FieldName, FieldKind)> =
                 def.fields.into_iter().map(|(n, k)| (FieldName::from(n), k)).collect();

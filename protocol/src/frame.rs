@@ -174,6 +174,11 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Changes the payload limit (a server raises it after the handshake).
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
+    }
+
     /// Bytes buffered but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -4,11 +4,13 @@
 //! [`http`] and [`remote_write`].
 
 mod http;
+mod limits;
 mod remote_write;
 
 pub use http::{
     DEFAULT_HTTP_LISTEN, DEFAULT_MAX_SERIES, DEFAULT_SERIES_TTL, HttpConfig, MIN_TOKEN_LEN, Token,
 };
+pub use limits::Limits;
 pub use remote_write::{
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
@@ -58,6 +60,9 @@ pub enum ConfigError {
     /// The `[http]` section is wrong.
     #[error("[http]: {0}")]
     Http(String),
+    /// A value in `[store]` or `[limits]` is wrong.
+    #[error("[{0}]: {1}")]
+    Section(&'static str, String),
     /// A `[[remote_write]]` entry is wrong.
     #[error("remote_write `{url}`: {problem}")]
     RemoteWrite {
@@ -84,6 +89,8 @@ struct RawConfig {
     http: Option<http::RawHttp>,
     #[serde(default)]
     remote_write: Vec<remote_write::RawRemoteWrite>,
+    store: Option<limits::RawStore>,
+    limits: Option<limits::RawLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +113,10 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// Remote-write endpoints every stored sample is pushed to.
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// How the store writes and keeps data.
+    pub store: crate::store::StoreConfig,
+    /// What the listener allows.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -146,7 +157,17 @@ impl Config {
         let http = raw.http.map(http::validate).transpose()?;
         let remote_write =
             raw.remote_write.into_iter().map(remote_write::validate).collect::<Result<_, _>>()?;
-        Ok(Self { listen, data_dir: base.join(raw.data_dir), projects, http, remote_write })
+        let store = limits::store(raw.store).map_err(|e| ConfigError::Section("store", e))?;
+        let limits = limits::limits(raw.limits).map_err(|e| ConfigError::Section("limits", e))?;
+        Ok(Self {
+            listen,
+            data_dir: base.join(raw.data_dir),
+            projects,
+            http,
+            remote_write,
+            store,
+            limits,
+        })
     }
 }
 

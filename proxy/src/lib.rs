@@ -8,9 +8,11 @@
 //! ## Module map
 //! - [`config`]: `proxy.toml`, validated: listen address, data dir, projects and keys.
 //! - [`server`]: the listener and one task per agent session.
+//! - [`gate`]: admission before authentication: caps and rates per source address.
 //! - [`sessions`]: connected agents and control requests routed to them.
 //! - [`store`]: append-only, checksummed log files per project, deduplicated.
 //! - [`dedup`]: the batch sequence numbers each agent has had stored.
+//! - [`query`]: the filters of `wasmtap-proxy query`.
 //! - [`display`]: stored samples as human lines or JSON objects.
 //! - [`sink`]: the [`sink::Sink`] hook every stored batch is handed to.
 //! - [`series`]: Prometheus metric and label names for a sample's values.
@@ -44,9 +46,11 @@ pub mod ctl;
 pub mod dedup;
 pub mod display;
 pub mod exposition;
+pub mod gate;
 pub mod http;
 pub mod http_client;
 pub mod latest;
+pub mod query;
 pub mod remote_write;
 pub mod series;
 pub mod server;

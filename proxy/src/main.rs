@@ -12,6 +12,7 @@ use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
 use wasmtap_proxy::http::{self, HttpState};
 use wasmtap_proxy::latest::Latest;
+use wasmtap_proxy::query::{self, Filter};
 use wasmtap_proxy::remote_write::RemoteWrite;
 use wasmtap_proxy::server::Hub;
 use wasmtap_proxy::sessions::Sessions;
@@ -56,6 +57,18 @@ enum Command {
         /// Only this agent.
         #[arg(long)]
         agent: Option<String>,
+        /// Only series with this label (`key=value`; repeat for several).
+        #[arg(long = "label", value_parser = query::parse_label)]
+        labels: Vec<(String, String)>,
+        /// Only this field.
+        #[arg(long)]
+        field: Option<String>,
+        /// Samples taken since this time (RFC 3339, or a duration ago such as `15m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Samples taken before this time (RFC 3339, or a duration ago).
+        #[arg(long)]
+        until: Option<String>,
         /// One JSON object per value and line.
         #[arg(long)]
         json: bool,
@@ -110,8 +123,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, print } => run(config, print),
-        Command::Query { config, project, collector, agent, json } => {
-            query(config, project, collector, agent, json)
+        Command::Query { config, project, collector, agent, labels, field, since, until, json } => {
+            let now = std::time::SystemTime::now();
+            let time = |t: Option<String>| t.map(|t| query::parse_time(&t, now)).transpose();
+            let filter = Filter {
+                agent,
+                collector,
+                labels,
+                field,
+                since_ms: time(since)?,
+                until_ms: time(until)?,
+            };
+            query(config, project, filter, json)
         }
         Command::Ctl { config, addr, action } => ctl(config, addr, action),
     }
@@ -126,7 +149,7 @@ fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
     if cfg.projects.is_empty() {
         tracing::warn!("no [[projects]] configured: every agent will be refused");
     }
-    let store = Arc::new(Store::open(&cfg.data_dir).context("opening the store")?);
+    let store = Arc::new(Store::open_with(&cfg.data_dir, cfg.store).context("opening the store")?);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -235,8 +258,7 @@ fn ctl(
 fn query(
     config: PathBuf,
     project: Option<String>,
-    collector: Option<String>,
-    agent: Option<String>,
+    filter: Filter,
     json: bool,
 ) -> anyhow::Result<()> {
     let cfg = load(&config)?;
@@ -248,20 +270,18 @@ fn query(
     let mut out = std::io::stdout().lock();
     for p in projects {
         for record in store.read(&p)? {
-            if agent.as_ref().is_some_and(|a| *a != record.agent) {
-                continue;
-            }
-            for s in &record.batch.samples {
-                if collector.as_ref().is_some_and(|c| *c != s.collector) {
+            for s in record.batch.samples.iter().filter(|s| filter.sample(&record.agent, s)) {
+                let s = filter.values(s);
+                if s.values.is_empty() {
                     continue;
                 }
                 if json {
-                    for line in display::json_lines(p.as_str(), &record.agent, record.batch.seq, s)
+                    for line in display::json_lines(p.as_str(), &record.agent, record.batch.seq, &s)
                     {
                         writeln!(out, "{line}")?;
                     }
                 } else {
-                    writeln!(out, "{}", display::human_line(&record.agent, s))?;
+                    writeln!(out, "{}", display::human_line(&record.agent, &s))?;
                 }
             }
         }

@@ -20,14 +20,16 @@ use wasmtap_protocol::message::{self, Ack, ControlResponse, Ping, Pong, SealedBa
 use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::config::Config;
+use crate::gate::{Gate, Ticket};
 use crate::sessions::{AgentInfo, Pending, Sessions};
 use crate::sink::Sinks;
 use crate::store::{Appended, Store, StoreError, StoredBatch};
 
-/// Time an agent has to complete the handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A session with no frame for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest frame accepted before the handshake completes (a ClientHello
+/// is a few hundred bytes).
+pub const MAX_HANDSHAKE_PAYLOAD: u32 = 2_048;
+/// Pause after a failed `accept` (out of file descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why one agent's connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -81,15 +83,37 @@ pub async fn run(
     hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let gate = Gate::new(hub.config.limits);
+    let mut refused = 0u64;
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => r?,
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = shutdown.changed() => return Ok(()),
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors under a flood: keep serving the others.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let ticket = match gate.admit(peer.ip(), std::time::Instant::now()) {
+            Ok(t) => t,
+            Err(why) => {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, reason = %why, refused, "connection refused before the handshake");
+                }
+                drop(stream);
+                continue;
+            }
         };
         let hub = hub.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            match serve(stream, peer, &hub, shutdown).await {
+            match serve(stream, peer, &hub, ticket, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
                 Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
             }
@@ -155,16 +179,20 @@ async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     hub: &Hub,
+    ticket: Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
-    let mut decoder = FrameDecoder::default();
+    let limits = hub.config.limits;
+    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_PAYLOAD);
     let est = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
+        limits.handshake_timeout,
         handshake(&mut stream, peer, &mut decoder, &hub.config),
     )
     .await
     .map_err(|_| ConnError::Timeout("handshake"))??;
+    drop(ticket);
+    decoder.set_max(wasmtap_protocol::frame::DEFAULT_MAX_PAYLOAD);
     let ServerEstablished { session, project, agent, .. } = est;
     tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
     let now = crate::now_ms();
@@ -185,7 +213,7 @@ async fn serve(
         stream,
         decoder,
         session,
-        batches: Decoder::new(),
+        batches: Decoder::with_limit(limits.session_memory_bytes),
         waiting: HashMap::new(),
         hub,
         project,
@@ -223,7 +251,7 @@ impl Conn<'_> {
     ) -> Result<(), ConnError> {
         loop {
             let frame = tokio::select! {
-                r = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut self.stream, &mut self.decoder)) => {
+                                r = tokio::time::timeout(self.hub.config.limits.idle_timeout, read_frame(&mut self.stream, &mut self.decoder)) => {
                     r.map_err(|_| ConnError::Timeout("idle session"))??
                 }
                 Some(pending) = requests.recv() => {
@@ -335,12 +363,12 @@ impl Conn<'_> {
             received_ms: crate::now_ms(),
             batch,
         };
-        let (store, project) = (self.hub.store.clone(), self.project.clone());
-        let (appended, record) = tokio::task::spawn_blocking(move || {
-            store.append(&project, &record).map(|a| (a, record))
-        })
-        .await
-        .map_err(|e| ConnError::Io(std::io::Error::other(e)))??;
+        let appended = self
+            .hub
+            .store
+            .submit(&self.project, record.clone())
+            .await
+            .map_err(|_| ConnError::Store(StoreError::Closed))??;
         let stored = appended == Appended::Stored;
         self.registration.update(|i| {
             i.batches += 1;

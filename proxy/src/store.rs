@@ -1,52 +1,92 @@
-//! The embedded store: one append-only log file per project.
+//! The embedded store: append-only, crash-safe segment files per project,
+//! written by one thread with group commit.
 //!
-//! `<data_dir>/<project>/samples.log` is a sequence of records:
+//! `<data_dir>/<project>/<NNNNNNNNNNNNNNNNNNNN>.seg` are segments in order,
+//! each a sequence of [checksummed records](wasmtap_protocol::record) (the
+//! format the agent's spool uses too) whose payload is a postcard
+//! [`StoredBatch`]. A segment is closed at [`StoreConfig::segment_bytes`];
+//! closed segments whose newest batch is older than the retention are
+//! deleted. On open, the last segment's torn or corrupt tail (a crash in the
+//! middle of a write) is cut off.
 //!
-//! ```text
-//! +------------------+------------------+----------------------+
-//! | length (u32 LE)  | CRC-32 (u32 LE)  | payload (`length` B) |
-//! +------------------+------------------+----------------------+
-//! ```
-//!
-//! (the [record format](wasmtap_protocol::record) the agent's spool uses
-//! too). The payload is a postcard-encoded [`StoredBatch`]. On open, records
-//! are checked in order; a torn or corrupt tail (a crash mid-write) is cut
-//! off. Records are fsynced before [`Store::append`] returns.
-//!
-//! Appends are deduplicated by (agent, batch sequence): a batch resent after
-//! a lost acknowledgement is acknowledged again but stored once. The seen
-//! sequence numbers of a project are rebuilt from its log on first use.
+//! Sessions hand batches to the writer thread ([`Store::submit`]); it takes
+//! every batch waiting, writes them, syncs each file it touched once (group
+//! commit: one `fsync` covers many batches) and only then answers, so a
+//! batch is acknowledged only once it is durable. The writer also
+//! deduplicates by (agent, batch sequence): a resent batch is answered
+//! [`Appended::Duplicate`] and not written again.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::{self, Batch};
 use wasmtap_protocol::record;
 
-use crate::dedup::SeqSet;
-
-/// Largest record accepted when reading back (a corrupt length beyond it ends the log).
+/// Largest record accepted when reading back (a corrupt length beyond it ends the segment).
 pub const MAX_RECORD: u32 = 64 << 20;
-const LOG_FILE: &str = "samples.log";
+/// Default size at which a segment is closed and a new one started.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Store failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// Filesystem error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {message}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        message: String,
     },
+    /// The writer thread is gone (the proxy is shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Io { path: path.to_owned(), message: e.to_string() }
+}
+
+/// When appended batches reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Every group of waiting batches is synced before any is acknowledged (the default).
+    #[default]
+    Group,
+    /// Never synced by the proxy: acknowledgements come before durability,
+    /// and a machine crash can lose acknowledged batches. For tests and
+    /// throwaway setups only.
+    Off,
+}
+
+/// How the store writes and keeps data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Sync policy.
+    pub fsync: Fsync,
+    /// Size at which a segment is closed.
+    pub segment_bytes: u64,
+    /// Closed segments whose newest batch arrived longer ago are deleted.
+    pub retention: Option<Duration>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { fsync: Fsync::Group, segment_bytes: DEFAULT_SEGMENT_BYTES, retention: None }
+    }
 }
 
 /// One stored batch with who sent it and when it arrived.
@@ -65,88 +105,80 @@ pub struct StoredBatch {
 /// What [`Store::append`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// Written and synced.
+    /// Written (and synced, under [`Fsync::Group`]).
     Stored,
     /// The agent's batch with this sequence number is already stored.
     Duplicate,
 }
 
-#[derive(Debug)]
-struct Log {
-    file: File,
-    seen: HashMap<String, SeqSet>,
-}
+/// The answer to a submitted batch.
+pub type Receipt = oneshot::Receiver<Result<Appended, StoreError>>;
 
-/// The store: open log files by project.
+/// The store: a writer thread and the directory it writes.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    logs: Mutex<HashMap<ProjectId, Arc<Mutex<Log>>>>,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
-    /// Opens (creating) a store under `dir`.
+    /// Opens (creating) a store under `dir` with the default configuration.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreConfig::default())
+    }
+
+    /// Opens (creating) a store under `dir`.
+    pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        Ok(Self { dir: dir.to_owned(), logs: Mutex::new(HashMap::new()) })
+        let (tx, rx) = mpsc::channel();
+        let writer = writer::Writer::new(dir.to_owned(), config);
+        let thread = std::thread::Builder::new()
+            .name("wasmtap-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(dir))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            jobs: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
-    fn log_path(&self, project: &ProjectId) -> PathBuf {
-        self.dir.join(project.as_str()).join(LOG_FILE)
-    }
-
-    fn log(&self, project: &ProjectId) -> Result<Arc<Mutex<Log>>, StoreError> {
-        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(log) = logs.get(project) {
-            return Ok(log.clone());
+    /// Hands `record` to the writer; the receipt resolves once it is durable
+    /// (or found to be a duplicate).
+    pub fn submit(&self, project: &ProjectId, record: StoredBatch) -> Receipt {
+        let (reply, receipt) = oneshot::channel();
+        let job = writer::Job { project: project.clone(), record, reply };
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = jobs.as_ref()
+            && let Err(mpsc::SendError(job)) = tx.send(job)
+        {
+            let _ = job.reply.send(Err(StoreError::Closed));
         }
-        let path = self.log_path(project);
-        let dir = self.dir.join(project.as_str());
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let records = recover(&path)?;
-        let mut seen: HashMap<String, SeqSet> = HashMap::new();
-        for r in &records {
-            seen.entry(r.agent.clone()).or_default().insert(r.batch.seq);
-        }
-        let file =
-            OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-        let log = Arc::new(Mutex::new(Log { file, seen }));
-        logs.insert(project.clone(), log.clone());
-        Ok(log)
+        receipt
     }
 
-    /// Appends `record` to `project`'s log and syncs it to disk, unless the
-    /// agent's batch with the same sequence number is already stored.
-    pub fn append(
-        &self,
-        project: &ProjectId,
-        record: &StoredBatch,
-    ) -> Result<Appended, StoreError> {
-        let log = self.log(project)?;
-        let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if log.seen.get(&record.agent).is_some_and(|s| s.contains(record.batch.seq)) {
-            return Ok(Appended::Duplicate);
-        }
-        let mut buf = Vec::new();
-        record::encode(&message::encode(record), &mut buf);
-        let path = self.log_path(project);
-        log.file.write_all(&buf).map_err(io_err(&path))?;
-        log.file.sync_data().map_err(io_err(&path))?;
-        log.seen.entry(record.agent.clone()).or_default().insert(record.batch.seq);
-        Ok(Appended::Stored)
+    /// Appends `record` and waits until it is durable (blocking; not for
+    /// async tasks, which await [`Store::submit`]'s receipt).
+    pub fn append(&self, project: &ProjectId, record: StoredBatch) -> Result<Appended, StoreError> {
+        self.submit(project, record).blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Projects that have a log, sorted.
+    /// Stops the writer after the batches already submitted.
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Projects that have data, sorted.
     pub fn projects(&self) -> Result<Vec<ProjectId>, StoreError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
             if let Some(id) = entry.file_name().to_str().and_then(|n| ProjectId::new(n).ok())
-                && entry.path().join(LOG_FILE).is_file()
+                && entry.path().is_dir()
             {
                 out.push(id);
             }
@@ -155,16 +187,27 @@ impl Store {
         Ok(out)
     }
 
-    /// Every valid record of `project`, in order.
+    /// Every intact record of `project`, oldest first.
     pub fn read(&self, project: &ProjectId) -> Result<Vec<StoredBatch>, StoreError> {
-        let path = self.log_path(project);
-        let mut bytes = Vec::new();
-        match File::open(&path) {
-            Ok(mut f) => f.read_to_end(&mut bytes).map_err(io_err(&path))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        Ok(scan(&bytes).0)
+        let dir = self.dir.join(project.as_str());
+        let mut out = Vec::new();
+        for (_, path) in writer::segments(&dir)? {
+            let mut bytes = Vec::new();
+            match File::open(&path) {
+                Ok(mut f) => f.read_to_end(&mut bytes).map_err(io_err(&path))?,
+                // Deleted by retention between listing and reading.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            out.extend(scan(&bytes).0);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -183,106 +226,4 @@ fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize) {
         }
     }
     (out, records.valid_len())
-}
-
-/// Cuts a torn tail off the log at `path`, if any; returns its records.
-fn recover(path: &Path) -> Result<Vec<StoredBatch>, StoreError> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io_err(path))?;
-    let (records, valid) = scan(&bytes);
-    if valid < bytes.len() {
-        tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "truncating a torn or corrupt tail");
-        file.set_len(valid as u64).map_err(io_err(path))?;
-        file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
-        file.sync_all().map_err(io_err(path))?;
-    }
-    Ok(records)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmtap_protocol::message::{Sample, Value};
-
-    fn record(seq: u64) -> StoredBatch {
-        StoredBatch {
-            agent: "a".into(),
-            session: 1,
-            received_ms: 5,
-            batch: Batch {
-                seq,
-                samples: vec![Sample {
-                    collector: "load".into(),
-                    time_ms: 1,
-                    labels: vec![],
-                    values: vec![("load1".into(), Value::Gauge(0.5))],
-                }],
-            },
-        }
-    }
-
-    #[test]
-    fn append_and_read_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let p = ProjectId::new("demo").expect("valid");
-        store.append(&p, &record(1)).expect("append");
-        store.append(&p, &record(2)).expect("append");
-        assert_eq!(store.read(&p).expect("read"), vec![record(1), record(2)]);
-        assert_eq!(store.projects().expect("list"), vec![p]);
-    }
-
-    #[test]
-    fn resent_batches_are_stored_once_even_after_a_restart() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = ProjectId::new("demo").expect("valid");
-        {
-            let store = Store::open(dir.path()).expect("open");
-            assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Stored);
-            assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Duplicate);
-        }
-        let store = Store::open(dir.path()).expect("reopen");
-        assert_eq!(store.append(&p, &record(1)).expect("append"), Appended::Duplicate);
-        let mut other = record(1);
-        other.agent = "b".into();
-        assert_eq!(store.append(&p, &other).expect("append"), Appended::Stored, "per agent");
-        assert_eq!(store.append(&p, &record(2)).expect("append"), Appended::Stored);
-        assert_eq!(store.read(&p).expect("read").len(), 3);
-    }
-
-    #[test]
-    fn torn_tail_is_cut_on_reopen_and_appends_continue() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = ProjectId::new("demo").expect("valid");
-        {
-            let store = Store::open(dir.path()).expect("open");
-            store.append(&p, &record(1)).expect("append");
-            store.append(&p, &record(2)).expect("append");
-        }
-        let path = dir.path().join("demo").join(LOG_FILE);
-        let len = std::fs::metadata(&path).expect("meta").len();
-        let f = OpenOptions::new().write(true).open(&path).expect("open");
-        f.set_len(len - 3).expect("tear");
-        let store = Store::open(dir.path()).expect("open");
-        assert_eq!(store.read(&p).expect("read"), vec![record(1)]);
-        store.append(&p, &record(3)).expect("append");
-        assert_eq!(store.read(&p).expect("read"), vec![record(1), record(3)]);
-    }
-
-    #[test]
-    fn corrupt_bytes_end_the_log() {
-        let mut bytes = Vec::new();
-        record::encode(&message::encode(&record(1)), &mut bytes);
-        let good = bytes.len();
-        bytes.extend_from_slice(&bytes.clone());
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        assert_eq!(scan(&bytes), (vec![record(1)], good));
-        assert_eq!(scan(&[0xff; 8]).1, 0);
-    }
 }

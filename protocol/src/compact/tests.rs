@@ -165,3 +165,19 @@ fn hostile_heads_are_errors_not_panics() {
     let too_many = vec![def; MAX_SERIES + 1];
     assert_eq!(dec.decode(head(vec![], too_many), &[]), Err(DecodeError::TooManySeries));
 }
+
+#[test]
+fn a_decoder_refuses_a_dictionary_over_its_memory_limit() {
+    let mut enc = Encoder::new();
+    let mut dec = Decoder::with_limit(10_000);
+    let batch = |seq: u64, n: usize| Batch {
+        seq,
+        samples: (0..n)
+            .map(|i| sample("c", &format!("{i:0>100}"), 1, &[("v", Value::Gauge(1.0))]))
+            .collect(),
+    };
+    let (h, n) = enc.encode(&batch(1, 10));
+    dec.decode(h, &n).expect("small dictionary");
+    let (h, n) = enc.encode(&batch(2, 100));
+    assert_eq!(dec.decode(h, &n), Err(DecodeError::TooLarge(10_000)));
+}

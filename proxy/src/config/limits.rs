@@ -1,0 +1,118 @@
+//! The `[store]` and `[limits]` sections: how the store writes and keeps
+//! data, and what the listener allows before and after authentication.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+use crate::store::{DEFAULT_SEGMENT_BYTES, Fsync, StoreConfig};
+
+/// Listener limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time an agent has to complete the handshake.
+    pub handshake_timeout: Duration,
+    /// A session with no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections not yet authenticated, in all.
+    pub max_unauthenticated: usize,
+    /// Connections not yet authenticated, per source address.
+    pub max_unauthenticated_per_source: usize,
+    /// New connections per second per source address (bursts of twice that).
+    pub handshakes_per_source: u32,
+    /// Bytes a session's series dictionary may hold.
+    pub session_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_unauthenticated: 1_024,
+            max_unauthenticated_per_source: 64,
+            handshakes_per_source: 20,
+            session_memory_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_source: Option<usize>,
+    handshakes_per_source: Option<u32>,
+    session_memory_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    fsync: Option<Fsync>,
+    segment_bytes: Option<u64>,
+    retention: Option<String>,
+}
+
+fn positive<T: PartialOrd + Default + Copy>(
+    key: &str,
+    v: Option<T>,
+    default: T,
+) -> Result<T, String> {
+    match v {
+        Some(v) if v <= T::default() => Err(format!("{key} must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+pub(super) fn limits(raw: Option<RawLimits>) -> Result<Limits, String> {
+    let d = Limits::default();
+    let Some(raw) = raw else { return Ok(d) };
+    let time = |key: &str, v: &Option<String>, default| match v {
+        Some(t) => duration(key, t).and_then(|d| {
+            if d.is_zero() { Err(format!("{key} must be longer than 0")) } else { Ok(d) }
+        }),
+        None => Ok(default),
+    };
+    Ok(Limits {
+        handshake_timeout: time("handshake_timeout", &raw.handshake_timeout, d.handshake_timeout)?,
+        idle_timeout: time("idle_timeout", &raw.idle_timeout, d.idle_timeout)?,
+        max_unauthenticated: positive(
+            "max_unauthenticated",
+            raw.max_unauthenticated,
+            d.max_unauthenticated,
+        )?,
+        max_unauthenticated_per_source: positive(
+            "max_unauthenticated_per_source",
+            raw.max_unauthenticated_per_source,
+            d.max_unauthenticated_per_source,
+        )?,
+        handshakes_per_source: positive(
+            "handshakes_per_source",
+            raw.handshakes_per_source,
+            d.handshakes_per_source,
+        )?,
+        session_memory_bytes: positive(
+            "session_memory_bytes",
+            raw.session_memory_bytes,
+            d.session_memory_bytes,
+        )?,
+    })
+}
+
+pub(super) fn store(raw: Option<RawStore>) -> Result<StoreConfig, String> {
+    let Some(raw) = raw else { return Ok(StoreConfig::default()) };
+    let retention = raw.retention.as_deref().map(|t| duration("retention", t)).transpose()?;
+    if retention.is_some_and(|r| r.is_zero()) {
+        return Err("retention must be longer than 0 (leave it out to keep everything)".into());
+    }
+    Ok(StoreConfig {
+        fsync: raw.fsync.unwrap_or_default(),
+        segment_bytes: positive("segment_bytes", raw.segment_bytes, DEFAULT_SEGMENT_BYTES)?,
+        retention,
+    })
+}

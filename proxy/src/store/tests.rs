@@ -1,0 +1,133 @@
+use std::fs::OpenOptions;
+
+use wasmtap_protocol::message::{Sample, Value};
+
+use super::*;
+
+fn record(agent: &str, seq: u64, received_ms: u64) -> StoredBatch {
+    StoredBatch {
+        agent: agent.into(),
+        session: 1,
+        received_ms,
+        batch: Batch {
+            seq,
+            samples: vec![Sample {
+                collector: "load".into(),
+                time_ms: 1,
+                labels: vec![],
+                values: vec![("load1".into(), Value::Gauge(0.5))],
+            }],
+        },
+    }
+}
+
+fn project() -> ProjectId {
+    ProjectId::new("demo").expect("valid")
+}
+
+fn seqs(store: &Store) -> Vec<u64> {
+    store.read(&project()).expect("read").iter().map(|r| r.batch.seq).collect()
+}
+
+#[test]
+fn append_and_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let p = project();
+    assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Stored);
+    store.append(&p, record("a", 2, 5)).expect("append");
+    assert_eq!(store.read(&p).expect("read"), vec![record("a", 1, 5), record("a", 2, 5)]);
+    assert_eq!(store.projects().expect("list"), vec![p]);
+}
+
+#[test]
+fn resent_batches_are_stored_once_even_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = project();
+    {
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Stored);
+        assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
+    assert_eq!(store.append(&p, record("b", 1, 5)).expect("append"), Appended::Stored, "per agent");
+    assert_eq!(store.append(&p, record("a", 2, 5)).expect("append"), Appended::Stored);
+    assert_eq!(seqs(&store), [1, 1, 2]);
+}
+
+#[test]
+fn duplicates_inside_one_group_are_written_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let p = project();
+    // Submitted back to back, these land in the same group (or the next).
+    let receipts: Vec<Receipt> =
+        (0..50).map(|i| store.submit(&p, record("a", i % 10, 5))).collect();
+    let stored = receipts
+        .into_iter()
+        .map(|r| r.blocking_recv().expect("answered").expect("ok"))
+        .filter(|a| *a == Appended::Stored)
+        .count();
+    assert_eq!(stored, 10);
+    let mut got = seqs(&store);
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_torn_tail_is_cut_on_reopen_and_appends_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = project();
+    {
+        let store = Store::open(dir.path()).expect("open");
+        store.append(&p, record("a", 1, 5)).expect("append");
+        store.append(&p, record("a", 2, 5)).expect("append");
+    }
+    let (_, path) = writer::segments(&dir.path().join("demo")).expect("list").pop().expect("one");
+    let len = std::fs::metadata(&path).expect("meta").len();
+    OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(len - 3)).expect("tear");
+    let store = Store::open(dir.path()).expect("open");
+    // The torn batch 2 is gone, so it is not a duplicate: its resend is stored.
+    assert_eq!(store.append(&p, record("a", 2, 5)).expect("append"), Appended::Stored);
+    store.append(&p, record("a", 3, 5)).expect("append");
+    assert_eq!(seqs(&store), [1, 2, 3]);
+}
+
+#[test]
+fn segments_roll_and_old_ones_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        fsync: Fsync::Group,
+        segment_bytes: 200,
+        retention: Some(Duration::from_secs(3600)),
+    };
+    let store = Store::open_with(dir.path(), config).expect("open");
+    let p = project();
+    let now = crate::now_ms();
+    // Two hours old, then fresh: the old ones fill closed segments.
+    for seq in 0..6 {
+        store.append(&p, record("a", seq, now - 7_200_000)).expect("append");
+    }
+    for seq in 6..12 {
+        store.append(&p, record("a", seq, now)).expect("append");
+    }
+    let got = seqs(&store);
+    assert!(!got.contains(&0), "expired batches are gone: {got:?}");
+    assert!((6..12).all(|s| got.contains(&s)), "fresh batches stay: {got:?}");
+    assert!(writer::segments(&dir.path().join("demo")).expect("list").len() > 1);
+    // Deduplication outlives retention.
+    assert_eq!(store.append(&p, record("a", 0, now)).expect("append"), Appended::Duplicate);
+}
+
+#[test]
+fn corrupt_bytes_end_a_segment() {
+    let mut bytes = Vec::new();
+    record::encode(&message::encode(&record("a", 1, 5)), &mut bytes);
+    let good = bytes.len();
+    bytes.extend_from_slice(&bytes.clone());
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    assert_eq!(scan(&bytes), (vec![record("a", 1, 5)], good));
+    assert_eq!(scan(&[0xff; 8]).1, 0);
+}

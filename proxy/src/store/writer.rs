@@ -1,0 +1,309 @@
+//! The store's writer thread: dedup, append, group commit, segment roll and
+//! retention, one project log at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use wasmtap_protocol::access_key::ProjectId;
+use wasmtap_protocol::{message, record};
+
+use super::{Appended, Fsync, StoreConfig, StoreError, StoredBatch, io_err, scan};
+use crate::dedup::SeqSet;
+
+/// Most batches written under one sync.
+const MAX_GROUP: usize = 4_096;
+/// How often idle projects are checked against the retention.
+const RETENTION_SWEEP: Duration = Duration::from_secs(60);
+
+/// A batch on its way to the disk.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub(super) project: ProjectId,
+    pub(super) record: StoredBatch,
+    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The segment files of a project directory, in order.
+pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id {
+            out.push((id, path));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+fn now_ms() -> u64 {
+    crate::now_ms()
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: u64,
+    path: PathBuf,
+    newest_ms: u64,
+}
+
+#[derive(Debug)]
+struct ProjectLog {
+    dir: PathBuf,
+    /// Closed segments, oldest first; the active one is `active`.
+    closed: Vec<Segment>,
+    active: Segment,
+    file: File,
+    len: u64,
+    seen: HashMap<String, SeqSet>,
+}
+
+impl ProjectLog {
+    fn open(dir: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut seen: HashMap<String, SeqSet> = HashMap::new();
+        let mut closed = Vec::new();
+        let files = segments(&dir)?;
+        let last = files.last().map(|(id, _)| *id);
+        let mut active_len = 0;
+        for (id, path) in files {
+            let mut bytes = Vec::new();
+            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
+            let (records, valid) = scan(&bytes);
+            for r in &records {
+                seen.entry(r.agent.clone()).or_default().insert(r.batch.seq);
+            }
+            let newest_ms = records.iter().map(|r| r.received_ms).max().unwrap_or(0);
+            if valid < bytes.len() {
+                if Some(id) == last {
+                    tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "truncating a torn or corrupt tail");
+                    let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                    f.set_len(valid as u64).map_err(io_err(&path))?;
+                    f.sync_all().map_err(io_err(&path))?;
+                } else {
+                    tracing::error!(path = %path.display(), unreadable = bytes.len() - valid, "corrupt records inside a closed segment; the rest of it is skipped");
+                }
+            }
+            if Some(id) == last {
+                active_len = valid as u64;
+            }
+            closed.push(Segment { id, path, newest_ms });
+        }
+        let active = match closed.pop() {
+            Some(s) => s,
+            None => Segment { id: 1, path: segment_path(&dir, 1), newest_ms: 0 },
+        };
+        let file = open_append(&active.path)?;
+        Ok(Self { dir, closed, active, file, len: active_len, seen })
+    }
+
+    fn roll(&mut self) -> Result<(), StoreError> {
+        let id = self.active.id + 1;
+        let path = segment_path(&self.dir, id);
+        self.file = open_append(&path)?;
+        let old = std::mem::replace(&mut self.active, Segment { id, path, newest_ms: 0 });
+        self.closed.push(old);
+        self.len = 0;
+        Ok(())
+    }
+
+    fn apply_retention(&mut self, retention: Duration) {
+        let horizon =
+            now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        self.closed.retain(|s| {
+            if s.newest_ms >= horizon {
+                return true;
+            }
+            match std::fs::remove_file(&s.path) {
+                Ok(()) => {
+                    tracing::info!(segment = %s.path.display(), "segment past the retention deleted");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %s.path.display(), error = %e, "cannot delete an expired segment");
+                    true
+                }
+            }
+        });
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, StoreError> {
+    let f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    }
+    Ok(f)
+}
+
+pub(super) struct Writer {
+    dir: PathBuf,
+    config: StoreConfig,
+    logs: HashMap<ProjectId, ProjectLog>,
+    last_sweep: Instant,
+}
+
+impl Writer {
+    pub(super) fn new(dir: PathBuf, config: StoreConfig) -> Self {
+        Self { dir, config, logs: HashMap::new(), last_sweep: Instant::now() }
+    }
+
+    pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        loop {
+            match jobs.recv_timeout(RETENTION_SWEEP) {
+                Ok(first) => {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match jobs.try_recv() {
+                            Ok(j) => group.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    self.group(group);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if self.last_sweep.elapsed() >= RETENTION_SWEEP {
+                self.sweep();
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.last_sweep = Instant::now();
+        if let Some(retention) = self.config.retention {
+            for log in self.logs.values_mut() {
+                log.apply_retention(retention);
+            }
+        }
+    }
+
+    fn log(&mut self, project: &ProjectId) -> Result<&mut ProjectLog, StoreError> {
+        if !self.logs.contains_key(project) {
+            let log = ProjectLog::open(self.dir.join(project.as_str()))?;
+            self.logs.insert(project.clone(), log);
+        }
+        self.logs.get_mut(project).ok_or(StoreError::Closed)
+    }
+
+    /// Writes a group, syncs each file once, then answers every job.
+    fn group(&mut self, jobs: Vec<Job>) {
+        let mut answers: Vec<(Job, Result<Appended, StoreError>)> = Vec::with_capacity(jobs.len());
+        // Per project touched: the length before this group, to undo on failure.
+        let mut touched: HashMap<ProjectId, u64> = HashMap::new();
+        let mut in_group: HashSet<(ProjectId, String, u64)> = HashSet::new();
+        let (segment_bytes, retention) = (self.config.segment_bytes, self.config.retention);
+        for job in jobs {
+            let key = (job.project.clone(), job.record.agent.clone(), job.record.batch.seq);
+            let result = match self.log(&job.project) {
+                Err(e) => Err(e),
+                Ok(log) => {
+                    let dup = log.seen.get(&key.1).is_some_and(|s| s.contains(key.2))
+                        || in_group.contains(&key);
+                    if dup {
+                        Ok(Appended::Duplicate)
+                    } else {
+                        write(
+                            log,
+                            &job.record,
+                            segment_bytes,
+                            retention,
+                            &mut touched,
+                            &job.project,
+                        )
+                        .map(|()| {
+                            in_group.insert(key);
+                            Appended::Stored
+                        })
+                    }
+                }
+            };
+            answers.push((job, result));
+        }
+        let mut failed: HashMap<ProjectId, StoreError> = HashMap::new();
+        for (project, start) in touched {
+            let Some(log) = self.logs.get_mut(&project) else { continue };
+            let synced = match self.config.fsync {
+                Fsync::Group => log.file.sync_data().map_err(io_err(&log.active.path)),
+                Fsync::Off => Ok(()),
+            };
+            if let Err(e) = synced {
+                tracing::error!(%project, error = %e, "sync failed; the group's batches are not acknowledged");
+                let _ = log.file.set_len(start);
+                log.len = start;
+                failed.insert(project, e);
+            }
+        }
+        for (job, result) in answers {
+            let result = match (result, failed.get(&job.project)) {
+                (Ok(Appended::Stored), Some(e)) => Err(e.clone()),
+                (Ok(Appended::Stored), None) => {
+                    if let Some(log) = self.logs.get_mut(&job.project) {
+                        log.seen
+                            .entry(job.record.agent.clone())
+                            .or_default()
+                            .insert(job.record.batch.seq);
+                    }
+                    Ok(Appended::Stored)
+                }
+                (other, _) => other,
+            };
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Appends one record to `log`, rolling the segment first if it is full.
+fn write(
+    log: &mut ProjectLog,
+    record: &StoredBatch,
+    segment_bytes: u64,
+    retention: Option<Duration>,
+    touched: &mut HashMap<ProjectId, u64>,
+    project: &ProjectId,
+) -> Result<(), StoreError> {
+    if log.len > 0 && log.len >= segment_bytes {
+        // Close the full segment durably before moving on.
+        if let Some(start) = touched.remove(project) {
+            log.file.sync_data().map_err(io_err(&log.active.path)).inspect_err(|_| {
+                let _ = log.file.set_len(start);
+                log.len = start;
+            })?;
+        }
+        log.roll()?;
+        if let Some(r) = retention {
+            log.apply_retention(r);
+        }
+    }
+    let mut buf = Vec::new();
+    record::encode(&message::encode(record), &mut buf);
+    let start = log.len;
+    touched.entry(project.clone()).or_insert(start);
+    if let Err(e) = log.file.write_all(&buf) {
+        let _ = log.file.set_len(start);
+        return Err(io_err(&log.active.path)(e));
+    }
+    log.len += buf.len() as u64;
+    log.active.newest_ms = log.active.newest_ms.max(record.received_ms);
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The listener under a flood: from another address, hundreds of
+//! connections that never speak and hundreds that send junk, reconnecting
+//! as fast as they are dropped, while a real agent connects and delivers.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use wasmtap_tests::{Agent, Proxy, new_key, wait};
+
+/// Keeps `n` connections from `source` open to `target`: three in four
+/// silent, the rest sending garbage, each reopened as soon as the proxy
+/// drops it.
+async fn flood(source: &str, target: std::net::SocketAddr, n: usize, until: Instant) -> u64 {
+    let source: std::net::SocketAddr = match format!("{source}:0").parse() {
+        Ok(a) => a,
+        Err(_) => return 0,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let mut opened = 0u64;
+            while Instant::now() < until {
+                let Ok(socket) = TcpSocket::new_v4() else { break };
+                if socket.bind(source).is_err() {
+                    break;
+                }
+                let Ok(mut stream) = socket.connect(target).await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                opened += 1;
+                if i % 4 != 0 {
+                    // Silent: hold the connection until the proxy drops it.
+                    let mut buf = [0u8; 64];
+                    let _ = tokio::time::timeout(
+                        until.saturating_duration_since(Instant::now()),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                    )
+                    .await;
+                } else {
+                    let junk: Vec<u8> = (0..512).map(|b| (b * 7 + i) as u8).collect();
+                    let _ = stream.write_all(&junk).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            opened
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    total
+}
+
+#[test]
+fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(
+        &dir.path().join("proxy"),
+        &[("shop", &key)],
+        "[limits]\nhandshake_timeout = \"5s\"\nmax_unauthenticated = 256\nmax_unauthenticated_per_source = 32\nhandshakes_per_source = 100\n",
+    )?;
+    let target = proxy.addr;
+    let until = Instant::now() + Duration::from_secs(25);
+    let attacker = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        Ok(rt.block_on(flood("127.0.0.2", target, 800, until)))
+    });
+    // Let the flood build up first.
+    std::thread::sleep(Duration::from_secs(2));
+    let _agent = Agent::start(
+        &dir.path().join("agent"),
+        "edge-1",
+        target.port(),
+        &key,
+        &["testing/ticker"],
+    )?;
+    wait::until(Duration::from_secs(20), "ticks through the flood", || {
+        let rows = proxy.query(&["--collector", "ticker"])?;
+        Ok((rows.len() >= 20).then_some(()))
+    })
+    .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
+    let opened = attacker.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    assert!(opened > 1_000, "the flood was real: {opened} connections");
+    let log = proxy.log_text();
+    assert!(log.contains("connection refused before the handshake"), "the gate turned some away");
+    Ok(())
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
