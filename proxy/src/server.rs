@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
@@ -125,16 +125,20 @@ async fn read_frame(
     stream: &mut TcpStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Frame, ConnError> {
-    let mut buf = [0u8; 16 * 1024];
     loop {
         if let Some(frame) = decoder.next_frame()? {
             return Ok(frame);
         }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(ConnError::Eof);
+        // Wait for readiness first and read into a buffer that lives only
+        // for the read: an idle session then holds no read buffer at all.
+        stream.readable().await?;
+        let mut buf = [0u8; 16 * 1024];
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Err(ConnError::Eof),
+            Ok(n) => decoder.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
         }
-        decoder.push(&buf[..n]);
     }
 }
 
@@ -357,12 +361,12 @@ impl Conn<'_> {
     async fn store(&mut self, batch: wasmtap_protocol::message::Batch) -> Result<(), ConnError> {
         let seq = batch.seq;
         let samples = batch.samples.len() as u64;
-        let record = StoredBatch {
+        let record = Arc::new(StoredBatch {
             agent: self.agent.clone(),
             session: self.session.id(),
             received_ms: crate::now_ms(),
             batch,
-        };
+        });
         let appended = self
             .hub
             .store

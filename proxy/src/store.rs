@@ -24,7 +24,7 @@ mod tests;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,7 @@ impl Store {
 
     /// Hands `record` to the writer; the receipt resolves once it is durable
     /// (or found to be a duplicate).
-    pub fn submit(&self, project: &ProjectId, record: StoredBatch) -> Receipt {
+    pub fn submit(&self, project: &ProjectId, record: Arc<StoredBatch>) -> Receipt {
         let (reply, receipt) = oneshot::channel();
         let job = writer::Job { project: project.clone(), record, reply };
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -161,7 +161,7 @@ impl Store {
     /// Appends `record` and waits until it is durable (blocking; not for
     /// async tasks, which await [`Store::submit`]'s receipt).
     pub fn append(&self, project: &ProjectId, record: StoredBatch) -> Result<Appended, StoreError> {
-        self.submit(project, record).blocking_recv().map_err(|_| StoreError::Closed)?
+        self.submit(project, Arc::new(record)).blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Stops the writer after the batches already submitted.

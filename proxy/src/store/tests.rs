@@ -63,7 +63,7 @@ fn duplicates_inside_one_group_are_written_once() {
     let p = project();
     // Submitted back to back, these land in the same group (or the next).
     let receipts: Vec<Receipt> =
-        (0..50).map(|i| store.submit(&p, record("a", i % 10, 5))).collect();
+        (0..50).map(|i| store.submit(&p, std::sync::Arc::new(record("a", i % 10, 5)))).collect();
     let stored = receipts
         .into_iter()
         .map(|r| r.blocking_recv().expect("answered").expect("ok"))

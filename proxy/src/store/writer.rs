@@ -24,7 +24,7 @@ const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(super) struct Job {
     pub(super) project: ProjectId,
-    pub(super) record: StoredBatch,
+    pub(super) record: std::sync::Arc<StoredBatch>,
     pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
