@@ -273,3 +273,35 @@ fn a_legacy_whatap_conf_is_accepted_and_a_malformed_one_refused() -> anyhow::Res
     assert!(!stderr.contains(&key[12..]), "the error leaks the key: {stderr}");
     Ok(())
 }
+
+#[test]
+fn nothing_is_acknowledged_until_it_is_written() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy_home = dir.path().join("proxy");
+    let proxy = Proxy::start(&proxy_home, &[("shop", &key)])?;
+    // A file where the project's directory must go: every write fails.
+    let blocker = proxy_home.join("store/shop");
+    std::fs::write(&blocker, b"not a directory")?;
+    let (config, plugins) = agent_dir(
+        &dir.path().join("agent"),
+        &["127.0.0.1"],
+        proxy.addr.port(),
+        &key,
+        &["testing/ticker"],
+        "",
+    )?;
+    let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
+    wait::until(Duration::from_secs(20), "the proxy to fail a write", || {
+        Ok(proxy.log_text().contains("store:").then_some(()))
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(ticks(&[&proxy])?.is_empty(), "nothing stored while the store cannot write");
+    // Writes work again: everything the agent had is still coming.
+    std::fs::remove_file(&blocker)?;
+    wait_for_tick(&[&proxy], 40, "ticks once the store can write")?;
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success());
+    assert_complete_and_deduplicated(&[&proxy])?;
+    Ok(())
+}
