@@ -107,6 +107,7 @@ pub async fn run(
         spool: spool.clone(),
         written: written.clone(),
         stats: stats.clone(),
+        interval: config.batch_interval,
     };
     let (done_tx, done_rx) = watch::channel(false);
     let batching = tokio::spawn(async move {

@@ -85,6 +85,8 @@ struct RawAgent {
     name: Option<String>,
     data_dir: Option<PathBuf>,
     spool_cap: Option<RawSize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    batch_interval: Option<Duration>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
 }
@@ -186,6 +188,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Most bytes the spool of unacknowledged batches may use.
     pub spool_cap: u64,
+    /// How long samples wait to be batched.
+    pub batch_interval: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter (`info`, `debug`, `wasmtap_host=debug,info`, ...); `RUST_LOG` overrides it.
@@ -249,7 +253,16 @@ impl Config {
         };
         let log_level = raw.agent.log_level.unwrap_or_else(|| "info".to_owned());
         check_log_level(&log_level)?;
+        let batch_interval =
+            raw.agent.batch_interval.unwrap_or(crate::uplink::batcher::BATCH_INTERVAL);
+        if batch_interval < Duration::from_millis(10) || batch_interval > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::Invalid(
+                "agent.batch_interval must be between 10ms and 1h".into(),
+            ));
+        }
         Ok(Self {
+            batch_interval,
             spool_cap,
             log_format: raw.agent.log_format.unwrap_or_default(),
             log_level,
@@ -343,6 +356,22 @@ mod tests {
         assert_eq!(c.port, DEFAULT_PORT);
         assert_eq!(c.max_backoff, DEFAULT_MAX_BACKOFF);
         assert!(!c.name.is_empty());
+        assert_eq!(c.spool_cap, crate::spool::DEFAULT_CAP_BYTES);
+        assert_eq!(c.batch_interval, crate::uplink::batcher::BATCH_INTERVAL);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn legacy_host_strings_and_agent_settings_parse() {
+        let text = format!(
+            "[server]\nhosts = \"10.0.3.1/10.0.3.2, proxy.example\"\naccess_key = \"{}\"\n[agent]\nspool_cap = \"512KiB\"\nbatch_interval = \"250ms\"\nlog_format = \"json\"\nlog_level = \"wasmtap_host=debug,info\"\n[plugins]\ndir = \"p\"\n",
+            key()
+        );
+        let c = Config::parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(c.hosts, ["10.0.3.1", "10.0.3.2", "proxy.example"]);
+        assert_eq!(c.spool_cap, 512 * 1024);
+        assert_eq!(c.batch_interval, Duration::from_millis(250));
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]
@@ -354,6 +383,10 @@ mod tests {
             ("[server]\nhosts = [\"h\"]\naccess_key = \"wtap1_demo_AAAA\"\n[plugins]\ndir = \"p\"\n".to_owned(), "access_key"),
             (format!("[server]\nhosts = [\"h\"]\nport = 0\naccess_key = \"{k}\"\n[plugins]\ndir = \"p\"\n"), "port"),
             (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\nmax_backoff = \"soon\"\n[plugins]\ndir = \"p\"\n"), "max_backoff"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nbatch_interval = \"1ms\"\n[plugins]\ndir = \"p\"\n"), "batch_interval"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nspool_cap = \"12 parsecs\"\n[plugins]\ndir = \"p\"\n"), "spool_cap"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nlog_level = \"loud\"\n[plugins]\ndir = \"p\"\n"), "log_level"),
+            (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nlog_format = \"xml\"\n[plugins]\ndir = \"p\"\n"), "log_format"),
             ("[server]\nhosts = [\"h\"]\n".to_owned(), "access_key"),
         ];
         for (text, needle) in cases {

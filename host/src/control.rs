@@ -180,6 +180,7 @@ impl Control {
             "agent": {
                 "name": c.name,
                 "data_dir": c.data_dir,
+                "batch_interval": humantime::format_duration(c.batch_interval).to_string(),
                 "spool_cap_bytes": c.spool_cap,
                 "log_format": c.log_format.to_string(),
             },

@@ -128,8 +128,14 @@ fn the_spool_holds_everything_while_no_proxy_is_up_and_drains() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let key = new_key("shop")?;
     let port = free_port()?;
-    let (config, plugins) =
-        agent_dir(&dir.path().join("agent"), &["127.0.0.1"], port, &key, &["testing/ticker"], "")?;
+    let (config, plugins) = agent_dir(
+        &dir.path().join("agent"),
+        &["127.0.0.1"],
+        port,
+        &key,
+        &["testing/ticker"],
+        "log_format = \"json\"",
+    )?;
     let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
     std::thread::sleep(Duration::from_secs(4));
     let spool = dir.path().join("agent/data/spool");
@@ -145,10 +151,17 @@ fn the_spool_holds_everything_while_no_proxy_is_up_and_drains() -> anyhow::Resul
         "",
     )?;
     wait_for_tick(&[&proxy], 50, "the backlog and new ticks")?;
+    let log = agent.log_text();
     let status = agent.terminate(Duration::from_secs(15))?;
     assert!(status.success());
     let top = assert_complete_and_deduplicated(&[&proxy])?;
     assert!(top >= 50);
+    // log_format = "json": every line is one JSON object.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "session established"), "{log}");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Turns the collectors' samples into batches and writes each to the spool
-//! before anything is sent: a batch is formed every [`BATCH_INTERVAL`], or
-//! as soon as [`MAX_BATCH_SAMPLES`] are waiting.
+//! before anything is sent: a batch is formed every `interval` (by default
+//! [`BATCH_INTERVAL`]), or as soon as [`MAX_BATCH_SAMPLES`] are waiting.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use wasmtap_protocol::message::{Batch, Sample};
 use crate::spool::Spool;
 use crate::stats::AgentStats;
 
-/// How long samples wait to be batched.
+/// How long samples wait to be batched, unless configured.
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch is formed early once this many samples wait.
 pub const MAX_BATCH_SAMPLES: usize = 2_000;
@@ -27,13 +27,15 @@ pub struct Batcher {
     pub written: Arc<Notify>,
     /// Counters.
     pub stats: Arc<AgentStats>,
+    /// How long samples wait to be batched.
+    pub interval: Duration,
 }
 
 impl Batcher {
     /// Batches until the input closes, then writes what is left and returns.
     pub async fn run(mut self) {
         let mut waiting: Vec<Sample> = Vec::new();
-        let mut tick = tokio::time::interval(BATCH_INTERVAL);
+        let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let closed = tokio::select! {
