@@ -1,5 +1,6 @@
-//! Protocol costs: the handshake per side, and sealing a frame on the sealed
-//! (AES-256-GCM) and simple (ChaCha8 + POLYVAL checkpoint) paths.
+//! Protocol costs: the handshake per side, sealing a frame on the sealed
+//! (AES-256-GCM) and simple (ChaCha8 + POLYVAL checkpoint) paths, and the
+//! compact batch codec per sample (with plain postcard as the baseline).
 //!
 //! Run: `cargo bench -p wasmtap-protocol`. Compare the `sealed` and `simple`
 //! groups at the same size: the ratio is what the README reports.
@@ -11,8 +12,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
+use wasmtap_protocol::compact::{Decoder, Encoder};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
 use wasmtap_protocol::handshake::{ClientHandshake, ServerHandshake};
+use wasmtap_protocol::message::{self, Batch, Sample, Value};
 use wasmtap_protocol::session::Session;
 use wasmtap_protocol::simple::{NumericPayload, NumericWriter};
 
@@ -148,5 +151,47 @@ fn paths(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshake, paths);
+/// A steady-state batch: 100 series of 10 counters, moving a little.
+fn batch(seq: u64) -> Batch {
+    let samples = (0..100u64)
+        .map(|i| Sample {
+            collector: "bench".into(),
+            time_ms: 1_700_000_000_000 + seq * 1_000,
+            labels: vec![("series".into(), i.to_string())],
+            values: (0..10u64)
+                .map(|f| (format!("f{f}").into(), Value::Counter((seq * (f + 1) + i) as f64)))
+                .collect(),
+        })
+        .collect();
+    Batch { seq, samples }
+}
+
+/// The compact codec per sample (10 values each), dictionary established.
+fn compact(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compact");
+    g.throughput(Throughput::Elements(100));
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    let (head, numbers) = enc.encode(&batch(1));
+    dec.decode(head, &numbers).expect("decodes");
+    let next = batch(2);
+    g.bench_function("encode", |b| b.iter(|| black_box(enc.encode(&next))));
+    let mut enc2 = Encoder::new();
+    let mut dec2 = Decoder::new();
+    let (h, n) = enc2.encode(&batch(1));
+    dec2.decode(h, &n).expect("decodes");
+    g.bench_function("decode", |b| {
+        b.iter_batched(
+            || enc2.encode(&next),
+            |(h, n)| {
+                // Each call moves the state on; the shape and cost stay the same.
+                black_box(dec2.decode(h, &n).expect("decodes"))
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("postcard_batch", |b| b.iter(|| black_box(message::encode(&next))));
+    g.finish();
+}
+
+criterion_group!(benches, handshake, paths, compact);
 criterion_main!(benches);
