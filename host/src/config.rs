@@ -326,9 +326,24 @@ mod tests {
     use super::*;
     use wasmtap_protocol::access_key::ProjectId;
 
-    fn key() -> String {
+    /// A fresh access key for project `demo`, as text.
+    pub(super) fn key() -> String {
         let k = AccessKey::generate(ProjectId::new("demo").expect("valid"), &mut rand::rng());
         k.to_key_string().to_string()
+    }
+
+    /// Each config text is refused with an error that mentions its needle
+    /// and never contains the secret part of `key`.
+    pub(super) fn assert_refused(
+        parse: impl Fn(&str) -> Result<Config, ConfigError>,
+        cases: &[(String, &str)],
+        key: &str,
+    ) {
+        for (text, needle) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{err:?} should mention {needle}");
+            assert!(!err.contains(&key[12..]), "error leaks the key: {err}");
+        }
     }
 
     #[test]
@@ -389,10 +404,6 @@ mod tests {
             (format!("[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nlog_format = \"xml\"\n[plugins]\ndir = \"p\"\n"), "log_format"),
             ("[server]\nhosts = [\"h\"]\n".to_owned(), "access_key"),
         ];
-        for (text, needle) in cases {
-            let err = Config::parse(&text, Path::new(".")).expect_err(&text).to_string();
-            assert!(err.contains(needle), "{err:?} should mention {needle}");
-            assert!(!err.contains(&k[12..]), "error leaks the key: {err}");
-        }
+        assert_refused(|t| Config::parse(t, Path::new(".")), &cases, &k);
     }
 }

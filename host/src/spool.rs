@@ -194,8 +194,10 @@ impl Spool {
             next_seq,
             stats: SpoolStats::default(),
         };
+        spool.stats.pending_batches = spool.pending.len() as u64;
+        spool.stats.pending_samples = spool.pending.iter().map(|p| p.samples as u64).sum();
         spool.delete_acked_segments();
-        spool.refresh_stats();
+        spool.refresh_bytes();
         if spool.stats.pending_batches > 0 {
             tracing::info!(
                 batches = spool.stats.pending_batches,
@@ -231,6 +233,8 @@ impl Spool {
         seg.max_seq = seg.max_seq.max(batch.seq);
         let size = payload.len() - 1;
         self.cached_bytes += size;
+        self.stats.pending_batches += 1;
+        self.stats.pending_samples += batch.samples.len() as u64;
         self.pending.push_back(Pending {
             seq: batch.seq,
             samples: batch.samples.len(),
@@ -241,7 +245,7 @@ impl Spool {
         });
         self.trim_cache();
         self.enforce_cap();
-        self.refresh_stats();
+        self.refresh_bytes();
         Ok(())
     }
 
@@ -252,11 +256,7 @@ impl Spool {
         }
         self.acked = seq;
         while self.pending.front().is_some_and(|p| p.seq <= seq) {
-            if let Some(p) = self.pending.pop_front()
-                && p.cached.is_some()
-            {
-                self.cached_bytes -= p.size;
-            }
+            self.pop_pending();
         }
         let mut payload = vec![KIND_ACK];
         payload.extend_from_slice(&seq.to_le_bytes());
@@ -266,7 +266,7 @@ impl Spool {
         self.active.write_all(&bytes).map_err(io_err(&seg.path))?;
         seg.bytes += bytes.len() as u64;
         self.delete_acked_segments();
-        self.refresh_stats();
+        self.refresh_bytes();
         Ok(())
     }
 
@@ -343,12 +343,9 @@ impl Spool {
             let Some(s) = self.segments.pop_front() else { break };
             let (mut batches, mut samples) = (0u64, 0u64);
             while self.pending.front().is_some_and(|p| p.segment == s.id) {
-                if let Some(p) = self.pending.pop_front() {
+                if let Some(p) = self.pop_pending() {
                     batches += 1;
                     samples += p.samples as u64;
-                    if p.cached.is_some() {
-                        self.cached_bytes -= p.size;
-                    }
                 }
             }
             remove(&s.path);
@@ -377,9 +374,19 @@ impl Spool {
         }
     }
 
-    fn refresh_stats(&mut self) {
-        self.stats.pending_batches = self.pending.len() as u64;
-        self.stats.pending_samples = self.pending.iter().map(|p| p.samples as u64).sum();
+    /// Removes the oldest pending batch, keeping the cache size and the
+    /// counters in step.
+    fn pop_pending(&mut self) -> Option<Pending> {
+        let p = self.pending.pop_front()?;
+        if p.cached.is_some() {
+            self.cached_bytes -= p.size;
+        }
+        self.stats.pending_batches -= 1;
+        self.stats.pending_samples -= p.samples as u64;
+        Some(p)
+    }
+
+    fn refresh_bytes(&mut self) {
         self.stats.bytes = self.segments.iter().map(|s| s.bytes).sum();
     }
 }

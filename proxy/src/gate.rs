@@ -66,10 +66,10 @@ impl Gate {
     pub fn admit(&self, source: IpAddr, now: Instant) -> Result<Ticket, Refused> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.sources.len() >= SWEEP_AT {
-            let full = 2.0 * f64::from(self.limits.handshakes_per_source);
+            // A bucket refills its burst (twice the rate) in two seconds; an
+            // idle source whose bucket is full is the same as a new one.
             s.sources.retain(|_, src| {
-                src.unauthenticated > 0
-                    || now.duration_since(src.refilled).as_secs_f64() < 2.0 * full
+                src.unauthenticated > 0 || now.duration_since(src.refilled).as_secs_f64() < 2.0
             });
         }
         if s.unauthenticated >= self.limits.max_unauthenticated {

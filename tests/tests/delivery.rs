@@ -44,6 +44,11 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A proxy for project `shop` on `127.0.0.1:port` (a port agents already try).
+fn proxy_on(dir: &Path, port: u16, key: &str) -> anyhow::Result<Proxy> {
+    Proxy::start_at(dir, &format!("127.0.0.1:{port}"), &[("shop", key)], "")
+}
+
 /// Ticker values in `proxies`' stores: value → the (store, seq) pairs holding it.
 fn ticks(proxies: &[&Proxy]) -> anyhow::Result<BTreeMap<u64, Vec<(usize, u64)>>> {
     let mut out: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
@@ -108,7 +113,7 @@ fn failover_between_two_proxies_loses_nothing_and_stores_once() -> anyhow::Resul
     let first = wait_for_tick(&[&a, &b], 15, "ticks before any failure")?;
     a.kill()?;
     let second = wait_for_tick(&[&b], first + 15, "ticks after proxy a died")?;
-    let a = Proxy::start_at(&dir.path().join("a"), &format!("127.0.0.1:{port}"), &projects, "")?;
+    let a = proxy_on(&dir.path().join("a"), port, &key)?;
     b.kill()?;
     wait_for_tick(&[&a], second + 15, "ticks after proxy b died")?;
     let b = Proxy::start_at(&dir.path().join("b"), &b_listen, &projects, "")?;
@@ -144,12 +149,7 @@ fn the_spool_holds_everything_while_no_proxy_is_up_and_drains() -> anyhow::Resul
         .sum::<anyhow::Result<u64>>()?;
     assert!(spooled > 0, "nothing spooled while the proxy was down");
 
-    let proxy = Proxy::start_at(
-        &dir.path().join("proxy"),
-        &format!("127.0.0.1:{port}"),
-        &[("shop", &key)],
-        "",
-    )?;
+    let proxy = proxy_on(&dir.path().join("proxy"), port, &key)?;
     wait_for_tick(&[&proxy], 50, "the backlog and new ticks")?;
     let log = agent.log_text();
     let status = agent.terminate(Duration::from_secs(15))?;
@@ -182,12 +182,7 @@ fn over_its_cap_the_spool_drops_the_oldest_and_counts_them() -> anyhow::Result<(
     wait::until(Duration::from_secs(30), "the spool to overflow", || {
         Ok(agent.log_text().contains("spool full: dropped the oldest").then_some(()))
     })?;
-    let proxy = Proxy::start_at(
-        &dir.path().join("proxy"),
-        &format!("127.0.0.1:{port}"),
-        &[("shop", &key)],
-        "",
-    )?;
+    let proxy = proxy_on(&dir.path().join("proxy"), port, &key)?;
     // The agent reports its own drops.
     let dropped = wait::until(Duration::from_secs(40), "the agent's drop counter", || {
         let rows = proxy.query(&["--collector", "agent"])?;
@@ -220,12 +215,7 @@ fn a_killed_agent_delivers_its_spool_after_a_restart() -> anyhow::Result<()> {
     let agent = Agent::start_with_config(&agent_home, &config, plugins.clone())?;
     std::thread::sleep(Duration::from_secs(4));
     agent.stop()?; // SIGKILL
-    let proxy = Proxy::start_at(
-        &dir.path().join("proxy"),
-        &format!("127.0.0.1:{port}"),
-        &[("shop", &key)],
-        "",
-    )?;
+    let proxy = proxy_on(&dir.path().join("proxy"), port, &key)?;
     let agent = Agent::start_with_config(&agent_home, &config, plugins)?;
     // Ticks from before the kill, then new ones from the restarted agent.
     wait_for_tick(&[&proxy], 45, "ticks from both runs")?;

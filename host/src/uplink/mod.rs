@@ -161,7 +161,7 @@ impl Uplink {
                     AgentStats::add(&self.shared.stats.sessions, 1);
                     self.shared.stats.set_proxy(Some(addr.clone()));
                     tracing::info!(proxy = %addr, session = session.id(), "session established");
-                    let (reader, writer) = session::split(stream);
+                    let (reader, writer) = stream.into_split();
                     let live = Live {
                         shared: &self.shared,
                         session,

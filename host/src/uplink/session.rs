@@ -9,7 +9,6 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -283,9 +282,4 @@ impl Live<'_> {
         }
         let _ = self.writer.shutdown().await;
     }
-}
-
-/// Splits an established connection into its halves for [`Live::run`].
-pub(super) fn split(stream: TcpStream) -> (tokio::net::tcp::OwnedReadHalf, OwnedWriteHalf) {
-    stream.into_split()
 }
