@@ -259,9 +259,9 @@ impl Schema {
             }
             if !values.is_empty() {
                 out.samples.push(Sample {
-                    collector: self.name.clone(),
+                    collector: self.name.as_str().into(),
                     time_ms,
-                    labels: s.labels,
+                    labels: s.labels.into(),
                     values,
                 });
             }

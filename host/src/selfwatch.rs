@@ -39,7 +39,7 @@ pub fn samples(
         .map(|(name, h)| Sample {
             collector: COLLECTOR.into(),
             time_ms: now_ms,
-            labels: vec![("collector".into(), name)],
+            labels: vec![("collector".into(), name)].into(),
             values: vec![
                 field("state", Value::Text(state_name(&h.state).into())),
                 field(
@@ -82,7 +82,12 @@ pub fn samples(
             Value::Gauge(stats.clock_offset_ms.load(Ordering::Relaxed) as f64),
         ));
     }
-    out.push(Sample { collector: COLLECTOR.into(), time_ms: now_ms, labels: vec![], values });
+    out.push(Sample {
+        collector: COLLECTOR.into(),
+        time_ms: now_ms,
+        labels: vec![].into(),
+        values,
+    });
     out
 }
 
@@ -125,7 +130,7 @@ mod tests {
         let spool = SpoolStats { pending_batches: 2, dropped_samples: 7, ..SpoolStats::default() };
         let s = samples(5, &health, &stats, spool);
         assert_eq!(s.len(), 2);
-        assert_eq!(s[0].labels, [("collector".to_owned(), "cpu".to_owned())]);
+        assert_eq!(*s[0].labels, [("collector".to_owned(), "cpu".to_owned())]);
         let get = |i: usize, name: &str| {
             s[i].values.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.clone())
         };

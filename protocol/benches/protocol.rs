@@ -157,7 +157,7 @@ fn batch(seq: u64) -> Batch {
         .map(|i| Sample {
             collector: "bench".into(),
             time_ms: 1_700_000_000_000 + seq * 1_000,
-            labels: vec![("series".into(), i.to_string())],
+            labels: vec![("series".into(), i.to_string())].into(),
             values: (0..10u64)
                 .map(|f| (format!("f{f}").into(), Value::Counter((seq * (f + 1) + i) as f64)))
                 .collect(),

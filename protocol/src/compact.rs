@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Batch, FieldName, Sample, Value};
+use crate::message::{Batch, CollectorName, FieldName, Labels, Sample, Value};
 use crate::simple::{NumericPayload, NumericReader, NumericWriter};
 
 #[cfg(test)]
@@ -235,8 +235,8 @@ fn take_time(state: &mut SeriesState, change: i64) -> u64 {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SeriesKey {
-    collector: String,
-    labels: Vec<(String, String)>,
+    collector: CollectorName,
+    labels: Labels,
     fields: Vec<(FieldName, FieldKind)>,
 }
 
@@ -340,8 +340,8 @@ impl Encoder {
         let numeric = key.fields.iter().filter(|(_, k)| *k != FieldKind::Text).count();
         self.series.push(SeriesState::new(numeric));
         defs.push(SeriesDef {
-            collector: key.collector.clone(),
-            labels: key.labels.clone(),
+            collector: key.collector.to_string(),
+            labels: key.labels.to_vec(),
             fields: key.fields.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
         });
         self.index.insert(key, id);
@@ -351,8 +351,8 @@ impl Encoder {
 
 #[derive(Debug)]
 struct KnownSeries {
-    collector: String,
-    labels: Vec<(String, String)>,
+    collector: CollectorName,
+    labels: Labels,
     fields: Vec<(FieldName, FieldKind)>,
     texts: usize,
     state: SeriesState,
@@ -419,8 +419,8 @@ impl Decoder {
                 def.fields.into_iter().map(|(n, k)| (FieldName::from(n), k)).collect();
             let texts = fields.iter().filter(|(_, k)| *k == FieldKind::Text).count();
             self.series.push(KnownSeries {
-                collector: def.collector,
-                labels: def.labels,
+                collector: def.collector.into(),
+                labels: def.labels.into(),
                 state: SeriesState::new(fields.len() - texts),
                 fields,
                 texts,

@@ -21,6 +21,10 @@ pub enum MessageError {
 
 /// A field name, shared between samples (it travels as a string).
 pub type FieldName = std::sync::Arc<str>;
+/// A collector's name, shared between its samples (it travels as a string).
+pub type CollectorName = std::sync::Arc<str>;
+/// A series' labels, shared between its samples (they travel as a list of pairs).
+pub type Labels = std::sync::Arc<[(String, String)]>;
 
 /// One value of a sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,11 +41,12 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// The collector that produced it.
-    pub collector: String,
+    pub collector: CollectorName,
     /// When it was taken, ms since the Unix epoch (agent clock).
     pub time_ms: u64,
-    /// The series' labels, in the collector's order.
-    pub labels: Vec<(String, String)>,
+    /// The series' labels, in the collector's order. Shared, not copied,
+    /// between the samples of one series where the producer can.
+    pub labels: Labels,
     /// Field name and value pairs. Names are shared, not copied, between
     /// the samples of one collector.
     pub values: Vec<(FieldName, Value)>,
@@ -139,6 +144,12 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     postcard::to_stdvec(msg).unwrap_or_default()
 }
 
+/// Appends the encoding of `msg` to `out`.
+pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+    // Writing our own plain structs to a Vec cannot fail.
+    let _ = postcard::to_io(msg, out);
+}
+
 /// Decodes a `T`, refusing trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
     let (msg, rest) =
@@ -160,14 +171,17 @@ mod tests {
             samples: vec![Sample {
                 collector: "load".into(),
                 time_ms: 1_700_000_000_000,
-                labels: vec![("host".into(), "a".into())],
+                labels: vec![("host".into(), "a".into())].into(),
                 values: vec![
                     ("load1".into(), Value::Gauge(0.5)),
                     ("x".into(), Value::Text("t".into())),
                 ],
             }],
         };
-        assert_eq!(decode::<Batch>(&encode(&b)), Ok(b));
+        assert_eq!(decode::<Batch>(&encode(&b)), Ok(b.clone()));
+        let mut appended = vec![7];
+        encode_into(&b, &mut appended);
+        assert_eq!(appended[1..], encode(&b)[..], "encode_into appends the same bytes");
     }
 
     #[test]

@@ -22,6 +22,19 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Appends one record to `out` whose payload `write` appends in place (no
+/// intermediate buffer); the header is filled in afterwards.
+pub fn append_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    write(out);
+    let payload = &out[start + HEADER..];
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let crc = crc32fast::hash(payload).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + HEADER].copy_from_slice(&crc);
+}
+
 /// Iterates over the intact records of `bytes`; afterwards
 /// [`Records::valid_len`] is the length of the intact prefix.
 #[derive(Debug, Clone)]
@@ -105,6 +118,18 @@ mod tests {
         let mut r = scan(&bytes, 4);
         assert_eq!(r.by_ref().count(), 2, "over the limit ends the scan");
         assert_eq!(scan(&[0xff; 8], u32::MAX).count(), 0);
+    }
+
+    #[test]
+    fn appended_in_place_is_the_same_record() {
+        let mut direct = b"prefix".to_vec();
+        encode(b"payload", &mut direct);
+        let mut in_place = b"prefix".to_vec();
+        append_with(&mut in_place, |out| out.extend_from_slice(b"payload"));
+        assert_eq!(in_place, direct);
+        let mut empty = Vec::new();
+        append_with(&mut empty, |_| {});
+        assert_eq!(scan(&empty, 10).map(|(_, p)| p.len()).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -249,9 +249,9 @@ fn batch() -> impl Strategy<Value = Batch> {
         prop::collection::vec((text(), value()), 0..6),
     )
         .prop_map(|(collector, time_ms, labels, values)| Sample {
-            collector,
+            collector: collector.into(),
             time_ms,
-            labels,
+            labels: labels.into(),
             values: values.into_iter().map(|(name, v)| (name.into(), v)).collect(),
         });
     (any::<u64>(), prop::collection::vec(sample, 0..5))

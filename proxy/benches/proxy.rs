@@ -10,7 +10,8 @@
 //! - `handshakes`: full handshakes per second from 8 concurrent clients.
 //!
 //! Run: `cargo bench -p wasmtap-proxy --bench proxy`
-//! (`BENCH_SESSIONS` changes the 10,000 idle sessions).
+//! (`BENCH_SESSIONS` changes the 10,000 idle sessions, `BENCH_BATCHES` the
+//! 300 batches each ingest agent sends; `BENCH_ONLY=ingest` stops after ingest).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -121,7 +122,7 @@ fn batch(seq: u64) -> Batch {
         .map(|i| Sample {
             collector: "bench".into(),
             time_ms: 1_700_000_000_000 + seq * 1_000,
-            labels: vec![("series".into(), i.to_string())],
+            labels: vec![("series".into(), i.to_string())].into(),
             values: (0..10u64)
                 .map(|f| (format!("f{f}").into(), Value::Counter((seq * (f + 1) + i) as f64)))
                 .collect(),
@@ -171,7 +172,8 @@ async fn agent(addr: SocketAddr, key: AccessKey, name: String, batches: u64) {
 async fn ingest(key: &AccessKey, fsync: &str) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = Proxy::start(dir.path(), key, fsync);
-    let (agents, batches) = (4u64, 300u64);
+    let batches = std::env::var("BENCH_BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let agents = 4u64;
     let (cpu0, _) = proxy.stat();
     let started = Instant::now();
     let tasks: Vec<_> = (0..agents)
@@ -255,6 +257,9 @@ fn main() {
             cpu_off / 1e6,
             cpu / cpu_off
         );
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "ingest") {
+            return;
+        }
         let (before, after) = idle_sessions(&key, sessions).await;
         println!(
             "idle sessions: {sessions} held, proxy RSS {:.1} MiB -> {:.1} MiB ({:.1} KiB per session)",

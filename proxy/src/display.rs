@@ -89,7 +89,7 @@ mod tests {
         Sample {
             collector: "load".into(),
             time_ms: 0,
-            labels: vec![("cpu".into(), "0".into())],
+            labels: vec![("cpu".into(), "0".into())].into(),
             values: vec![
                 ("load1".into(), Value::Gauge(0.5)),
                 ("state".into(), Value::Text("up".into())),

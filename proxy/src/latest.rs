@@ -197,7 +197,7 @@ mod tests {
                 samples: vec![Sample {
                     collector: "net".into(),
                     time_ms,
-                    labels: vec![("interface".into(), "eth\"0".into())],
+                    labels: vec![("interface".into(), "eth\"0".into())].into(),
                     values: values.into_iter().map(|(f, v)| (f.into(), v)).collect(),
                 }],
             },

@@ -8,6 +8,7 @@
 //! ## Module map
 //! - [`config`]: `proxy.toml`, validated: listen address, data dir, projects and keys.
 //! - [`server`]: the listener and one task per agent session.
+//! - [`inflight`]: a session's batches waiting for the store, acknowledged in order.
 //! - [`gate`]: admission before authentication: caps and rates per source address.
 //! - [`sessions`]: connected agents and control requests routed to them.
 //! - [`store`]: append-only, checksummed log files per project, deduplicated.
@@ -49,6 +50,7 @@ pub mod exposition;
 pub mod gate;
 pub mod http;
 pub mod http_client;
+pub mod inflight;
 pub mod latest;
 pub mod query;
 pub mod remote_write;

@@ -56,7 +56,7 @@ impl Filter {
     /// Whether anything of `sample` from `agent` can match.
     pub fn sample(&self, agent: &str, sample: &Sample) -> bool {
         self.agent.as_ref().is_none_or(|a| a == agent)
-            && self.collector.as_ref().is_none_or(|c| *c == sample.collector)
+            && self.collector.as_ref().is_none_or(|c| **c == *sample.collector)
             && self.since_ms.is_none_or(|t| sample.time_ms >= t)
             && self.until_ms.is_none_or(|t| sample.time_ms < t)
             && self.labels.iter().all(|want| sample.labels.contains(want))
@@ -82,7 +82,7 @@ mod tests {
         Sample {
             collector: "cpu".into(),
             time_ms: 1_000,
-            labels: vec![("cpu".into(), "0".into()), ("mode".into(), "all".into())],
+            labels: vec![("cpu".into(), "0".into()), ("mode".into(), "all".into())].into(),
             values: vec![("user".into(), Value::Gauge(1.0)), ("system".into(), Value::Gauge(2.0))],
         }
     }

@@ -46,9 +46,9 @@ pub fn labels(project: &str, agent: &str, sample: &Sample) -> Vec<(String, Strin
     let mut out: Vec<(String, String)> = vec![
         ("project".into(), project.into()),
         ("agent".into(), agent.into()),
-        ("collector".into(), sample.collector.clone()),
+        ("collector".into(), sample.collector.to_string()),
     ];
-    for (k, v) in &sample.labels {
+    for (k, v) in sample.labels.iter() {
         let mut name = label_name(k);
         while out.iter().any(|(n, _)| *n == name) {
             name.insert_str(0, "exported_");
@@ -83,7 +83,8 @@ mod tests {
                 ("project".into(), "fake".into()),
                 ("exported_project".into(), "x".into()),
                 ("if".into(), "eth0".into()),
-            ],
+            ]
+            .into(),
             values: vec![],
         };
         let l = labels("shop", "web", &sample);

@@ -1,6 +1,8 @@
 //! The listener: accepts agents, runs the handshake under a deadline, then
 //! decodes every compact batch, stores it (once: resends are deduplicated),
-//! acknowledges it once it is on disk, and hands it to the sinks. Control
+//! acknowledges it once it is on disk, and hands it to the sinks. Reading
+//! goes on while batches wait for the store's group commit (up to
+//! [`MAX_INFLIGHT`](crate::inflight::MAX_INFLIGHT) per session). Control
 //! requests from the admin API travel down the same session and their
 //! responses come back by request id.
 
@@ -21,6 +23,7 @@ use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::config::Config;
 use crate::gate::{Gate, Ticket};
+use crate::inflight::{Inflight, Settled};
 use crate::sessions::{AgentInfo, Pending, Sessions};
 use crate::sink::Sinks;
 use crate::store::{Appended, Store, StoreError, StoredBatch};
@@ -219,6 +222,7 @@ async fn serve(
         session,
         batches: Decoder::with_limit(limits.session_memory_bytes),
         waiting: HashMap::new(),
+        inflight: Inflight::default(),
         hub,
         project,
         agent,
@@ -228,6 +232,13 @@ async fn serve(
     let result = conn.run(requests, &mut shutdown).await;
     for (_, reply) in conn.waiting.drain() {
         let _ = reply.send(Err("the session ended before the agent answered".into()));
+    }
+    // Batches already submitted are stored even though no ack can follow:
+    // the sinks still get them (a resend will be a duplicate).
+    for settled in conn.inflight.drain().await {
+        if let Ok(Appended::Stored) = settled.result {
+            crate::sink::deliver(&hub.sinks, conn.project.as_str(), &settled.record);
+        }
     }
     result
 }
@@ -240,6 +251,8 @@ struct Conn<'a> {
     batches: Decoder,
     /// Control requests sent and not yet answered, by id.
     waiting: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    /// Batches submitted to the store and not yet acknowledged.
+    inflight: Inflight,
     hub: &'a Hub,
     project: wasmtap_protocol::access_key::ProjectId,
     agent: String,
@@ -253,10 +266,17 @@ impl Conn<'_> {
         mut requests: mpsc::Receiver<Pending>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ConnError> {
+        let idle = self.hub.config.limits.idle_timeout;
+        let mut settled = Vec::new();
         loop {
+            let reading = !self.inflight.is_full();
             let frame = tokio::select! {
-                                r = tokio::time::timeout(self.hub.config.limits.idle_timeout, read_frame(&mut self.stream, &mut self.decoder)) => {
+                r = tokio::time::timeout(idle, read_frame(&mut self.stream, &mut self.decoder)), if reading => {
                     r.map_err(|_| ConnError::Timeout("idle session"))??
+                }
+                () = self.inflight.settled(&mut settled) => {
+                    self.acknowledge(&mut settled).await?;
+                    continue;
                 }
                 Some(pending) = requests.recv() => {
                     self.send_request(pending).await?;
@@ -324,7 +344,7 @@ impl Conn<'_> {
                         return Err(ConnError::Batch(e.to_string()));
                     }
                 };
-                self.store(batch).await?;
+                self.submit(batch);
             }
             FrameKind::Ping => {
                 let t2_ms = crate::now_ms();
@@ -357,35 +377,53 @@ impl Conn<'_> {
         Ok(false)
     }
 
-    /// Stores a batch (once), acknowledges it, and hands it to the sinks.
-    async fn store(&mut self, batch: wasmtap_protocol::message::Batch) -> Result<(), ConnError> {
-        let seq = batch.seq;
-        let samples = batch.samples.len() as u64;
+    /// Hands a batch to the store; [`Conn::acknowledge`] follows its answer.
+    fn submit(&mut self, batch: wasmtap_protocol::message::Batch) {
         let record = Arc::new(StoredBatch {
             agent: self.agent.clone(),
             session: self.session.id(),
             received_ms: crate::now_ms(),
             batch,
         });
-        let appended = self
-            .hub
-            .store
-            .submit(&self.project, record.clone())
-            .await
-            .map_err(|_| ConnError::Store(StoreError::Closed))??;
-        let stored = appended == Appended::Stored;
-        self.registration.update(|i| {
-            i.batches += 1;
-            i.samples += if stored { samples } else { 0 };
-        });
-        let ack = self.session.seal(FrameKind::Ack, &message::encode(&Ack { seq }))?;
-        self.stream.write_all(&ack).await?;
-        if stored {
-            crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &record);
-        } else {
-            tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");
+        let receipt = self.hub.store.submit(&self.project, record.clone());
+        self.inflight.push(record, receipt);
+    }
+
+    /// Acknowledges batches the store has answered (one write for all of
+    /// them) and hands the newly stored ones to the sinks. A store failure
+    /// ends the session with that batch and the ones after it
+    /// unacknowledged: the agent resends them.
+    async fn acknowledge(&mut self, settled: &mut Vec<Settled>) -> Result<(), ConnError> {
+        let mut acks = Vec::new();
+        let (mut batches, mut samples, mut failure) = (0, 0, None);
+        for s in settled.drain(..) {
+            let seq = s.record.batch.seq;
+            match s.result {
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+                Ok(Appended::Stored) => {
+                    samples += s.record.batch.samples.len() as u64;
+                    crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &s.record);
+                }
+                Ok(Appended::Duplicate) => {
+                    tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");
+                }
+            }
+            batches += 1;
+            self.session.seal_into(FrameKind::Ack, &message::encode(&Ack { seq }), &mut acks)?;
         }
-        Ok(())
+        settled.clear();
+        self.registration.update(|i| {
+            i.batches += batches;
+            i.samples += samples;
+        });
+        self.stream.write_all(&acks).await?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     async fn close(&mut self, code: CloseCode, message: &str) {

@@ -37,7 +37,7 @@ fn declared_values_pass_with_their_kind() {
         .expect("within limits");
     assert_eq!(out.undeclared + out.wrong_kind, 0);
     let s = &out.samples[0];
-    assert_eq!(s.collector, "load");
+    assert_eq!(&*s.collector, "load");
     assert_eq!(s.time_ms, 42);
     assert_eq!(
         s.values,

@@ -8,7 +8,7 @@ fn batch(seq: u64, n: usize) -> Batch {
             .map(|i| Sample {
                 collector: "c".into(),
                 time_ms: seq * 1000 + i as u64,
-                labels: vec![("i".into(), i.to_string())],
+                labels: vec![("i".into(), i.to_string())].into(),
                 values: vec![("v".into(), Value::Gauge(i as f64))],
             })
             .collect(),

@@ -5,7 +5,7 @@ fn sample(collector: &str, cpu: &str, t: u64, values: &[(&str, Value)]) -> Sampl
     Sample {
         collector: collector.into(),
         time_ms: t,
-        labels: vec![("cpu".into(), cpu.into())],
+        labels: vec![("cpu".into(), cpu.into())].into(),
         values: values.iter().map(|(n, v)| (FieldName::from(*n), v.clone())).collect(),
     }
 }

@@ -14,7 +14,7 @@ fn record(agent: &str, seq: u64, received_ms: u64) -> StoredBatch {
             samples: vec![Sample {
                 collector: "load".into(),
                 time_ms: 1,
-                labels: vec![],
+                labels: vec![].into(),
                 values: vec![("load1".into(), Value::Gauge(0.5))],
             }],
         },

@@ -73,7 +73,10 @@ struct ProjectLog {
     closed: Vec<Segment>,
     active: Segment,
     file: File,
+    /// Bytes in the active segment, counting `pending`.
     len: u64,
+    /// Records of the current group not yet written to `file`.
+    pending: Vec<u8>,
     seen: HashMap<String, SeqSet>,
 }
 
@@ -113,7 +116,21 @@ impl ProjectLog {
             None => Segment { id: 1, path: segment_path(&dir, 1), newest_ms: 0 },
         };
         let file = open_append(&active.path)?;
-        Ok(Self { dir, closed, active, file, len: active_len, seen })
+        Ok(Self { dir, closed, active, file, len: active_len, pending: Vec::new(), seen })
+    }
+
+    /// Writes the pending records (one `write` for the whole group).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let written = self.file.write_all(&self.pending);
+        self.pending.clear();
+        written.map_err(io_err(&self.active.path))
+    }
+
+    /// Cuts the active segment back to `len` after a failed write or sync.
+    fn undo(&mut self, len: u64) {
+        self.pending.clear();
+        let _ = self.file.set_len(len);
+        self.len = len;
     }
 
     fn roll(&mut self) -> Result<(), StoreError> {
@@ -206,58 +223,76 @@ impl Writer {
         self.logs.get_mut(project).ok_or(StoreError::Closed)
     }
 
-    /// Writes a group, syncs each file once, then answers every job.
+    /// Writes a group (one `write` per project), syncs each file once,
+    /// then answers every job. Once a project's write or sync fails, the
+    /// batches that were to be in that segment and every later one of the
+    /// project in the group fail: none is acknowledged, and a batch that
+    /// did reach the disk (in a segment closed earlier) is not failed, so
+    /// no resend is stored twice.
     fn group(&mut self, jobs: Vec<Job>) {
-        let mut answers: Vec<(Job, Result<Appended, StoreError>)> = Vec::with_capacity(jobs.len());
-        // Per project touched: the length before this group, to undo on failure.
+        // Each answer with the segment its record went to.
+        let mut answers: Vec<(Job, Result<Appended, StoreError>, u64)> =
+            Vec::with_capacity(jobs.len());
+        // Per project touched: the active segment's length before this group.
         let mut touched: HashMap<ProjectId, u64> = HashMap::new();
+        // Per project failed: the segment that lost its records, and why.
+        let mut failed: HashMap<ProjectId, (u64, StoreError)> = HashMap::new();
         let mut in_group: HashSet<(ProjectId, String, u64)> = HashSet::new();
         let (segment_bytes, retention) = (self.config.segment_bytes, self.config.retention);
         for job in jobs {
+            if let Some((_, e)) = failed.get(&job.project) {
+                let e = e.clone();
+                answers.push((job, Err(e), u64::MAX));
+                continue;
+            }
             let key = (job.project.clone(), job.record.agent.clone(), job.record.batch.seq);
-            let result = match self.log(&job.project) {
-                Err(e) => Err(e),
+            let (result, segment) = match self.log(&job.project) {
+                Err(e) => (Err(e), u64::MAX),
                 Ok(log) => {
                     let dup = log.seen.get(&key.1).is_some_and(|s| s.contains(key.2))
                         || in_group.contains(&key);
                     if dup {
-                        Ok(Appended::Duplicate)
+                        (Ok(Appended::Duplicate), u64::MAX)
                     } else {
-                        write(
+                        match append(
                             log,
                             &job.record,
                             segment_bytes,
                             retention,
                             &mut touched,
                             &job.project,
-                        )
-                        .map(|()| {
-                            in_group.insert(key);
-                            Appended::Stored
-                        })
+                        ) {
+                            Ok(segment) => {
+                                in_group.insert(key);
+                                (Ok(Appended::Stored), segment)
+                            }
+                            Err((lost, e)) => {
+                                failed.insert(job.project.clone(), (lost, e.clone()));
+                                (Err(e), u64::MAX)
+                            }
+                        }
                     }
                 }
             };
-            answers.push((job, result));
+            answers.push((job, result, segment));
         }
-        let mut failed: HashMap<ProjectId, StoreError> = HashMap::new();
         for (project, start) in touched {
             let Some(log) = self.logs.get_mut(&project) else { continue };
-            let synced = match self.config.fsync {
-                Fsync::Group => log.file.sync_data().map_err(io_err(&log.active.path)),
+            let path = log.active.path.clone();
+            let done = log.flush().and_then(|()| match self.config.fsync {
+                Fsync::Group => log.file.sync_data().map_err(io_err(&path)),
                 Fsync::Off => Ok(()),
-            };
-            if let Err(e) = synced {
-                tracing::error!(%project, error = %e, "sync failed; the group's batches are not acknowledged");
-                let _ = log.file.set_len(start);
-                log.len = start;
-                failed.insert(project, e);
+            });
+            if let Err(e) = done {
+                tracing::error!(%project, error = %e, "write or sync failed; the group's batches are not acknowledged");
+                log.undo(start);
+                failed.entry(project).or_insert((log.active.id, e));
             }
         }
-        for (job, result) in answers {
+        for (job, result, segment) in answers {
             let result = match (result, failed.get(&job.project)) {
-                (Ok(Appended::Stored), Some(e)) => Err(e.clone()),
-                (Ok(Appended::Stored), None) => {
+                (Ok(Appended::Stored), Some((lost, e))) if segment >= *lost => Err(e.clone()),
+                (Ok(Appended::Stored), _) => {
                     if let Some(log) = self.logs.get_mut(&job.project) {
                         log.seen
                             .entry(job.record.agent.clone())
@@ -273,37 +308,39 @@ impl Writer {
     }
 }
 
-/// Appends one record to `log`, rolling the segment first if it is full.
-fn write(
+/// Adds one record to `log`'s pending group, first closing the active
+/// segment durably and rolling to a new one if it is full. Returns the
+/// segment the record goes to; on failure, the first segment whose records
+/// of this group are lost.
+fn append(
     log: &mut ProjectLog,
     record: &StoredBatch,
     segment_bytes: u64,
     retention: Option<Duration>,
     touched: &mut HashMap<ProjectId, u64>,
     project: &ProjectId,
-) -> Result<(), StoreError> {
+) -> Result<u64, (u64, StoreError)> {
     if log.len > 0 && log.len >= segment_bytes {
-        // Close the full segment durably before moving on.
+        let closing = log.active.id;
         if let Some(start) = touched.remove(project) {
-            log.file.sync_data().map_err(io_err(&log.active.path)).inspect_err(|_| {
-                let _ = log.file.set_len(start);
-                log.len = start;
-            })?;
+            let path = log.active.path.clone();
+            log.flush().and_then(|()| log.file.sync_data().map_err(io_err(&path))).map_err(
+                |e| {
+                    log.undo(start);
+                    (closing, e)
+                },
+            )?;
         }
-        log.roll()?;
+        // The closed segment is durable: only what follows is lost.
+        log.roll().map_err(|e| (closing + 1, e))?;
         if let Some(r) = retention {
             log.apply_retention(r);
         }
     }
-    let mut buf = Vec::new();
-    record::encode(&message::encode(record), &mut buf);
-    let start = log.len;
-    touched.entry(project.clone()).or_insert(start);
-    if let Err(e) = log.file.write_all(&buf) {
-        let _ = log.file.set_len(start);
-        return Err(io_err(&log.active.path)(e));
-    }
-    log.len += buf.len() as u64;
+    touched.entry(project.clone()).or_insert(log.len);
+    let before = log.pending.len();
+    record::append_with(&mut log.pending, |out| message::encode_into(record, out));
+    log.len += (log.pending.len() - before) as u64;
     log.active.newest_ms = log.active.newest_ms.max(record.received_ms);
-    Ok(())
+    Ok(log.active.id)
 }
