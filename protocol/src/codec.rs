@@ -1,4 +1,5 @@
-//! Byte-level reading and writing for the fixed handshake layouts.
+//! Byte-level reading and writing for hand-written layouts (the handshake,
+//! the proxy's store records): fixed fields, LEB128 varints, texts.
 
 /// The input ended early or held an invalid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,40 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(usize::from(n))?).map_err(|_| DecodeError::Utf8)
     }
 
+    /// An unsigned LEB128 varint of at most 10 bytes.
+    pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && b > 1 {
+                return Err(DecodeError::Invalid("varint"));
+            }
+            value |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::Invalid("varint"))
+    }
+
+    /// A varint count of items that each take at least one byte: larger
+    /// than what is left means the input is damaged (and it is safe to
+    /// reserve room for).
+    pub fn count(&mut self) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n <= self.buf.len() => Ok(n),
+            _ => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// A text prefixed by its length as a varint.
+    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.count()?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::Utf8)
+    }
+
     /// How many bytes are not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len()
@@ -95,6 +130,21 @@ pub fn put_short_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&s.as_bytes()[..n]);
 }
 
+/// Appends `v` as an unsigned LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends a text with its length as a varint.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +159,37 @@ mod tests {
         assert_eq!(r.u64(), Ok(42));
         assert_eq!(r.short_str(), Ok("agent-1"));
         r.finish().expect("nothing left");
+    }
+
+    #[test]
+    fn varints_and_texts_round_trip_and_damage_is_refused() {
+        let values = [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX];
+        let mut out = Vec::new();
+        for v in values {
+            put_varint(&mut out, v);
+        }
+        put_str(&mut out, "séries");
+        let mut r = Reader::new(&out);
+        for v in values {
+            assert_eq!(r.varint(), Ok(v));
+        }
+        assert_eq!(r.str(), Ok("séries"));
+        r.finish().expect("nothing left");
+        assert_eq!(Reader::new(&[0x80; 10]).varint(), Err(DecodeError::Invalid("varint")));
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(),
+            Err(DecodeError::Invalid("varint"))
+        );
+        assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::Truncated));
+        assert_eq!(
+            Reader::new(&[5, b'a']).str(),
+            Err(DecodeError::Truncated),
+            "count beyond the input"
+        );
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x0f]).count(),
+            Err(DecodeError::Truncated)
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! `<data_dir>/<project>/<NNNNNNNNNNNNNNNNNNNN>.seg` are segments in order,
 //! each a sequence of [checksummed records](wasmtap_protocol::record) (the
-//! format the agent's spool uses too) whose payload is a postcard
-//! [`StoredBatch`]. A segment is closed at [`StoreConfig::segment_bytes`];
+//! format the agent's spool uses too) whose payload is a [`StoredBatch`]
+//! with its field layouts written once per record (`format.rs`). A segment is closed at [`StoreConfig::segment_bytes`];
 //! closed segments whose newest batch is older than the retention are
 //! deleted. On open, the last segment's torn or corrupt tail (a crash in the
 //! middle of a write) is cut off.
@@ -16,6 +16,7 @@
 //! deduplicates by (agent, batch sequence): a resent batch is answered
 //! [`Appended::Duplicate`] and not written again.
 
+mod format;
 mod writer;
 
 #[cfg(test)]
@@ -30,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
-use wasmtap_protocol::message::{self, Batch};
+use wasmtap_protocol::message::Batch;
 use wasmtap_protocol::record;
 
 /// Largest record accepted when reading back (a corrupt length beyond it ends the segment).
@@ -217,7 +218,7 @@ fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize) {
     let mut out = Vec::new();
     let mut records = record::scan(bytes, MAX_RECORD);
     while let Some((_, payload)) = records.next() {
-        match message::decode::<StoredBatch>(payload) {
+        match format::decode(payload) {
             Ok(r) => out.push(r),
             Err(_) => {
                 records.reject_last(payload.len());

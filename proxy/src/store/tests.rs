@@ -123,11 +123,26 @@ fn segments_roll_and_old_ones_expire() {
 #[test]
 fn corrupt_bytes_end_a_segment() {
     let mut bytes = Vec::new();
-    record::encode(&message::encode(&record("a", 1, 5)), &mut bytes);
+    record::append_with(&mut bytes, |out| format::encode(&record("a", 1, 5), out));
     let good = bytes.len();
     bytes.extend_from_slice(&bytes.clone());
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     assert_eq!(scan(&bytes), (vec![record("a", 1, 5)], good));
     assert_eq!(scan(&[0xff; 8]).1, 0);
+}
+
+#[test]
+fn segments_of_the_first_record_format_are_read_and_appended_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment = dir.path().join("demo").join(format!("{:020}.seg", 1));
+    std::fs::create_dir_all(segment.parent().expect("dir")).expect("mkdir");
+    let mut old = Vec::new();
+    record::encode(&wasmtap_protocol::message::encode(&record("a", 1, 5)), &mut old);
+    std::fs::write(&segment, &old).expect("write");
+    let store = Store::open(dir.path()).expect("open");
+    let p = project();
+    assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
+    assert_eq!(store.append(&p, record("a", 2, 5)).expect("append"), Appended::Stored);
+    assert_eq!(store.read(&p).expect("read"), vec![record("a", 1, 5), record("a", 2, 5)]);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
-use wasmtap_protocol::{message, record};
+use wasmtap_protocol::record;
 
 use super::{Appended, Fsync, StoreConfig, StoreError, StoredBatch, io_err, scan};
 use crate::dedup::SeqSet;
@@ -339,7 +339,7 @@ fn append(
     }
     touched.entry(project.clone()).or_insert(log.len);
     let before = log.pending.len();
-    record::append_with(&mut log.pending, |out| message::encode_into(record, out));
+    record::append_with(&mut log.pending, |out| super::format::encode(record, out));
     log.len += (log.pending.len() - before) as u64;
     log.active.newest_ms = log.active.newest_ms.max(record.received_ms);
     Ok(log.active.id)
