@@ -362,6 +362,10 @@ struct KnownSeries {
 #[derive(Debug)]
 pub struct Decoder {
     series: Vec<KnownSeries>,
+    /// Field names, one shared copy each: series with the same fields
+    /// (one per CPU, disk, …) then share them, and consumers can compare
+    /// layouts by pointer.
+    names: std::collections::HashSet<FieldName>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -387,12 +391,21 @@ impl Decoder {
 
     /// A fresh decoder whose dictionary may hold about `max_bytes`.
     pub fn with_limit(max_bytes: usize) -> Self {
-        Self { series: Vec::new(), bytes: 0, max_bytes }
+        Self { series: Vec::new(), names: Default::default(), bytes: 0, max_bytes }
     }
 
     /// Series in the dictionary.
     pub fn series(&self) -> usize {
         self.series.len()
+    }
+
+    fn intern(&mut self, name: String) -> FieldName {
+        if let Some(shared) = self.names.get(name.as_str()) {
+            return shared.clone();
+        }
+        let shared = FieldName::from(name);
+        self.names.insert(shared.clone());
+        shared
     }
 
     /// Rebuilds the batch from its head and its verified numbers. After an
@@ -404,6 +417,7 @@ impl Decoder {
     ) -> Result<Batch, DecodeError> {
         if head.reset {
             self.series.clear();
+            self.names.clear();
             self.bytes = 0;
         }
         if self.series.len() + head.defs.len() > MAX_SERIES {
@@ -416,7 +430,7 @@ impl Decoder {
         self.bytes += added;
         for def in head.defs {
             let fields: Vec<(FieldName, FieldKind)> =
-                def.fields.into_iter().map(|(n, k)| (FieldName::from(n), k)).collect();
+                def.fields.into_iter().map(|(n, k)| (self.intern(n), k)).collect();
             let texts = fields.iter().filter(|(_, k)| *k == FieldKind::Text).count();
             self.series.push(KnownSeries {
                 collector: def.collector.into(),

@@ -38,7 +38,10 @@ fn round_trips_across_batches_with_one_dictionary() {
         let (head, numbers) = enc.encode(&batch);
         assert_eq!(head.defs.len(), if seq == 0 { 2 } else { 0 });
         let head = message::decode(&message::encode(&head)).expect("head codec");
-        assert_eq!(dec.decode(head, &numbers), Ok(batch));
+        let got = dec.decode(head, &numbers).expect("decodes");
+        let (a, b) = (&got.samples[0].values[0].0, &got.samples[1].values[0].0);
+        assert!(std::sync::Arc::ptr_eq(a, b), "series share one copy of a field name");
+        assert_eq!(got, batch);
     }
     assert_eq!((enc.series(), dec.series()), (2, 2));
 }
