@@ -1,17 +1,19 @@
 //! Proxy capacity, against the real `wasmtap-proxy` binary of this build:
 //!
-//! - `ingest`: agents send compact batches (sealed before the clock starts)
-//!   as fast as acknowledgements come back; samples decrypted, decoded,
-//!   deduplicated and durably stored per second of wall time and per second
-//!   of the proxy's CPU time (from `/proc/<pid>/stat`), with group fsync and,
-//!   as the baseline of the same run, with `fsync = "off"`.
+//! - `ingest`: 4 agents send compact batches of 1,000 values (sealed
+//!   before the clock starts) as fast as acknowledgements come back;
+//!   samples (and values) decrypted, decoded, deduplicated and durably
+//!   stored per second of the proxy's CPU time (from `/proc/<pid>/stat`)
+//!   and of wall time. Samples of 10 fields with group fsync and, as the
+//!   baseline of the same run, with `fsync = "off"`; then samples of one
+//!   field each (one sample per value, as Prometheus counts them).
 //! - `idle_sessions`: established sessions held open; the proxy's resident
 //!   memory before and after.
 //! - `handshakes`: full handshakes per second from 8 concurrent clients.
 //!
 //! Run: `cargo bench -p wasmtap-proxy --bench proxy`
 //! (`BENCH_SESSIONS` changes the 10,000 idle sessions, `BENCH_BATCHES` the
-//! 300 batches each ingest agent sends; `BENCH_ONLY=ingest` stops after ingest).
+//! 1,000 batches each ingest agent sends; `BENCH_ONLY=ingest` stops after ingest).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,8 +30,20 @@ use wasmtap_protocol::handshake::ClientHandshake;
 use wasmtap_protocol::message::{self, Ack, Batch, Sample, SealedBatch, Value};
 use wasmtap_protocol::session::Session;
 
-/// Samples per batch in the ingest run.
-const BATCH_SAMPLES: u64 = 100;
+/// Values per batch in the ingest runs (samples × fields per sample).
+const BATCH_VALUES: u64 = 1_000;
+
+/// The batches of an ingest run: how many fields each sample carries.
+#[derive(Clone, Copy)]
+struct Shape {
+    fields: u64,
+}
+
+impl Shape {
+    fn samples(self) -> u64 {
+        BATCH_VALUES / self.fields
+    }
+}
 
 struct Proxy {
     child: Child,
@@ -116,14 +130,14 @@ async fn connect(
     (stream, est.session, decoder)
 }
 
-/// A batch like a host's: series of 10 counters each, moving a little.
-fn batch(seq: u64) -> Batch {
-    let samples = (0..BATCH_SAMPLES)
+/// A batch like a host's: series of `shape.fields` counters each, moving a little.
+fn batch(seq: u64, shape: Shape) -> Batch {
+    let samples = (0..shape.samples())
         .map(|i| Sample {
             collector: "bench".into(),
             time_ms: 1_700_000_000_000 + seq * 1_000,
             labels: vec![("series".into(), i.to_string())].into(),
-            values: (0..10u64)
+            values: (0..shape.fields)
                 .map(|f| (format!("f{f}").into(), Value::Counter((seq * (f + 1) + i) as f64)))
                 .collect(),
         })
@@ -131,13 +145,28 @@ fn batch(seq: u64) -> Batch {
     Batch { seq, samples }
 }
 
-/// One agent: seals `batches` up front, then sends them and waits for the last ack.
-async fn agent(addr: SocketAddr, key: AccessKey, name: String, batches: u64) {
-    let (mut stream, mut session, mut decoder) = connect(addr, key, name).await;
+/// One agent, connected, with its batches already sealed.
+struct Loaded {
+    stream: TcpStream,
+    session: Session,
+    decoder: FrameDecoder,
+    wire: Vec<u8>,
+    batches: u64,
+}
+
+/// Connects and seals `batches` batches, before any clock starts.
+async fn load(
+    addr: SocketAddr,
+    key: AccessKey,
+    name: String,
+    batches: u64,
+    shape: Shape,
+) -> Loaded {
+    let (stream, mut session, decoder) = connect(addr, key, name).await;
     let mut encoder = Encoder::new();
     let mut wire = Vec::new();
     for seq in 1..=batches {
-        let (head, numbers) = encoder.encode(&batch(seq));
+        let (head, numbers) = encoder.encode(&batch(seq, shape));
         for p in &numbers {
             session.seal_simple(p, &mut wire);
         }
@@ -145,6 +174,12 @@ async fn agent(addr: SocketAddr, key: AccessKey, name: String, batches: u64) {
         let body = message::encode(&SealedBatch { head, checkpoint });
         session.seal_into(FrameKind::Sealed, &body, &mut wire).expect("seal");
     }
+    Loaded { stream, session, decoder, wire, batches }
+}
+
+/// Sends everything and waits for the last ack.
+async fn deliver(loaded: Loaded) {
+    let Loaded { mut stream, mut session, mut decoder, wire, batches } = loaded;
     let (mut rd, mut wr) = stream.split();
     let send = async {
         wr.write_all(&wire).await.expect("send");
@@ -168,23 +203,25 @@ async fn agent(addr: SocketAddr, key: AccessKey, name: String, batches: u64) {
     tokio::join!(send, acks);
 }
 
-/// Samples per wall second and per proxy CPU second.
-async fn ingest(key: &AccessKey, fsync: &str) -> (f64, f64) {
+/// Samples per wall second and per proxy CPU second, from 4 agents.
+async fn ingest(key: &AccessKey, fsync: &str, shape: Shape) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = Proxy::start(dir.path(), key, fsync);
-    let batches = std::env::var("BENCH_BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let batches = std::env::var("BENCH_BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let agents = 4u64;
+    let mut loaded = Vec::new();
+    for a in 0..agents {
+        loaded.push(load(proxy.addr, key.clone(), format!("agent-{a}"), batches, shape).await);
+    }
     let (cpu0, _) = proxy.stat();
     let started = Instant::now();
-    let tasks: Vec<_> = (0..agents)
-        .map(|a| tokio::spawn(agent(proxy.addr, key.clone(), format!("agent-{a}"), batches)))
-        .collect();
+    let tasks: Vec<_> = loaded.into_iter().map(|l| tokio::spawn(deliver(l))).collect();
     for t in tasks {
         t.await.expect("agent");
     }
     let wall = started.elapsed().as_secs_f64();
     let (cpu1, _) = proxy.stat();
-    let samples = (agents * batches * BATCH_SAMPLES) as f64;
+    let samples = (agents * batches * shape.samples()) as f64;
     (samples / wall, samples / (cpu1 - cpu0).max(0.01))
 }
 
@@ -244,19 +281,23 @@ fn main() {
     let key = AccessKey::generate(ProjectId::new("bench").expect("valid"), &mut rand::rng());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (wall, cpu) = ingest(&key, "group").await;
-        let (wall_off, cpu_off) = ingest(&key, "off").await;
-        println!(
-            "ingest, fsync group: {:.2} M samples/s wall, {:.2} M per proxy CPU-second",
-            wall / 1e6,
-            cpu / 1e6
-        );
-        println!(
-            "ingest, fsync off:   {:.2} M samples/s wall, {:.2} M per proxy CPU-second (group/off CPU rate = {:.2})",
-            wall_off / 1e6,
-            cpu_off / 1e6,
-            cpu / cpu_off
-        );
+        let wide = Shape { fields: 10 };
+        let (wall, cpu) = ingest(&key, "group", wide).await;
+        let (wall_off, cpu_off) = ingest(&key, "off", wide).await;
+        let narrow = Shape { fields: 1 };
+        let (wall_one, cpu_one) = ingest(&key, "group", narrow).await;
+        let line = |what: &str, shape: Shape, wall: f64, cpu: f64| {
+            println!(
+                "ingest, {what}: {:.2} M samples ({:.1} M values) per proxy CPU-second; {:.2} M samples/s wall",
+                cpu / 1e6,
+                cpu * shape.fields as f64 / 1e6,
+                wall / 1e6
+            );
+        };
+        line("10 fields per sample, fsync group", wide, wall, cpu);
+        line("10 fields per sample, fsync off  ", wide, wall_off, cpu_off);
+        line(" 1 field per sample,  fsync group", narrow, wall_one, cpu_one);
+        println!("group/off CPU rate = {:.2}", cpu / cpu_off);
         if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "ingest") {
             return;
         }
