@@ -155,8 +155,11 @@ impl Config {
             }
         }
         let http = raw.http.map(http::validate).transpose()?;
-        let remote_write =
-            raw.remote_write.into_iter().map(remote_write::validate).collect::<Result<_, _>>()?;
+        let remote_write = raw
+            .remote_write
+            .into_iter()
+            .map(|r| remote_write::validate(r, base))
+            .collect::<Result<_, _>>()?;
         let store = limits::store(raw.store).map_err(|e| ConfigError::Section("store", e))?;
         let limits = limits::limits(raw.limits).map_err(|e| ConfigError::Section("limits", e))?;
         Ok(Self {
@@ -262,9 +265,11 @@ mod tests {
             ("data_dir = \"d\"\n[http]\nmetrics = 1\n".to_owned(), "unknown field `metrics`"),
             ("data_dir = \"d\"\n[http]\nseries_ttl = \"soon\"\n".to_owned(), "series_ttl"),
             (
-                "data_dir = \"d\"\n[[remote_write]]\nurl = \"https://h/w\"\n".to_owned(),
-                "https is not supported",
+                "data_dir = \"d\"\n[[remote_write]]\nurl = \"https://h/w\"\ntls_ca_file = \"nope.pem\"\n".to_owned(),
+                "nope.pem: No such file",
             ),
+            (rw("tls_ca_file = \"ca.pem\""), "only for https://"),
+            ("data_dir = \"d\"\n[[remote_write]]\nurl = \"ftp://h/w\"\n".to_owned(), "https://"),
             (
                 "data_dir = \"d\"\n[[remote_write]]\nurl = \"http://u:p@h/w\"\n".to_owned(),
                 "not in the url",

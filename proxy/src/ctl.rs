@@ -92,7 +92,7 @@ impl<'a> AdminApi<'a> {
         let uri: Uri = format!("http://{addr}/")
             .parse()
             .map_err(|_| client_err(ClientError::Url(addr.to_string())))?;
-        let mut client = Client::new(&uri).map_err(client_err)?;
+        let mut client = Client::new(&uri, None).map_err(client_err)?;
         let mut bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
             .map_err(|_| client_err(ClientError::Url("token".into())))?;
         bearer.set_sensitive(true);

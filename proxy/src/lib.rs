@@ -23,6 +23,7 @@
 //! - [`http`]: the `[http]` listener: `/metrics`, `/healthz`, and [`admin`].
 //! - [`admin`]: the bearer-token admin API under `/api/`.
 //! - [`http_client`]: a small HTTP/1.1 client (remote write, `ctl`).
+//! - [`tls`]: the trusted certificate authorities of `https://` remote write.
 //! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl`.
 //!
 //! ## Example
@@ -59,6 +60,7 @@ pub mod server;
 pub mod sessions;
 pub mod sink;
 pub mod store;
+pub mod tls;
 
 /// Milliseconds since the Unix epoch; the proxy's one wall-clock read.
 pub fn now_ms() -> u64 {

@@ -6,10 +6,14 @@
 //! drops new values, counted and logged); [`RemoteWrite::run`] is the worker
 //! that takes batches off it and sends them. 5xx, 429 and network errors are
 //! retried with exponential backoff and jitter until they succeed (meanwhile
-//! the queue fills and then drops); any other 4xx drops the batch, counted
-//! and logged. The counters appear on `/metrics`.
+//! the queue fills and then drops); a `Retry-After` on the response is
+//! honoured instead (up to [`MAX_RETRY_AFTER`]). Any other 4xx drops the
+//! batch, counted and logged. The counters appear on `/metrics`.
 
 mod wire;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +38,8 @@ use crate::store::StoredBatch;
 
 /// Drops are logged at most this often per endpoint (with running totals).
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest `Retry-After` obeyed; a longer one waits this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// How much of an error response body is logged.
 const LOGGED_BODY: usize = 256;
 
@@ -72,7 +78,8 @@ pub struct RemoteWrite {
 enum Outcome {
     Sent,
     Rejected(StatusCode, String),
-    Retry(String),
+    /// Try again, after the server's `Retry-After` if it sent one.
+    Retry(String, Option<Duration>),
 }
 
 fn sorted_labels(
@@ -88,9 +95,9 @@ fn sorted_labels(
 impl RemoteWrite {
     /// An endpoint with an empty queue; start [`RemoteWrite::run`] to send.
     pub fn new(config: RemoteWriteConfig) -> Arc<Self> {
-        let origin = match config.url.authority() {
-            Some(a) => format!("http://{a}"),
-            None => config.url.to_string(),
+        let origin = match (config.url.scheme_str(), config.url.authority()) {
+            (Some(scheme), Some(a)) => format!("{scheme}://{a}"),
+            _ => config.url.to_string(),
         };
         Arc::new(Self {
             queue: Mutex::new(Queue {
@@ -116,7 +123,7 @@ impl RemoteWrite {
     /// Sends batches until `shutdown` flips, then makes one attempt to send
     /// what is still queued.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut client = match Client::new(&self.config.url) {
+        let mut client = match Client::new(&self.config.url, self.config.tls.as_ref()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(endpoint = %self.origin, error = %e, "remote write disabled");
@@ -204,10 +211,10 @@ impl RemoteWrite {
                     tracing::warn!(endpoint = %self.origin, %status, response = %body, values = batch.len(), "remote write refused a batch; dropped");
                     return;
                 }
-                Outcome::Retry(why) => {
+                Outcome::Retry(why, asked) => {
                     failures += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = jitter(backoff);
+                    let delay = asked.map_or_else(|| jitter(backoff), |d| d.min(MAX_RETRY_AFTER));
                     if failures == 1 || backoff == self.config.max_backoff {
                         tracing::warn!(endpoint = %self.origin, error = %why, failures, retry_in = ?delay, "remote write failed; retrying");
                     } else {
@@ -242,7 +249,7 @@ impl RemoteWrite {
                     body.truncate(cut);
                 }
                 if r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS {
-                    Outcome::Retry(format!("{}: {body}", r.status))
+                    Outcome::Retry(format!("{}: {body}", r.status), r.retry_after)
                 } else {
                     Outcome::Rejected(r.status, body)
                 }
@@ -250,7 +257,7 @@ impl RemoteWrite {
             Err(e @ (ClientError::Url(_) | ClientError::Body(_))) => {
                 Outcome::Rejected(StatusCode::BAD_REQUEST, e.to_string())
             }
-            Err(e) => Outcome::Retry(e.to_string()),
+            Err(e) => Outcome::Retry(e.to_string(), None),
         }
     }
 

@@ -1,12 +1,14 @@
 //! A deliberately tiny, independent HTTP/1.0 client for black-box checks
 //! of the proxy's HTTP listener and of Prometheus: one request per
-//! connection, the response read to the end.
+//! connection (plain or TLS), the response read to the end.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use rustls_pki_types::ServerName;
 
 /// A response.
 #[derive(Debug)]
@@ -34,9 +36,39 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    exchange(connect(addr)?, addr, method, path, headers, body)
+}
+
+/// Like [`request`], over TLS verified with `tls` (the name checked is `localhost`).
+pub fn request_tls(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Response> {
+    let name = ServerName::try_from("localhost")?;
+    let conn = rustls::ClientConnection::new(tls.clone(), name)?;
+    let stream = rustls::StreamOwned::new(conn, connect(addr)?);
+    exchange(stream, addr, method, path, headers, body)
+}
+
+fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+fn exchange(
+    mut stream: impl Read + Write,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Response> {
     let mut head = format!(
         "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -47,8 +79,14 @@ pub fn request(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
+    stream.flush()?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).with_context(|| format!("reading {method} {path}"))?;
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify, after its response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {method} {path}")),
+    }
     let text = String::from_utf8(raw).context("response is not UTF-8")?;
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         bail!("incomplete response to {method} {path}: {text:?}");

@@ -11,11 +11,13 @@
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
 //! - [`http`]: a tiny independent HTTP client for the proxy's listener and Prometheus.
 //! - [`prometheus`]: a real Prometheus server with its remote-write receiver on.
+//! - [`pki`]: a throwaway certificate authority and server certificate for TLS tests.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
 pub mod http;
 pub mod paths;
+pub mod pki;
 pub mod prometheus;
 pub mod proxy;
 pub mod relay;

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use wasmtap_tests::pki::Pki;
 use wasmtap_tests::{Agent, Prometheus, Proxy, http, new_key, paths, wait};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -151,6 +152,65 @@ fn remote_write_to_a_dead_endpoint_retries_and_says_so() -> anyhow::Result<()> {
     .with_context(|| proxy.log_text())?;
     let log = proxy.log_text();
     assert!(log.contains("remote write failed; retrying"), "{log}");
+    Ok(())
+}
+
+/// The value of the `/metrics` line of `family` for `endpoint`.
+fn endpoint_counter(metrics: &str, family: &str, endpoint: &str) -> f64 {
+    let prefix = format!("{family}{{endpoint=\"{endpoint}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn remote_write_over_https_verifies_the_server_and_delivers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::create(&dir.path().join("pki"), "prometheus")?;
+    let stranger = Pki::create(&dir.path().join("pki"), "stranger")?;
+    let prometheus = Prometheus::start_tls(&dir.path().join("prometheus"), &pki)?;
+    let port = prometheus.addr.port();
+    let key = new_key("shop")?;
+    // One endpoint trusts Prometheus's CA; the other trusts another CA and
+    // must refuse the connection.
+    let extra = format!(
+        "{}\n[[remote_write]]\nurl = \"https://localhost:{port}/api/v1/write\"\ntls_ca_file = \"{}\"\nbatch_wait = \"200ms\"\n\
+         [[remote_write]]\nurl = \"https://127.0.0.1:{port}/api/v1/write\"\ntls_ca_file = \"{}\"\nbatch_wait = \"200ms\"\nmin_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n",
+        http_section(),
+        pki.ca.display(),
+        stranger.ca.display()
+    );
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &extra)?;
+    let _agent =
+        Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &["load"])?;
+    let context =
+        || format!("proxy log:\n{}\nprometheus log:\n{}", proxy.log_text(), prometheus.log_text());
+    let load1 = r#"wasmtap_load_load1{project="shop",agent="web-01"}"#;
+    let result = wait::until(Duration::from_secs(30), "load1 in Prometheus over https", || {
+        let r = prometheus.query(load1)?;
+        Ok((!r.is_empty()).then_some(r))
+    })
+    .with_context(context)?;
+    let value: f64 = result[0]["value"][1].as_str().context("value")?.parse()?;
+    let stored = stored_load1(&proxy)?;
+    assert!(stored.iter().any(|(_, v)| *v == value), "{value} not among stored {stored:?}");
+
+    let addr = http_addr(&proxy)?;
+    let (trusted, untrusted) =
+        (format!("https://localhost:{port}"), format!("https://127.0.0.1:{port}"));
+    wait::until(Duration::from_secs(20), "the untrusted endpoint retried", || {
+        let m = http::get(addr, "/metrics", &[])?.body;
+        let retries = endpoint_counter(&m, "wasmtap_proxy_remote_write_retries_total", &untrusted);
+        Ok((retries >= 3.0).then_some(()))
+    })
+    .with_context(context)?;
+    let m = http::get(addr, "/metrics", &[])?.body;
+    assert!(endpoint_counter(&m, "wasmtap_proxy_remote_write_sent_total", &trusted) >= 1.0, "{m}");
+    assert_eq!(endpoint_counter(&m, "wasmtap_proxy_remote_write_sent_total", &untrusted), 0.0);
+    let log = proxy.log_text();
+    assert!(log.contains("invalid peer certificate"), "{log}");
     Ok(())
 }
 

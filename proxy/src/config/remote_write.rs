@@ -2,6 +2,7 @@
 //! credentials, queue and retry settings.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::Uri;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::ConfigError;
+use crate::tls::{self, ClientTls};
 
 /// Samples queued per endpoint by default; beyond it new samples are dropped and counted.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
@@ -48,6 +50,7 @@ pub(super) struct RawRemoteWrite {
     timeout: Option<String>,
     min_backoff: Option<String>,
     max_backoff: Option<String>,
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,8 +73,10 @@ impl std::fmt::Debug for SecretHeader {
 /// One validated remote-write endpoint.
 #[derive(Debug, Clone)]
 pub struct RemoteWriteConfig {
-    /// The endpoint (`http://` only).
+    /// The endpoint, `http://` or `https://`.
     pub url: Uri,
+    /// For `https://`: the trusted certificate authorities.
+    pub tls: Option<ClientTls>,
     /// Extra headers (tenant ids and the like); values are treated as secrets.
     pub headers: Vec<(HeaderName, SecretHeader)>,
     /// Samples queued at most.
@@ -91,14 +96,8 @@ pub struct RemoteWriteConfig {
 fn parse_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text.parse().map_err(|e| format!("url {text:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "url {text:?}: https is not supported by this build; use an http:// endpoint \
-                 (for example a local TLS-terminating proxy)"
-            ));
-        }
-        _ => return Err(format!("url {text:?} must start with http://")),
+        Some("http" | "https") => {}
+        _ => return Err(format!("url {text:?} must start with http:// or https://")),
     }
     let authority = uri.authority().ok_or_else(|| format!("url {text:?} has no host"))?;
     if authority.as_str().contains('@') {
@@ -143,10 +142,19 @@ fn authorization(raw: &RawRemoteWrite) -> Result<Option<(HeaderName, SecretHeade
     Ok(Some((hyper::header::AUTHORIZATION, SecretHeader(v))))
 }
 
-pub(super) fn validate(raw: RawRemoteWrite) -> Result<RemoteWriteConfig, ConfigError> {
+/// `raw`'s relative `tls_ca_file` resolves against `base`.
+pub(super) fn validate(raw: RawRemoteWrite, base: &Path) -> Result<RemoteWriteConfig, ConfigError> {
     let url_text = raw.url.clone();
     let problem = |problem: String| ConfigError::RemoteWrite { url: url_text.clone(), problem };
     let url = parse_url(&raw.url).map_err(problem)?;
+    let tls = match (url.scheme_str(), &raw.tls_ca_file) {
+        (Some("https"), ca) => {
+            let ca = ca.as_ref().map(|p| base.join(p));
+            Some(tls::client(ca.as_deref()).map_err(problem)?)
+        }
+        (_, Some(_)) => return Err(problem("tls_ca_file is only for https:// urls".into())),
+        (_, None) => None,
+    };
     let mut headers = Vec::new();
     for (name, value) in &raw.headers {
         headers.push(header(name, value).map_err(problem)?);
@@ -165,6 +173,7 @@ pub(super) fn validate(raw: RawRemoteWrite) -> Result<RemoteWriteConfig, ConfigE
     };
     let config = RemoteWriteConfig {
         url,
+        tls,
         headers,
         queue_capacity: raw.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
         batch_size: raw.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
@@ -208,8 +217,9 @@ mod tests {
             timeout: None,
             min_backoff: None,
             max_backoff: None,
+            tls_ca_file: None,
         };
-        let c = validate(raw).expect("valid");
+        let c = validate(raw, Path::new(".")).expect("valid");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("tenant-secret"), "{shown}");
         let auth = c.headers.iter().find(|(n, _)| n == hyper::header::AUTHORIZATION);
