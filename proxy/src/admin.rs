@@ -69,10 +69,7 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
             let agents = state.sessions.agents();
             json(StatusCode::OK, &json!(agents))
         }
-        (&Method::POST, ["agents", agent, "request"]) => match percent_decode(agent) {
-            Some(agent) => control(state, &agent, req).await,
-            None => json_error(StatusCode::BAD_REQUEST, "the agent name is not valid UTF-8"),
-        },
+        (&Method::POST, ["agents", agent, "request"]) => control(state, agent, req).await,
         (_, ["agents"] | ["agents", _, "request"]) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this endpoint")
         }
@@ -93,27 +90,49 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpResponse> {
     }
 }
 
-async fn control(state: &HttpState, agent: &str, req: Request<Incoming>) -> HttpResponse {
+/// A control request as the admin API received it, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlCall {
+    /// The agent, percent-decoded from the path.
+    pub agent: String,
+    /// The command.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
+}
+
+/// Checks the agent path segment and the JSON body of
+/// `POST /api/agents/{agent}/request`; the error is the client's mistake.
+pub fn parse_control(segment: &str, body: &[u8]) -> Result<ControlCall, String> {
+    let agent = percent_decode(segment).ok_or("the agent name is not valid UTF-8")?;
+    let body: ControlBody =
+        serde_json::from_slice(body).map_err(|e| format!("request body: {e}"))?;
+    let timeout = match body.timeout_ms.map(Duration::from_millis) {
+        None => DEFAULT_REQUEST_TIMEOUT,
+        Some(t) if t.is_zero() || t > MAX_REQUEST_TIMEOUT => {
+            return Err(format!(
+                "timeout_ms must be between 1 and {}",
+                MAX_REQUEST_TIMEOUT.as_millis()
+            ));
+        }
+        Some(t) => t,
+    };
+    Ok(ControlCall { agent, command: body.command, args: body.args, timeout })
+}
+
+async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> HttpResponse {
     let bytes = match read_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let body: ControlBody = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
+    let ControlCall { agent, command, args, timeout } = match parse_control(segment, &bytes) {
+        Ok(c) => c,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
-    let timeout = match body.timeout_ms.map(Duration::from_millis) {
-        None => DEFAULT_REQUEST_TIMEOUT,
-        Some(t) if t.is_zero() || t > MAX_REQUEST_TIMEOUT => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("timeout_ms must be between 1 and {}", MAX_REQUEST_TIMEOUT.as_millis()),
-            );
-        }
-        Some(t) => t,
-    };
-    let command = body.command;
-    let result = state.sessions.request(agent, &command, body.args, timeout).await;
+    let agent = agent.as_str();
+    let result = state.sessions.request(agent, &command, args, timeout).await;
     let (status, answer) = match result {
         Ok(Ok(text)) => {
             // The agent answers with a JSON document; anything else is passed on as a string.
@@ -180,6 +199,30 @@ mod tests {
         assert!(!authorized(&token, &headers("0123456789abcdef")));
         assert!(!authorized(&token, &headers("Bearer")));
         assert!(!authorized(&token, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn control_calls_are_checked() {
+        let call =
+            parse_control("web%2d01", br#"{"command":"run","args":["cpu"],"timeout_ms":500}"#);
+        assert_eq!(
+            call,
+            Ok(ControlCall {
+                agent: "web-01".into(),
+                command: "run".into(),
+                args: vec!["cpu".into()],
+                timeout: Duration::from_millis(500),
+            })
+        );
+        let defaults = parse_control("a", br#"{"command":"info"}"#).expect("valid");
+        assert_eq!((defaults.args.len(), defaults.timeout), (0, DEFAULT_REQUEST_TIMEOUT));
+        let err = |seg: &str, body: &[u8]| parse_control(seg, body).expect_err("refused");
+        assert!(err("%ff", br#"{"command":"info"}"#).contains("UTF-8"));
+        assert!(err("a", b"{").contains("request body"));
+        assert!(err("a", br#"{"command":"info","colour":1}"#).contains("unknown field"));
+        assert!(err("a", br#"{"args":[]}"#).contains("missing field `command`"));
+        assert!(err("a", br#"{"command":"info","timeout_ms":0}"#).contains("timeout_ms"));
+        assert!(err("a", br#"{"command":"info","timeout_ms":300001}"#).contains("timeout_ms"));
     }
 
     #[test]

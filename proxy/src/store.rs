@@ -16,7 +16,7 @@
 //! deduplicates by (agent, batch sequence): a resent batch is answered
 //! [`Appended::Duplicate`] and not written again.
 
-mod format;
+pub mod format;
 mod writer;
 
 #[cfg(test)]
