@@ -187,67 +187,32 @@ async fn serve(
     peer: SocketAddr,
     hub: &Hub,
     ticket: Ticket,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
-    let limits = hub.config.limits;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_PAYLOAD);
+    // Boxed: the handshake's state (key material, several KiB) lives on the
+    // heap only until the session is up, instead of widening every
+    // session's task for as long as it lasts.
     let est = tokio::time::timeout(
-        limits.handshake_timeout,
-        handshake(&mut stream, peer, &mut decoder, &hub.config),
+        hub.config.limits.handshake_timeout,
+        Box::pin(handshake(&mut stream, peer, &mut decoder, &hub.config)),
     )
     .await
     .map_err(|_| ConnError::Timeout("handshake"))??;
     drop(ticket);
     decoder.set_max(wasmtap_protocol::frame::DEFAULT_MAX_PAYLOAD);
-    let ServerEstablished { session, project, agent, .. } = est;
-    tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
-    let now = crate::now_ms();
-    let (registration, requests) = hub.sessions.register(
-        session.id(),
-        AgentInfo {
-            project: project.to_string(),
-            agent: agent.clone(),
-            peer,
-            session: format!("{:016x}", session.id()),
-            connected_ms: now,
-            batches: 0,
-            samples: 0,
-            last_seen_ms: now,
-        },
-    );
-    let mut conn = Conn {
-        stream,
-        decoder,
-        session,
-        batches: Decoder::with_limit(limits.session_memory_bytes),
-        waiting: HashMap::new(),
-        inflight: Inflight::default(),
-        hub,
-        project,
-        agent,
-        peer,
-        registration,
-    };
-    let result = conn.run(requests, &mut shutdown).await;
-    for (_, reply) in conn.waiting.drain() {
-        let _ = reply.send(Err("the session ended before the agent answered".into()));
-    }
-    // Batches already submitted are stored even though no ack can follow:
-    // the sinks still get them (a resend will be a duplicate).
-    for settled in conn.inflight.drain().await {
-        if let Ok(Appended::Stored) = settled.result {
-            crate::sink::deliver(&hub.sinks, conn.project.as_str(), &settled.record);
-        }
-    }
-    result
+    let (conn, requests) = Conn::open(stream, decoder, est, peer, hub);
+    conn.serve(requests, shutdown).await
 }
 
 /// One established session.
 struct Conn<'a> {
     stream: TcpStream,
     decoder: FrameDecoder,
-    session: Session,
+    /// Boxed: its key schedules are kilobytes, and async functions taking
+    /// the connection hold it twice (argument and local) in their state.
+    session: Box<Session>,
     batches: Decoder,
     /// Control requests sent and not yet answered, by id.
     waiting: HashMap<u64, oneshot::Sender<Result<String, String>>>,
@@ -260,7 +225,68 @@ struct Conn<'a> {
     registration: crate::sessions::Registration,
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a> {
+    /// Registers the new session (a plain function, so that nothing of the
+    /// handshake's result stays in the session task's state).
+    fn open(
+        stream: TcpStream,
+        decoder: FrameDecoder,
+        est: ServerEstablished,
+        peer: SocketAddr,
+        hub: &'a Hub,
+    ) -> (Self, mpsc::Receiver<Pending>) {
+        let ServerEstablished { session, project, agent, .. } = est;
+        tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
+        let now = crate::now_ms();
+        let (registration, requests) = hub.sessions.register(
+            session.id(),
+            AgentInfo {
+                project: project.to_string(),
+                agent: agent.clone(),
+                peer,
+                session: format!("{:016x}", session.id()),
+                connected_ms: now,
+                batches: 0,
+                samples: 0,
+                last_seen_ms: now,
+            },
+        );
+        let conn = Conn {
+            stream,
+            decoder,
+            session: Box::new(session),
+            batches: Decoder::with_limit(hub.config.limits.session_memory_bytes),
+            waiting: HashMap::new(),
+            inflight: Inflight::default(),
+            hub,
+            project,
+            agent,
+            peer,
+            registration,
+        };
+        (conn, requests)
+    }
+
+    /// Runs the session to its end, then settles what is still open.
+    async fn serve(
+        mut self,
+        requests: mpsc::Receiver<Pending>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ConnError> {
+        let result = self.run(requests, &mut shutdown).await;
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err("the session ended before the agent answered".into()));
+        }
+        // Batches already submitted are stored even though no ack can follow:
+        // the sinks still get them (a resend will be a duplicate).
+        for settled in self.inflight.drain().await {
+            if let Ok(Appended::Stored) = settled.result {
+                crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &settled.record);
+            }
+        }
+        result
+    }
+
     async fn run(
         &mut self,
         mut requests: mpsc::Receiver<Pending>,

@@ -26,11 +26,29 @@ fn build_bins() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().and_then(Path::parent).context("test binary has no profile dir")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args(["build", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"])
-        .current_dir(root())
-        .status()
-        .context("running cargo build for the binaries under test")?;
+        .current_dir(root());
+    // Not the variables cargo set for this test's package: some build
+    // scripts (ring's) watch CARGO_MANIFEST_DIR and would rebuild whenever
+    // it differs from a plain `cargo build`.
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(&var);
+        }
+    }
+    let status = command.status().context("running cargo build for the binaries under test")?;
     if !status.success() {
         bail!("building the binaries under test failed");
     }

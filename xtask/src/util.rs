@@ -18,7 +18,23 @@ pub fn cargo_command(args: &[&str], dir: &Path) -> Command {
     for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
         cmd.env_remove(var);
     }
+    // The package variables `cargo run` sets for xtask itself: some build
+    // scripts (ring's) watch CARGO_MANIFEST_DIR, and a value here that a
+    // plain `cargo build` lacks would rebuild them on every switch.
+    for (var, _) in std::env::vars_os() {
+        if var.to_str().is_some_and(is_package_variable) {
+            cmd.env_remove(var);
+        }
+    }
     cmd
+}
+
+/// A variable cargo sets for the package it runs, not a cargo setting.
+fn is_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"]
+            .contains(&name)
 }
 
 /// Runs `cargo args…` in `dir`, failing on a non-zero exit.
