@@ -17,6 +17,8 @@ use crate::dedup::SeqSet;
 
 /// Most batches written under one sync.
 const MAX_GROUP: usize = 4_096;
+/// Largest group buffer a project keeps between groups.
+const MAX_KEPT_BUFFER: usize = 4 << 20;
 /// How often idle projects are checked against the retention.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
@@ -123,6 +125,10 @@ impl ProjectLog {
     fn flush(&mut self) -> Result<(), StoreError> {
         let written = self.file.write_all(&self.pending);
         self.pending.clear();
+        if self.pending.capacity() > MAX_KEPT_BUFFER {
+            // A burst's buffer is not kept for every quiet project.
+            self.pending = Vec::new();
+        }
         written.map_err(io_err(&self.active.path))
     }
 
