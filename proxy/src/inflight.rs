@@ -10,8 +10,12 @@ use std::sync::Arc;
 
 use crate::store::{Appended, Receipt, StoreError, StoredBatch};
 
-/// Most batches one session has waiting for the store; reading pauses at it.
-pub const MAX_INFLIGHT: usize = 64;
+/// Most batches one session has waiting for the store; reading pauses at
+/// it (an agent keeps at most 32 unacknowledged).
+pub const MAX_INFLIGHT: usize = 32;
+/// Most values one session has waiting for the store (decoded, a value
+/// takes about 50 bytes); reading pauses at it.
+pub const MAX_INFLIGHT_VALUES: usize = 1 << 20;
 
 /// A batch waiting for the store.
 #[derive(Debug)]
@@ -33,17 +37,35 @@ pub struct Settled {
 #[derive(Debug, Default)]
 pub struct Inflight {
     queue: VecDeque<Waiting>,
+    /// Values in the queued batches.
+    values: usize,
+}
+
+fn values(record: &StoredBatch) -> usize {
+    record.batch.samples.iter().map(|s| s.values.len()).sum()
 }
 
 impl Inflight {
     /// Records a submitted batch.
     pub fn push(&mut self, record: Arc<StoredBatch>, receipt: Receipt) {
+        self.values += values(&record);
         self.queue.push_back(Waiting { record, receipt });
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 
     /// Whether reading should pause until the store answers.
     pub fn is_full(&self) -> bool {
-        self.queue.len() >= MAX_INFLIGHT
+        self.queue.len() >= MAX_INFLIGHT || self.values >= MAX_INFLIGHT_VALUES
+    }
+
+    fn pop(&mut self) -> Option<Waiting> {
+        let w = self.queue.pop_front()?;
+        self.values -= values(&w.record);
+        Some(w)
     }
 
     /// Waits for the oldest batch's answer, then moves it and every later
@@ -54,7 +76,7 @@ impl Inflight {
             return std::future::pending().await;
         };
         let first = (&mut front.receipt).await.unwrap_or(Err(StoreError::Closed));
-        let Some(w) = self.queue.pop_front() else { return };
+        let Some(w) = self.pop() else { return };
         out.push(Settled { record: w.record, result: first });
         while let Some(front) = self.queue.front_mut() {
             let result = match front.receipt.try_recv() {
@@ -62,7 +84,7 @@ impl Inflight {
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
             };
-            let Some(w) = self.queue.pop_front() else { break };
+            let Some(w) = self.pop() else { break };
             out.push(Settled { record: w.record, result });
         }
     }
@@ -70,6 +92,7 @@ impl Inflight {
     /// Waits for every batch still in flight (the session is ending).
     pub async fn drain(&mut self) -> Vec<Settled> {
         let mut out = Vec::with_capacity(self.queue.len());
+        self.values = 0;
         for w in self.queue.drain(..) {
             let result = w.receipt.await.unwrap_or(Err(StoreError::Closed));
             out.push(Settled { record: w.record, result });
@@ -139,6 +162,31 @@ mod tests {
         assert_eq!(seqs(&out), [1, 2]);
         assert!(matches!(out[0].result, Err(StoreError::Closed)));
         assert!(matches!(out[1].result, Ok(Appended::Stored)));
+    }
+
+    #[test]
+    fn full_at_the_value_budget_and_free_again_once_answered() {
+        let mut inflight = Inflight::default();
+        let (tx, rx) = oneshot::channel();
+        let mut big = StoredBatch::clone(&record(1));
+        big.batch.samples = vec![wasmtap_protocol::message::Sample {
+            collector: "c".into(),
+            time_ms: 0,
+            labels: Vec::new().into(),
+            values: vec![
+                ("v".into(), wasmtap_protocol::message::Value::Gauge(0.0));
+                MAX_INFLIGHT_VALUES
+            ],
+        }];
+        inflight.push(Arc::new(big), rx);
+        assert!(inflight.is_full(), "one batch of the whole budget");
+        let _ = tx.send(Ok(Appended::Stored));
+        let mut out = Vec::new();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(inflight.settled(&mut out));
+        assert!(!inflight.is_full());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! drops new values, counted and logged); [`RemoteWrite::run`] is the worker
 //! that takes batches off it and sends them. 5xx, 429 and network errors are
 //! retried with exponential backoff and jitter until they succeed (meanwhile
-//! the queue fills and then drops); a `Retry-After` on the response is
-//! honoured instead (up to [`MAX_RETRY_AFTER`]). Any other 4xx drops the
+//! the queue fills and then drops); a longer `Retry-After` on the response
+//! is honoured (up to [`MAX_RETRY_AFTER`]). Any other 4xx drops the
 //! batch, counted and logged. The counters appear on `/metrics`.
 
 mod wire;
@@ -214,7 +214,12 @@ impl RemoteWrite {
                 Outcome::Retry(why, asked) => {
                     failures += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = asked.map_or_else(|| jitter(backoff), |d| d.min(MAX_RETRY_AFTER));
+                    // The server's wait, but never less than the backoff
+                    // (a `Retry-After: 0` must not make a tight loop).
+                    let delay = asked.map_or_else(
+                        || jitter(backoff),
+                        |d| d.max(jitter(backoff)).min(MAX_RETRY_AFTER),
+                    );
                     if failures == 1 || backoff == self.config.max_backoff {
                         tracing::warn!(endpoint = %self.origin, error = %why, failures, retry_in = ?delay, "remote write failed; retrying");
                     } else {

@@ -31,6 +31,9 @@ use crate::store::{Appended, Store, StoreError, StoredBatch};
 /// Largest frame accepted before the handshake completes (a ClientHello
 /// is a few hundred bytes).
 pub const MAX_HANDSHAKE_PAYLOAD: u32 = 2_048;
+/// How long a session waits, at shutdown, for its batches on their way to
+/// the disk so that it can acknowledge them.
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -309,6 +312,16 @@ impl<'a> Conn<'a> {
                     continue;
                 }
                 _ = shutdown.changed() => {
+                    // Acknowledge what is already on its way to the disk
+                    // before saying goodbye, so that it is not resent.
+                    let settle = async {
+                        while !self.inflight.is_empty() {
+                            self.inflight.settled(&mut settled).await;
+                            self.acknowledge(&mut settled).await?;
+                        }
+                        Ok::<(), ConnError>(())
+                    };
+                    let _ = tokio::time::timeout(SHUTDOWN_SETTLE, settle).await;
                     self.close(CloseCode::Shutdown, "proxy shutting down").await;
                     return Ok(());
                 }
@@ -416,18 +429,19 @@ impl<'a> Conn<'a> {
     }
 
     /// Acknowledges batches the store has answered (one write for all of
-    /// them) and hands the newly stored ones to the sinks. A store failure
+    /// them) and hands every newly stored one to the sinks. A store failure
     /// ends the session with that batch and the ones after it
-    /// unacknowledged: the agent resends them.
+    /// unacknowledged: the agent resends them (those stored meanwhile come
+    /// back as duplicates, and the sinks already have them).
     async fn acknowledge(&mut self, settled: &mut Vec<Settled>) -> Result<(), ConnError> {
         let mut acks = Vec::new();
-        let (mut batches, mut samples, mut failure) = (0, 0, None);
+        let (mut batches, mut samples) = (0, 0);
+        let mut failure: Option<ConnError> = None;
         for s in settled.drain(..) {
             let seq = s.record.batch.seq;
             match s.result {
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    failure.get_or_insert(e.into());
                 }
                 Ok(Appended::Stored) => {
                     samples += s.record.batch.samples.len() as u64;
@@ -437,17 +451,21 @@ impl<'a> Conn<'a> {
                     tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");
                 }
             }
-            batches += 1;
-            self.session.seal_into(FrameKind::Ack, &message::encode(&Ack { seq }), &mut acks)?;
+            if failure.is_none() {
+                batches += 1;
+                let ack = message::encode(&Ack { seq });
+                if let Err(e) = self.session.seal_into(FrameKind::Ack, &ack, &mut acks) {
+                    failure = Some(e.into());
+                }
+            }
         }
-        settled.clear();
         self.registration.update(|i| {
             i.batches += batches;
             i.samples += samples;
         });
         self.stream.write_all(&acks).await?;
         match failure {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }

@@ -51,6 +51,22 @@ pub enum StoreError {
         /// The cause.
         message: String,
     },
+    /// A record passes its checksum but cannot be read (written by a newer
+    /// proxy, say): the project is left untouched rather than cut short.
+    #[error("{path}: {message}; the project's store is left as it is")]
+    Unreadable {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A batch whose record would exceed [`MAX_RECORD`].
+    #[error("a batch of {0} bytes is over the store's record limit")]
+    TooLarge(usize),
+    /// An earlier batch of the same session failed, so this one is not
+    /// stored ahead of it (the agent resends both, in order).
+    #[error("an earlier batch of this session was not stored")]
+    EarlierFailed,
     /// The writer thread is gone (the proxy is shutting down).
     #[error("the store is closed")]
     Closed,
@@ -200,7 +216,11 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(&path)(e)),
             };
-            out.extend(scan(&bytes).0);
+            let (records, _, unreadable) = scan(&bytes);
+            if let Some(message) = unreadable {
+                return Err(StoreError::Unreadable { path, message });
+            }
+            out.extend(records);
         }
         Ok(out)
     }
@@ -212,19 +232,21 @@ impl Drop for Store {
     }
 }
 
-/// Decodes records until the first torn or corrupt one; returns them and the
-/// length of the valid prefix.
-fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize) {
+/// Decodes records until the first torn or corrupt one (a short record or a
+/// checksum mismatch); returns them, the length of the intact prefix, and
+/// why a record that passed its checksum could not be decoded, if one did
+/// not (which stops the scan too, and must not be mistaken for a torn tail).
+fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize, Option<String>) {
     let mut out = Vec::new();
     let mut records = record::scan(bytes, MAX_RECORD);
-    while let Some((_, payload)) = records.next() {
+    while let Some((offset, payload)) = records.next() {
         match format::decode(payload) {
             Ok(r) => out.push(r),
-            Err(_) => {
+            Err(e) => {
                 records.reject_last(payload.len());
-                break;
+                return (out, records.valid_len(), Some(format!("record at byte {offset}: {e}")));
             }
         }
     }
-    (out, records.valid_len())
+    (out, records.valid_len(), None)
 }

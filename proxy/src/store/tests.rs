@@ -128,7 +128,7 @@ fn corrupt_bytes_end_a_segment() {
     bytes.extend_from_slice(&bytes.clone());
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    assert_eq!(scan(&bytes), (vec![record("a", 1, 5)], good));
+    assert_eq!(scan(&bytes), (vec![record("a", 1, 5)], good, None));
     assert_eq!(scan(&[0xff; 8]).1, 0);
 }
 
@@ -145,4 +145,47 @@ fn segments_of_the_first_record_format_are_read_and_appended_to() {
     assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
     assert_eq!(store.append(&p, record("a", 2, 5)).expect("append"), Appended::Stored);
     assert_eq!(store.read(&p).expect("read"), vec![record("a", 1, 5), record("a", 2, 5)]);
+}
+
+#[test]
+fn an_undecodable_record_is_refused_not_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment = dir.path().join("demo").join(format!("{:020}.seg", 1));
+    std::fs::create_dir_all(segment.parent().expect("dir")).expect("mkdir");
+    let mut bytes = Vec::new();
+    record::append_with(&mut bytes, |out| format::encode(&record("a", 1, 5), out));
+    // A record from a newer format: intact, checksum and all.
+    record::encode(&[0x00, 0x09, 1, 2, 3], &mut bytes);
+    std::fs::write(&segment, &bytes).expect("write");
+    let store = Store::open(dir.path()).expect("open");
+    let p = project();
+    let e = store.append(&p, record("a", 2, 5)).expect_err("refused");
+    assert!(matches!(e, StoreError::Unreadable { .. }), "{e}");
+    assert!(e.to_string().contains("version 9"), "{e}");
+    assert!(matches!(store.read(&p), Err(StoreError::Unreadable { .. })));
+    assert_eq!(std::fs::read(&segment).expect("read"), bytes, "nothing cut");
+}
+
+#[test]
+fn a_copy_in_the_same_group_and_later_batches_of_a_failed_session_share_its_fate() {
+    // The project's directory is a file: opening its log fails for every job.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("demo"), b"not a directory").expect("write");
+    let store = Store::open(dir.path()).expect("open");
+    let p = project();
+    let receipts: Vec<Receipt> = [1, 1, 2]
+        .iter()
+        .map(|&s| store.submit(&p, std::sync::Arc::new(record("a", s, 5))))
+        .collect();
+    for r in receipts {
+        assert!(r.blocking_recv().expect("answered").is_err(), "nothing is acknowledged");
+    }
+    // Once the directory is usable, the same session's next batch still
+    // fails: it must not be stored ahead of the ones that failed.
+    std::fs::remove_file(dir.path().join("demo")).expect("rm");
+    let e = store.append(&p, record("a", 3, 5)).expect_err("earlier batch failed");
+    assert!(matches!(e, StoreError::EarlierFailed), "{e}");
+    let mut other_session = record("a", 1, 5);
+    other_session.session = 2;
+    assert_eq!(store.append(&p, other_session).expect("new session"), Appended::Stored);
 }

@@ -12,13 +12,15 @@ use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
-use super::{Appended, Fsync, StoreConfig, StoreError, StoredBatch, io_err, scan};
+use super::{Appended, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err, scan};
 use crate::dedup::SeqSet;
 
 /// Most batches written under one sync.
 const MAX_GROUP: usize = 4_096;
+/// Failed sessions remembered at most.
+const MAX_FAILED_SESSIONS: usize = 4_096;
 /// Largest group buffer a project keeps between groups.
-const MAX_KEPT_BUFFER: usize = 4 << 20;
+const MAX_KEPT_BUFFER: usize = 256 << 10;
 /// How often idle projects are checked against the retention.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
@@ -93,7 +95,10 @@ impl ProjectLog {
         for (id, path) in files {
             let mut bytes = Vec::new();
             File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
-            let (records, valid) = scan(&bytes);
+            let (records, valid, unreadable) = scan(&bytes);
+            if let Some(message) = unreadable {
+                return Err(StoreError::Unreadable { path, message });
+            }
             for r in &records {
                 seen.entry(r.agent.clone()).or_default().insert(r.batch.seq);
             }
@@ -182,12 +187,20 @@ pub(super) struct Writer {
     dir: PathBuf,
     config: StoreConfig,
     logs: HashMap<ProjectId, ProjectLog>,
+    /// Sessions with a batch that failed: (project, agent, session).
+    failed_sessions: HashSet<(ProjectId, String, u64)>,
     last_sweep: Instant,
 }
 
 impl Writer {
     pub(super) fn new(dir: PathBuf, config: StoreConfig) -> Self {
-        Self { dir, config, logs: HashMap::new(), last_sweep: Instant::now() }
+        Self {
+            dir,
+            config,
+            logs: HashMap::new(),
+            failed_sessions: HashSet::new(),
+            last_sweep: Instant::now(),
+        }
     }
 
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
@@ -234,53 +247,59 @@ impl Writer {
     /// batches that were to be in that segment and every later one of the
     /// project in the group fail: none is acknowledged, and a batch that
     /// did reach the disk (in a segment closed earlier) is not failed, so
-    /// no resend is stored twice.
+    /// no resend is stored twice. A copy of a batch in the same group gets
+    /// the original's answer. After a session's batch fails, that
+    /// session's later batches fail too, so none is stored ahead of it.
     fn group(&mut self, jobs: Vec<Job>) {
-        // Each answer with the segment its record went to.
-        let mut answers: Vec<(Job, Result<Appended, StoreError>, u64)> =
+        // Each answer, the segment its record went to, and for a copy of a
+        // batch earlier in the group, the original's index.
+        let mut answers: Vec<(Result<Appended, StoreError>, u64, Option<usize>)> =
             Vec::with_capacity(jobs.len());
         // Per project touched: the active segment's length before this group.
         let mut touched: HashMap<ProjectId, u64> = HashMap::new();
-        // Per project failed: the segment that lost its records, and why.
+        // Per project failed: the first segment that lost records, and why.
         let mut failed: HashMap<ProjectId, (u64, StoreError)> = HashMap::new();
-        let mut in_group: HashSet<(ProjectId, String, u64)> = HashSet::new();
+        let mut in_group: HashMap<(ProjectId, String, u64), usize> = HashMap::new();
         let (segment_bytes, retention) = (self.config.segment_bytes, self.config.retention);
-        for job in jobs {
-            if let Some((_, e)) = failed.get(&job.project) {
-                let e = e.clone();
-                answers.push((job, Err(e), u64::MAX));
-                continue;
-            }
-            let key = (job.project.clone(), job.record.agent.clone(), job.record.batch.seq);
-            let (result, segment) = match self.log(&job.project) {
-                Err(e) => (Err(e), u64::MAX),
-                Ok(log) => {
-                    let dup = log.seen.get(&key.1).is_some_and(|s| s.contains(key.2))
-                        || in_group.contains(&key);
-                    if dup {
-                        (Ok(Appended::Duplicate), u64::MAX)
-                    } else {
-                        match append(
-                            log,
-                            &job.record,
-                            segment_bytes,
-                            retention,
-                            &mut touched,
-                            &job.project,
-                        ) {
-                            Ok(segment) => {
-                                in_group.insert(key);
-                                (Ok(Appended::Stored), segment)
+        for job in &jobs {
+            let r = &job.record;
+            let answer = if let Some((_, e)) = failed.get(&job.project) {
+                (Err(e.clone()), u64::MAX, None)
+            } else if self.failed_sessions.contains(&(
+                job.project.clone(),
+                r.agent.clone(),
+                r.session,
+            )) {
+                (Err(StoreError::EarlierFailed), u64::MAX, None)
+            } else {
+                let key = (job.project.clone(), r.agent.clone(), r.batch.seq);
+                match self.log(&job.project) {
+                    Err(e) => {
+                        failed.insert(job.project.clone(), (0, e.clone()));
+                        (Err(e), u64::MAX, None)
+                    }
+                    Ok(_) if in_group.contains_key(&key) => {
+                        (Ok(Appended::Duplicate), u64::MAX, in_group.get(&key).copied())
+                    }
+                    Ok(log) if log.seen.get(&key.1).is_some_and(|s| s.contains(key.2)) => {
+                        (Ok(Appended::Duplicate), u64::MAX, None)
+                    }
+                    Ok(log) => {
+                        match append(log, r, segment_bytes, retention, &mut touched, &job.project) {
+                            Ok(Ok(segment)) => {
+                                in_group.insert(key, answers.len());
+                                (Ok(Appended::Stored), segment, None)
                             }
+                            Ok(Err(refused)) => (Err(refused), u64::MAX, None),
                             Err((lost, e)) => {
                                 failed.insert(job.project.clone(), (lost, e.clone()));
-                                (Err(e), u64::MAX)
+                                (Err(e), u64::MAX, None)
                             }
                         }
                     }
                 }
             };
-            answers.push((job, result, segment));
+            answers.push(answer);
         }
         for (project, start) in touched {
             let Some(log) = self.logs.get_mut(&project) else { continue };
@@ -295,10 +314,11 @@ impl Writer {
                 failed.entry(project).or_insert((log.active.id, e));
             }
         }
-        for (job, result, segment) in answers {
-            let result = match (result, failed.get(&job.project)) {
-                (Ok(Appended::Stored), Some((lost, e))) if segment >= *lost => Err(e.clone()),
-                (Ok(Appended::Stored), _) => {
+        let mut finals: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
+        for (job, (result, segment, original)) in jobs.iter().zip(answers) {
+            let result = match (result, failed.get(&job.project), original) {
+                (Ok(Appended::Stored), Some((lost, e)), _) if segment >= *lost => Err(e.clone()),
+                (Ok(Appended::Stored), _, _) => {
                     if let Some(log) = self.logs.get_mut(&job.project) {
                         log.seen
                             .entry(job.record.agent.clone())
@@ -307,17 +327,37 @@ impl Writer {
                     }
                     Ok(Appended::Stored)
                 }
-                (other, _) => other,
+                (Ok(Appended::Duplicate), _, Some(i)) => match finals.get(i) {
+                    Some(Err(e)) => Err(e.clone()),
+                    _ => Ok(Appended::Duplicate),
+                },
+                (other, _, _) => other,
             };
+            if result.is_err() {
+                self.remember_failed(job);
+            }
+            finals.push(result);
+        }
+        for (job, result) in jobs.into_iter().zip(finals) {
             let _ = job.reply.send(result);
         }
+    }
+
+    /// Notes that a batch of `job`'s session failed (bounded: sessions of
+    /// failures long past are forgotten first).
+    fn remember_failed(&mut self, job: &Job) {
+        if self.failed_sessions.len() >= MAX_FAILED_SESSIONS {
+            self.failed_sessions.clear();
+        }
+        let r = &job.record;
+        self.failed_sessions.insert((job.project.clone(), r.agent.clone(), r.session));
     }
 }
 
 /// Adds one record to `log`'s pending group, first closing the active
 /// segment durably and rolling to a new one if it is full. Returns the
-/// segment the record goes to; on failure, the first segment whose records
-/// of this group are lost.
+/// segment the record goes to, or why this record alone is refused; on
+/// failure, the first segment whose records of this group are lost.
 fn append(
     log: &mut ProjectLog,
     record: &StoredBatch,
@@ -325,7 +365,7 @@ fn append(
     retention: Option<Duration>,
     touched: &mut HashMap<ProjectId, u64>,
     project: &ProjectId,
-) -> Result<u64, (u64, StoreError)> {
+) -> Result<Result<u64, StoreError>, (u64, StoreError)> {
     if log.len > 0 && log.len >= segment_bytes {
         let closing = log.active.id;
         if let Some(start) = touched.remove(project) {
@@ -343,10 +383,16 @@ fn append(
             log.apply_retention(r);
         }
     }
-    touched.entry(project.clone()).or_insert(log.len);
     let before = log.pending.len();
     record::append_with(&mut log.pending, |out| super::format::encode(record, out));
-    log.len += (log.pending.len() - before) as u64;
+    let size = log.pending.len() - before;
+    if size - record::HEADER > MAX_RECORD as usize {
+        // It could be written but never read back.
+        log.pending.truncate(before);
+        return Ok(Err(StoreError::TooLarge(size)));
+    }
+    touched.entry(project.clone()).or_insert(log.len);
+    log.len += size as u64;
     log.active.newest_ms = log.active.newest_ms.max(record.received_ms);
-    Ok(log.active.id)
+    Ok(Ok(log.active.id))
 }
