@@ -22,6 +22,8 @@ pub const MAX_INFLIGHT_VALUES: usize = 1 << 20;
 struct Waiting {
     record: Arc<StoredBatch>,
     receipt: Receipt,
+    /// Values in `record`, counted once.
+    values: usize,
 }
 
 /// The store's answer for one batch.
@@ -48,8 +50,9 @@ fn values(record: &StoredBatch) -> usize {
 impl Inflight {
     /// Records a submitted batch.
     pub fn push(&mut self, record: Arc<StoredBatch>, receipt: Receipt) {
-        self.values += values(&record);
-        self.queue.push_back(Waiting { record, receipt });
+        let values = values(&record);
+        self.values += values;
+        self.queue.push_back(Waiting { record, receipt, values });
     }
 
     /// Whether nothing is waiting.
@@ -64,7 +67,7 @@ impl Inflight {
 
     fn pop(&mut self) -> Option<Waiting> {
         let w = self.queue.pop_front()?;
-        self.values -= values(&w.record);
+        self.values -= w.values;
         Some(w)
     }
 

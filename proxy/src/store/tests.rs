@@ -21,6 +21,13 @@ fn record(agent: &str, seq: u64, received_ms: u64) -> StoredBatch {
     }
 }
 
+/// The path of the demo project's first segment under `dir`, its directory created.
+fn first_segment(dir: &Path) -> PathBuf {
+    let project_dir = dir.join("demo");
+    std::fs::create_dir_all(&project_dir).expect("mkdir");
+    writer::segment_path(&project_dir, 1)
+}
+
 fn project() -> ProjectId {
     ProjectId::new("demo").expect("valid")
 }
@@ -135,8 +142,7 @@ fn corrupt_bytes_end_a_segment() {
 #[test]
 fn segments_of_the_first_record_format_are_read_and_appended_to() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let segment = dir.path().join("demo").join(format!("{:020}.seg", 1));
-    std::fs::create_dir_all(segment.parent().expect("dir")).expect("mkdir");
+    let segment = first_segment(dir.path());
     let mut old = Vec::new();
     record::encode(&wasmtap_protocol::message::encode(&record("a", 1, 5)), &mut old);
     std::fs::write(&segment, &old).expect("write");
@@ -150,8 +156,7 @@ fn segments_of_the_first_record_format_are_read_and_appended_to() {
 #[test]
 fn an_undecodable_record_is_refused_not_cut_off() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let segment = dir.path().join("demo").join(format!("{:020}.seg", 1));
-    std::fs::create_dir_all(segment.parent().expect("dir")).expect("mkdir");
+    let segment = first_segment(dir.path());
     let mut bytes = Vec::new();
     record::append_with(&mut bytes, |out| format::encode(&record("a", 1, 5), out));
     // A record from a newer format: intact, checksum and all.
