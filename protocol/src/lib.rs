@@ -7,6 +7,7 @@
 //! ## Module map
 //! - [`access_key`]: project access keys (`wtap1_<project>_<secret>`), checksummed, with key ids.
 //! - [`identity`]: long-term X25519 identities of proxies and agents (`wtapid1_…`).
+//! - `keyfile` (feature `keyfile`): identity key files on disk, mode 0600.
 //! - [`secret`]: key material that zeroizes on drop and prints as `[redacted]`.
 //! - [`crypto`]: AES-256-GCM, HKDF-SHA256, X25519 and SHA-256 behind one function each.
 //! - [`frame`]: length-prefixed, versioned frames and an incremental decoder.
@@ -66,6 +67,8 @@ pub mod crypto;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
+#[cfg(feature = "keyfile")]
+pub mod keyfile;
 pub mod message;
 pub mod record;
 pub mod secret;

@@ -7,9 +7,11 @@
 //!
 //! ## Module map
 //! - [`config`]: `proxy.toml`, validated: listen address, data dir, projects and keys.
-//! - [`server`]: the listener and one task per agent session.
+//! - [`server`]: the listener, the handshake under deadlines, admission of authenticated agents.
+//! - `link`: one established session, a driver around the sans-IO `ProxyConn`.
+//! - [`bindings`]: which identity owns which agent name, per project.
 //! - [`inflight`]: a session's batches waiting for the store, acknowledged in order.
-//! - [`gate`]: admission before authentication: caps and rates per source address.
+//! - [`gate`]: admission before authentication: caps and rates per source network, eviction of the oldest.
 //! - [`sessions`]: connected agents and control requests routed to them.
 //! - [`store`]: append-only, checksummed log files per project, deduplicated.
 //! - [`dedup`]: the batch sequence numbers each agent has had stored.
@@ -32,17 +34,21 @@
 //! use std::sync::Arc;
 //! let config = Arc::new(wasmtap_proxy::config::Config::load("proxy.toml".as_ref())?);
 //! let store = Arc::new(wasmtap_proxy::store::Store::open(&config.data_dir)?);
+//! let (identity, _) =
+//!     wasmtap_protocol::keyfile::load_or_create(&config.identity_file, &mut rand::rng())?;
+//! let bindings = Arc::new(wasmtap_proxy::bindings::Bindings::open(&config.data_dir)?);
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
 //! let sessions = Arc::new(wasmtap_proxy::sessions::Sessions::default());
-//! let hub = Arc::new(wasmtap_proxy::server::Hub { config, store, sessions, sinks: Vec::new() });
+//! let hub = wasmtap_proxy::server::Hub::new(config, identity, bindings, store, sessions, Vec::new());
 //! let (_stop, shutdown) = tokio::sync::watch::channel(false);
-//! wasmtap_proxy::server::run(listener, hub, shutdown).await?;
+//! wasmtap_proxy::server::run(listener, Arc::new(hub), shutdown).await?;
 //! # Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bindings;
 pub mod config;
 pub mod ctl;
 pub mod dedup;
@@ -53,6 +59,7 @@ pub mod http;
 pub mod http_client;
 pub mod inflight;
 pub mod latest;
+mod link;
 pub mod query;
 pub mod remote_write;
 pub mod series;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
+use wasmtap_protocol::keyfile;
+use wasmtap_proxy::bindings::Bindings;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
@@ -33,6 +35,13 @@ enum Command {
         /// Project name: a-z, 0-9 and `-`.
         #[arg(long)]
         project: String,
+    },
+    /// Print this deployment's public identity (`wtapid1_…`, last line),
+    /// creating the identity key in `identity_file` if it does not exist.
+    Identity {
+        /// Proxy config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Serve agents.
     Run {
@@ -90,8 +99,33 @@ enum Command {
 enum CtlAction {
     /// List the connected agents.
     Agents,
+    /// List which identity owns each agent name.
+    Bindings {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Release an agent name, so that the next identity to prove itself under it gets it.
+    Forget {
+        /// The agent's project.
+        #[arg(long)]
+        project: String,
+        /// The agent's name.
+        agent: String,
+    },
+    /// Let an agent that waits for approval (enroll = "closed") connect.
+    Approve {
+        /// The agent's project.
+        #[arg(long)]
+        project: String,
+        /// The agent's name.
+        agent: String,
+    },
     /// Send a control request to an agent and print its answer.
     Request {
+        /// The agent's project (needed when the name is connected in several).
+        #[arg(long)]
+        project: Option<String>,
         /// The agent's name.
         agent: String,
         /// The command.
@@ -122,6 +156,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", key.to_key_string().as_str());
             Ok(())
         }
+        Command::Identity { config } => identity(config),
         Command::Run { config, print } => run(config, print),
         Command::Query { config, project, collector, agent, labels, field, since, until, json } => {
             let now = std::time::SystemTime::now();
@@ -144,11 +179,32 @@ fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(config).with_context(|| format!("loading config {}", config.display()))
 }
 
+fn identity(config: PathBuf) -> anyhow::Result<()> {
+    let cfg = load(&config)?;
+    let (key, origin) = keyfile::load_or_create(&cfg.identity_file, &mut rand::rng())?;
+    if origin == keyfile::Origin::Created {
+        eprintln!("created identity key {}", cfg.identity_file.display());
+    }
+    println!("{}", key.identity());
+    Ok(())
+}
+
 fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
     let cfg = Arc::new(load(&config)?);
     if cfg.projects.is_empty() {
         tracing::warn!("no [[projects]] configured: every agent will be refused");
     }
+    let (identity, origin) = keyfile::load_or_create(&cfg.identity_file, &mut rand::rng())?;
+    match origin {
+        keyfile::Origin::Created => {
+            tracing::info!(identity = %identity.identity(), file = %cfg.identity_file.display(), "created this proxy's identity key")
+        }
+        keyfile::Origin::Loaded => {
+            tracing::info!(identity = %identity.identity(), "proxy identity")
+        }
+    }
+    let bindings =
+        Arc::new(Bindings::open(&cfg.data_dir).context("opening the identity bindings")?);
     let store = Arc::new(Store::open_with(&cfg.data_dir, cfg.store).context("opening the store")?);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
@@ -185,6 +241,7 @@ fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
             let state = Arc::new(HttpState {
                 token: http_cfg.token.clone(),
                 sessions: sessions.clone(),
+                bindings: bindings.clone(),
                 latest,
                 remote_write: remote,
             });
@@ -202,7 +259,7 @@ fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             let _ = stop.send(true);
         });
-        let hub = Arc::new(Hub { config: cfg, store, sessions, sinks });
+        let hub = Arc::new(Hub::new(cfg, identity, bindings, store, sessions, sinks));
         wasmtap_proxy::server::run(listener, hub, shutdown).await?;
         // Remote-write workers make one last attempt with what is queued.
         let flush = join_all(workers);
@@ -237,14 +294,21 @@ fn ctl(
     let answer = rt.block_on(async {
         match &action {
             CtlAction::Agents => api.agents().await,
-            CtlAction::Request { agent, command, args, timeout } => {
-                api.request(agent, command, args, *timeout).await
+            CtlAction::Bindings { project } => api.bindings(project.as_deref()).await,
+            CtlAction::Forget { project, agent } => api.binding(project, agent, "forget").await,
+            CtlAction::Approve { project, agent } => api.binding(project, agent, "approve").await,
+            CtlAction::Request { project, agent, command, args, timeout } => {
+                api.request(project.as_deref(), agent, command, args, *timeout).await
             }
         }
     });
     let answer = match (answer, &action) {
         (Ok(a), _) => a,
         (Err(e), CtlAction::Agents) => return Err(e).context("listing agents"),
+        (Err(e), CtlAction::Bindings { .. }) => return Err(e).context("listing bindings"),
+        (Err(e), CtlAction::Forget { project, agent } | CtlAction::Approve { project, agent }) => {
+            return Err(e).with_context(|| format!("agent `{agent}` of project `{project}`"));
+        }
         (Err(e), CtlAction::Request { agent, command, .. }) => {
             return Err(e).with_context(|| format!("request `{command}` to agent `{agent}`"));
         }

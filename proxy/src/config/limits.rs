@@ -13,13 +13,19 @@ use crate::store::{DEFAULT_SEGMENT_BYTES, Fsync, StoreConfig};
 pub struct Limits {
     /// Time an agent has to complete the handshake.
     pub handshake_timeout: Duration,
+    /// Time a new connection has to send its first frame (the hello).
+    pub first_frame_timeout: Duration,
+    /// Largest difference between an agent's clock and the proxy's that a
+    /// hello (and a batch sequence number) may show.
+    pub max_clock_skew: Duration,
     /// A session with no frame for this long is closed.
     pub idle_timeout: Duration,
     /// Connections not yet authenticated, in all.
     pub max_unauthenticated: usize,
-    /// Connections not yet authenticated, per source address.
+    /// Connections not yet authenticated, per source network (an IPv4 /24
+    /// or an IPv6 /64).
     pub max_unauthenticated_per_source: usize,
-    /// New connections per second per source address (bursts of twice that).
+    /// New connections per second per source network (bursts of twice that).
     pub handshakes_per_source: u32,
     /// Bytes a session's series dictionary may hold.
     pub session_memory_bytes: usize,
@@ -29,6 +35,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
+            first_frame_timeout: Duration::from_secs(2),
+            max_clock_skew: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
             max_unauthenticated: 1_024,
             max_unauthenticated_per_source: 64,
@@ -42,6 +50,8 @@ impl Default for Limits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     handshake_timeout: Option<String>,
+    first_frame_timeout: Option<String>,
+    max_clock_skew: Option<String>,
     idle_timeout: Option<String>,
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_source: Option<usize>,
@@ -80,6 +90,12 @@ pub(super) fn limits(raw: Option<RawLimits>) -> Result<Limits, String> {
     };
     Ok(Limits {
         handshake_timeout: time("handshake_timeout", &raw.handshake_timeout, d.handshake_timeout)?,
+        first_frame_timeout: time(
+            "first_frame_timeout",
+            &raw.first_frame_timeout,
+            d.first_frame_timeout,
+        )?,
+        max_clock_skew: time("max_clock_skew", &raw.max_clock_skew, d.max_clock_skew)?,
         idle_timeout: time("idle_timeout", &raw.idle_timeout, d.idle_timeout)?,
         max_unauthenticated: positive(
             "max_unauthenticated",
