@@ -1,6 +1,7 @@
 //! The listener: accepts agents, runs the handshake under a deadline, then
-//! decodes every compact batch, stores it (once: resends are deduplicated),
-//! acknowledges it once it is on disk, and hands it to the sinks. Reading
+//! decodes every compact batch, stores it (once: resends are deduplicated)
+//! and acknowledges it once it is on disk; the sinks read it back from the
+//! store ([`crate::tail`]). Reading
 //! goes on while batches wait for the store's group commit (up to
 //! [`MAX_INFLIGHT`](crate::inflight::MAX_INFLIGHT) per session). Control
 //! requests from the admin API travel down the same session and their
@@ -25,7 +26,6 @@ use crate::config::Config;
 use crate::gate::{Gate, Ticket};
 use crate::inflight::{Inflight, Settled};
 use crate::sessions::{AgentInfo, Pending, Sessions};
-use crate::sink::Sinks;
 use crate::store::{Appended, Store, StoreError, StoredBatch};
 
 /// Largest frame accepted before the handshake completes (a ClientHello
@@ -79,11 +79,10 @@ pub struct Hub {
     pub store: Arc<Store>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
-    /// Where stored batches go next.
-    pub sinks: Sinks,
 }
 
-/// Serves agents on `listener` until `shutdown` flips.
+/// Serves agents on `listener` until `shutdown` flips, then waits (a
+/// bounded time) for the sessions to acknowledge what is stored and close.
 pub async fn run(
     listener: TcpListener,
     hub: Arc<Hub>,
@@ -91,10 +90,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let gate = Gate::new(hub.config.limits);
     let mut refused = 0u64;
+    // Every session task holds a sender: once all are dropped, all ended.
+    let (alive, mut ended) = mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -118,13 +119,18 @@ pub async fn run(
         };
         let hub = hub.clone();
         let shutdown = shutdown.clone();
+        let alive = alive.clone();
         tokio::spawn(async move {
+            let _alive = alive;
             match serve(stream, peer, &hub, ticket, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
                 Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
             }
         });
     }
+    drop((listener, alive));
+    let _ = tokio::time::timeout(SHUTDOWN_SETTLE * 2, ended.recv()).await;
+    Ok(())
 }
 
 async fn read_frame(
@@ -280,13 +286,9 @@ impl<'a> Conn<'a> {
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err("the session ended before the agent answered".into()));
         }
-        // Batches already submitted are stored even though no ack can follow:
-        // the sinks still get them (a resend will be a duplicate).
-        for settled in self.inflight.drain().await {
-            if let Ok(Appended::Stored) = settled.result {
-                crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &settled.record);
-            }
-        }
+        // Batches already submitted are stored even though no ack can follow
+        // (a resend will be a duplicate); the sinks read them from the store.
+        self.inflight.drain().await;
         result
     }
 
@@ -429,10 +431,10 @@ impl<'a> Conn<'a> {
     }
 
     /// Acknowledges batches the store has answered (one write for all of
-    /// them) and hands every newly stored one to the sinks. A store failure
+    /// them). A store failure
     /// ends the session with that batch and the ones after it
     /// unacknowledged: the agent resends them (those stored meanwhile come
-    /// back as duplicates, and the sinks already have them).
+    /// back as duplicates).
     async fn acknowledge(&mut self, settled: &mut Vec<Settled>) -> Result<(), ConnError> {
         let mut acks = Vec::new();
         let (mut batches, mut samples) = (0, 0);
@@ -445,7 +447,6 @@ impl<'a> Conn<'a> {
                 }
                 Ok(Appended::Stored) => {
                     samples += s.record.batch.samples.len() as u64;
-                    crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &s.record);
                 }
                 Ok(Appended::Duplicate) => {
                     tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");

@@ -19,11 +19,11 @@
 
 pub mod agent;
 pub mod http;
+pub mod outage;
 pub mod paths;
 pub mod pki;
 pub mod prometheus;
 pub mod proxy;
-pub mod outage;
 pub mod relay;
 pub mod ticks;
 pub mod tmpfs;

@@ -141,7 +141,10 @@ impl Proxy {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("the proxy did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log_text());
+                bail!(
+                    "the proxy did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

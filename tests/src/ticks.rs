@@ -29,7 +29,9 @@ pub fn stored_points(proxy: &Proxy) -> anyhow::Result<BTreeSet<(u64, u64)>> {
 pub fn stored_points_at(config: &Path) -> anyhow::Result<BTreeSet<(u64, u64)>> {
     crate::proxy::query(config, &["--collector", "ticker"])?
         .iter()
-        .map(|r| Ok((r["time"].as_u64().context("time")?, r["value"].as_f64().context("value")? as u64)))
+        .map(|r| {
+            Ok((r["time"].as_u64().context("time")?, r["value"].as_f64().context("value")? as u64))
+        })
         .collect()
 }
 
@@ -60,8 +62,8 @@ pub fn assert_each_once(proxy: &Proxy) -> anyhow::Result<u64> {
 
 /// The ticker samples of `agent` in `prometheus`, as (time in ms, value).
 pub fn in_prometheus(prometheus: &Prometheus, agent: &str) -> anyhow::Result<BTreeSet<(u64, u64)>> {
-    let r = prometheus
-        .query(&format!("wasmtap_ticker_n{{project=\"shop\",agent=\"{agent}\"}}[1h]"))?;
+    let r =
+        prometheus.query(&format!("wasmtap_ticker_n{{project=\"shop\",agent=\"{agent}\"}}[1h]"))?;
     let mut out = BTreeSet::new();
     for series in &r {
         for p in series["values"].as_array().context("values")? {

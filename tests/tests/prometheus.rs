@@ -151,7 +151,10 @@ fn remote_write_to_a_dead_endpoint_retries_and_says_so() -> anyhow::Result<()> {
     })
     .with_context(|| proxy.log_text())?;
     let log = proxy.log_text();
-    assert!(log.contains("remote write failed; retrying"), "{log}");
+    assert!(
+        log.contains("delivery failed; retrying") && log.contains("remote write http:"),
+        "{log}"
+    );
     Ok(())
 }
 
