@@ -8,11 +8,13 @@
 //!
 //! - [`Tail`]: a reader of every project's log from its own positions
 //!   (`segment`: one project's segments, past damage and expired segments).
-//! - [`follow`]: durable delivery with a persisted position (remote write).
+//! - [`follow`]: durable delivery with a persisted position (remote write),
+//!   in batches taken from a queue of records read (`batch`).
 //! - [`progress`]: a durable sink's lag and skips, for `/metrics`.
 //! - [`live`]: in-memory consumers fed from the tail ([`crate::sink::Sink`]).
 //! - `saved`: the position files under `<data_dir>/_sinks/`.
 
+mod batch;
 pub mod follow;
 pub mod live;
 pub mod progress;

@@ -8,7 +8,7 @@
 //! and jitter (a server's `Retry-After` is obeyed) for as long as it takes;
 //! the store, not memory, holds what waits.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wasmtap_protocol::access_key::ProjectId;
 
+use super::batch::{Queue, Taken};
 use super::progress::Progress;
 use super::saved::{At, PositionFile, Saved};
-use super::{Position, Read, Tail, TailError};
+use super::{Read, Tail, TailError};
 use crate::store::{Snapshot, Store, StoredBatch, numeric_values};
 
 /// Bytes of records read from the store at a time.
@@ -62,28 +63,6 @@ pub struct Settings {
     pub max_backoff: Duration,
 }
 
-/// A record read and not yet fully delivered.
-#[derive(Debug)]
-struct Pending<I> {
-    project: ProjectId,
-    start: Position,
-    end: Position,
-    received_ms: u64,
-    items: Vec<I>,
-    /// Items delivered already.
-    done: usize,
-}
-
-/// A batch taken from the queue.
-#[derive(Debug)]
-struct Taken<I> {
-    items: Vec<I>,
-    /// Each project's position once the batch is delivered.
-    end: BTreeMap<ProjectId, At>,
-    /// Queue index and items done then, per record touched.
-    records: Vec<(usize, usize)>,
-}
-
 /// One durable sink's delivery loop; see the module docs.
 #[derive(Debug)]
 pub struct Follower<D: Deliver> {
@@ -94,7 +73,7 @@ pub struct Follower<D: Deliver> {
     file: Option<PositionFile>,
     saved: Saved,
     acked: BTreeMap<ProjectId, At>,
-    queue: VecDeque<Pending<D::Item>>,
+    queue: Queue<D::Item>,
     /// When the oldest item not yet in a batch was read.
     waiting_since: Option<tokio::time::Instant>,
     progress: Arc<Progress>,
@@ -164,18 +143,13 @@ impl<D: Deliver> Follower<D> {
             file: Some(positions),
             saved,
             acked,
-            queue: VecDeque::new(),
+            queue: Queue::default(),
             waiting_since: None,
             progress,
             signal: store.commits().subscribe(),
             backlog: Some(backlog),
         };
         Ok(follower)
-    }
-
-    /// Items read and not yet in a batch.
-    fn untaken(&self) -> usize {
-        self.queue.iter().map(|p| p.items.len() - p.done).sum()
     }
 
     /// Reads records until `want` items wait or the store has no more; the
@@ -217,66 +191,22 @@ impl<D: Deliver> Follower<D> {
                 if items.len() > done && self.waiting_since.is_none() {
                     self.waiting_since = Some(tokio::time::Instant::now());
                 }
-                let (project, start, end) = (e.project.clone(), e.start, e.end);
-                let received_ms = e.record.received_ms;
-                self.queue.push_back(Pending { project, start, end, received_ms, items, done });
+                self.queue.push(e, items, done);
             }
-            self.progress.oldest(self.queue.front().map(|p| p.received_ms));
-            if read.complete || read.entries.is_empty() || covered || self.untaken() >= want {
+            self.progress.oldest(self.queue.oldest_ms());
+            if read.complete || read.entries.is_empty() || covered || self.queue.untaken() >= want {
                 return Some(read);
             }
         }
     }
 
-    /// Takes up to `max` items from the queue, in order per project; with
-    /// `bound`, only items before it.
-    fn take(&self, max: usize, bound: Option<&BTreeMap<ProjectId, At>>) -> Taken<D::Item> {
-        let mut taken = Taken { items: Vec::new(), end: BTreeMap::new(), records: Vec::new() };
-        let mut blocked: HashSet<&ProjectId> = HashSet::new();
-        for (i, p) in self.queue.iter().enumerate() {
-            if taken.items.len() >= max {
-                break;
-            }
-            if blocked.contains(&p.project) {
-                continue;
-            }
-            let limit = match bound.map(|b| b.get(&p.project)) {
-                None => p.items.len(),
-                Some(None) => 0,
-                Some(Some(at)) if p.end <= at.pos => p.items.len(),
-                Some(Some(at)) if p.start == at.pos => usize::try_from(at.skip).unwrap_or(0),
-                Some(Some(_)) => 0,
-            };
-            let room = max - taken.items.len();
-            let to = limit.min(p.done.saturating_add(room)).max(p.done);
-            taken.items.extend_from_slice(&p.items[p.done..to]);
-            taken.records.push((i, to));
-            if to == p.items.len() {
-                taken.end.insert(p.project.clone(), At { pos: p.end, skip: 0 });
-            } else {
-                if to > 0 {
-                    taken.end.insert(p.project.clone(), At { pos: p.start, skip: to as u64 });
-                }
-                blocked.insert(&p.project);
-            }
-        }
-        taken
-    }
-
     /// Marks a delivered batch done and moves the positions.
     fn commit(&mut self, taken: &Taken<D::Item>) {
-        for &(i, to) in &taken.records {
-            if let Some(p) = self.queue.get_mut(i) {
-                p.done = to;
-            }
-        }
-        while self.queue.front().is_some_and(|p| p.done == p.items.len()) {
-            self.queue.pop_front();
-        }
+        self.queue.done(taken);
         self.acked.extend(taken.end.iter().map(|(p, at)| (p.clone(), *at)));
         self.progress.delivered(taken.items.len());
-        self.progress.oldest(self.queue.front().map(|p| p.received_ms));
-        self.waiting_since = (self.untaken() > 0).then(tokio::time::Instant::now);
+        self.progress.oldest(self.queue.oldest_ms());
+        self.waiting_since = (self.queue.untaken() > 0).then(tokio::time::Instant::now);
     }
 
     /// Saves the positions (and the batch in flight); logs a failure.
@@ -306,7 +236,7 @@ impl<D: Deliver> Follower<D> {
     /// Delivers one batch (up to `max` items, within `bound`), retrying
     /// until the backend answers for good.
     async fn deliver(&mut self, max: usize, bound: Option<&BTreeMap<ProjectId, At>>) {
-        let taken = self.take(max, bound);
+        let taken = self.queue.take(max, bound);
         if !taken.items.is_empty() {
             let mut end = self.acked.clone();
             end.extend(taken.end.iter().map(|(p, at)| (p.clone(), *at)));
@@ -377,7 +307,7 @@ impl<D: Deliver> Follower<D> {
                 }
                 continue;
             };
-            let untaken = self.untaken();
+            let untaken = self.queue.untaken();
             let due = self.waiting_since.is_some_and(|t| t.elapsed() >= self.settings.batch_wait);
             if untaken >= batch || (untaken > 0 && (stopping || due)) {
                 self.deliver(batch, None).await;
