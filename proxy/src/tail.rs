@@ -203,6 +203,9 @@ impl Tail {
             }
             let before = read.entries.len();
             let pos = self.positions.entry(project.clone()).or_default();
+            if pos.segment == mark.segment && pos.offset >= mark.offset {
+                continue; // nothing new: no file touched
+            }
             let saved = *pos;
             let dir = self.dir.join(project.as_str());
             let left = budget - used;
