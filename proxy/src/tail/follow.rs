@@ -73,6 +73,9 @@ pub struct Follower<D: Deliver> {
     file: Option<PositionFile>,
     saved: Saved,
     acked: BTreeMap<ProjectId, At>,
+    /// `acked` moved since the last save (the next save, before the next
+    /// batch goes out or when the follower has nothing to do, records it).
+    dirty: bool,
     queue: Queue<D::Item>,
     /// When the oldest item not yet in a batch was read.
     waiting_since: Option<tokio::time::Instant>,
@@ -143,6 +146,7 @@ impl<D: Deliver> Follower<D> {
             file: Some(positions),
             saved,
             acked,
+            dirty: false,
             queue: Queue::default(),
             waiting_since: None,
             progress,
@@ -225,7 +229,10 @@ impl<D: Deliver> Follower<D> {
         };
         self.file = Some(file);
         match result {
-            Ok(()) => true,
+            Ok(()) => {
+                self.dirty = false;
+                true
+            }
             Err(e) => {
                 tracing::error!(sink = %self.name, error = %e, "cannot save the sink's position");
                 false
@@ -254,7 +261,7 @@ impl<D: Deliver> Follower<D> {
             self.saved.sending = None;
         }
         self.commit(&taken);
-        self.save().await;
+        self.dirty = true;
     }
 
     async fn send(&mut self, items: &[D::Item]) {
@@ -319,6 +326,9 @@ impl<D: Deliver> Follower<D> {
             }
             if untaken == 0 && !read.complete {
                 continue;
+            }
+            if self.dirty {
+                self.save().await;
             }
             if untaken == 0 {
                 self.progress.caught_up(read.committed_values);
