@@ -14,7 +14,9 @@
 //! commit: one `fsync` covers many batches) and only then answers, so a
 //! batch is acknowledged only once it is durable. The writer also
 //! deduplicates by (agent, batch sequence): a resent batch is answered
-//! [`Appended::Duplicate`] and not written again.
+//! [`Appended::Duplicate`] and not written again. After each group it
+//! publishes where every project's durable records end ([`Commits`]), so
+//! that the sinks ([`crate::tail`]) read back exactly what was acknowledged.
 
 mod commits;
 pub mod format;
