@@ -11,11 +11,11 @@ mod remote_write;
 pub use http::{
     DEFAULT_HTTP_LISTEN, DEFAULT_MAX_SERIES, DEFAULT_SERIES_TTL, HttpConfig, MIN_TOKEN_LEN, Token,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MAX_KEEP, MAX_WAIT};
 pub use projects::{DEFAULT_MAX_SESSIONS, Enroll, Project, Projects};
 pub use remote_write::{
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
+    DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
 };
 
 use std::net::SocketAddr;
@@ -299,7 +299,6 @@ mod tests {
             ),
             ("data_dir = \"d\"\n[[remote_write]]\nurl = \"h:1\"\n".to_owned(), "http://"),
             (rw("batch_size = 0"), "at least 1"),
-            (rw("batch_size = 10\nqueue_capacity = 5"), "larger than queue_capacity"),
             (rw("timeout = \"x\""), "timeout = \"x\""),
             (rw("min_backoff = \"5s\"\nmax_backoff = \"1s\""), "min_backoff"),
             (

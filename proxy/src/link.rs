@@ -28,7 +28,7 @@ use crate::store::{Appended, StoredBatch};
 
 /// How long a session waits, at shutdown, for its batches on their way to
 /// the disk so that it can acknowledge them.
-const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -105,13 +105,10 @@ impl<'a> Link<'a> {
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err("the session ended before the agent answered".into()));
         }
-        // Batches already submitted are stored even though no ack can follow:
-        // the sinks still get them (a resend will be a duplicate).
-        for settled in self.inflight.drain().await {
-            if let Ok(Appended::Stored) = settled.result {
-                crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &settled.record);
-            }
-        }
+        // Batches already submitted are stored even though no ack can
+        // follow (a resend will be a duplicate); the sinks read them from
+        // the store.
+        self.inflight.drain().await;
         match result {
             Err(ConnError::Session(Protocol::PeerClosed(close))) => {
                 tracing::info!(peer = %self.peer, agent = %self.agent, reason = %close, "agent closed the session");
@@ -208,9 +205,9 @@ impl<'a> Link<'a> {
         self.inflight.push(record, receipt);
     }
 
-    /// Acknowledges batches the store has answered and hands every newly
-    /// stored one to the sinks. A store failure ends the session with that
-    /// batch and the ones after it unacknowledged: the agent resends them.
+    /// Acknowledges batches the store has answered (the sinks read them
+    /// from the store). A store failure ends the session with that batch
+    /// and the ones after it unacknowledged: the agent resends them.
     fn acknowledge(&mut self, settled: &mut Vec<Settled>) -> Result<(), ConnError> {
         let (mut batches, mut samples) = (0, 0);
         let mut failure: Option<ConnError> = None;
@@ -223,7 +220,6 @@ impl<'a> Link<'a> {
                 }
                 Ok(Appended::Stored) => {
                     samples += s.record.batch.samples.len() as u64;
-                    crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &s.record);
                 }
                 Ok(Appended::Duplicate) => {
                     tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");

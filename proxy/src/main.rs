@@ -2,23 +2,15 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::keyfile;
-use wasmtap_proxy::bindings::Bindings;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
-use wasmtap_proxy::http::{self, HttpState};
-use wasmtap_proxy::latest::Latest;
 use wasmtap_proxy::query::{self, Filter};
-use wasmtap_proxy::remote_write::RemoteWrite;
-use wasmtap_proxy::server::Hub;
-use wasmtap_proxy::sessions::Sessions;
-use wasmtap_proxy::sink::Sinks;
 use wasmtap_proxy::store::Store;
 
 #[derive(Parser)]
@@ -190,92 +182,45 @@ fn identity(config: PathBuf) -> anyhow::Result<()> {
 }
 
 fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
-    let cfg = Arc::new(load(&config)?);
-    if cfg.projects.is_empty() {
-        tracing::warn!("no [[projects]] configured: every agent will be refused");
-    }
-    let (identity, origin) = keyfile::load_or_create(&cfg.identity_file, &mut rand::rng())?;
-    match origin {
-        keyfile::Origin::Created => {
-            tracing::info!(identity = %identity.identity(), file = %cfg.identity_file.display(), "created this proxy's identity key")
-        }
-        keyfile::Origin::Loaded => {
-            tracing::info!(identity = %identity.identity(), "proxy identity")
-        }
-    }
-    let bindings =
-        Arc::new(Bindings::open(&cfg.data_dir).context("opening the identity bindings")?);
-    let store = Arc::new(Store::open_with(&cfg.data_dir, cfg.store).context("opening the store")?);
+    let cfg = load(&config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listen = %addr, projects = cfg.projects.len(), "proxy listening");
-        // Tests and scripts read the bound address from this line.
-        println!("listening on {addr}");
+        let bound = wasmtap_proxy::bind(cfg, wasmtap_proxy::Options { print }).await?;
+        // Tests and scripts read the bound addresses from these lines.
+        println!("listening on {}", bound.addr()?);
+        if let Some(http) = bound.http_addr() {
+            println!("http listening on {http}");
+        }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sessions = Arc::new(Sessions::default());
-        let mut sinks: Sinks = Vec::new();
-        let mut workers = Vec::new();
-        let mut remote = Vec::new();
-        for endpoint in &cfg.remote_write {
-            let rw = RemoteWrite::new(endpoint.clone());
-            workers.push(tokio::spawn(rw.clone().run(shutdown.clone())));
-            sinks.push(rw.clone());
-            remote.push(rw);
-        }
-        if let Some(http_cfg) = &cfg.http {
-            let latest = Arc::new(Latest::new(http_cfg.max_series, http_cfg.series_ttl));
-            sinks.push(latest.clone());
-            let http_listener = tokio::net::TcpListener::bind(http_cfg.listen)
-                .await
-                .with_context(|| format!("binding [http] listen {}", http_cfg.listen))?;
-            let http_addr = http_listener.local_addr()?;
-            if http_cfg.token.is_none() {
-                tracing::warn!("[http] has no token: the admin API under /api/ is off");
-            }
-            tracing::info!(listen = %http_addr, "http listening");
-            println!("http listening on {http_addr}");
-            let state = Arc::new(HttpState {
-                token: http_cfg.token.clone(),
-                sessions: sessions.clone(),
-                bindings: bindings.clone(),
-                latest,
-                remote_write: remote,
-            });
-            let http_shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
-                    tracing::error!(error = %e, "http listener failed");
-                }
-            });
-        }
-        if print {
-            sinks.push(Arc::new(display::Print));
-        }
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            wait_for_signal().await;
+            tracing::info!("shutting down (a second signal stops at once)");
             let _ = stop.send(true);
+            wait_for_signal().await;
+            tracing::warn!(
+                "second signal: stopping now; the sinks resume from the store at the next start"
+            );
+            std::process::exit(1);
         });
-        let hub = Arc::new(Hub::new(cfg, identity, bindings, store, sessions, sinks));
-        wasmtap_proxy::server::run(listener, hub, shutdown).await?;
-        // Remote-write workers make one last attempt with what is queued.
-        let flush = join_all(workers);
-        if tokio::time::timeout(SHUTDOWN_FLUSH, flush).await.is_err() {
-            tracing::warn!("remote write did not finish within {SHUTDOWN_FLUSH:?}; values lost");
-        }
+        bound.serve(shutdown).await?;
         Ok(())
     })
 }
 
-/// How long remote-write workers get to send what is queued at shutdown.
-const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -23,9 +23,8 @@ use wasmtap_protocol::identity::StaticKey;
 use crate::bindings::{Bindings, Verdict};
 use crate::config::Config;
 use crate::gate::{Gate, Ticket};
-use crate::link::Link;
+use crate::link::{Link, SHUTDOWN_SETTLE};
 use crate::sessions::Sessions;
-use crate::sink::Sinks;
 use crate::store::{Store, StoreError};
 
 /// Largest frame accepted before the handshake completes (a ClientHello
@@ -80,8 +79,6 @@ pub struct Hub {
     pub store: Arc<Store>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
-    /// Where stored batches go next.
-    pub sinks: Sinks,
     /// Hellos seen within the clock-skew window.
     replays: Mutex<ReplayGuard>,
     /// Handshake refusals so far, by reason (for sampled logging).
@@ -96,7 +93,6 @@ impl Hub {
         bindings: Arc<Bindings>,
         store: Arc<Store>,
         sessions: Arc<Sessions>,
-        sinks: Sinks,
     ) -> Self {
         let skew = u64::try_from(config.limits.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let replays = ReplayGuard::new(skew, wasmtap_protocol::handshake::DEFAULT_REPLAY_CAPACITY);
@@ -106,7 +102,6 @@ impl Hub {
             bindings,
             store,
             sessions,
-            sinks,
             replays: Mutex::new(replays),
             refusals: Mutex::new(HashMap::new()),
         }
@@ -122,7 +117,8 @@ impl Hub {
     }
 }
 
-/// Serves agents on `listener` until `shutdown` flips.
+/// Serves agents on `listener` until `shutdown` flips, then waits (a
+/// bounded time) for the sessions to acknowledge what is stored and close.
 pub async fn run(
     listener: TcpListener,
     hub: Arc<Hub>,
@@ -130,10 +126,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let gate = Gate::new(hub.config.limits);
     let refused = AtomicU64::new(0);
+    // Every session task holds a sender: once all are dropped, all ended.
+    let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -157,7 +155,9 @@ pub async fn run(
         };
         let hub = hub.clone();
         let shutdown = shutdown.clone();
+        let alive = alive.clone();
         tokio::spawn(async move {
+            let _alive = alive;
             match serve(stream, peer, &hub, ticket, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
                 Err(ConnError::Evicted) => {
@@ -168,6 +168,9 @@ pub async fn run(
             }
         });
     }
+    drop((listener, alive));
+    let _ = tokio::time::timeout(SHUTDOWN_SETTLE * 2, ended.recv()).await;
+    Ok(())
 }
 
 /// Reads the next frame, buffering partial input in `decoder`.

@@ -3,7 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -135,19 +136,7 @@ impl Proxy {
 
     /// `wasmtap-proxy query --json` with extra arguments, one value per line.
     pub fn query(&self, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
-        let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
-            .args(["query", "--json", "--config"])
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .context("running wasmtap-proxy query")?;
-        if !out.status.success() {
-            bail!("query failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        String::from_utf8(out.stdout)?
-            .lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("query line {l:?}")))
-            .collect()
+        query(&self.config, args)
     }
 }
 
@@ -162,12 +151,57 @@ pub struct CtlAnswer {
     pub stderr: String,
 }
 
+/// `wasmtap-proxy query --json` on the store of the proxy configured by
+/// `config` (running or not), one value per line.
+pub fn query(config: &Path, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
+        .args(["query", "--json", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .context("running wasmtap-proxy query")?;
+    if !out.status.success() {
+        bail!("query failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("query line {l:?}")))
+        .collect()
+}
+
 impl Proxy {
     /// Kills the proxy at once (SIGKILL) and waits for it.
     pub fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// The exit status, if the proxy has exited.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the proxy to exit.
+    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the proxy did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
