@@ -80,8 +80,10 @@ fn a_name_belongs_to_its_identity_until_forgotten_and_requests_route_by_project(
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (shop, bank) = (new_key("shop")?, new_key("bank")?);
+    // The first line of `extra` still belongs to the last [[projects]] entry (bank).
+    let extra = format!("max_sessions = 1\n{}", http());
     let proxy =
-        Proxy::start_with(&dir.path().join("proxy"), &[("shop", &shop), ("bank", &bank)], &http())?;
+        Proxy::start_with(&dir.path().join("proxy"), &[("shop", &shop), ("bank", &bank)], &extra)?;
     let port = proxy.addr.port();
     let first =
         Agent::start(&dir.path().join("first"), "web-01", port, &shop, &["testing/ticker"])?;
@@ -130,6 +132,15 @@ fn a_name_belongs_to_its_identity_until_forgotten_and_requests_route_by_project(
         assert!(answer.ok, "{}", answer.stderr);
         assert_eq!(answer.json["ok"]["project"], project, "{}", answer.json);
     }
+
+    // bank may hold one session: a second agent of it is refused, and says why.
+    let crowded = Agent::start(&dir.path().join("bank-2"), "db-01", port, &bank, &[])?;
+    wait::until(Duration::from_secs(30), "the session cap to refuse db-01", || {
+        Ok((proxy.log_text().contains("project at its session cap")
+            && crowded.log_text().contains("project at its session cap"))
+        .then_some(()))
+    })
+    .with_context(|| format!("proxy:\n{}\nagent:\n{}", proxy.log_text(), crowded.log_text()))?;
     drop(second);
     Ok(())
 }
