@@ -3,10 +3,12 @@
 //! - `cargo xtask plugins`: build every collector for wasm32-wasip2 into `target/plugins/`.
 //! - `cargo xtask examples`: install the Python and JavaScript tools, build `plugins/examples/`.
 //! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
+//! - `cargo xtask footprint [--seconds N]`: the agent's cost beside collectd and node_exporter (a benchmark).
 //! - `cargo xtask test`: install what tests need (Debian's `prometheus`), build collectors, run every test and lint.
 
 mod authoring;
 mod demo;
+mod footprint;
 mod packages;
 mod plugins;
 mod util;
@@ -19,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         Some("plugins") => plugins::build().map(|_| ()),
         Some("examples") => authoring::build_examples().map(|_| ()),
         Some("demo") => demo::run(&args[1..]),
+        Some("footprint") => footprint::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
         _ => {
@@ -29,6 +32,9 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!(
                 "  demo           run a local proxy and agent and show the metrics (Ctrl-C stops)"
+            );
+            eprintln!(
+                "  footprint      the agent's CPU, memory and wire cost beside collectd and node_exporter"
             );
             eprintln!("  test           build collectors and run every test and lint");
             eprintln!("  lint           cargo fmt --check and clippy -D warnings");

@@ -12,8 +12,13 @@ const NEEDED: &[(&str, &str)] = &[("prometheus", "/usr/bin/prometheus")];
 /// Installs every package in [`NEEDED`] whose file is missing; quiet and
 /// idempotent (nothing runs when all files exist).
 pub fn ensure() -> anyhow::Result<()> {
+    install_missing(NEEDED)
+}
+
+/// Installs every `(package, file)` of `needed` whose file is missing.
+pub fn install_missing(needed: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> =
-        NEEDED.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(p, _)| *p).collect();
+        needed.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(p, _)| *p).collect();
     if missing.is_empty() {
         return Ok(());
     }
