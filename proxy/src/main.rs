@@ -187,6 +187,7 @@ fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
                 sessions: sessions.clone(),
                 latest,
                 remote_write: remote,
+                store: store.clone(),
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {

@@ -6,8 +6,11 @@
 //! format the agent's spool uses too) whose payload is a [`StoredBatch`]
 //! with its field layouts written once per record (`format.rs`). A segment is closed at [`StoreConfig::segment_bytes`];
 //! closed segments whose newest batch is older than the retention are
-//! deleted. On open, the last segment's torn or corrupt tail (a crash in the
-//! middle of a write) is cut off.
+//! deleted. On open, the last segment's torn tail (a crash in the middle of
+//! a write) is cut off; a damaged record anywhere else costs only that
+//! record: it is skipped, logged and counted per project
+//! ([`Store::damage`], on `/metrics`), and the records after it are kept
+//! (`recover.rs`).
 //!
 //! Sessions hand batches to the writer thread ([`Store::submit`]); it takes
 //! every batch waiting, writes them, syncs each file it touched once (group
@@ -17,6 +20,7 @@
 //! [`Appended::Duplicate`] and not written again.
 
 pub mod format;
+pub mod recover;
 mod writer;
 
 #[cfg(test)]
@@ -32,9 +36,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::Batch;
-use wasmtap_protocol::record;
 
-/// Largest record accepted when reading back (a corrupt length beyond it ends the segment).
+/// Largest record accepted when reading back (a longer length is damage).
 pub const MAX_RECORD: u32 = 64 << 20;
 /// Default size at which a segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -135,6 +138,7 @@ pub type Receipt = oneshot::Receiver<Result<Appended, StoreError>>;
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    damage: Arc<recover::DamageCounters>,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -149,13 +153,15 @@ impl Store {
     pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let (tx, rx) = mpsc::channel();
-        let writer = writer::Writer::new(dir.to_owned(), config);
+        let damage = Arc::new(recover::DamageCounters::default());
+        let writer = writer::Writer::new(dir.to_owned(), config, damage.clone());
         let thread = std::thread::Builder::new()
             .name("wasmtap-store".into())
             .spawn(move || writer.run(rx))
             .map_err(io_err(dir))?;
         Ok(Self {
             dir: dir.to_owned(),
+            damage,
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -204,7 +210,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Every intact record of `project`, oldest first.
+    /// Damage found in the projects' segments when their logs were opened.
+    pub fn damage(&self) -> &recover::DamageCounters {
+        &self.damage
+    }
+
+    /// Every intact record of `project`, oldest first (damaged ones skipped).
     pub fn read(&self, project: &ProjectId) -> Result<Vec<StoredBatch>, StoreError> {
         let dir = self.dir.join(project.as_str());
         let mut out = Vec::new();
@@ -216,11 +227,11 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(&path)(e)),
             };
-            let (records, _, unreadable) = scan(&bytes);
-            if let Some(message) = unreadable {
+            let r = recover::recover(&bytes);
+            if let Some(message) = r.unreadable {
                 return Err(StoreError::Unreadable { path, message });
             }
-            out.extend(records);
+            out.extend(r.records);
         }
         Ok(out)
     }
@@ -230,23 +241,4 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Decodes records until the first torn or corrupt one (a short record or a
-/// checksum mismatch); returns them, the length of the intact prefix, and
-/// why a record that passed its checksum could not be decoded, if one did
-/// not (which stops the scan too, and must not be mistaken for a torn tail).
-fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize, Option<String>) {
-    let mut out = Vec::new();
-    let mut records = record::scan(bytes, MAX_RECORD);
-    while let Some((offset, payload)) = records.next() {
-        match format::decode(payload) {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                records.reject_last(payload.len());
-                return (out, records.valid_len(), Some(format!("record at byte {offset}: {e}")));
-            }
-        }
-    }
-    (out, records.valid_len(), None)
 }
