@@ -5,6 +5,11 @@
 //! The hand-built messages follow the key schedule of `protocol/PROTOCOL.md`
 //! (and `protocol/src/handshake/mod.rs`); `protocol/tests/proptests.rs`
 //! checks that they match what the agent really sends byte for byte.
+//!
+//! [`records`] is a naive model of the record scanner, for the `recovery`
+//! target.
+
+pub mod records;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
