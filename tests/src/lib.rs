@@ -12,6 +12,8 @@
 //! - [`http`]: a tiny independent HTTP client for the proxy's listener and Prometheus.
 //! - [`prometheus`]: a real Prometheus server with its remote-write receiver on.
 //! - [`pki`]: a throwaway certificate authority and server certificate for TLS tests.
+//! - [`spool`]: an agent's spooled batches, read from its files.
+//! - [`ticks`]: what the `ticker` test collector delivered, and gaps in it.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
@@ -21,6 +23,8 @@ pub mod pki;
 pub mod prometheus;
 pub mod proxy;
 pub mod relay;
+pub mod spool;
+pub mod ticks;
 pub mod wait;
 
 pub use agent::Agent;
