@@ -19,7 +19,8 @@ use wasmtap_host::runtime::{Collector, Runtime};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::compact::Encoder;
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
-use wasmtap_protocol::handshake::{ClientHandshake, ServerHandshake};
+use wasmtap_protocol::handshake::{ClientHandshake, ReplayGuard, ServerHandshake};
+use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::message::{self, Batch, SealedBatch, Value};
 use wasmtap_protocol::session::Session;
 
@@ -34,10 +35,15 @@ fn frame(bytes: &[u8]) -> Frame {
 fn session() -> Session {
     let k = AccessKey::generate(ProjectId::new("bench").expect("valid"), &mut rand::rng());
     let keys: HashMap<_, _> = [(k.project().clone(), k.clone())].into();
-    let (c, hello) = ClientHandshake::start(&k, "bench", 0, &mut rand::rng()).expect("hello");
-    let (s, answer) =
-        ServerHandshake::receive_hello(frame(&hello), &keys, 0, &mut rand::rng()).expect("ok");
-    let c = c.receive(frame(&answer)).expect("ok");
+    let (agent, proxy) =
+        (StaticKey::generate(&mut rand::rng()), StaticKey::generate(&mut rand::rng()));
+    let now = 1_800_000_000_000;
+    let (c, hello) =
+        ClientHandshake::start(&k, &agent, "bench", now, &mut rand::rng()).expect("hello");
+    let read = ServerHandshake::read_hello(frame(&hello), &keys, &mut ReplayGuard::default(), now)
+        .expect("ok");
+    let (s, answer) = read.respond(&proxy, now, &mut rand::rng()).expect("ok");
+    let c = c.receive(frame(&answer), Some(&proxy.identity())).expect("ok");
     s.receive_finished(frame(&c.finished)).expect("ok");
     c.session
 }

@@ -21,6 +21,7 @@ use crate::spool::{Spool, SpoolError};
 use crate::stats::AgentStats;
 use crate::supervisor::{Policy, Supervisor};
 use crate::uplink::batcher::Batcher;
+use crate::uplink::identity::Identities;
 use crate::uplink::{Shared, Uplink};
 
 /// Why the agent could not start.
@@ -49,6 +50,9 @@ pub enum AgentError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The agent's identity key or its pin of the proxy's could not be read.
+    #[error(transparent)]
+    Identity(#[from] crate::uplink::identity::IdentityError),
 }
 
 /// Runs the agent until `shutdown` flips to `true`; `logs` is the ring the
@@ -69,6 +73,7 @@ pub async fn run(
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
         });
     }
+    let identities = Arc::new(Identities::load(&config.data_dir, config.proxy_identity)?);
     let spool =
         Spool::open(&config.data_dir.join("spool"), config.spool_cap, crate::clock::now_ms())?;
     let spool = Arc::new(Mutex::new(spool));
@@ -83,7 +88,7 @@ pub async fn run(
     };
     let supervisor =
         Supervisor::new(rt, config.plugins_dir.clone(), policy, health.clone(), samples_tx.clone());
-    tracing::info!(agent = %config.name, project = %config.access_key.project(), plugins = %config.plugins_dir.display(), "agent starting");
+    tracing::info!(agent = %config.name, project = %config.access_key.project(), identity = %identities.agent.identity(), plugins = %config.plugins_dir.display(), "agent starting");
     let control = Arc::new(Control {
         started: Instant::now(),
         config: config.clone(),
@@ -114,7 +119,7 @@ pub async fn run(
         batcher.run().await;
         let _ = done_tx.send(true);
     });
-    Uplink::new(config, Shared { spool, written, stats, control }).run(done_rx).await;
+    Uplink::new(config, Shared { spool, written, stats, control }, identities).run(done_rx).await;
     let _ = tokio::join!(collectors, selfwatch, batching);
     tracing::info!("agent stopped");
     Ok(())

@@ -75,6 +75,7 @@ struct RawServer {
     #[serde(default)]
     port: Option<u16>,
     access_key: String,
+    proxy_identity: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     max_backoff: Option<Duration>,
 }
@@ -180,6 +181,9 @@ pub struct Config {
     pub port: u16,
     /// The project access key.
     pub access_key: AccessKey,
+    /// The identity every proxy must prove (`wtapid1_…`); without it the
+    /// agent pins the first identity it sees.
+    pub proxy_identity: Option<wasmtap_protocol::identity::Identity>,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
     /// This agent's name, as the proxy stores it.
@@ -239,6 +243,18 @@ impl Config {
             return Err(ConfigError::Invalid("server.port must not be 0".into()));
         }
         let access_key: AccessKey = raw.server.access_key.parse()?;
+        let proxy_identity = raw
+            .server
+            .proxy_identity
+            .as_deref()
+            .map(|t| {
+                t.parse().map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "server.proxy_identity: {e} (print it on the proxy with `wasmtap-proxy identity`)"
+                    ))
+                })
+            })
+            .transpose()?;
         let name = match raw.agent.name {
             Some(n) => n,
             None => host_name(),
@@ -269,6 +285,7 @@ impl Config {
             hosts,
             port,
             access_key,
+            proxy_identity,
             max_backoff: raw.server.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
             name,
             data_dir: base.join(data_dir),

@@ -126,6 +126,8 @@ impl Control {
             "clock_offset_ms": s.clock_offset_ms.load(std::sync::atomic::Ordering::Relaxed),
             "sessions": get(&s.sessions),
             "session_failures": get(&s.session_failures),
+            "identity_refusals": get(&s.identity_refusals),
+            "acks_refused": get(&s.acks_refused),
             "batches_sent": get(&s.batches_sent),
             "batches_acked": get(&s.batches_acked),
             "spool": {

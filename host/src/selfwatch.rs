@@ -75,6 +75,8 @@ pub fn samples(
         field("bytes_simple", c(&stats.bytes_simple)),
         field("numbers_sent", c(&stats.numbers_sent)),
         field("control_requests", c(&stats.control_requests)),
+        field("identity_refusals", c(&stats.identity_refusals)),
+        field("acks_refused", c(&stats.acks_refused)),
     ];
     let rtt = stats.rtt_ms.load(Ordering::Relaxed);
     if rtt >= 0 {

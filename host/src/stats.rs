@@ -30,6 +30,11 @@ pub struct AgentStats {
     pub lost_samples: AtomicU64,
     /// Control requests answered.
     pub control_requests: AtomicU64,
+    /// Sessions refused over identity: a proxy proving another identity
+    /// than the pinned one, or a proxy refusing this agent's identity.
+    pub identity_refusals: AtomicU64,
+    /// Acknowledgements refused (beyond what this agent sent).
+    pub acks_refused: AtomicU64,
     /// Latest round-trip time to the proxy, ms (-1: none yet).
     pub rtt_ms: AtomicI64,
     /// Latest proxy clock offset, ms (positive: the proxy is ahead).

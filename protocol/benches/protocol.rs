@@ -14,7 +14,8 @@ use rand::rngs::StdRng;
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::compact::{Decoder, Encoder};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
-use wasmtap_protocol::handshake::{ClientHandshake, ServerHandshake};
+use wasmtap_protocol::handshake::{ClientHandshake, ReplayGuard, ServerHandshake};
+use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::message::{self, Batch, Sample, Value};
 use wasmtap_protocol::session::Session;
 use wasmtap_protocol::simple::{NumericPayload, NumericWriter};
@@ -31,54 +32,121 @@ fn key() -> AccessKey {
     AccessKey::generate(ProjectId::new("bench").expect("valid"), &mut StdRng::seed_from_u64(1))
 }
 
+const NOW: u64 = 1_800_000_000_000;
+
+struct Parties {
+    keys: HashMap<ProjectId, AccessKey>,
+    psk: AccessKey,
+    agent: StaticKey,
+    proxy: StaticKey,
+}
+
+fn parties() -> Parties {
+    let psk = key();
+    let mut rng = StdRng::seed_from_u64(5);
+    Parties {
+        keys: [(psk.project().clone(), psk.clone())].into(),
+        psk,
+        agent: StaticKey::generate(&mut rng),
+        proxy: StaticKey::generate(&mut rng),
+    }
+}
+
 fn sessions() -> (Session, Session) {
-    let k = key();
-    let keys: HashMap<_, _> = [(k.project().clone(), k.clone())].into();
+    let p = parties();
     let mut rng = StdRng::seed_from_u64(2);
-    let (c, hello) = ClientHandshake::start(&k, "bench", 0, &mut rng).expect("hello");
-    let (s, answer) =
-        ServerHandshake::receive_hello(frame(&hello), &keys, 0, &mut rng).expect("ok");
-    let c = c.receive(frame(&answer)).expect("ok");
+    let (c, hello) =
+        ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng).expect("hello");
+    let read =
+        ServerHandshake::read_hello(frame(&hello), &p.keys, &mut ReplayGuard::default(), NOW)
+            .expect("ok");
+    let (s, answer) = read.respond(&p.proxy, NOW, &mut rng).expect("ok");
+    let c = c.receive(frame(&answer), Some(&p.proxy.identity())).expect("ok");
     let s = s.receive_finished(frame(&c.finished)).expect("ok");
     (c.session, s.session)
 }
 
+/// Each side's handshake work in two steps (the whole side is their sum),
+/// and what a replayed or stale hello costs the proxy.
 fn handshake(c: &mut Criterion) {
-    let k = key();
-    let keys: HashMap<_, _> = [(k.project().clone(), k.clone())].into();
+    let p = parties();
     let mut rng = StdRng::seed_from_u64(3);
     let mut proxy_rng = StdRng::seed_from_u64(4);
+    let mut guard = ReplayGuard::new(120_000, usize::MAX);
     let mut g = c.benchmark_group("handshake");
-    g.bench_function("agent", |b| {
+    g.bench_function("agent_hello", |b| {
+        b.iter(|| black_box(ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng)))
+    });
+    g.bench_function("agent_finish", |b| {
         b.iter_batched(
             || {
-                let (c, hello) = ClientHandshake::start(&k, "bench", 0, &mut rng).expect("hello");
-                let (_, answer) =
-                    ServerHandshake::receive_hello(frame(&hello), &keys, 0, &mut rng).expect("ok");
+                let (c, hello) = ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng)
+                    .expect("hello");
+                let read = ServerHandshake::read_hello(frame(&hello), &p.keys, &mut guard, NOW)
+                    .expect("ok");
+                let (_, answer) = read.respond(&p.proxy, NOW, &mut proxy_rng).expect("ok");
                 (c, frame(&answer))
             },
-            |(c, answer)| {
-                // The agent's whole share of the work: its hello was built in
-                // setup, so time hello + answer processing together below.
-                black_box(c.receive(answer).expect("ok"))
+            |(c, answer)| black_box(c.receive(answer, Some(&p.proxy.identity())).expect("ok")),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut guard = ReplayGuard::new(120_000, usize::MAX);
+    g.bench_function("proxy_hello", |b| {
+        b.iter_batched(
+            || {
+                let (_, hello) = ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng)
+                    .expect("hello");
+                frame(&hello)
+            },
+            |hello| {
+                let read =
+                    ServerHandshake::read_hello(hello, &p.keys, &mut guard, NOW).expect("ok");
+                black_box(read.respond(&p.proxy, NOW, &mut proxy_rng).expect("ok"))
             },
             criterion::BatchSize::SmallInput,
         )
     });
-    g.bench_function("agent_hello", |b| {
-        b.iter(|| black_box(ClientHandshake::start(&k, "bench", 0, &mut rng).expect("hello")))
-    });
-    g.bench_function("proxy", |b| {
+    let mut guard = ReplayGuard::new(120_000, usize::MAX);
+    g.bench_function("proxy_finish", |b| {
         b.iter_batched(
             || {
-                let (c, hello) = ClientHandshake::start(&k, "bench", 0, &mut rng).expect("hello");
-                (c, frame(&hello))
+                let (c, hello) = ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng)
+                    .expect("hello");
+                let read = ServerHandshake::read_hello(frame(&hello), &p.keys, &mut guard, NOW)
+                    .expect("ok");
+                let (s, answer) = read.respond(&p.proxy, NOW, &mut proxy_rng).expect("ok");
+                let c = c.receive(frame(&answer), None).expect("ok");
+                (s, frame(&c.finished))
             },
-            |(c, hello)| {
-                let (s, answer) =
-                    ServerHandshake::receive_hello(hello, &keys, 0, &mut proxy_rng).expect("ok");
-                // Finishing needs the agent's confirmation; its cost is one AEAD open.
-                black_box((s, answer, c))
+            |(s, finished)| black_box(s.receive_finished(finished).expect("ok")),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let (_, hello) =
+        ClientHandshake::start(&p.psk, &p.agent, "bench", NOW, &mut rng).expect("hello");
+    let hello = frame(&hello);
+    let mut guard = ReplayGuard::default();
+    ServerHandshake::read_hello(hello.clone(), &p.keys, &mut guard, NOW).expect("first");
+    g.bench_function("replayed_hello", |b| {
+        b.iter_batched(
+            || hello.clone(),
+            |h| {
+                black_box(
+                    ServerHandshake::read_hello(h, &p.keys, &mut guard, NOW).expect_err("replay"),
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("stale_hello", |b| {
+        b.iter_batched(
+            || hello.clone(),
+            |h| {
+                black_box(
+                    ServerHandshake::read_hello(h, &p.keys, &mut guard, NOW + 600_000)
+                        .expect_err("stale"),
+                )
             },
             criterion::BatchSize::SmallInput,
         )
@@ -110,11 +178,12 @@ fn paths(c: &mut Criterion) {
         });
         let payload = numbers(size);
         let (mut tx, _) = sessions();
+        // One checkpoint per frame: what a batch of one payload pays.
         g.bench_with_input(BenchmarkId::new("simple", size), &payload, |b, p| {
             b.iter(|| {
                 out.clear();
                 tx.seal_simple(p, &mut out);
-                black_box(&out);
+                black_box((&out, tx.simple_checkpoint()));
             })
         });
     }

@@ -93,6 +93,20 @@ impl fmt::Debug for ProjectId {
     }
 }
 
+/// A short public name for one of a project's access keys, sent in the
+/// clear so that a proxy holding several keys for a project (while one is
+/// rotated out) knows which one to try. It is derived from the key, so it
+/// needs no configuration: the first four bytes of
+/// SHA-256(“wasmtap key id” ‖ project ‖ secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u32);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
 /// A project access key: the project it belongs to and its 256-bit secret.
 ///
 /// `Debug` and `Display` never show the secret. [`AccessKey::to_key_string`]
@@ -122,6 +136,16 @@ impl AccessKey {
     /// The 256-bit project secret.
     pub fn secret(&self) -> &Key256 {
         &self.secret
+    }
+
+    /// This key's [`KeyId`].
+    pub fn key_id(&self) -> KeyId {
+        let h = crate::crypto::sha256(&[
+            b"wasmtap key id",
+            self.project.as_str().as_bytes(),
+            self.secret.expose(),
+        ]);
+        KeyId(u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
     }
 
     /// The text form, for `wasmtap-proxy keygen` and config files.
@@ -243,6 +267,15 @@ mod tests {
         assert!(matches!("wtap1_Bad_xx".parse::<AccessKey>(), Err(AccessKeyError::Project(_))));
         let other = text.replacen("shop-prod", "shop-prox", 1);
         assert_eq!(other.parse::<AccessKey>(), Err(AccessKeyError::Checksum));
+    }
+
+    #[test]
+    fn key_ids_differ_between_keys_and_stay_put() {
+        let k = key();
+        assert_eq!(k.key_id(), k.clone().key_id());
+        let other = AccessKey::generate(k.project().clone(), &mut rand::rng());
+        assert_ne!(k.key_id(), other.key_id());
+        assert_eq!(k.key_id().to_string().len(), 8);
     }
 
     #[test]

@@ -13,20 +13,23 @@ pub const MAX_CLOSE_MESSAGE: usize = 200;
 pub enum CloseCode {
     /// Orderly end.
     Normal = 0,
-    /// The proxy has no project of the name the agent sent.
-    UnknownProject = 1,
-    /// The agent's hello did not authenticate under the project's key.
-    BadCredentials = 2,
+    /// The proxy does not accept these credentials (unknown project, unknown
+    /// key, wrong key or a replayed hello: one answer for all of them).
+    Refused = 1,
     /// The peer broke the protocol (bad frame, unexpected message).
-    ProtocolError = 3,
+    ProtocolError = 2,
     /// The peer is shutting down.
-    Shutdown = 4,
-    /// Too many frames failed authentication.
-    AuthFailures = 5,
+    Shutdown = 3,
+    /// A frame failed authentication.
+    AuthFailure = 4,
     /// A deadline passed (handshake, idle).
-    Timeout = 6,
+    Timeout = 5,
     /// The peer is over a resource limit.
-    Overloaded = 7,
+    Overloaded = 6,
+    /// The agent's clock is too far from the proxy's.
+    ClockSkew = 7,
+    /// The agent's identity is not the one bound to its name, or it awaits approval.
+    IdentityRefused = 8,
     /// Any code this build does not know.
     Other = 255,
 }
@@ -36,13 +39,14 @@ impl CloseCode {
         use CloseCode::*;
         match b {
             0 => Normal,
-            1 => UnknownProject,
-            2 => BadCredentials,
-            3 => ProtocolError,
-            4 => Shutdown,
-            5 => AuthFailures,
-            6 => Timeout,
-            7 => Overloaded,
+            1 => Refused,
+            2 => ProtocolError,
+            3 => Shutdown,
+            4 => AuthFailure,
+            5 => Timeout,
+            6 => Overloaded,
+            7 => ClockSkew,
+            8 => IdentityRefused,
             _ => Other,
         }
     }
@@ -100,12 +104,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_truncation() {
-        let c = Close::new(CloseCode::BadCredentials, "é".repeat(150));
+        let c = Close::new(CloseCode::Refused, "é".repeat(150));
         assert!(c.message.len() <= MAX_CLOSE_MESSAGE);
         let mut out = Vec::new();
         c.encode(&mut out);
         assert_eq!(Close::decode(&out), Ok(c));
         assert_eq!(Close::decode(&[9, 0]).map(|c| c.code), Ok(CloseCode::Other));
+        assert_eq!(Close::decode(&[7, 0]).map(|c| c.code), Ok(CloseCode::ClockSkew));
         assert!(Close::decode(&[1]).is_err());
     }
 }

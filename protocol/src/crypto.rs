@@ -50,6 +50,21 @@ impl Aead {
         }
     }
 
+    /// Encrypts `buf` in place and returns the tag (for callers that write
+    /// the ciphertext straight into their output buffer).
+    pub fn seal_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let nonce = Nonce::from(*nonce);
+        match self.0.encrypt_inout_detached(&nonce, aad, buf.into()) {
+            Ok(tag) => tag.into(),
+            Err(_) => unreachable!("AES-GCM encryption below the size limit cannot fail"),
+        }
+    }
+
     /// Checks the tag and decrypts `buf` in place, removing the tag.
     pub fn open(
         &self,
@@ -112,8 +127,8 @@ pub fn x25519_agree(secret: &[u8; 32], peer: &[u8; 32]) -> Result<Secret<32>, Lo
     Ok(shared)
 }
 
-/// A one-use X25519 key pair. The private half is consumed by
-/// [`EphemeralKey::agree`] and wiped.
+/// A one-use X25519 key pair, for one handshake. The private half is
+/// wiped when the key is dropped.
 pub struct EphemeralKey {
     secret: Secret<32>,
     public: [u8; 32],
@@ -141,8 +156,8 @@ impl EphemeralKey {
         self.public
     }
 
-    /// Computes the shared secret with the peer's share, consuming the key.
-    pub fn agree(self, peer: &[u8; 32]) -> Result<Secret<32>, LowOrderShare> {
+    /// Computes the shared secret with a peer's public key.
+    pub fn agree(&self, peer: &[u8; 32]) -> Result<Secret<32>, LowOrderShare> {
         x25519_agree(self.secret.expose(), peer)
     }
 }

@@ -12,7 +12,7 @@
 //! (`Ok(None)`) apart from "invalid: close the connection" (`Err`).
 
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 6;
 /// Default largest payload accepted from a peer (1 MiB).
@@ -42,6 +42,8 @@ pub enum FrameKind {
     Ping = 0x15,
     /// Keepalive and time sync answer (sealed).
     Pong = 0x16,
+    /// The sender moves its direction to the next keys (sealed, empty).
+    KeyUpdate = 0x17,
     /// Closing the session, with a reason (sealed once the session is up).
     Close = 0x1f,
 }
@@ -61,6 +63,7 @@ impl FrameKind {
             0x14 => ControlResponse,
             0x15 => Ping,
             0x16 => Pong,
+            0x17 => KeyUpdate,
             0x1f => Close,
             _ => return None,
         })
@@ -151,9 +154,15 @@ pub fn parse_header(buf: &[u8], max: u32) -> Result<Option<(FrameKind, u32)>, Fr
 }
 
 /// Reassembles frames from a byte stream delivered in pieces of any size.
+///
+/// Frames are read at a cursor into the buffer; the consumed prefix is
+/// dropped only once it is at least half the buffer, so many small frames in
+/// one read cost one copy each, not one shift of the whole buffer each.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Bytes of `buf` already returned as frames.
+    start: usize,
     max: u32,
 }
 
@@ -166,11 +175,15 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     /// A decoder accepting payloads of at most `max` bytes.
     pub fn new(max: u32) -> Self {
-        Self { buf: Vec::new(), max }
+        Self { buf: Vec::new(), start: 0, max }
     }
 
     /// Appends bytes received from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -181,21 +194,35 @@ impl FrameDecoder {
 
     /// Bytes buffered but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
+    }
+
+    /// Frees the buffer's memory when nothing is buffered (an idle session
+    /// then holds none).
+    pub fn shrink(&mut self) {
+        if self.buffered() == 0 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or an
     /// error after which the connection must close.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let Some((kind, len)) = parse_header(&self.buf, self.max)? else {
+        let rest = &self.buf[self.start..];
+        let Some((kind, len)) = parse_header(rest, self.max)? else {
             return Ok(None);
         };
         let total = HEADER_LEN + len as usize;
-        if self.buf.len() < total {
+        let Some(frame) = rest.get(..total) else {
             return Ok(None);
+        };
+        let payload = frame[HEADER_LEN..].to_vec();
+        self.start += total;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
         }
-        let payload = self.buf[HEADER_LEN..total].to_vec();
-        self.buf.drain(..total);
         Ok(Some(Frame { kind, payload }))
     }
 }
@@ -208,7 +235,7 @@ mod tests {
     fn header_round_trip() {
         let f = Frame { kind: FrameKind::Sealed, payload: vec![1, 2, 3] };
         let bytes = f.to_bytes();
-        assert_eq!(bytes[..HEADER_LEN], [1, 0x10, 0, 0, 0, 3]);
+        assert_eq!(bytes[..HEADER_LEN], [VERSION, 0x10, 0, 0, 0, 3]);
         let mut d = FrameDecoder::default();
         d.push(&bytes);
         assert_eq!(d.next_frame(), Ok(Some(f)));
@@ -235,6 +262,27 @@ mod tests {
             }
             assert_eq!(got, frames, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn many_small_frames_in_one_read_and_leftovers_across_reads() {
+        let mut wire = Vec::new();
+        for i in 0..1_000u32 {
+            Frame { kind: FrameKind::Ping, payload: i.to_be_bytes().to_vec() }.encode(&mut wire);
+        }
+        let mut d = FrameDecoder::default();
+        let mut got = 0u32;
+        for chunk in wire.chunks(4_093) {
+            d.push(chunk);
+            while let Some(f) = d.next_frame().expect("valid") {
+                assert_eq!(f.payload, got.to_be_bytes());
+                got += 1;
+            }
+            assert!(d.buffered() < 10, "only a partial frame stays buffered");
+        }
+        assert_eq!(got, 1_000);
+        d.shrink();
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

@@ -94,8 +94,9 @@ pub fn scan(bytes: &[u8], max: u32) -> Records<'_> {
     }
 }
 
-/// The intact record at `pos`: its payload and where it ends.
-fn record_at(bytes: &[u8], pos: usize, max: u32) -> Option<(&[u8], usize)> {
+/// The intact record at `pos` (length field at most `max`), without
+/// looking further: its payload and where it ends.
+pub fn intact_at(bytes: &[u8], pos: usize, max: u32) -> Option<(&[u8], usize)> {
     let header = bytes.get(pos..pos.checked_add(HEADER)?)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -146,7 +147,7 @@ impl Records<'_> {
         let pointed = length_at(bytes, from)
             .filter(|len| *len > 0 && *len <= self.max as usize)
             .and_then(|len| from.checked_add(HEADER)?.checked_add(len))
-            .filter(|&next| record_at(bytes, next, self.max).is_some());
+            .filter(|&next| intact_at(bytes, next, self.max).is_some());
         let mut budget =
             SEARCH_BASE.saturating_add(SEARCH_FACTOR.saturating_mul(bytes.len() - from));
         let limit = pointed.unwrap_or(bytes.len());
@@ -167,7 +168,7 @@ impl Records<'_> {
                     return None;
                 };
                 budget = left;
-                if record_at(bytes, candidate, self.max).is_some() {
+                if intact_at(bytes, candidate, self.max).is_some() {
                     return Some(candidate);
                 }
             }
@@ -187,7 +188,7 @@ impl<'a> Iterator for Records<'a> {
                 self.stopped = true;
                 return None;
             }
-            if let Some((payload, end)) = record_at(self.bytes, self.pos, self.max) {
+            if let Some((payload, end)) = intact_at(self.bytes, self.pos, self.max) {
                 let offset = self.pos;
                 self.pos = end;
                 self.valid_len = end;

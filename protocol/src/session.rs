@@ -1,24 +1,35 @@
-//! An established session: per-direction sealed state, counters and rekeying.
+//! An established session: per-direction sealed state, counters and key updates.
 //!
 //! Every frame after the handshake except `Simple` is sealed with AES-256-GCM
 //! under the sending direction's key. The nonce is the frame's position in that
-//! direction (a 64-bit counter, never sent, never reused), so a replayed,
-//! dropped or reordered frame fails authentication. The frame header is the
-//! associated data. After [`REKEY_INTERVAL`] frames a direction moves to a key
-//! derived from the previous one and restarts its counter.
+//! direction under the current key (a 64-bit counter, never sent, never
+//! reused), so a replayed, dropped or reordered frame fails authentication,
+//! and one failure ends the session. The frame header is the associated data.
+//!
+//! A direction moves to new keys when its sender sends a `KeyUpdate` frame
+//! (sealed under the old key): its sealed and simple keys are each derived
+//! from their predecessor and its counter restarts. Senders update after
+//! [`REKEY_BYTES`] or [`REKEY_AFTER`], whichever comes first
+//! ([`Session::rekey_due`]); a receiver refuses a direction that goes on
+//! past [`MAX_BYTES_PER_KEY`] without one.
+
+use std::time::{Duration, Instant};
 
 use crate::crypto::{Aead, AuthError, NONCE_LEN, TAG_LEN, derive_key};
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::secret::Key256;
 use crate::simple::{Checkpoint, NumericPayload, SimpleError, SimpleState};
 
-/// Frames sealed under one key before both sides move to the next
-/// (2^24, far below AES-GCM's per-key limits for our frame sizes).
-pub const REKEY_INTERVAL: u64 = 1 << 24;
-/// Authentication failures tolerated in one session before it must close.
-pub const MAX_AUTH_FAILURES: u32 = 3;
+/// Bytes (sealed and simple, both counted) after which a sender updates its keys.
+pub const REKEY_BYTES: u64 = 1 << 32;
+/// Time after which a sender updates its keys.
+pub const REKEY_AFTER: Duration = Duration::from_secs(3600);
+/// Bytes a receiver accepts under one key before it insists on an update
+/// (four times [`REKEY_BYTES`]: senders update well before).
+pub const MAX_BYTES_PER_KEY: u64 = 4 * REKEY_BYTES;
 
-const REKEY_INFO: &[u8] = b"wasmtap/1 rekey";
+const REKEY_SEALED: &[u8] = b"wasmtap/2 rekey sealed";
+const REKEY_SIMPLE: &[u8] = b"wasmtap/2 rekey simple";
 
 /// Which end of the session this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,31 +40,33 @@ pub enum Role {
     Server,
 }
 
-/// Why a frame could not be sealed or opened.
+/// Why a frame could not be sealed or opened. Every error but
+/// [`SessionError::NotSealed`] and [`SessionError::TooLarge`] (caller
+/// mistakes) means the session must close.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The frame did not authenticate; the session may go on.
-    #[error("frame failed authentication ({failures} so far)")]
-    Auth {
-        /// Failures in this session so far.
-        failures: u32,
-    },
-    /// Too many frames failed authentication: close the session.
-    #[error("{MAX_AUTH_FAILURES} frames failed authentication; closing")]
-    TooManyAuthFailures,
+    /// The frame did not authenticate (altered, replayed, dropped before, reordered).
+    #[error("a frame failed authentication")]
+    Auth,
     /// The frame kind is not sealed under the strong key.
     #[error("frame kind {0:?} is not a sealed kind")]
     NotSealed(FrameKind),
     /// The payload is too large for one frame.
     #[error("payload of {0} bytes does not fit a frame")]
     TooLarge(usize),
-    /// The simple path failed: close the session.
+    /// The simple path failed.
     #[error(transparent)]
     Simple(#[from] SimpleError),
     /// A frame of another kind was given to the simple path.
     #[error("frame kind {0:?} is not a simple frame")]
     NotSimple(FrameKind),
+    /// Keys may change only between simple-path epochs.
+    #[error("key update while simple frames wait for their checkpoint")]
+    UpdateInEpoch,
+    /// The peer sent more than [`MAX_BYTES_PER_KEY`] under one key.
+    #[error("peer did not update its keys within {MAX_BYTES_PER_KEY} bytes")]
+    KeyWornOut,
 }
 
 /// Whether frames of `kind` are sealed under the strong key once the session is up.
@@ -61,22 +74,42 @@ pub fn is_sealed_kind(kind: FrameKind) -> bool {
     use FrameKind::*;
     matches!(
         kind,
-        ClientFinished | Sealed | Ack | ControlRequest | ControlResponse | Ping | Pong | Close
+        ClientFinished
+            | Sealed
+            | Ack
+            | ControlRequest
+            | ControlResponse
+            | Ping
+            | Pong
+            | KeyUpdate
+            | Close
     )
 }
 
-/// One direction's key, expanded cipher and counter.
+/// One direction's keys, expanded cipher, counter and usage.
 #[derive(Debug)]
 pub(crate) struct Direction {
     key: Key256,
     aead: Aead,
     counter: u64,
-    rekey_interval: u64,
+    simple: SimpleState,
+    /// Bytes sealed or simple-encrypted under the current keys.
+    bytes: u64,
+    /// When the current keys were first used (set at the first check of
+    /// [`Session::rekey_due`], so the handshake needs no clock).
+    since: Option<Instant>,
 }
 
 impl Direction {
-    pub(crate) fn new(key: Key256, rekey_interval: u64) -> Self {
-        Self { aead: Aead::new(&key), key, counter: 0, rekey_interval }
+    fn new(keys: DirectionKeys) -> Self {
+        Self {
+            aead: Aead::new(&keys.sealed),
+            key: keys.sealed,
+            counter: 0,
+            simple: SimpleState::new(keys.simple),
+            bytes: 0,
+            since: None,
+        }
     }
 
     fn nonce(&self) -> [u8; NONCE_LEN] {
@@ -85,13 +118,23 @@ impl Direction {
         n
     }
 
-    fn advance(&mut self) {
+    fn advance(&mut self, bytes: usize) {
         self.counter += 1;
-        if self.counter == self.rekey_interval {
-            self.key = derive_key(&[], &[self.key.expose()], REKEY_INFO);
-            self.aead = Aead::new(&self.key);
-            self.counter = 0;
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+    }
+
+    fn update(&mut self) -> Result<(), SessionError> {
+        if !self.simple.is_idle() {
+            return Err(SessionError::UpdateInEpoch);
         }
+        self.key = derive_key(&[], &[self.key.expose()], REKEY_SEALED);
+        self.aead = Aead::new(&self.key);
+        let simple = derive_key(&[], &[self.simple.key().expose()], REKEY_SIMPLE);
+        self.simple.rekey(simple);
+        self.counter = 0;
+        self.bytes = 0;
+        self.since = None;
+        Ok(())
     }
 }
 
@@ -102,9 +145,7 @@ pub struct Session {
     role: Role,
     send: Direction,
     recv: Direction,
-    simple_send: SimpleState,
-    simple_recv: SimpleState,
-    auth_failures: u32,
+    failed: bool,
 }
 
 /// One direction's sealed and simple keys.
@@ -116,25 +157,7 @@ pub(crate) struct DirectionKeys {
 
 impl Session {
     pub(crate) fn new(id: u64, role: Role, send: DirectionKeys, recv: DirectionKeys) -> Self {
-        Self::with_rekey_interval(id, role, send, recv, REKEY_INTERVAL)
-    }
-
-    pub(crate) fn with_rekey_interval(
-        id: u64,
-        role: Role,
-        send: DirectionKeys,
-        recv: DirectionKeys,
-        rekey_interval: u64,
-    ) -> Self {
-        Self {
-            id,
-            role,
-            send: Direction::new(send.sealed, rekey_interval),
-            recv: Direction::new(recv.sealed, rekey_interval),
-            simple_send: SimpleState::new(send.simple),
-            simple_recv: SimpleState::new(recv.simple),
-            auth_failures: 0,
-        }
+        Self { id, role, send: Direction::new(send), recv: Direction::new(recv), failed: false }
     }
 
     /// The session id the proxy assigned.
@@ -160,13 +183,13 @@ impl Session {
         let len = u32::try_from(plaintext.len() + TAG_LEN)
             .map_err(|_| SessionError::TooLarge(plaintext.len()))?;
         let header = Frame::header(kind, len);
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        self.send.aead.seal(&self.send.nonce(), &header, &mut buf);
-        self.send.advance();
-        out.reserve(HEADER_LEN + buf.len());
+        out.reserve(HEADER_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&header);
-        out.extend_from_slice(&buf);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self.send.aead.seal_detached(&self.send.nonce(), &header, &mut out[start..]);
+        out.extend_from_slice(&tag);
+        self.send.advance(plaintext.len());
         Ok(())
     }
 
@@ -178,45 +201,70 @@ impl Session {
     }
 
     /// Authenticates and decrypts a sealed frame, returning its plaintext.
+    /// A `KeyUpdate` frame moves the receiving direction to its next keys
+    /// (its plaintext is empty).
     ///
-    /// A failure does not advance the receive counter, so an injected frame
-    /// does not desynchronise the session; after [`MAX_AUTH_FAILURES`] the
-    /// error becomes [`SessionError::TooManyAuthFailures`].
+    /// Any failure is final: every later call fails too.
     pub fn open(&mut self, frame: Frame) -> Result<Vec<u8>, SessionError> {
         if !is_sealed_kind(frame.kind) {
             return Err(SessionError::NotSealed(frame.kind));
         }
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            return Err(SessionError::TooManyAuthFailures);
+        if self.failed {
+            return Err(SessionError::Auth);
+        }
+        if self.recv.bytes > MAX_BYTES_PER_KEY {
+            self.failed = true;
+            return Err(SessionError::KeyWornOut);
         }
         let header = frame.header_bytes();
         let mut buf = frame.payload;
         match self.recv.aead.open(&self.recv.nonce(), &header, &mut buf) {
             Ok(()) => {
-                self.recv.advance();
+                self.recv.advance(buf.len());
+                if frame.kind == FrameKind::KeyUpdate {
+                    self.recv.update().inspect_err(|_| self.failed = true)?;
+                }
                 Ok(buf)
             }
             Err(AuthError) => {
-                self.auth_failures += 1;
-                if self.auth_failures >= MAX_AUTH_FAILURES {
-                    Err(SessionError::TooManyAuthFailures)
-                } else {
-                    Err(SessionError::Auth { failures: self.auth_failures })
-                }
+                self.failed = true;
+                Err(SessionError::Auth)
             }
         }
     }
 
-    /// Encrypts numbers into a `Simple` frame appended to `out`. They are
-    /// verified by the peer at the next [`Session::simple_checkpoint`].
+    /// Whether this side should update its sending keys now ([`REKEY_BYTES`]
+    /// sent or [`REKEY_AFTER`] passed since they were first checked).
+    pub fn rekey_due(&mut self, now: Instant) -> bool {
+        let since = *self.send.since.get_or_insert(now);
+        self.send.bytes >= REKEY_BYTES || now.saturating_duration_since(since) >= REKEY_AFTER
+    }
+
+    /// Appends a `KeyUpdate` frame to `out` and moves the sending direction
+    /// to its next keys. Only between simple-path epochs, that is right
+    /// after a checkpoint was taken and before the next simple frame.
+    pub fn update_keys(&mut self, out: &mut Vec<u8>) -> Result<(), SessionError> {
+        if !self.send.simple.is_idle() {
+            return Err(SessionError::UpdateInEpoch);
+        }
+        self.seal_into(FrameKind::KeyUpdate, &[], out)?;
+        self.send.update()
+    }
+
+    /// Encrypts numbers into a `Simple` frame appended to `out` (nothing for
+    /// an empty payload). They are verified by the peer at the next
+    /// [`Session::simple_checkpoint`].
     pub fn seal_simple(&mut self, payload: &NumericPayload, out: &mut Vec<u8>) {
-        self.simple_send.seal_into(payload, out);
+        if !payload.is_empty() {
+            self.send.simple.seal_into(payload, out);
+            self.send.bytes = self.send.bytes.saturating_add(payload.len() as u64);
+        }
     }
 
     /// The checkpoint over the simple frames sent since the previous one, to
     /// carry in the next sealed message.
     pub fn simple_checkpoint(&mut self) -> Checkpoint {
-        self.simple_send.checkpoint()
+        self.send.simple.checkpoint()
     }
 
     /// Decrypts a received `Simple` frame and holds it, unverified.
@@ -224,92 +272,32 @@ impl Session {
         if frame.kind != FrameKind::Simple {
             return Err(SessionError::NotSimple(frame.kind));
         }
-        Ok(self.simple_recv.open(frame)?)
+        let len = frame.payload.len() as u64;
+        self.recv.simple.open(frame)?;
+        self.recv.bytes = self.recv.bytes.saturating_add(len);
+        Ok(())
     }
 
     /// Checks a received checkpoint and releases the payloads it covers, in
     /// the order they arrived. A mismatch is fatal: close the session.
     pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<Vec<NumericPayload>, SessionError> {
-        Ok(self.simple_recv.verify(cp)?)
+        Ok(self.recv.simple.verify(cp)?)
     }
 
     #[cfg(test)]
     pub(crate) fn send_counter(&self) -> u64 {
         self.send.counter
     }
+
+    #[cfg(test)]
+    pub(crate) fn with_keys(send: [u8; 2], recv: [u8; 2]) -> Self {
+        let keys = |[a, b]: [u8; 2]| DirectionKeys {
+            sealed: Key256::new([a; 32]),
+            simple: Key256::new([b; 32]),
+        };
+        Self::new(7, Role::Client, keys(send), keys(recv))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair(interval: u64) -> (Session, Session) {
-        let keys = |n: u8| DirectionKeys {
-            sealed: Key256::new([n; 32]),
-            simple: Key256::new([n + 10; 32]),
-        };
-        (
-            Session::with_rekey_interval(7, Role::Client, keys(1), keys(2), interval),
-            Session::with_rekey_interval(7, Role::Server, keys(2), keys(1), interval),
-        )
-    }
-
-    fn frame(bytes: &[u8]) -> Frame {
-        let mut d = crate::frame::FrameDecoder::default();
-        d.push(bytes);
-        d.next_frame().expect("valid").expect("complete")
-    }
-
-    #[test]
-    fn round_trip_both_ways() {
-        let (mut c, mut s) = pair(REKEY_INTERVAL);
-        let f = c.seal(FrameKind::Sealed, b"up").expect("seals");
-        assert_eq!(s.open(frame(&f)), Ok(b"up".to_vec()));
-        let f = s.seal(FrameKind::Ack, b"down").expect("seals");
-        assert_eq!(c.open(frame(&f)), Ok(b"down".to_vec()));
-    }
-
-    #[test]
-    fn replay_and_reorder_fail() {
-        let (mut c, mut s) = pair(REKEY_INTERVAL);
-        let f1 = c.seal(FrameKind::Sealed, b"one").expect("seals");
-        let f2 = c.seal(FrameKind::Sealed, b"two").expect("seals");
-        assert!(matches!(s.open(frame(&f2)), Err(SessionError::Auth { .. })));
-        assert_eq!(s.open(frame(&f1)), Ok(b"one".to_vec()));
-        assert!(matches!(s.open(frame(&f1)), Err(SessionError::Auth { .. })));
-        // Failed frames did not move the counter: the genuine next frame still opens.
-        assert_eq!(s.open(frame(&f2)), Ok(b"two".to_vec()));
-        assert_eq!(s.open(frame(&f2)), Err(SessionError::TooManyAuthFailures));
-        let f3 = c.seal(FrameKind::Sealed, b"three").expect("seals");
-        assert_eq!(s.open(frame(&f3)), Err(SessionError::TooManyAuthFailures));
-    }
-
-    #[test]
-    fn header_is_authenticated() {
-        let (mut c, mut s) = pair(REKEY_INTERVAL);
-        let mut f = frame(&c.seal(FrameKind::Sealed, b"x").expect("seals"));
-        f.kind = FrameKind::Ping;
-        assert!(matches!(s.open(f), Err(SessionError::Auth { .. })));
-    }
-
-    #[test]
-    fn rekeys_in_step_and_never_reuses_a_nonce() {
-        let (mut c, mut s) = pair(4);
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..10u8 {
-            let f = c.seal(FrameKind::Sealed, &[i]).expect("seals");
-            assert!(seen.insert(f.clone()), "identical ciphertext for distinct frames");
-            assert_eq!(s.open(frame(&f)), Ok(vec![i]));
-        }
-        assert_eq!(c.send_counter(), 10 % 4);
-    }
-
-    #[test]
-    fn simple_kind_is_not_sealed_here() {
-        let (mut c, _) = pair(REKEY_INTERVAL);
-        assert_eq!(
-            c.seal(FrameKind::Simple, b"1"),
-            Err(SessionError::NotSealed(FrameKind::Simple))
-        );
-    }
-}
+mod tests;

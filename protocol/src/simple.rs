@@ -32,6 +32,8 @@ use crate::secret::Key256;
 
 /// Most unverified simple-payload bytes a receiver holds before a checkpoint.
 pub const MAX_PENDING_BYTES: u64 = 8 << 20;
+/// Most simple frames a receiver holds before a checkpoint.
+pub const MAX_PENDING_FRAMES: u32 = 16_384;
 
 /// A payload of numbers, encoded compactly. It can only be built with
 /// [`NumericWriter`], so it never holds text.
@@ -175,9 +177,14 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SimpleError {
-    /// More unverified bytes than [`MAX_PENDING_BYTES`].
-    #[error("more than {MAX_PENDING_BYTES} bytes of simple frames without a checkpoint")]
+    /// More unverified bytes than [`MAX_PENDING_BYTES`], or more frames than [`MAX_PENDING_FRAMES`].
+    #[error(
+        "more than {MAX_PENDING_BYTES} bytes or {MAX_PENDING_FRAMES} simple frames without a checkpoint"
+    )]
     TooMuchPending,
+    /// A simple frame without a payload (it carries nothing and costs the receiver work).
+    #[error("empty simple frame")]
+    Empty,
     /// The checkpoint does not match the frames received.
     #[error(
         "simple-path checkpoint does not match: frames were altered, lost, replayed or reordered"
@@ -273,7 +280,12 @@ impl SimpleState {
 
     /// Receiver: decrypts a `Simple` frame and holds it until the checkpoint.
     pub(crate) fn open(&mut self, frame: Frame) -> Result<(), SimpleError> {
-        if self.bytes + frame.payload.len() as u64 > MAX_PENDING_BYTES {
+        if frame.payload.is_empty() {
+            return Err(SimpleError::Empty);
+        }
+        if self.bytes + frame.payload.len() as u64 > MAX_PENDING_BYTES
+            || self.frames >= MAX_PENDING_FRAMES
+        {
             return Err(SimpleError::TooMuchPending);
         }
         let header = frame.header_bytes();
@@ -282,6 +294,24 @@ impl SimpleState {
         self.cipher.apply_keystream(&mut bytes);
         self.pending.push(NumericPayload { bytes });
         Ok(())
+    }
+
+    /// Whether no simple frame was sent or received since the last checkpoint.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.frames == 0 && self.pending.is_empty()
+    }
+
+    /// Moves to `key`, starting again at epoch 0. Only between epochs
+    /// (see [`SimpleState::is_idle`]): both ends then agree where the new
+    /// key starts.
+    pub(crate) fn rekey(&mut self, key: Key256) {
+        let (cipher, mac, mask) = epoch_state(&key, 0);
+        *self = Self { key, epoch: 0, cipher, mac, mask, frames: 0, bytes: 0, pending: Vec::new() };
+    }
+
+    /// The current key (to derive the next one from).
+    pub(crate) fn key(&self) -> &Key256 {
+        &self.key
     }
 
     /// Receiver: checks `cp` against the frames held, and releases them.

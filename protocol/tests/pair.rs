@@ -10,7 +10,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind, HEADER_LEN};
-use wasmtap_protocol::handshake::{ClientHandshake, ExpectClientFinished, ServerHandshake};
+use wasmtap_protocol::handshake::{
+    ClientHandshake, ExpectClientFinished, ReplayGuard, ServerHandshake,
+};
+use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::message::{self, Ping, Pong};
 use wasmtap_protocol::session::Session;
 use wasmtap_protocol::simple::{Checkpoint, NumericPayload, NumericWriter};
@@ -27,6 +30,14 @@ impl Clock {
 
 fn key() -> AccessKey {
     AccessKey::generate(ProjectId::new("shop").expect("valid"), &mut StdRng::seed_from_u64(1))
+}
+
+fn agent_key() -> StaticKey {
+    StaticKey::generate(&mut StdRng::seed_from_u64(3))
+}
+
+fn proxy_key() -> StaticKey {
+    StaticKey::generate(&mut StdRng::seed_from_u64(4))
 }
 
 fn keys() -> HashMap<ProjectId, AccessKey> {
@@ -62,22 +73,27 @@ const PROXY_SEED: u64 = 42;
 const PROXY_NOW: u64 = 2_000_000;
 
 fn record() -> Recording {
-    let mut clock = Clock(1_000_000);
+    let mut clock = Clock(PROXY_NOW - 1_000);
     let mut agent_rng = StdRng::seed_from_u64(7);
     let (expect, hello) =
-        ClientHandshake::start(&key(), "web-01", clock.tick(), &mut agent_rng).expect("hello");
+        ClientHandshake::start(&key(), &agent_key(), "web-01", clock.tick(), &mut agent_rng)
+            .expect("hello");
     let mut d = FrameDecoder::default();
     d.push(&hello);
-    let (_, answer) = ServerHandshake::receive_hello(
+    let read = ServerHandshake::read_hello(
         d.next_frame().expect("valid").expect("whole"),
         &keys(),
+        &mut ReplayGuard::default(),
         PROXY_NOW,
-        &mut StdRng::seed_from_u64(PROXY_SEED),
     )
     .expect("accepted");
+    let (_, answer) = read
+        .respond(&proxy_key(), PROXY_NOW, &mut StdRng::seed_from_u64(PROXY_SEED))
+        .expect("answer");
     d.push(&answer);
-    let established =
-        expect.receive(d.next_frame().expect("valid").expect("whole")).expect("accepted");
+    let established = expect
+        .receive(d.next_frame().expect("valid").expect("whole"), Some(&proxy_key().identity()))
+        .expect("accepted");
     let mut session = established.session;
 
     let mut c2s = Vec::new();
@@ -120,6 +136,8 @@ fn replay<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Event>, bool) 
         Up(Box<Session>),
     }
     let mut rng = StdRng::seed_from_u64(PROXY_SEED);
+    let mut guard = ReplayGuard::default();
+    let proxy = proxy_key();
     let mut state = State::Hello;
     let mut decoder = FrameDecoder::default();
     let mut accepted = Vec::new();
@@ -133,7 +151,10 @@ fn replay<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Event>, bool) 
             };
             state = match state {
                 State::Hello => {
-                    match ServerHandshake::receive_hello(frame, &keys(), PROXY_NOW, &mut rng) {
+                    let answered =
+                        ServerHandshake::read_hello(frame, &keys(), &mut guard, PROXY_NOW)
+                            .and_then(|read| read.respond(&proxy, PROXY_NOW, &mut rng));
+                    match answered {
                         Ok((pending, _answer)) => State::Finished(Box::new(pending)),
                         Err(_) => return (accepted, true),
                     }

@@ -27,6 +27,7 @@ use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::compact::Encoder;
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
 use wasmtap_protocol::handshake::ClientHandshake;
+use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::message::{self, Ack, Batch, Sample, SealedBatch, Value};
 use wasmtap_protocol::session::Session;
 
@@ -121,11 +122,20 @@ async fn connect(
     name: String,
 ) -> (TcpStream, Session, FrameDecoder) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let (expect, hello) = ClientHandshake::start(&key, &name, 0, &mut rand::rng()).expect("hello");
+    let identity = StaticKey::generate(&mut rand::rng());
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    let (expect, hello) =
+        ClientHandshake::start(&key, &identity, &name, now, &mut rand::rng()).expect("hello");
     stream.write_all(&hello).await.expect("write");
     let mut decoder = FrameDecoder::default();
     let answer = read_frame(&mut stream, &mut decoder).await;
-    let est = expect.receive(answer).expect("accepted");
+    let est = expect.receive(answer, None).expect("accepted");
     stream.write_all(&est.finished).await.expect("write");
     (stream, est.session, decoder)
 }

@@ -1,11 +1,19 @@
 //! The admin API under `/api/`, behind `Authorization: Bearer <[http] token>`:
 //!
-//! - `GET /api/agents`: the connected agents and their session details.
-//! - `POST /api/agents/{agent}/request` with `{"command": "...", "args": [...],
-//!   "timeout_ms": 5000}`: a control request to that agent; answers
-//!   `{"agent", "command", "ok": <the agent's JSON result>}` or
-//!   `{"error": "..."}` with 404 (not connected), 502 (the agent failed or
-//!   went away), 503 (too many requests outstanding) or 504 (no answer in time).
+//! - `GET /api/agents`: the connected agents, their projects, identities
+//!   and session details.
+//! - `POST /api/agents/{agent}/request` with `{"project": "...", "command":
+//!   "...", "args": [...], "timeout_ms": 5000}` (`project` optional when the
+//!   name is connected in one project only): a control request to that
+//!   agent; answers `{"agent", "command", "ok": <the agent's JSON result>}`
+//!   or `{"error": "..."}` with 404 (not connected), 409 (the name is
+//!   connected in several projects), 502 (the agent failed or went away),
+//!   503 (too many requests outstanding) or 504 (no answer in time).
+//! - `GET /api/bindings[?project=P]`: which identity owns each agent name.
+//! - `POST /api/projects/{project}/agents/{agent}/forget`: release a name
+//!   (the next identity to prove itself under it gets it).
+//! - `POST /api/projects/{project}/agents/{agent}/approve`: let a name that
+//!   waits in a project with `enroll = "closed"` connect.
 
 use std::time::Duration;
 
@@ -32,6 +40,7 @@ pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ControlBody {
+    project: Option<String>,
     command: String,
     #[serde(default)]
     args: Vec<String>,
@@ -70,7 +79,16 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
             json(StatusCode::OK, &json!(agents))
         }
         (&Method::POST, ["agents", agent, "request"]) => control(state, agent, req).await,
-        (_, ["agents"] | ["agents", _, "request"]) => {
+        (&Method::GET, ["bindings"]) => {
+            let project = req.uri().query().and_then(|q| q.strip_prefix("project="));
+            let project = project.and_then(percent_decode);
+            json(StatusCode::OK, &json!(state.bindings.list(project.as_deref())))
+        }
+        (
+            &Method::POST,
+            ["projects", project, "agents", agent, action @ ("forget" | "approve")],
+        ) => binding(state, project, agent, action),
+        (_, ["agents"] | ["agents", _, "request"] | ["bindings"]) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this endpoint")
         }
         _ => json_error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -90,9 +108,35 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpResponse> {
     }
 }
 
+fn binding(state: &HttpState, project: &str, agent: &str, action: &str) -> HttpResponse {
+    let (Some(project), Some(agent)) = (percent_decode(project), percent_decode(agent)) else {
+        return json_error(StatusCode::BAD_REQUEST, "names must be valid UTF-8");
+    };
+    let done = match action {
+        "forget" => state.bindings.forget(&project, &agent),
+        _ => state.bindings.approve(&project, &agent),
+    };
+    match done {
+        Ok(true) => {
+            tracing::info!(%project, %agent, action, "agent identity binding changed by the admin API");
+            json(StatusCode::OK, &json!({ "project": project, "agent": agent, "done": action }))
+        }
+        Ok(false) => json_error(
+            StatusCode::NOT_FOUND,
+            &match action {
+                "forget" => format!("agent `{agent}` has no binding in project `{project}`"),
+                _ => format!("agent `{agent}` does not await approval in project `{project}`"),
+            },
+        ),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// A control request as the admin API received it, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlCall {
+    /// The agent's project, when given.
+    pub project: Option<String>,
     /// The agent, percent-decoded from the path.
     pub agent: String,
     /// The command.
@@ -119,7 +163,13 @@ pub fn parse_control(segment: &str, body: &[u8]) -> Result<ControlCall, String> 
         }
         Some(t) => t,
     };
-    Ok(ControlCall { agent, command: body.command, args: body.args, timeout })
+    Ok(ControlCall {
+        project: body.project,
+        agent,
+        command: body.command,
+        args: body.args,
+        timeout,
+    })
 }
 
 async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> HttpResponse {
@@ -127,12 +177,13 @@ async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> Ht
         Ok(b) => b,
         Err(r) => return r,
     };
-    let ControlCall { agent, command, args, timeout } = match parse_control(segment, &bytes) {
-        Ok(c) => c,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
-    };
+    let ControlCall { project, agent, command, args, timeout } =
+        match parse_control(segment, &bytes) {
+            Ok(c) => c,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        };
     let agent = agent.as_str();
-    let result = state.sessions.request(agent, &command, args, timeout).await;
+    let result = state.sessions.request(project.as_deref(), agent, &command, args, timeout).await;
     let (status, answer) = match result {
         Ok(Ok(text)) => {
             // The agent answers with a JSON document; anything else is passed on as a string.
@@ -146,6 +197,7 @@ async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> Ht
         Err(e) => {
             let status = match &e {
                 RequestError::NotConnected(_) => StatusCode::NOT_FOUND,
+                RequestError::Ambiguous { .. } => StatusCode::CONFLICT,
                 RequestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
                 RequestError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 RequestError::SessionEnded(_) => StatusCode::BAD_GATEWAY,
@@ -203,11 +255,14 @@ mod tests {
 
     #[test]
     fn control_calls_are_checked() {
-        let call =
-            parse_control("web%2d01", br#"{"command":"run","args":["cpu"],"timeout_ms":500}"#);
+        let call = parse_control(
+            "web%2d01",
+            br#"{"project":"shop","command":"run","args":["cpu"],"timeout_ms":500}"#,
+        );
         assert_eq!(
             call,
             Ok(ControlCall {
+                project: Some("shop".into()),
                 agent: "web-01".into(),
                 command: "run".into(),
                 args: vec!["cpu".into()],

@@ -5,26 +5,28 @@
 
 mod http;
 mod limits;
+mod projects;
 mod remote_write;
 
 pub use http::{
     DEFAULT_HTTP_LISTEN, DEFAULT_MAX_SERIES, DEFAULT_SERIES_TTL, HttpConfig, MIN_TOKEN_LEN, Token,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MAX_KEEP, MAX_WAIT};
+pub use projects::{DEFAULT_MAX_SESSIONS, Enroll, Project, Projects};
 pub use remote_write::{
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
+    DEFAULT_TIMEOUT, RemoteWriteConfig, SecretHeader,
 };
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 
 /// Where the proxy listens when the config names nothing.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6600";
+/// The identity key's file name in the data directory, by default.
+pub const DEFAULT_IDENTITY_FILE: &str = "identity.key";
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -84,20 +86,14 @@ fn duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
 struct RawConfig {
     listen: Option<String>,
     data_dir: PathBuf,
+    identity_file: Option<PathBuf>,
     #[serde(default)]
-    projects: Vec<RawProject>,
+    projects: Vec<projects::RawProject>,
     http: Option<http::RawHttp>,
     #[serde(default)]
     remote_write: Vec<remote_write::RawRemoteWrite>,
     store: Option<limits::RawStore>,
     limits: Option<limits::RawLimits>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProject {
-    name: String,
-    access_key: String,
 }
 
 /// The validated proxy configuration.
@@ -107,8 +103,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the store lives.
     pub data_dir: PathBuf,
+    /// The proxy's identity key (default `<data_dir>/identity.key`); proxies
+    /// that serve the same agents share it.
+    pub identity_file: PathBuf,
     /// The projects served, with their keys.
-    pub projects: HashMap<ProjectId, AccessKey>,
+    pub projects: Projects,
     /// The `/metrics` and admin listener; off without an `[http]` section.
     pub http: Option<HttpConfig>,
     /// Remote-write endpoints every stored sample is pushed to.
@@ -137,23 +136,7 @@ impl Config {
             .map_err(|source| ConfigError::Toml { path: PathBuf::new(), source })?;
         let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text))?;
-        let mut projects = HashMap::new();
-        for p in raw.projects {
-            let problem =
-                |problem: String| ConfigError::Project { project: p.name.clone(), problem };
-            let id = ProjectId::new(&p.name).map_err(|e| problem(e.to_string()))?;
-            let key: AccessKey =
-                p.access_key.parse().map_err(|e| problem(format!("access_key: {e}")))?;
-            if key.project() != &id {
-                return Err(problem(format!(
-                    "access_key belongs to project `{}`, not `{id}`",
-                    key.project()
-                )));
-            }
-            if projects.insert(id, key).is_some() {
-                return Err(problem("listed twice".into()));
-            }
-        }
+        let projects = projects::validate(raw.projects)?;
         let http = raw.http.map(http::validate).transpose()?;
         let remote_write = raw
             .remote_write
@@ -162,21 +145,21 @@ impl Config {
             .collect::<Result<_, _>>()?;
         let store = limits::store(raw.store).map_err(|e| ConfigError::Section("store", e))?;
         let limits = limits::limits(raw.limits).map_err(|e| ConfigError::Section("limits", e))?;
-        Ok(Self {
-            listen,
-            data_dir: base.join(raw.data_dir),
-            projects,
-            http,
-            remote_write,
-            store,
-            limits,
-        })
+        let data_dir = base.join(raw.data_dir);
+        let identity_file = match raw.identity_file {
+            Some(f) => base.join(f),
+            None => data_dir.join(DEFAULT_IDENTITY_FILE),
+        };
+        Ok(Self { listen, data_dir, identity_file, projects, http, remote_write, store, limits })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use wasmtap_protocol::access_key::{AccessKey, ProjectId};
+    use wasmtap_protocol::handshake::ProjectKeys as _;
 
     fn key(project: &str) -> String {
         AccessKey::generate(ProjectId::new(project).expect("valid"), &mut rand::rng())
@@ -194,7 +177,25 @@ mod tests {
         let c = Config::parse(&text, Path::new("/srv")).expect("valid");
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.data_dir, Path::new("/srv/d"));
+        assert_eq!(c.identity_file, Path::new("/srv/d/identity.key"));
         assert_eq!(c.projects.len(), 2);
+    }
+
+    #[test]
+    fn projects_hold_several_keys_enrolment_and_a_session_cap() {
+        let (k1, k2) = (key("a"), key("a"));
+        let text = format!(
+            "data_dir = \"d\"\nidentity_file = \"/etc/wasmtap/id.key\"\n[[projects]]\nname = \"a\"\naccess_key = \"{k1}\"\naccess_keys = [\"{k2}\"]\nenroll = \"closed\"\nmax_sessions = 5\n"
+        );
+        let c = Config::parse(&text, Path::new("/srv")).expect("valid");
+        assert_eq!(c.identity_file, Path::new("/etc/wasmtap/id.key"));
+        let a = c.projects.get(&ProjectId::new("a").expect("valid")).expect("a");
+        assert_eq!((a.keys.len(), a.enroll, a.max_sessions), (2, Enroll::Closed, 5));
+        for k in [&k1, &k2] {
+            let k: AccessKey = k.parse().expect("key");
+            assert!(c.projects.secret("a", k.key_id()).is_some());
+        }
+        assert!(c.projects.serves("a") && !c.projects.serves("b"));
     }
 
     #[test]
@@ -205,7 +206,7 @@ mod tests {
                     "data_dir = \"d\"\n[[projects]]\nname = \"a\"\naccess_key = \"{}\"\n",
                     key("b")
                 ),
-                "project `a`: access_key belongs to project `b`",
+                "project `a`: access_key: key belongs to project `b`",
             ),
             (
                 "data_dir = \"d\"\n[[projects]]\nname = \"a\"\naccess_key = \"wtap1_a_xyz\"\n"
@@ -218,6 +219,28 @@ mod tests {
                     key("a")
                 ),
                 "listed twice",
+            ),
+            (
+                format!(
+                    "data_dir = \"d\"\n[[projects]]\nname = \"a\"\naccess_key = \"{0}\"\naccess_keys = [\"{0}\"]\n",
+                    key("a")
+                ),
+                "is listed twice",
+            ),
+            ("data_dir = \"d\"\n[[projects]]\nname = \"a\"\n".to_owned(), "needs access_key"),
+            (
+                format!(
+                    "data_dir = \"d\"\n[[projects]]\nname = \"a\"\naccess_key = \"{}\"\nenroll = \"maybe\"\n",
+                    key("a")
+                ),
+                "enroll",
+            ),
+            (
+                format!(
+                    "data_dir = \"d\"\n[[projects]]\nname = \"a\"\naccess_key = \"{}\"\nmax_sessions = 0\n",
+                    key("a")
+                ),
+                "max_sessions must be at least 1",
             ),
             ("data_dir = \"d\"\nlisten = \"nowhere\"\n".to_owned(), "listen"),
             ("data_dir = \"d\"\nport = 1\n".to_owned(), "unknown field"),
@@ -276,7 +299,6 @@ mod tests {
             ),
             ("data_dir = \"d\"\n[[remote_write]]\nurl = \"h:1\"\n".to_owned(), "http://"),
             (rw("batch_size = 0"), "at least 1"),
-            (rw("batch_size = 10\nqueue_capacity = 5"), "larger than queue_capacity"),
             (rw("timeout = \"x\""), "timeout = \"x\""),
             (rw("min_backoff = \"5s\"\nmax_backoff = \"1s\""), "min_backoff"),
             (

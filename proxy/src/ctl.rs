@@ -124,15 +124,44 @@ impl<'a> AdminApi<'a> {
         self.call(Method::GET, "/api/agents", None, SLACK * 2).await
     }
 
+    /// `GET /api/bindings`: which identity owns each agent name.
+    pub async fn bindings(&self, project: Option<&str>) -> Result<serde_json::Value, CtlError> {
+        let path = match project {
+            Some(p) => format!("/api/bindings?project={}", percent_encode(p)),
+            None => "/api/bindings".to_owned(),
+        };
+        self.call(Method::GET, &path, None, SLACK * 2).await
+    }
+
+    /// `POST /api/projects/{project}/agents/{agent}/{action}`, where the
+    /// action is `forget` or `approve`.
+    pub async fn binding(
+        &self,
+        project: &str,
+        agent: &str,
+        action: &str,
+    ) -> Result<serde_json::Value, CtlError> {
+        let path = format!(
+            "/api/projects/{}/agents/{}/{action}",
+            percent_encode(project),
+            percent_encode(agent)
+        );
+        self.call(Method::POST, &path, None, SLACK * 2).await
+    }
+
     /// `POST /api/agents/{agent}/request`: a control request and its answer.
     pub async fn request(
         &self,
+        project: Option<&str>,
         agent: &str,
         command: &str,
         args: &[String],
         timeout: Option<Duration>,
     ) -> Result<serde_json::Value, CtlError> {
         let mut body = serde_json::json!({ "command": command, "args": args });
+        if let Some(p) = project {
+            body["project"] = p.into();
+        }
         if let Some(t) = timeout {
             body["timeout_ms"] = u64::try_from(t.as_millis()).unwrap_or(u64::MAX).into();
         }

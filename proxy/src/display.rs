@@ -1,14 +1,22 @@
 //! Turning stored batches into lines for people (`query`, `run --print`) and
 //! into JSON objects (`query --json`).
 
+use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::json;
 use wasmtap_protocol::message::{Sample, Value};
 
-/// RFC 3339 time with milliseconds, UTC.
+/// RFC 3339 time with milliseconds, UTC. A time RFC 3339 cannot show (after
+/// the year 9999: the agent's clock or collector says so) is shown as
+/// `unix-ms:<ms>`.
 pub fn format_time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    let mut out = String::new();
+    let time = UNIX_EPOCH.checked_add(Duration::from_millis(ms));
+    match time.map(|t| write!(out, "{}", humantime::format_rfc3339_millis(t))) {
+        Some(Ok(())) => out,
+        _ => format!("unix-ms:{ms}"),
+    }
 }
 
 fn format_value(v: &Value) -> String {
@@ -58,7 +66,7 @@ pub fn json_lines(project: &str, agent: &str, seq: u64, sample: &Sample) -> Vec<
                 "field": field,
                 "kind": kind,
                 "value": value,
-                                "time": sample.time_ms,
+                "time": sample.time_ms,
                 "seq": seq,
             })
         })
@@ -103,6 +111,17 @@ mod tests {
             human_line("web", &sample()),
             "1970-01-01T00:00:00.000Z web load {cpu=\"0\"} load1=0.5 state=\"up\""
         );
+    }
+
+    #[test]
+    fn times_after_the_year_9999_are_shown_not_a_panic() {
+        assert_eq!(format_time(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_time(253_402_300_800_000), "unix-ms:253402300800000");
+        assert_eq!(format_time(u64::MAX), format!("unix-ms:{}", u64::MAX));
+        let mut far = sample();
+        far.time_ms = u64::MAX;
+        assert!(human_line("web", &far).starts_with("unix-ms:18446744073709551615 web load"));
+        assert_eq!(json_lines("demo", "web", 1, &far)[0]["time"], u64::MAX);
     }
 
     #[test]

@@ -1,17 +1,40 @@
 //! Admission before authentication: a global cap on connections that have
-//! not completed the handshake, a per-source-address cap, and a token
-//! bucket of new connections per source address. Whoever floods the
-//! listener with junk or slow connections exhausts only their own share.
+//! not completed the handshake, a cap and a token bucket of new connections
+//! per source network (an IPv4 /24 or an IPv6 /64, since one host commands
+//! a whole such block as easily as one address), and eviction: when the
+//! global table is full, the oldest unauthenticated connection is dropped
+//! to admit the new one, so idle sockets cannot lock reconnecting agents out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use crate::config::Limits;
 
 /// Sources tracked before idle ones are forgotten.
 const SWEEP_AT: usize = 4_096;
+
+/// The network a connection counts against: the /24 of an IPv4 address,
+/// the /64 of an IPv6 one (an IPv4-mapped IPv6 address counts as IPv4).
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(IpAddr::V4(v4)),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::from(s)
+            }
+        },
+    }
+}
 
 #[derive(Debug)]
 struct Source {
@@ -22,21 +45,22 @@ struct Source {
 
 #[derive(Debug)]
 struct State {
-    unauthenticated: usize,
+    /// Unauthenticated connections by admission order, with their network
+    /// and the signal that drops them.
+    open: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+    next: u64,
     sources: HashMap<IpAddr, Source>,
+    evicted: u64,
 }
 
 /// Why a connection was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    /// Too many connections from everywhere are mid-handshake.
-    #[error("too many unauthenticated connections")]
-    Global,
-    /// Too many connections from this address are mid-handshake.
-    #[error("too many unauthenticated connections from this address")]
+    /// Too many connections from this network are mid-handshake.
+    #[error("too many unauthenticated connections from this network")]
     Source,
-    /// This address opens connections too fast.
-    #[error("connection rate from this address over the limit")]
+    /// This network opens connections too fast.
+    #[error("connection rate from this network over the limit")]
     Rate,
 }
 
@@ -47,24 +71,31 @@ pub struct Gate {
     state: Arc<Mutex<State>>,
 }
 
-/// A connection's place in the unauthenticated count; released on drop
+/// A connection's place in the unauthenticated table; released on drop
 /// (after the handshake, or when the connection ends before it).
 #[derive(Debug)]
 pub struct Ticket {
     gate: Gate,
-    source: IpAddr,
+    id: u64,
+    /// Notified when the gate drops this connection to admit a newer one.
+    pub evicted: Arc<Notify>,
 }
 
 impl Gate {
     /// A gate enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        let state = State { unauthenticated: 0, sources: HashMap::new() };
+        let state = State { open: BTreeMap::new(), next: 0, sources: HashMap::new(), evicted: 0 };
         Self { limits, state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admits a new connection from `source` at `now`, or says why not.
     pub fn admit(&self, source: IpAddr, now: Instant) -> Result<Ticket, Refused> {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let net = network(source);
+        let mut s = self.lock();
         if s.sources.len() >= SWEEP_AT {
             // A bucket refills its burst (twice the rate) in two seconds; an
             // idle source whose bucket is full is the same as a new one.
@@ -72,11 +103,8 @@ impl Gate {
                 src.unauthenticated > 0 || now.duration_since(src.refilled).as_secs_f64() < 2.0
             });
         }
-        if s.unauthenticated >= self.limits.max_unauthenticated {
-            return Err(Refused::Global);
-        }
         let rate = f64::from(self.limits.handshakes_per_source);
-        let src = s.sources.entry(source).or_insert(Source {
+        let src = s.sources.entry(net).or_insert(Source {
             unauthenticated: 0,
             tokens: 2.0 * rate,
             refilled: now,
@@ -92,21 +120,39 @@ impl Gate {
         }
         src.tokens -= 1.0;
         src.unauthenticated += 1;
-        s.unauthenticated += 1;
-        Ok(Ticket { gate: self.clone(), source })
+        while s.open.len() >= self.limits.max_unauthenticated {
+            let Some((_, (old_net, signal))) = s.open.pop_first() else { break };
+            if let Some(src) = s.sources.get_mut(&old_net) {
+                src.unauthenticated -= 1;
+            }
+            s.evicted += 1;
+            signal.notify_one();
+        }
+        let id = s.next;
+        s.next += 1;
+        let evicted = Arc::new(Notify::new());
+        s.open.insert(id, (net, evicted.clone()));
+        Ok(Ticket { gate: self.clone(), id, evicted })
     }
 
     /// Connections mid-handshake now.
     pub fn unauthenticated(&self) -> usize {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).unauthenticated
+        self.lock().open.len()
+    }
+
+    /// Connections dropped so far to make room for newer ones.
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut s = self.gate.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.unauthenticated -= 1;
-        if let Some(src) = s.sources.get_mut(&self.source) {
+        let mut s = self.gate.lock();
+        // An evicted ticket was already taken out of the counts.
+        if let Some((net, _)) = s.open.remove(&self.id)
+            && let Some(src) = s.sources.get_mut(&net)
+        {
             src.unauthenticated -= 1;
         }
     }
@@ -128,18 +174,53 @@ mod tests {
     }
 
     #[test]
-    fn each_source_has_its_share() {
+    fn networks_not_addresses_share_a_quota() {
+        assert_eq!(network([10, 1, 2, 3].into()), IpAddr::from([10, 1, 2, 0]));
+        let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().expect("ip");
+        assert_eq!(network(v6), "2001:db8:1:2::".parse::<IpAddr>().expect("ip"));
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().expect("ip");
+        assert_eq!(network(mapped), IpAddr::from([10, 1, 2, 0]));
         let g = gate();
         let t0 = Instant::now();
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let held: Vec<Ticket> = (0..3).map(|_| g.admit(a, t0).expect("within share")).collect();
-        assert_eq!(g.admit(a, t0).err(), Some(Refused::Source));
-        let other = [g.admit(b, t0).expect("b is not a"), g.admit(b, t0).expect("b again")];
-        assert_eq!(g.admit([10, 0, 0, 3].into(), t0).err(), Some(Refused::Global));
+        let held: Vec<Ticket> =
+            (1..=3u8).map(|i| g.admit([10, 0, 0, i].into(), t0).expect("within share")).collect();
+        assert_eq!(g.admit([10, 0, 0, 99].into(), t0).err(), Some(Refused::Source));
         drop(held);
-        drop(other);
         assert_eq!(g.unauthenticated(), 0);
+    }
+
+    #[test]
+    fn a_full_table_drops_the_oldest_not_the_newest() {
+        let g = gate();
+        let t0 = Instant::now();
+        let held: Vec<Ticket> =
+            (0..5u8).map(|i| g.admit([10, i, 0, 1].into(), t0).expect("room")).collect();
+        let newest = g.admit([10, 9, 0, 1].into(), t0).expect("admitted by eviction");
+        assert_eq!((g.unauthenticated(), g.evicted()), (5, 1));
+        // The oldest was told to go; dropping it later changes no count.
+        let mut oldest = held.into_iter();
+        let first = oldest.next().expect("first");
+        let signal = first.evicted.clone();
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        assert!(futures_ready(notified.as_mut()), "the oldest connection is signalled");
+        drop(first);
+        assert_eq!(g.unauthenticated(), 5);
+        drop(oldest);
+        drop(newest);
+        assert_eq!(g.unauthenticated(), 0);
+        // Its network's quota was given back too.
+        let later = t0 + Duration::from_secs(5);
+        let again: Vec<Ticket> =
+            (0..3).map(|_| g.admit([10, 0, 0, 1].into(), later).expect("quota back")).collect();
+        assert_eq!(again.len(), 3);
+    }
+
+    /// Whether a future is ready on its first poll.
+    fn futures_ready<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        f.poll(&mut cx).is_ready()
     }
 
     #[test]
@@ -147,11 +228,10 @@ mod tests {
         let g = gate();
         let t0 = Instant::now();
         let a: IpAddr = [10, 0, 0, 1].into();
-        // A burst of twice the rate, then nothing until tokens come back.
         for _ in 0..4 {
             drop(g.admit(a, t0).expect("burst"));
         }
-        assert_eq!(g.admit(a, t0).err(), Some(Refused::Rate));
+        assert_eq!(g.admit([10, 0, 0, 2].into(), t0).err(), Some(Refused::Rate));
         drop(g.admit(a, t0 + Duration::from_millis(600)).expect("refilled"));
     }
 }

@@ -35,6 +35,8 @@ pub struct HttpState {
     pub token: Option<Token>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
+    /// Which identity owns which agent name, for the admin API.
+    pub bindings: Arc<crate::bindings::Bindings>,
     /// The latest values, for `/metrics`.
     pub latest: Arc<Latest>,
     /// Remote-write endpoints, whose counters `/metrics` shows.

@@ -2,8 +2,11 @@
 //! `/metrics` in the Prometheus text format.
 //!
 //! The table is bounded: at most `max_series` series (new ones beyond it are
-//! dropped, counted and logged), and a series not updated for `ttl` leaves it.
-//! Text values have no Prometheus representation and are skipped.
+//! dropped, counted and logged), and a series not updated for `ttl` (by the
+//! arrival time of its newest batch) leaves it. Text values have no
+//! Prometheus representation and are skipped. The table is fed from the
+//! store's tail, so at start it is rebuilt from what the store received
+//! within `ttl`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +37,8 @@ struct Point {
     kind: Kind,
     value: f64,
     time_ms: u64,
-    updated: Instant,
+    /// When the proxy received it, ms since the epoch.
+    updated_ms: u64,
 }
 
 #[derive(Debug)]
@@ -81,18 +85,26 @@ impl Latest {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn sweep(&self, table: &mut Table, now: Instant) {
-        let ttl = self.ttl;
-        table.series.retain(|_, p| now.duration_since(p.updated) < ttl);
+    /// Whether a point that arrived at `updated_ms` is still fresh at `now_ms`.
+    fn fresh(&self, updated_ms: u64, now_ms: u64) -> bool {
+        u128::from(now_ms.saturating_sub(updated_ms)) < self.ttl.as_millis()
+    }
+
+    fn sweep(&self, table: &mut Table, now: Instant, now_ms: u64) {
+        table.series.retain(|_, p| self.fresh(p.updated_ms, now_ms));
         table.last_sweep = now;
     }
 
     /// The table as a text exposition, sorted by metric name then labels,
     /// followed by the table's own size and drop counters.
     pub fn render(&self) -> String {
+        self.render_at(crate::now_ms())
+    }
+
+    fn render_at(&self, now_ms: u64) -> String {
         let mut points: Vec<(Key, Point)> = {
             let mut table = self.lock();
-            self.sweep(&mut table, Instant::now());
+            self.sweep(&mut table, Instant::now(), now_ms);
             table.series.iter().map(|(k, p)| (k.clone(), *p)).collect()
         };
         points.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -133,6 +145,15 @@ impl Latest {
 
 impl Sink for Latest {
     fn accept(&self, project: &str, record: &StoredBatch) {
+        self.accept_at(project, record, crate::now_ms());
+    }
+}
+
+impl Latest {
+    fn accept_at(&self, project: &str, record: &StoredBatch, now_ms: u64) {
+        if !self.fresh(record.received_ms, now_ms) {
+            return;
+        }
         let now = Instant::now();
         let mut refused = 0u64;
         let mut table = self.lock();
@@ -149,7 +170,8 @@ impl Sink for Latest {
                     name: series::metric_name(&sample.collector, field).into(),
                     labels: labels.clone(),
                 };
-                let point = Point { kind, value, time_ms: sample.time_ms, updated: now };
+                let updated_ms = record.received_ms;
+                let point = Point { kind, value, time_ms: sample.time_ms, updated_ms };
                 if let Some(old) = table.series.get_mut(&key) {
                     if sample.time_ms >= old.time_ms {
                         *old = point;
@@ -159,7 +181,7 @@ impl Sink for Latest {
                 if table.series.len() >= self.max_series
                     && now.duration_since(table.last_sweep) >= SWEEP_INTERVAL
                 {
-                    self.sweep(&mut table, now);
+                    self.sweep(&mut table, now, now_ms);
                 }
                 if table.series.len() >= self.max_series {
                     refused += 1;
@@ -187,11 +209,14 @@ mod tests {
     use super::*;
     use wasmtap_protocol::message::{Batch, Sample};
 
+    /// Arrival time of the test records.
+    const T: u64 = 1_700_000_000_000;
+
     fn record(agent: &str, time_ms: u64, values: Vec<(&str, Value)>) -> StoredBatch {
         StoredBatch {
             agent: agent.into(),
             session: 1,
-            received_ms: 0,
+            received_ms: T,
             batch: Batch {
                 seq: 1,
                 samples: vec![Sample {
@@ -207,19 +232,18 @@ mod tests {
     #[test]
     fn renders_the_latest_value_per_series_with_types() {
         let latest = Latest::new(100, Duration::from_secs(60));
-        latest.accept("shop", &record("web", 1000, vec![("rx_bytes", Value::Counter(5.0))]));
-        latest.accept(
-            "shop",
-            &record(
-                "web",
-                2000,
-                vec![("rx_bytes", Value::Counter(7.0)), ("up", Value::Text("yes".into()))],
-            ),
+        let accept =
+            |agent, time, values| latest.accept_at("shop", &record(agent, time, values), T);
+        accept("web", 1000, vec![("rx_bytes", Value::Counter(5.0))]);
+        accept(
+            "web",
+            2000,
+            vec![("rx_bytes", Value::Counter(7.0)), ("up", Value::Text("yes".into()))],
         );
-        latest.accept("shop", &record("web", 1500, vec![("rx_bytes", Value::Counter(6.0))]));
-        latest.accept("shop", &record("db", 2000, vec![("rx_rate", Value::Gauge(0.5))]));
+        accept("web", 1500, vec![("rx_bytes", Value::Counter(6.0))]);
+        accept("db", 2000, vec![("rx_rate", Value::Gauge(0.5))]);
         assert_eq!(
-            latest.render().split("# HELP wasmtap_proxy").next(),
+            latest.render_at(T).split("# HELP wasmtap_proxy").next(),
             Some(
                 "# HELP wasmtap_net_rx_bytes Latest value reported by a wasmtap collector.\n\
                  # TYPE wasmtap_net_rx_bytes counter\n\
@@ -236,16 +260,26 @@ mod tests {
         let latest = Latest::new(2, Duration::from_millis(50));
         let values =
             vec![("a", Value::Gauge(1.0)), ("b", Value::Gauge(2.0)), ("c", Value::Gauge(3.0))];
-        latest.accept("p", &record("x", 1, values));
+        latest.accept_at("p", &record("x", 1, values), T);
         assert_eq!((latest.len(), latest.dropped()), (2, 1));
         // Updates to held series are never dropped.
-        latest.accept("p", &record("x", 2, vec![("a", Value::Gauge(9.0))]));
+        latest.accept_at("p", &record("x", 2, vec![("a", Value::Gauge(9.0))]), T);
         assert_eq!(latest.dropped(), 1);
-        assert!(latest.render().contains("wasmtap_proxy_latest_dropped_total 1.0\n"));
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(latest.render().contains("wasmtap_proxy_latest_series 0.0\n"));
+        assert!(latest.render_at(T).contains("wasmtap_proxy_latest_dropped_total 1.0\n"));
+        assert!(latest.render_at(T + 50).contains("wasmtap_proxy_latest_series 0.0\n"));
         assert!(latest.is_empty());
-        latest.accept("p", &record("x", 3, vec![("c", Value::Gauge(3.0))]));
+        let mut fresh = record("x", 3, vec![("c", Value::Gauge(3.0))]);
+        fresh.received_ms = T + 50;
+        latest.accept_at("p", &fresh, T + 50);
+        assert_eq!(latest.len(), 1);
+    }
+
+    #[test]
+    fn batches_older_than_the_ttl_are_not_taken_when_the_table_is_rebuilt() {
+        let latest = Latest::new(10, Duration::from_secs(60));
+        latest.accept_at("p", &record("x", 1, vec![("a", Value::Gauge(1.0))]), T + 60_000);
+        assert!(latest.is_empty());
+        latest.accept_at("p", &record("x", 1, vec![("a", Value::Gauge(1.0))]), T + 59_999);
         assert_eq!(latest.len(), 1);
     }
 }

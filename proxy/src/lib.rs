@@ -3,19 +3,24 @@
 //! The wasmtap collection server. Agents connect over TCP (default port
 //! 6600) and authenticate with their project's access key through the
 //! handshake of [`wasmtap_protocol`]; the proxy decrypts their batches,
-//! appends them to an embedded, crash-safe store and acknowledges them.
+//! appends them to an embedded, crash-safe store and acknowledges them;
+//! its sinks (`/metrics`, remote write) read them back from the store.
 //!
 //! ## Module map
+//! - [`lifecycle`]: [`run`]: start, serve, graceful shutdown.
 //! - [`config`]: `proxy.toml`, validated: listen address, data dir, projects and keys.
-//! - [`server`]: the listener and one task per agent session.
+//! - [`server`]: the listener, the handshake under deadlines, admission of authenticated agents.
+//! - `link`: one established session, a driver around the sans-IO `ProxyConn`.
+//! - [`bindings`]: which identity owns which agent name, per project.
 //! - [`inflight`]: a session's batches waiting for the store, acknowledged in order.
-//! - [`gate`]: admission before authentication: caps and rates per source address.
+//! - [`gate`]: admission before authentication: caps and rates per source network, eviction of the oldest.
 //! - [`sessions`]: connected agents and control requests routed to them.
 //! - [`store`]: append-only, checksummed log files per project, deduplicated.
 //! - [`dedup`]: the batch sequence numbers each agent has had stored.
 //! - [`query`]: the filters of `wasmtap-proxy query`.
 //! - [`display`]: stored samples as human lines or JSON objects.
-//! - [`sink`]: the [`sink::Sink`] hook every stored batch is handed to.
+//! - [`tail`]: sinks read the store back, each from its own position.
+//! - [`sink`]: the [`sink::Sink`] hook of in-memory consumers fed from the tail.
 //! - [`series`]: Prometheus metric and label names for a sample's values.
 //! - [`latest`]: the sink holding the latest value of every series, for `/metrics`.
 //! - [`exposition`]: the Prometheus text exposition format.
@@ -29,20 +34,18 @@
 //! ## Example
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! let config = Arc::new(wasmtap_proxy::config::Config::load("proxy.toml".as_ref())?);
-//! let store = Arc::new(wasmtap_proxy::store::Store::open(&config.data_dir)?);
-//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
-//! let sessions = Arc::new(wasmtap_proxy::sessions::Sessions::default());
-//! let hub = Arc::new(wasmtap_proxy::server::Hub { config, store, sessions, sinks: Vec::new() });
-//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
-//! wasmtap_proxy::server::run(listener, hub, shutdown).await?;
+//! let config = wasmtap_proxy::config::Config::load("proxy.toml".as_ref())?;
+//! let (stop, shutdown) = tokio::sync::watch::channel(false);
+//! // `stop.send(true)` shuts the proxy down gracefully.
+//! # drop(stop);
+//! wasmtap_proxy::run(config, shutdown).await?;
 //! # Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bindings;
 pub mod config;
 pub mod ctl;
 pub mod dedup;
@@ -53,6 +56,8 @@ pub mod http;
 pub mod http_client;
 pub mod inflight;
 pub mod latest;
+pub mod lifecycle;
+mod link;
 pub mod query;
 pub mod remote_write;
 pub mod series;
@@ -60,7 +65,10 @@ pub mod server;
 pub mod sessions;
 pub mod sink;
 pub mod store;
+pub mod tail;
 pub mod tls;
+
+pub use lifecycle::{Bound, Options, RunError, bind, run};
 
 /// Milliseconds since the Unix epoch; the proxy's one wall-clock read.
 pub fn now_ms() -> u64 {

@@ -2,21 +2,15 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
+use wasmtap_protocol::keyfile;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
-use wasmtap_proxy::http::{self, HttpState};
-use wasmtap_proxy::latest::Latest;
 use wasmtap_proxy::query::{self, Filter};
-use wasmtap_proxy::remote_write::RemoteWrite;
-use wasmtap_proxy::server::Hub;
-use wasmtap_proxy::sessions::Sessions;
-use wasmtap_proxy::sink::Sinks;
 use wasmtap_proxy::store::Store;
 
 #[derive(Parser)]
@@ -33,6 +27,13 @@ enum Command {
         /// Project name: a-z, 0-9 and `-`.
         #[arg(long)]
         project: String,
+    },
+    /// Print this deployment's public identity (`wtapid1_…`, last line),
+    /// creating the identity key in `identity_file` if it does not exist.
+    Identity {
+        /// Proxy config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Serve agents.
     Run {
@@ -90,8 +91,33 @@ enum Command {
 enum CtlAction {
     /// List the connected agents.
     Agents,
+    /// List which identity owns each agent name.
+    Bindings {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Release an agent name, so that the next identity to prove itself under it gets it.
+    Forget {
+        /// The agent's project.
+        #[arg(long)]
+        project: String,
+        /// The agent's name.
+        agent: String,
+    },
+    /// Let an agent that waits for approval (enroll = "closed") connect.
+    Approve {
+        /// The agent's project.
+        #[arg(long)]
+        project: String,
+        /// The agent's name.
+        agent: String,
+    },
     /// Send a control request to an agent and print its answer.
     Request {
+        /// The agent's project (needed when the name is connected in several).
+        #[arg(long)]
+        project: Option<String>,
         /// The agent's name.
         agent: String,
         /// The command.
@@ -122,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", key.to_key_string().as_str());
             Ok(())
         }
+        Command::Identity { config } => identity(config),
         Command::Run { config, print } => run(config, print),
         Command::Query { config, project, collector, agent, labels, field, since, until, json } => {
             let now = std::time::SystemTime::now();
@@ -144,82 +171,56 @@ fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(config).with_context(|| format!("loading config {}", config.display()))
 }
 
-fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
-    let cfg = Arc::new(load(&config)?);
-    if cfg.projects.is_empty() {
-        tracing::warn!("no [[projects]] configured: every agent will be refused");
+fn identity(config: PathBuf) -> anyhow::Result<()> {
+    let cfg = load(&config)?;
+    let (key, origin) = keyfile::load_or_create(&cfg.identity_file, &mut rand::rng())?;
+    if origin == keyfile::Origin::Created {
+        eprintln!("created identity key {}", cfg.identity_file.display());
     }
-    let store = Arc::new(Store::open_with(&cfg.data_dir, cfg.store).context("opening the store")?);
+    println!("{}", key.identity());
+    Ok(())
+}
+
+fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
+    let cfg = load(&config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listen = %addr, projects = cfg.projects.len(), "proxy listening");
-        // Tests and scripts read the bound address from this line.
-        println!("listening on {addr}");
+        let bound = wasmtap_proxy::bind(cfg, wasmtap_proxy::Options { print }).await?;
+        // Tests and scripts read the bound addresses from these lines.
+        println!("listening on {}", bound.addr()?);
+        if let Some(http) = bound.http_addr() {
+            println!("http listening on {http}");
+        }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sessions = Arc::new(Sessions::default());
-        let mut sinks: Sinks = Vec::new();
-        let mut workers = Vec::new();
-        let mut remote = Vec::new();
-        for endpoint in &cfg.remote_write {
-            let rw = RemoteWrite::new(endpoint.clone());
-            workers.push(tokio::spawn(rw.clone().run(shutdown.clone())));
-            sinks.push(rw.clone());
-            remote.push(rw);
-        }
-        if let Some(http_cfg) = &cfg.http {
-            let latest = Arc::new(Latest::new(http_cfg.max_series, http_cfg.series_ttl));
-            sinks.push(latest.clone());
-            let http_listener = tokio::net::TcpListener::bind(http_cfg.listen)
-                .await
-                .with_context(|| format!("binding [http] listen {}", http_cfg.listen))?;
-            let http_addr = http_listener.local_addr()?;
-            if http_cfg.token.is_none() {
-                tracing::warn!("[http] has no token: the admin API under /api/ is off");
-            }
-            tracing::info!(listen = %http_addr, "http listening");
-            println!("http listening on {http_addr}");
-            let state = Arc::new(HttpState {
-                token: http_cfg.token.clone(),
-                sessions: sessions.clone(),
-                latest,
-                remote_write: remote,
-                store: store.clone(),
-            });
-            let http_shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
-                    tracing::error!(error = %e, "http listener failed");
-                }
-            });
-        }
-        if print {
-            sinks.push(Arc::new(display::Print));
-        }
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            wait_for_signal().await;
+            tracing::info!("shutting down (a second signal stops at once)");
             let _ = stop.send(true);
+            wait_for_signal().await;
+            tracing::warn!(
+                "second signal: stopping now; the sinks resume from the store at the next start"
+            );
+            std::process::exit(1);
         });
-        let hub = Arc::new(Hub { config: cfg, store, sessions, sinks });
-        wasmtap_proxy::server::run(listener, hub, shutdown).await?;
-        // Remote-write workers make one last attempt with what is queued.
-        let flush = join_all(workers);
-        if tokio::time::timeout(SHUTDOWN_FLUSH, flush).await.is_err() {
-            tracing::warn!("remote write did not finish within {SHUTDOWN_FLUSH:?}; values lost");
-        }
+        bound.serve(shutdown).await?;
         Ok(())
     })
 }
 
-/// How long remote-write workers get to send what is queued at shutdown.
-const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -238,14 +239,21 @@ fn ctl(
     let answer = rt.block_on(async {
         match &action {
             CtlAction::Agents => api.agents().await,
-            CtlAction::Request { agent, command, args, timeout } => {
-                api.request(agent, command, args, *timeout).await
+            CtlAction::Bindings { project } => api.bindings(project.as_deref()).await,
+            CtlAction::Forget { project, agent } => api.binding(project, agent, "forget").await,
+            CtlAction::Approve { project, agent } => api.binding(project, agent, "approve").await,
+            CtlAction::Request { project, agent, command, args, timeout } => {
+                api.request(project.as_deref(), agent, command, args, *timeout).await
             }
         }
     });
     let answer = match (answer, &action) {
         (Ok(a), _) => a,
         (Err(e), CtlAction::Agents) => return Err(e).context("listing agents"),
+        (Err(e), CtlAction::Bindings { .. }) => return Err(e).context("listing bindings"),
+        (Err(e), CtlAction::Forget { project, agent } | CtlAction::Approve { project, agent }) => {
+            return Err(e).with_context(|| format!("agent `{agent}` of project `{project}`"));
+        }
         (Err(e), CtlAction::Request { agent, command, .. }) => {
             return Err(e).with_context(|| format!("request `{command}` to agent `{agent}`"));
         }

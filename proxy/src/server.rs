@@ -1,39 +1,35 @@
-//! The listener: accepts agents, runs the handshake under a deadline, then
-//! decodes every compact batch, stores it (once: resends are deduplicated),
-//! acknowledges it once it is on disk, and hands it to the sinks. Reading
-//! goes on while batches wait for the store's group commit (up to
-//! [`MAX_INFLIGHT`](crate::inflight::MAX_INFLIGHT) per session). Control
-//! requests from the admin API travel down the same session and their
-//! responses come back by request id.
+//! The listener: admits connections through the [`gate`](crate::gate),
+//! runs the handshake under deadlines (the first frame within
+//! `first_frame_timeout`, the whole within `handshake_timeout`), checks the
+//! agent's proven identity against the [bindings](crate::bindings) and its
+//! project's session cap, then hands the session to [`link`](crate::link).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use wasmtap_protocol::close::{Close, CloseCode};
-use wasmtap_protocol::compact::Decoder;
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
-use wasmtap_protocol::handshake::{HandshakeError, ServerEstablished, ServerHandshake};
-use wasmtap_protocol::message::{self, Ack, ControlResponse, Ping, Pong, SealedBatch};
-use wasmtap_protocol::session::{Session, SessionError};
+use wasmtap_protocol::handshake::{
+    HandshakeError, ReplayGuard, ServerEstablished, ServerHandshake,
+};
+use wasmtap_protocol::identity::StaticKey;
 
+use crate::bindings::{Bindings, Verdict};
 use crate::config::Config;
 use crate::gate::{Gate, Ticket};
-use crate::inflight::{Inflight, Settled};
-use crate::sessions::{AgentInfo, Pending, Sessions};
-use crate::sink::Sinks;
-use crate::store::{Appended, Store, StoreError, StoredBatch};
+use crate::link::{Link, SHUTDOWN_SETTLE};
+use crate::sessions::Sessions;
+use crate::store::{Store, StoreError};
 
 /// Largest frame accepted before the handshake completes (a ClientHello
 /// is a few hundred bytes).
 pub const MAX_HANDSHAKE_PAYLOAD: u32 = 2_048;
-/// How long a session waits, at shutdown, for its batches on their way to
-/// the disk so that it can acknowledge them.
-const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -56,18 +52,18 @@ pub enum ConnError {
     /// The handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// A sealed frame failed.
+    /// The established session failed.
     #[error(transparent)]
-    Session(#[from] SessionError),
-    /// A message could not be decoded.
-    #[error("malformed message: {0}")]
-    Batch(String),
+    Session(#[from] wasmtap_protocol::conn::ConnError),
     /// The store failed; the batch is not acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// A frame this side does not accept.
-    #[error("unexpected {0:?} frame")]
-    Unexpected(FrameKind),
+    /// The agent was authenticated but is not admitted (identity, approval, capacity).
+    #[error("{0}")]
+    Refused(String),
+    /// Dropped before authenticating, to admit a newer connection.
+    #[error("dropped unauthenticated to make room for a newer connection")]
+    Evicted,
 }
 
 /// What every session task shares.
@@ -75,26 +71,67 @@ pub enum ConnError {
 pub struct Hub {
     /// The proxy's configuration.
     pub config: Arc<Config>,
+    /// The proxy's identity key.
+    pub identity: StaticKey,
+    /// Which identity owns which agent name.
+    pub bindings: Arc<Bindings>,
     /// The embedded store.
     pub store: Arc<Store>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
-    /// Where stored batches go next.
-    pub sinks: Sinks,
+    /// Hellos seen within the clock-skew window.
+    replays: Mutex<ReplayGuard>,
+    /// Handshake refusals so far, by reason (for sampled logging).
+    refusals: Mutex<HashMap<&'static str, u64>>,
 }
 
-/// Serves agents on `listener` until `shutdown` flips.
+impl Hub {
+    /// A hub for `config`, serving as `identity`.
+    pub fn new(
+        config: Arc<Config>,
+        identity: StaticKey,
+        bindings: Arc<Bindings>,
+        store: Arc<Store>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        let skew = u64::try_from(config.limits.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        let replays = ReplayGuard::new(skew, wasmtap_protocol::handshake::DEFAULT_REPLAY_CAPACITY);
+        Self {
+            config,
+            identity,
+            bindings,
+            store,
+            sessions,
+            replays: Mutex::new(replays),
+            refusals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a refusal of `kind`; true when it should be logged (the
+    /// first, then at every power of two, so a flood does not flood the log).
+    fn count_refusal(&self, kind: &'static str) -> Option<u64> {
+        let mut r = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = r.entry(kind).or_insert(0);
+        *n += 1;
+        n.is_power_of_two().then_some(*n)
+    }
+}
+
+/// Serves agents on `listener` until `shutdown` flips, then waits (a
+/// bounded time) for the sessions to acknowledge what is stored and close.
 pub async fn run(
     listener: TcpListener,
     hub: Arc<Hub>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let gate = Gate::new(hub.config.limits);
-    let mut refused = 0u64;
+    let refused = AtomicU64::new(0);
+    // Every session task holds a sender: once all are dropped, all ended.
+    let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -108,9 +145,9 @@ pub async fn run(
         let ticket = match gate.admit(peer.ip(), std::time::Instant::now()) {
             Ok(t) => t,
             Err(why) => {
-                refused += 1;
-                if refused.is_power_of_two() {
-                    tracing::warn!(%peer, reason = %why, refused, "connection refused before the handshake");
+                let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(%peer, reason = %why, refused = n, "connection refused before the handshake");
                 }
                 drop(stream);
                 continue;
@@ -118,16 +155,26 @@ pub async fn run(
         };
         let hub = hub.clone();
         let shutdown = shutdown.clone();
+        let alive = alive.clone();
         tokio::spawn(async move {
+            let _alive = alive;
             match serve(stream, peer, &hub, ticket, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
+                Err(ConnError::Evicted) => {
+                    tracing::debug!(%peer, "unauthenticated connection dropped")
+                }
+                Err(ConnError::Handshake(_)) => {} // logged where it was refused
                 Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
             }
         });
     }
+    drop((listener, alive));
+    let _ = tokio::time::timeout(SHUTDOWN_SETTLE * 2, ended.recv()).await;
+    Ok(())
 }
 
-async fn read_frame(
+/// Reads the next frame, buffering partial input in `decoder`.
+pub(crate) async fn read_frame(
     stream: &mut TcpStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Frame, ConnError> {
@@ -135,10 +182,8 @@ async fn read_frame(
         if let Some(frame) = decoder.next_frame()? {
             return Ok(frame);
         }
-        // Wait for readiness first and read into a buffer that lives only
-        // for the read: an idle session then holds no read buffer at all.
         stream.readable().await?;
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; 4096];
         match stream.try_read(&mut buf) {
             Ok(0) => return Err(ConnError::Eof),
             Ok(n) => decoder.push(&buf[..n]),
@@ -148,11 +193,24 @@ async fn read_frame(
     }
 }
 
-/// Sends an unauthenticated close (before the session is up) and logs why.
-async fn refuse(stream: &mut TcpStream, peer: SocketAddr, err: &HandshakeError) {
-    tracing::warn!(%peer, reason = %err, "handshake refused");
+/// Sends an unauthenticated close (before the session is up) and logs why
+/// (the real reason here; the wire carries the generic one).
+async fn refuse(stream: &mut TcpStream, peer: SocketAddr, hub: &Hub, err: &HandshakeError) {
+    let kind = match err {
+        HandshakeError::Replayed => "replayed hello",
+        HandshakeError::Stale { .. } => "stale hello",
+        HandshakeError::UnknownProject(_) | HandshakeError::UnknownKey { .. } => {
+            "unknown project or key"
+        }
+        HandshakeError::BadCredentials(_) => "wrong access key",
+        HandshakeError::ConfirmationFailed => "identity not proved",
+        _ => "malformed handshake",
+    };
+    if let Some(n) = hub.count_refusal(kind) {
+        tracing::warn!(%peer, reason = %err, refusals = n, "handshake refused ({kind})");
+    }
     let mut body = Vec::new();
-    Close::new(err.close_code(), err.to_string()).encode(&mut body);
+    err.to_close().encode(&mut body);
     let frame = Frame { kind: FrameKind::Close, payload: body }.to_bytes();
     let _ = stream.write_all(&frame).await;
     let _ = stream.shutdown().await;
@@ -162,15 +220,22 @@ async fn handshake(
     stream: &mut TcpStream,
     peer: SocketAddr,
     decoder: &mut FrameDecoder,
-    config: &Config,
+    hub: &Hub,
 ) -> Result<ServerEstablished, ConnError> {
-    let hello = read_frame(stream, decoder).await?;
+    let hello =
+        tokio::time::timeout(hub.config.limits.first_frame_timeout, read_frame(stream, decoder))
+            .await
+            .map_err(|_| ConnError::Timeout("first frame"))??;
     let now = crate::now_ms();
-    let result = ServerHandshake::receive_hello(hello, &config.projects, now, &mut rand::rng());
-    let (pending, answer) = match result {
-        Ok(r) => r,
+    let read = {
+        let mut guard = hub.replays.lock().unwrap_or_else(PoisonError::into_inner);
+        ServerHandshake::read_hello(hello, &hub.config.projects, &mut guard, now)
+    };
+    let answered = read.and_then(|r| r.respond(&hub.identity, now, &mut rand::rng()));
+    let (pending, answer) = match answered {
+        Ok(a) => a,
         Err(e) => {
-            refuse(stream, peer, &e).await;
+            refuse(stream, peer, hub, &e).await;
             return Err(e.into());
         }
     };
@@ -179,7 +244,7 @@ async fn handshake(
     match pending.receive_finished(finished) {
         Ok(est) => Ok(est),
         Err(e) => {
-            refuse(stream, peer, &e).await;
+            refuse(stream, peer, hub, &e).await;
             Err(e.into())
         }
     }
@@ -194,291 +259,90 @@ async fn serve(
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_PAYLOAD);
+    let evicted = ticket.evicted.clone();
     // Boxed: the handshake's state (key material, several KiB) lives on the
-    // heap only until the session is up, instead of widening every
-    // session's task for as long as it lasts.
-    let est = tokio::time::timeout(
-        hub.config.limits.handshake_timeout,
-        Box::pin(handshake(&mut stream, peer, &mut decoder, &hub.config)),
-    )
-    .await
-    .map_err(|_| ConnError::Timeout("handshake"))??;
+    // heap only until the session is up.
+    let est = tokio::select! {
+        r = tokio::time::timeout(
+            hub.config.limits.handshake_timeout,
+            Box::pin(handshake(&mut stream, peer, &mut decoder, hub)),
+        ) => r.map_err(|_| ConnError::Timeout("handshake"))??,
+        () = evicted.notified() => return Err(ConnError::Evicted),
+    };
     drop(ticket);
+    if let Err(close) = admit(&est, hub).await {
+        // Sealed: the agent can trust why it was refused.
+        let mut session = est.session;
+        let mut body = Vec::new();
+        close.encode(&mut body);
+        if let Ok(bytes) = session.seal(FrameKind::Close, &body) {
+            let _ = stream.write_all(&bytes).await;
+        }
+        let _ = stream.shutdown().await;
+        return Err(ConnError::Refused(close.message));
+    }
     decoder.set_max(wasmtap_protocol::frame::DEFAULT_MAX_PAYLOAD);
-    let (conn, requests) = Conn::open(stream, decoder, est, peer, hub);
-    conn.serve(requests, shutdown).await
+    Link::open(stream, decoder, est, peer, hub).serve(shutdown).await
 }
 
-/// One established session.
-struct Conn<'a> {
-    stream: TcpStream,
-    decoder: FrameDecoder,
-    /// Boxed: its key schedules are kilobytes, and async functions taking
-    /// the connection hold it twice (argument and local) in their state.
-    session: Box<Session>,
-    batches: Decoder,
-    /// Control requests sent and not yet answered, by id.
-    waiting: HashMap<u64, oneshot::Sender<Result<String, String>>>,
-    /// Batches submitted to the store and not yet acknowledged.
-    inflight: Inflight,
-    hub: &'a Hub,
-    project: wasmtap_protocol::access_key::ProjectId,
-    agent: String,
-    peer: SocketAddr,
-    registration: crate::sessions::Registration,
-}
-
-impl<'a> Conn<'a> {
-    /// Registers the new session (a plain function, so that nothing of the
-    /// handshake's result stays in the session task's state).
-    fn open(
-        stream: TcpStream,
-        decoder: FrameDecoder,
-        est: ServerEstablished,
-        peer: SocketAddr,
-        hub: &'a Hub,
-    ) -> (Self, mpsc::Receiver<Pending>) {
-        let ServerEstablished { session, project, agent, .. } = est;
-        tracing::info!(%peer, %project, %agent, session = session.id(), "agent connected");
-        let now = crate::now_ms();
-        let (registration, requests) = hub.sessions.register(
-            session.id(),
-            AgentInfo {
-                project: project.to_string(),
-                agent: agent.clone(),
-                peer,
-                session: format!("{:016x}", session.id()),
-                connected_ms: now,
-                batches: 0,
-                samples: 0,
-                last_seen_ms: now,
-            },
-        );
-        let conn = Conn {
-            stream,
-            decoder,
-            session: Box::new(session),
-            batches: Decoder::with_limit(hub.config.limits.session_memory_bytes),
-            waiting: HashMap::new(),
-            inflight: Inflight::default(),
-            hub,
-            project,
-            agent,
-            peer,
-            registration,
-        };
-        (conn, requests)
-    }
-
-    /// Runs the session to its end, then settles what is still open.
-    async fn serve(
-        mut self,
-        requests: mpsc::Receiver<Pending>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), ConnError> {
-        let result = self.run(requests, &mut shutdown).await;
-        for (_, reply) in self.waiting.drain() {
-            let _ = reply.send(Err("the session ended before the agent answered".into()));
+/// Whether an authenticated agent may go on: its name belongs to the
+/// identity it proved, and its project has room for another session.
+async fn admit(est: &ServerEstablished, hub: &Hub) -> Result<(), Close> {
+    let (project, agent, identity) = (&est.project, est.agent.as_str(), est.agent_identity);
+    let Some(settings) = hub.config.projects.get(project) else {
+        return Err(Close::new(CloseCode::Refused, "project no longer served"));
+    };
+    let verdict = if hub.bindings.is_known(project.as_str(), agent, &identity) {
+        Ok(Verdict::Known)
+    } else {
+        // First contact writes (and syncs) the bindings file: off the async workers.
+        let bindings = hub.bindings.clone();
+        let (p, a) = (project.to_string(), agent.to_owned());
+        let (enroll, now) = (settings.enroll, crate::now_ms());
+        tokio::task::spawn_blocking(move || bindings.admit(&p, &a, &identity, enroll, now))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::bindings::BindingsError::Io {
+                    path: std::path::PathBuf::from(crate::bindings::FILE),
+                    message: e.to_string(),
+                })
+            })
+    };
+    match verdict {
+        Ok(Verdict::Known) => {}
+        Ok(Verdict::Bound) => {
+            tracing::info!(%project, %agent, %identity, "agent name bound to its identity at first contact");
         }
-        // Batches already submitted are stored even though no ack can follow:
-        // the sinks still get them (a resend will be a duplicate).
-        for settled in self.inflight.drain().await {
-            if let Ok(Appended::Stored) = settled.result {
-                crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &settled.record);
-            }
+        Ok(Verdict::Pending) => {
+            tracing::warn!(%project, %agent, %identity, "agent identity awaits approval: wasmtap-proxy ctl approve --project {project} {agent}");
+            return Err(Close::new(
+                CloseCode::IdentityRefused,
+                format!(
+                    "agent `{agent}` awaits approval in project `{project}` (wasmtap-proxy ctl approve)"
+                ),
+            ));
         }
-        result
-    }
-
-    async fn run(
-        &mut self,
-        mut requests: mpsc::Receiver<Pending>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), ConnError> {
-        let idle = self.hub.config.limits.idle_timeout;
-        let mut settled = Vec::new();
-        loop {
-            let reading = !self.inflight.is_full();
-            let frame = tokio::select! {
-                r = tokio::time::timeout(idle, read_frame(&mut self.stream, &mut self.decoder)), if reading => {
-                    r.map_err(|_| ConnError::Timeout("idle session"))??
-                }
-                () = self.inflight.settled(&mut settled) => {
-                    self.acknowledge(&mut settled).await?;
-                    continue;
-                }
-                Some(pending) = requests.recv() => {
-                    self.send_request(pending).await?;
-                    continue;
-                }
-                _ = shutdown.changed() => {
-                    // Acknowledge what is already on its way to the disk
-                    // before saying goodbye, so that it is not resent.
-                    let settle = async {
-                        while !self.inflight.is_empty() {
-                            self.inflight.settled(&mut settled).await;
-                            self.acknowledge(&mut settled).await?;
-                        }
-                        Ok::<(), ConnError>(())
-                    };
-                    let _ = tokio::time::timeout(SHUTDOWN_SETTLE, settle).await;
-                    self.close(CloseCode::Shutdown, "proxy shutting down").await;
-                    return Ok(());
-                }
-            };
-            let now = crate::now_ms();
-            self.registration.update(|i| i.last_seen_ms = now);
-            if self.frame(frame).await? {
-                return Ok(());
-            }
+        Ok(Verdict::PendingFull) => {
+            tracing::warn!(%project, %agent, "too many agents await approval; not recorded");
+            return Err(Close::new(CloseCode::Overloaded, "too many agents await approval"));
+        }
+        Ok(Verdict::Conflict { owner }) => {
+            tracing::warn!(%project, %agent, presented = %identity, bound = %owner, "identity refused: agent name is bound to another identity; release it with `wasmtap-proxy ctl forget --project {project} {agent}` if the host was rebuilt");
+            return Err(Close::new(
+                CloseCode::IdentityRefused,
+                format!(
+                    "agent name `{agent}` belongs to another identity in project `{project}`; if this host was rebuilt, release it on the proxy: wasmtap-proxy ctl forget"
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record agent identities; refusing new agents");
+            return Err(Close::new(CloseCode::Overloaded, "proxy cannot record identities"));
         }
     }
-
-    async fn send_request(&mut self, pending: Pending) -> Result<(), ConnError> {
-        let body = message::encode(&pending.request);
-        let bytes = self.session.seal(FrameKind::ControlRequest, &body)?;
-        self.stream.write_all(&bytes).await?;
-        self.waiting.insert(pending.request.id, pending.reply);
-        Ok(())
+    if hub.sessions.count(project.as_str()) >= settings.max_sessions {
+        tracing::warn!(%project, %agent, max = settings.max_sessions, "project at its session cap; session refused");
+        return Err(Close::new(CloseCode::Overloaded, "project at its session cap"));
     }
-
-    /// Handles one frame; `true` when the agent closed the session.
-    async fn frame(&mut self, frame: Frame) -> Result<bool, ConnError> {
-        let (peer, agent) = (self.peer, self.agent.clone());
-        if frame.kind == FrameKind::Simple {
-            if let Err(e) = self.session.open_simple(frame) {
-                self.close(CloseCode::ProtocolError, "simple path overflow").await;
-                return Err(e.into());
-            }
-            return Ok(false);
-        }
-        let kind = frame.kind;
-        let body = match self.session.open(frame) {
-            Ok(b) => b,
-            Err(SessionError::Auth { failures }) => {
-                tracing::warn!(%peer, %agent, failures, "frame failed authentication; ignored");
-                return Ok(false);
-            }
-            Err(e) => {
-                self.close(CloseCode::AuthFailures, "too many authentication failures").await;
-                return Err(e.into());
-            }
-        };
-        let malformed = |e: message::MessageError| ConnError::Batch(e.to_string());
-        match kind {
-            FrameKind::Sealed => {
-                let sealed: SealedBatch = message::decode(&body).map_err(malformed)?;
-                let numbers = match self.session.verify_simple(&sealed.checkpoint) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.close(CloseCode::AuthFailures, "simple-path checkpoint mismatch")
-                            .await;
-                        return Err(e.into());
-                    }
-                };
-                let batch = match self.batches.decode(sealed.head, &numbers) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.close(CloseCode::ProtocolError, "batch does not decode").await;
-                        return Err(ConnError::Batch(e.to_string()));
-                    }
-                };
-                self.submit(batch);
-            }
-            FrameKind::Ping => {
-                let t2_ms = crate::now_ms();
-                let ping: Ping = message::decode(&body).map_err(malformed)?;
-                let pong = Pong { t1_ms: ping.t1_ms, t2_ms, t3_ms: crate::now_ms() };
-                let bytes = self.session.seal(FrameKind::Pong, &message::encode(&pong))?;
-                self.stream.write_all(&bytes).await?;
-            }
-            FrameKind::ControlResponse => {
-                let resp: ControlResponse = message::decode(&body).map_err(malformed)?;
-                match self.waiting.remove(&resp.id) {
-                    Some(reply) => {
-                        let _ = reply.send(resp.result);
-                    }
-                    None => {
-                        tracing::warn!(%peer, %agent, id = resp.id, "response to no outstanding request; ignored")
-                    }
-                }
-            }
-            FrameKind::Close => {
-                let reason = Close::decode(&body).map(|c| c.to_string()).unwrap_or_default();
-                tracing::info!(%peer, %agent, %reason, "agent closed the session");
-                return Ok(true);
-            }
-            other => {
-                self.close(CloseCode::ProtocolError, "unexpected frame").await;
-                return Err(ConnError::Unexpected(other));
-            }
-        }
-        Ok(false)
-    }
-
-    /// Hands a batch to the store; [`Conn::acknowledge`] follows its answer.
-    fn submit(&mut self, batch: wasmtap_protocol::message::Batch) {
-        let record = Arc::new(StoredBatch {
-            agent: self.agent.clone(),
-            session: self.session.id(),
-            received_ms: crate::now_ms(),
-            batch,
-        });
-        let receipt = self.hub.store.submit(&self.project, record.clone());
-        self.inflight.push(record, receipt);
-    }
-
-    /// Acknowledges batches the store has answered (one write for all of
-    /// them) and hands every newly stored one to the sinks. A store failure
-    /// ends the session with that batch and the ones after it
-    /// unacknowledged: the agent resends them (those stored meanwhile come
-    /// back as duplicates, and the sinks already have them).
-    async fn acknowledge(&mut self, settled: &mut Vec<Settled>) -> Result<(), ConnError> {
-        let mut acks = Vec::new();
-        let (mut batches, mut samples) = (0, 0);
-        let mut failure: Option<ConnError> = None;
-        for s in settled.drain(..) {
-            let seq = s.record.batch.seq;
-            match s.result {
-                Err(e) => {
-                    failure.get_or_insert(e.into());
-                }
-                Ok(Appended::Stored) => {
-                    samples += s.record.batch.samples.len() as u64;
-                    crate::sink::deliver(&self.hub.sinks, self.project.as_str(), &s.record);
-                }
-                Ok(Appended::Duplicate) => {
-                    tracing::debug!(agent = %self.agent, seq, "duplicate batch acknowledged, not stored again");
-                }
-            }
-            if failure.is_none() {
-                batches += 1;
-                let ack = message::encode(&Ack { seq });
-                if let Err(e) = self.session.seal_into(FrameKind::Ack, &ack, &mut acks) {
-                    failure = Some(e.into());
-                }
-            }
-        }
-        self.registration.update(|i| {
-            i.batches += batches;
-            i.samples += samples;
-        });
-        self.stream.write_all(&acks).await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    async fn close(&mut self, code: CloseCode, message: &str) {
-        close(&mut self.stream, &mut self.session, code, message).await;
-    }
-}
-
-async fn close(stream: &mut TcpStream, session: &mut Session, code: CloseCode, message: &str) {
-    let mut body = Vec::new();
-    Close::new(code, message).encode(&mut body);
-    if let Ok(bytes) = session.seal(FrameKind::Close, &body) {
-        let _ = stream.write_all(&bytes).await;
-    }
+    Ok(())
 }

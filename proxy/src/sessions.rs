@@ -27,6 +27,8 @@ pub struct AgentInfo {
     pub project: String,
     /// Its name.
     pub agent: String,
+    /// The identity it proved (`wtapid1_…`).
+    pub identity: String,
     /// Its address.
     pub peer: SocketAddr,
     /// The session id, in hex.
@@ -48,6 +50,14 @@ pub enum RequestError {
     /// No agent of that name is connected.
     #[error("agent `{0}` is not connected")]
     NotConnected(String),
+    /// Agents of that name are connected in several projects; say which.
+    #[error("agent `{agent}` is connected in several projects ({}): name one with --project", projects.join(", "))]
+    Ambiguous {
+        /// The agent.
+        agent: String,
+        /// The projects it is connected in.
+        projects: Vec<String>,
+    },
     /// The agent has too many requests outstanding.
     #[error("agent `{0}` has too many requests outstanding")]
     Busy(String),
@@ -116,22 +126,42 @@ impl Sessions {
         all
     }
 
-    /// Sends `command args` to the agent named `agent` (its most recent
-    /// session if it has several) and waits up to `timeout` for its answer.
+    /// Sessions of `project` now.
+    pub fn count(&self, project: &str) -> usize {
+        self.lock().values().filter(|e| e.info.project == project).count()
+    }
+
+    /// Sends `command args` to the agent named `agent` of `project` (its
+    /// most recent session if it has several) and waits up to `timeout` for
+    /// its answer. Without a project the name must be connected in one
+    /// project only.
     pub async fn request(
         &self,
+        project: Option<&str>,
         agent: &str,
         command: &str,
         args: Vec<String>,
         timeout: Duration,
     ) -> Result<Result<String, String>, RequestError> {
-        let target = self
-            .lock()
-            .values()
-            .filter(|e| e.info.agent == agent)
-            .max_by_key(|e| e.info.connected_ms)
-            .map(|e| e.requests.clone())
-            .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))?;
+        let target = {
+            let entries = self.lock();
+            let matching: Vec<&Entry> = entries
+                .values()
+                .filter(|e| e.info.agent == agent && project.is_none_or(|p| e.info.project == p))
+                .collect();
+            let mut projects: Vec<String> =
+                matching.iter().map(|e| e.info.project.clone()).collect();
+            projects.sort();
+            projects.dedup();
+            if projects.len() > 1 {
+                return Err(RequestError::Ambiguous { agent: agent.to_owned(), projects });
+            }
+            matching
+                .into_iter()
+                .max_by_key(|e| e.info.connected_ms)
+                .map(|e| e.requests.clone())
+                .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))?
+        };
         let id = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, answer) = oneshot::channel();
         let request = ControlRequest { id, command: command.to_owned(), args };
@@ -167,9 +197,14 @@ mod tests {
     use super::*;
 
     fn info(agent: &str, connected_ms: u64) -> AgentInfo {
+        in_project("p", agent, connected_ms)
+    }
+
+    fn in_project(project: &str, agent: &str, connected_ms: u64) -> AgentInfo {
         AgentInfo {
-            project: "p".into(),
+            project: project.into(),
             agent: agent.into(),
+            identity: String::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             session: "00".into(),
             connected_ms,
@@ -189,7 +224,7 @@ mod tests {
             assert_eq!(p.request.command, "info");
             let _ = p.reply.send(Ok("{}".into()));
         });
-        let r = sessions.request("a", "info", vec![], Duration::from_secs(5)).await;
+        let r = sessions.request(None, "a", "info", vec![], Duration::from_secs(5)).await;
         assert_eq!(r, Ok(Ok("{}".into())));
         answer.await.expect("answered");
         assert!(old_rx.try_recv().is_err());
@@ -198,16 +233,46 @@ mod tests {
     #[tokio::test]
     async fn unknown_agents_ended_sessions_and_deadlines_are_errors() {
         let sessions = Arc::new(Sessions::default());
-        let r = sessions.request("x", "info", vec![], Duration::from_secs(1)).await;
+        let r = sessions.request(None, "x", "info", vec![], Duration::from_secs(1)).await;
         assert_eq!(r, Err(RequestError::NotConnected("x".into())));
 
         let (reg, rx) = sessions.register(1, info("a", 1));
-        let silent = sessions.request("a", "info", vec![], Duration::from_millis(20)).await;
+        let silent = sessions.request(None, "a", "info", vec![], Duration::from_millis(20)).await;
         assert!(matches!(silent, Err(RequestError::Timeout { .. })));
         drop(rx);
-        let r = sessions.request("a", "info", vec![], Duration::from_secs(1)).await;
+        let r = sessions.request(None, "a", "info", vec![], Duration::from_secs(1)).await;
         assert_eq!(r, Err(RequestError::SessionEnded("a".into())));
         drop(reg);
         assert!(sessions.agents().is_empty());
+    }
+
+    /// An agent of another project that calls itself by the same name never
+    /// receives this project's requests.
+    #[tokio::test]
+    async fn requests_are_routed_by_project_and_name() {
+        let sessions = Arc::new(Sessions::default());
+        let (_shop, mut shop_rx) = sessions.register(1, in_project("shop", "web-01", 1));
+        let (_bank, mut bank_rx) = sessions.register(2, in_project("bank", "web-01", 2));
+        let r = sessions.request(None, "web-01", "info", vec![], Duration::from_secs(1)).await;
+        assert_eq!(
+            r,
+            Err(RequestError::Ambiguous {
+                agent: "web-01".into(),
+                projects: vec!["bank".into(), "shop".into()]
+            })
+        );
+        let answer = tokio::spawn(async move {
+            let p = shop_rx.recv().await.expect("request");
+            let _ = p.reply.send(Ok("shop".into()));
+        });
+        let r =
+            sessions.request(Some("shop"), "web-01", "info", vec![], Duration::from_secs(5)).await;
+        assert_eq!(r, Ok(Ok("shop".into())));
+        answer.await.expect("answered");
+        assert!(bank_rx.try_recv().is_err(), "the other project's agent got nothing");
+        assert_eq!(
+            (sessions.count("shop"), sessions.count("bank"), sessions.count("x")),
+            (1, 1, 0)
+        );
     }
 }

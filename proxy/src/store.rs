@@ -17,11 +17,17 @@
 //! commit: one `fsync` covers many batches) and only then answers, so a
 //! batch is acknowledged only once it is durable. The writer also
 //! deduplicates by (agent, batch sequence): a resent batch is answered
-//! [`Appended::Duplicate`] and not written again.
+//! [`Appended::Duplicate`] and not written again. After each group it
+//! publishes where every project's durable records end ([`Commits`]), so
+//! that the sinks ([`crate::tail`]) read back exactly what was acknowledged.
 
+mod commits;
 pub mod format;
 pub mod recover;
 mod writer;
+
+pub use commits::{Commits, Mark, Snapshot, numeric_values};
+pub(crate) use writer::{segment_path, segments};
 
 #[cfg(test)]
 mod tests;
@@ -139,6 +145,8 @@ pub type Receipt = oneshot::Receiver<Result<Appended, StoreError>>;
 pub struct Store {
     dir: PathBuf,
     damage: Arc<recover::DamageCounters>,
+    /// How far readers may read; moved by the writer.
+    commits: Arc<Commits>,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -152,9 +160,10 @@ impl Store {
     /// Opens (creating) a store under `dir`.
     pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let commits = Arc::new(Commits::from_dir(dir)?);
         let (tx, rx) = mpsc::channel();
         let damage = Arc::new(recover::DamageCounters::default());
-        let writer = writer::Writer::new(dir.to_owned(), config, damage.clone());
+        let writer = writer::Writer::new(dir.to_owned(), config, commits.clone(), damage.clone());
         let thread = std::thread::Builder::new()
             .name("wasmtap-store".into())
             .spawn(move || writer.run(rx))
@@ -162,6 +171,7 @@ impl Store {
         Ok(Self {
             dir: dir.to_owned(),
             damage,
+            commits,
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -185,6 +195,16 @@ impl Store {
     /// async tasks, which await [`Store::submit`]'s receipt).
     pub fn append(&self, project: &ProjectId, record: StoredBatch) -> Result<Appended, StoreError> {
         self.submit(project, Arc::new(record)).blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// The directory the store writes.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What is durable, for readers tailing the store.
+    pub fn commits(&self) -> &Arc<Commits> {
+        &self.commits
     }
 
     /// Stops the writer after the batches already submitted.

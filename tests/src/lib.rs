@@ -9,15 +9,18 @@
 //! - [`proxy`]: a running proxy process with its config and store.
 //! - [`agent`]: a running agent process with its own plugins dir.
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
+//! - [`outage`]: a TCP forwarder that can be taken down and brought back (backend outages).
+//! - [`tmpfs`]: a small tmpfs for a disk that fills up.
+//! - [`ticks`]: what the `ticker` collector's counts say about delivery, and gaps in it.
 //! - [`http`]: a tiny independent HTTP client for the proxy's listener and Prometheus.
 //! - [`prometheus`]: a real Prometheus server with its remote-write receiver on.
 //! - [`pki`]: a throwaway certificate authority and server certificate for TLS tests.
 //! - [`spool`]: an agent's spooled batches, read from its files.
-//! - [`ticks`]: what the `ticker` test collector delivered, and gaps in it.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
 pub mod http;
+pub mod outage;
 pub mod paths;
 pub mod pki;
 pub mod prometheus;
@@ -25,6 +28,7 @@ pub mod proxy;
 pub mod relay;
 pub mod spool;
 pub mod ticks;
+pub mod tmpfs;
 pub mod wait;
 
 pub use agent::Agent;

@@ -3,7 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -85,6 +86,49 @@ impl Proxy {
         Ok(Self { child, addr, config, log, http, _stdout: stdout })
     }
 
+    /// The proxy's identity key file (in its store directory).
+    pub fn identity_file(dir: &Path) -> PathBuf {
+        dir.join("store").join("identity.key")
+    }
+
+    /// Gives the proxy that will run in `dir` the identity of the one in
+    /// `from` (proxies serving the same agents share the key file).
+    pub fn share_identity(from: &Path, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir.join("store"))?;
+        std::fs::copy(Self::identity_file(from), Self::identity_file(dir))
+            .context("copying the identity key")?;
+        Ok(())
+    }
+
+    /// `wasmtap-proxy identity`: the public identity (its last stdout line).
+    pub fn identity(&self) -> anyhow::Result<String> {
+        let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
+            .args(["identity", "--config"])
+            .arg(&self.config)
+            .output()
+            .context("running wasmtap-proxy identity")?;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout)?;
+        text.lines().last().map(str::to_owned).context("no identity printed")
+    }
+
+    /// One `wasmtap-proxy ctl` run against this proxy (at its bound
+    /// `[http]` address, so `listen` may use port 0).
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<CtlAnswer> {
+        let mut cmd = Command::new(paths::bin_dir()?.join("wasmtap-proxy"));
+        cmd.args(["ctl", "--config"]).arg(&self.config);
+        if let Some(http) = self.http {
+            cmd.arg("--addr").arg(http.to_string());
+        }
+        let out = cmd.args(args).output().context("running wasmtap-proxy ctl")?;
+        let stdout = String::from_utf8(out.stdout)?;
+        Ok(CtlAnswer {
+            ok: out.status.success(),
+            json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Everything the proxy logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -92,20 +136,37 @@ impl Proxy {
 
     /// `wasmtap-proxy query --json` with extra arguments, one value per line.
     pub fn query(&self, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
-        let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
-            .args(["query", "--json", "--config"])
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .context("running wasmtap-proxy query")?;
-        if !out.status.success() {
-            bail!("query failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        String::from_utf8(out.stdout)?
-            .lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("query line {l:?}")))
-            .collect()
+        query(&self.config, args)
     }
+}
+
+/// What one `ctl` run printed.
+#[derive(Debug)]
+pub struct CtlAnswer {
+    /// Whether it exited with success.
+    pub ok: bool,
+    /// The JSON it printed on stdout (`Null` if none).
+    pub json: serde_json::Value,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+/// `wasmtap-proxy query --json` on the store of the proxy configured by
+/// `config` (running or not), one value per line.
+pub fn query(config: &Path, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
+        .args(["query", "--json", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .context("running wasmtap-proxy query")?;
+    if !out.status.success() {
+        bail!("query failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("query line {l:?}")))
+        .collect()
 }
 
 impl Proxy {
@@ -114,6 +175,33 @@ impl Proxy {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// The exit status, if the proxy has exited.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the proxy to exit.
+    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the proxy did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtap_tests::ticks::{free_port, gaps, highest, in_batch, ticks, wait_for_tick};
+use wasmtap_tests::ticks::{free_port, gaps, highest_in, in_batch, ticks, wait_for_tick};
 use wasmtap_tests::{Agent, Proxy, new_key, spool, wait};
 
 /// Ticks in three batch intervals (1 s each, a tick every 100 ms): far
@@ -36,7 +36,7 @@ fn five_kills_of_the_agent_during_ingest_store_every_tick_once() -> anyhow::Resu
         agent.stop()?; // SIGKILL
         let spooled = spool::batches(&home.join("data"))?;
         let spooled_top = spooled.iter().flat_map(|b| in_batch(&b.batch)).max().unwrap_or(0);
-        batched_at_kill.push(spooled_top.max(highest(&[&proxy])?));
+        batched_at_kill.push(spooled_top.max(highest_in(&[&proxy])?));
         agent = Agent::start_with_config(&home, &config, plugins.clone())?;
     }
     top = wait_for_tick(&[&proxy], top + 15, "ticks after the last restart")?;
@@ -107,7 +107,7 @@ fn a_flipped_byte_in_the_middle_of_the_spool_costs_only_its_batch() -> anyhow::R
     assert!(missing.is_empty(), "spooled ticks after the damage were lost: {missing:?}");
     let resurrected: Vec<u64> = lost.iter().filter(|n| stored.contains_key(n)).copied().collect();
     assert!(resurrected.is_empty(), "the damaged batch cannot have been read: {resurrected:?}");
-    assert!(highest(&[&proxy])? > last_spooled);
+    assert!(highest_in(&[&proxy])? > last_spooled);
     // The agent counts the loss in its own metrics, and logs it.
     let corrupt = wait::until(Duration::from_secs(30), "spool_corrupt_batches", || {
         let rows = proxy.query(&["--collector", "agent"])?;

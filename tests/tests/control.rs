@@ -15,27 +15,9 @@ struct Ctl<'a> {
     proxy: &'a Proxy,
 }
 
-/// One `ctl` run: success, the JSON on stdout (if any), stderr.
-struct Answer {
-    ok: bool,
-    json: Value,
-    stderr: String,
-}
-
 impl Ctl<'_> {
-    fn run(&self, args: &[&str]) -> anyhow::Result<Answer> {
-        let out = Command::new(paths::bin_dir()?.join("wasmtap-proxy"))
-            .args(["ctl", "--config"])
-            .arg(&self.proxy.config)
-            .args(args)
-            .output()
-            .context("running wasmtap-proxy ctl")?;
-        let stdout = String::from_utf8(out.stdout)?;
-        Ok(Answer {
-            ok: out.status.success(),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+    fn run(&self, args: &[&str]) -> anyhow::Result<wasmtap_tests::proxy::CtlAnswer> {
+        self.proxy.ctl(args)
     }
 
     /// `request edge-1 ARGS...`, which must succeed; its `ok` document.

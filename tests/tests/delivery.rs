@@ -69,8 +69,10 @@ fn failover_between_two_proxies_loses_nothing_and_stores_once() -> anyhow::Resul
     let projects = [("shop", key.as_str())];
     let a = Proxy::start(&dir.path().join("a"), &projects)?;
     let port = a.addr.port();
-    // The second proxy on the same port, on another loopback address.
+    // The second proxy on the same port, on another loopback address; the
+    // proxies of one deployment share the identity file.
     let b_listen = format!("127.0.0.2:{port}");
+    Proxy::share_identity(&dir.path().join("a"), &dir.path().join("b"))?;
     let b = Proxy::start_at(&dir.path().join("b"), &b_listen, &projects, "")?;
     let (config, plugins) = agent_dir(
         &dir.path().join("agent"),

@@ -1,6 +1,8 @@
-//! The listener under a flood: from another address, hundreds of
-//! connections that never speak and hundreds that send junk, reconnecting
-//! as fast as they are dropped, while a real agent connects and delivers.
+//! The listener under a flood, while a real agent connects and delivers:
+//! from another network, hundreds of connections that never speak and
+//! hundreds that send junk, reconnecting as fast as they are dropped; and
+//! 2,000 idle connections from 200 networks, more than the whole
+//! unauthenticated table holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +78,8 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
     let attacker = std::thread::spawn(move || -> anyhow::Result<()> {
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        rt.block_on(flood("127.0.0.2", target, 800, until, counter));
+        // Another /24 than the agent's 127.0.0.1: networks share quotas.
+        rt.block_on(flood("127.0.1.2", target, 800, until, counter));
         Ok(())
     });
     // Let the flood build up first: the gate's limits are all in use.
@@ -106,4 +109,90 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Holds `per_network` silent connections from each of `networks` source
+/// addresses, reopening each as soon as the proxy drops it, until `until`.
+/// Returns the connections opened and the most held open at once.
+async fn hold_idle(
+    networks: Vec<std::net::SocketAddr>,
+    per_network: usize,
+    target: std::net::SocketAddr,
+    until: Instant,
+) -> (u64, usize) {
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for source in networks {
+        for _ in 0..per_network {
+            let (open, peak) = (open.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut opened = 0u64;
+                while Instant::now() < until {
+                    let Ok(socket) = TcpSocket::new_v4() else { break };
+                    if socket.bind(source).is_err() {
+                        break;
+                    }
+                    let Ok(mut stream) = socket.connect(target).await else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    opened += 1;
+                    let now_open = open.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    peak.fetch_max(now_open, std::sync::atomic::Ordering::Relaxed);
+                    let mut buf = [0u8; 16];
+                    let _ = tokio::time::timeout(
+                        until.saturating_duration_since(Instant::now()),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                    )
+                    .await;
+                    open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                opened
+            }));
+        }
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    (total, peak.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[test]
+fn idle_connections_from_200_networks_do_not_lock_a_fresh_agent_out() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    // Default limits: 1,024 unauthenticated in all, 64 per network, the
+    // first frame within 2 s.
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let target = proxy.addr;
+    let until = Instant::now() + Duration::from_secs(20);
+    // 127.1.0.1 .. 127.1.219.1: 220 different /24s of 127.0.0.0/8.
+    let networks: Vec<std::net::SocketAddr> =
+        (0..220u8).map(|n| std::net::SocketAddr::from(([127, 1, n, 1], 0))).collect();
+    let attacker = std::thread::spawn(move || -> anyhow::Result<(u64, usize)> {
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        Ok(rt.block_on(hold_idle(networks, 10, target, until)))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let _agent = Agent::start(
+        &dir.path().join("agent"),
+        "edge-1",
+        target.port(),
+        &key,
+        &["testing/ticker"],
+    )?;
+    wait::until(Duration::from_secs(15), "ticks through 2,000 idle connections", || {
+        let rows = proxy.query(&["--collector", "ticker"])?;
+        Ok((rows.len() >= 5).then_some(()))
+    })
+    .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
+    let (opened, peak) = attacker.join().map_err(|_| anyhow::anyhow!("attacker panicked"))??;
+    assert!(
+        peak >= 2_000,
+        "2,000 idle connections were held at once (peak {peak}, opened {opened})"
+    );
+    Ok(())
 }

@@ -151,7 +151,10 @@ fn remote_write_to_a_dead_endpoint_retries_and_says_so() -> anyhow::Result<()> {
     })
     .with_context(|| proxy.log_text())?;
     let log = proxy.log_text();
-    assert!(log.contains("remote write failed; retrying"), "{log}");
+    assert!(
+        log.contains("delivery failed; retrying") && log.contains("remote write http:"),
+        "{log}"
+    );
     Ok(())
 }
 
@@ -228,7 +231,7 @@ fn metrics_shows_the_latest_values_and_the_admin_api_wants_the_token() -> anyhow
     let key = new_key("shop")?;
     let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &http_section())?;
     let addr = http_addr(&proxy)?;
-    let _agent =
+    let agent =
         Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &["load"])?;
 
     let series = r#"wasmtap_load_load1{project="shop",agent="web-01",collector="load"} "#;
@@ -302,6 +305,20 @@ fn metrics_shows_the_latest_values_and_the_admin_api_wants_the_token() -> anyhow
 
     // The token never reaches the log.
     assert!(!proxy.log_text().contains(TOKEN));
+
+    // After a kill -9 and a restart, with the agent gone, /metrics is
+    // rebuilt from the store: the newest stored value is back.
+    agent.stop()?;
+    let newest = stored_load1(&proxy)?.into_iter().max_by_key(|(t, _)| *t).context("stored")?;
+    proxy.kill()?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &http_section())?;
+    let addr = http_addr(&proxy)?;
+    let line = wait::until(Duration::from_secs(20), "load1 on /metrics after a restart", || {
+        let body = http::get(addr, "/metrics", &[])?.body;
+        Ok(body.lines().find(|l| l.starts_with(series)).map(str::to_owned))
+    })
+    .with_context(|| proxy.log_text())?;
+    assert_eq!(exposition_point(&line), Some((newest.1, newest.0)), "{line}");
     Ok(())
 }
 

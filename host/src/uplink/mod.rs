@@ -5,11 +5,13 @@
 //! exponential backoff and full jitter.
 //!
 //! - [`batcher`]: samples into batches into the spool.
+//! - [`identity`]: this agent's identity key and its pin of the proxy's.
 //! - [`proxies`]: which proxy to try next.
 //! - [`reconnect`]: failover at once, then backoff with full jitter.
-//! - [`session`]: one established session.
+//! - [`session`]: one established session, a driver around the sans-IO [`AgentConn`].
 
 pub mod batcher;
+pub mod identity;
 pub mod proxies;
 pub mod reconnect;
 pub mod session;
@@ -21,11 +23,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use wasmtap_protocol::close::{Close, CloseCode};
-use wasmtap_protocol::compact::Encoder;
-use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
+use wasmtap_protocol::close::CloseCode;
+use wasmtap_protocol::conn::{AgentConfig, AgentConn, ConnError};
+use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError};
 use wasmtap_protocol::handshake::{ClientHandshake, HandshakeError};
-use wasmtap_protocol::session::{Session, SessionError};
 
 use crate::backoff::DEFAULT_BASE;
 use crate::clock::now_ms;
@@ -33,6 +34,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::spool::Spool;
 use crate::stats::AgentStats;
+use identity::{Identities, PinSource};
 use proxies::Proxies;
 use reconnect::Reconnect;
 use session::{Ended, Live};
@@ -63,21 +65,18 @@ pub enum UplinkError {
     /// The proxy closed the connection without a close frame.
     #[error("proxy closed the connection")]
     Eof,
-    /// The proxy sent bytes that are not valid frames.
+    /// The proxy sent bytes that are not valid frames during the handshake.
     #[error("invalid frame from proxy: {0}")]
     Frame(#[from] FrameError),
     /// The handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// A sealed frame failed.
+    /// The established session failed or was closed by the proxy.
     #[error(transparent)]
-    Session(#[from] SessionError),
-    /// The proxy closed the session with a reason.
-    #[error("proxy closed the session: {0}")]
-    Closed(Close),
-    /// The proxy sent something this agent does not expect.
-    #[error("unexpected {0:?} frame from proxy")]
-    Unexpected(FrameKind),
+    Conn(#[from] ConnError),
+    /// The proxy's identity could not be pinned.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
 }
 
 /// Reads the next frame, buffering partial input in `decoder`.
@@ -85,7 +84,7 @@ async fn read_frame(
     stream: &mut (impl AsyncRead + Unpin),
     decoder: &mut FrameDecoder,
 ) -> Result<Frame, UplinkError> {
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = [0u8; 4096];
     loop {
         if let Some(frame) = decoder.next_frame()? {
             return Ok(frame);
@@ -122,13 +121,14 @@ impl Shared {
 pub struct Uplink {
     config: Arc<Config>,
     shared: Shared,
+    identities: Arc<Identities>,
     highest_sent: u64,
 }
 
 impl Uplink {
-    /// An uplink for `config`, sending what `shared.spool` holds.
-    pub fn new(config: Arc<Config>, shared: Shared) -> Self {
-        Self { config, shared, highest_sent: 0 }
+    /// An uplink for `config` proving `identities`, sending what `shared.spool` holds.
+    pub fn new(config: Arc<Config>, shared: Shared, identities: Arc<Identities>) -> Self {
+        Self { config, shared, identities, highest_sent: 0 }
     }
 
     /// Runs until `input_done` flips (every sample is in the spool) and the
@@ -156,22 +156,13 @@ impl Uplink {
                 _ = done.wait_for(|d| *d) => return,
             };
             let error = match connected {
-                Ok((stream, session, decoder)) => {
+                Ok((stream, conn)) => {
                     reconnect.connected(i);
                     AgentStats::add(&self.shared.stats.sessions, 1);
                     self.shared.stats.set_proxy(Some(addr.clone()));
-                    tracing::info!(proxy = %addr, session = session.id(), "session established");
-                    let (reader, writer) = stream.into_split();
-                    let live = Live {
-                        shared: &self.shared,
-                        session,
-                        writer,
-                        encoder: Encoder::new(),
-                        cursor: None,
-                        in_flight: Default::default(),
-                        highest_sent: &mut self.highest_sent,
-                    };
-                    let ended = live.run((reader, decoder), input_done.clone()).await;
+                    tracing::info!(proxy = %addr, session = conn.id(), "session established");
+                    let live = Live::new(&self.shared, stream, conn, &mut self.highest_sent);
+                    let ended = live.run(input_done.clone()).await;
                     self.shared.stats.set_proxy(None);
                     match ended {
                         Ended::Done => return,
@@ -182,28 +173,30 @@ impl Uplink {
             };
             AgentStats::add(&self.shared.stats.session_failures, 1);
             reconnect.failed(i, Instant::now());
-            log_failure(&addr, &error, &self.config);
+            self.log_failure(&addr, &error);
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(TcpStream, Session, FrameDecoder), UplinkError> {
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, AgentConn), UplinkError> {
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| UplinkError::Timeout("connect"))?
             .map_err(|source| UplinkError::Connect { addr: addr.to_owned(), source })?;
         stream.set_nodelay(true)?;
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream))
+        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream, addr))
             .await
-            .map_err(|_| UplinkError::Timeout("handshake"))?
-            .map(|(session, decoder)| (stream, session, decoder))
+            .map_err(|_| UplinkError::Timeout("handshake"))??;
+        Ok((stream, conn))
     }
 
     async fn handshake(
         &self,
         stream: &mut TcpStream,
-    ) -> Result<(Session, FrameDecoder), UplinkError> {
+        addr: &str,
+    ) -> Result<AgentConn, UplinkError> {
         let (expect, hello) = ClientHandshake::start(
             &self.config.access_key,
+            &self.identities.agent,
             &self.config.name,
             now_ms(),
             &mut rand::rng(),
@@ -211,32 +204,65 @@ impl Uplink {
         stream.write_all(&hello).await?;
         let mut decoder = FrameDecoder::default();
         let answer = read_frame(stream, &mut decoder).await?;
-        let established = expect.receive(answer)?;
+        let pinned = self.identities.pinned().map(|(id, _)| id);
+        let established = expect.receive(answer, pinned.as_ref())?;
+        if self.identities.learn(established.proxy)? {
+            tracing::info!(
+                proxy = %addr,
+                identity = %established.proxy,
+                file = %self.identities.pin_file().display(),
+                "pinned the proxy's identity at first contact; every proxy must prove it from now on"
+            );
+        }
         stream.write_all(&established.finished).await?;
-        Ok((established.session, decoder))
+        let config = AgentConfig::default();
+        Ok(AgentConn::new(established.session, decoder, config, Instant::now().into_std()))
     }
-}
 
-fn log_failure(addr: &str, error: &UplinkError, config: &Config) {
-    let project = config.access_key.project();
-    match error {
-        UplinkError::Handshake(HandshakeError::Refused(close)) => match close.code {
-            CloseCode::BadCredentials => tracing::error!(
-                proxy = %addr, %project,
-                "the proxy refused this agent's access key: check server.access_key ({})", close.message
-            ),
-            CloseCode::UnknownProject => tracing::error!(
-                proxy = %addr, %project,
-                "the proxy does not know project `{project}`: check server.access_key"
-            ),
-            _ => {
-                tracing::warn!(proxy = %addr, "proxy refused the session: {close}")
+    fn log_failure(&self, addr: &str, error: &UplinkError) {
+        let project = self.config.access_key.project();
+        let stats = &self.shared.stats;
+        match error {
+            UplinkError::Handshake(HandshakeError::IdentityMismatch { pinned, presented }) => {
+                AgentStats::add(&stats.identity_refusals, 1);
+                let how = match self.identities.pinned() {
+                    Some((_, PinSource::Config)) => "change [server] proxy_identity".to_owned(),
+                    _ => format!("delete {}", self.identities.pin_file().display()),
+                };
+                tracing::error!(
+                    proxy = %addr, %pinned, %presented,
+                    "proxy refused: it proved identity {presented}, but this agent trusts {pinned}; \
+                     nothing was sent to it. If the proxy's identity was changed on purpose, {how} to pin the new one"
+                );
             }
-        },
-        UplinkError::Handshake(HandshakeError::ServerNotAuthenticated) => tracing::error!(
-            proxy = %addr, %project,
-            "the proxy could not prove it holds this project's key: is it the right proxy?"
-        ),
-        other => tracing::warn!(proxy = %addr, error = %other, "session failed"),
+            UplinkError::Handshake(HandshakeError::Refused(close)) => match close.code {
+                CloseCode::Refused => tracing::error!(
+                    proxy = %addr, %project,
+                    "the proxy refused this agent's credentials (unauthenticated answer): check server.access_key ({})", close.message
+                ),
+                CloseCode::ClockSkew => tracing::error!(
+                    proxy = %addr,
+                    "the proxy refused this agent's clock (unauthenticated answer): {}; fix the time (NTP)", close.message
+                ),
+                _ => {
+                    tracing::warn!(proxy = %addr, "proxy refused the handshake (unauthenticated answer): {close}")
+                }
+            },
+            UplinkError::Handshake(HandshakeError::ServerNotAuthenticated) => tracing::error!(
+                proxy = %addr, %project,
+                "the proxy could not prove it holds this project's key and its identity: is it the right proxy?"
+            ),
+            UplinkError::Conn(ConnError::PeerClosed(close))
+                if close.code == CloseCode::IdentityRefused =>
+            {
+                AgentStats::add(&stats.identity_refusals, 1);
+                tracing::error!(proxy = %addr, identity = %self.identities.agent.identity(), "the proxy refused this agent's identity: {}", close.message);
+            }
+            UplinkError::Conn(e @ ConnError::AckBeyondSent { .. }) => {
+                AgentStats::add(&stats.acks_refused, 1);
+                tracing::error!(proxy = %addr, error = %e, "acknowledgement refused; the spool is kept");
+            }
+            other => tracing::warn!(proxy = %addr, error = %other, "session failed"),
+        }
     }
 }

@@ -1,35 +1,25 @@
-//! One established session: sends every pending batch from the spool
-//! (oldest first, a bounded window in flight), applies acknowledgements,
-//! answers control requests concurrently, and keeps the session alive with
-//! authenticated pings.
+//! One established session: a thin driver around the sans-IO [`AgentConn`].
+//! It feeds the connection the spool's pending batches (oldest first, while
+//! the window has room), the proxy's bytes and its deadlines, applies
+//! acknowledgements to the spool, and answers control requests
+//! concurrently.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
-use wasmtap_protocol::close::{Close, CloseCode};
-use wasmtap_protocol::compact::Encoder;
-use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
-use wasmtap_protocol::message::{
-    self, Ack, Batch, ControlRequest, ControlResponse, Ping, Pong, SealedBatch, Value,
-};
-use wasmtap_protocol::session::Session;
+use wasmtap_protocol::conn::{AgentConn, AgentEvent};
+use wasmtap_protocol::message::{Batch, ControlRequest, ControlResponse};
 
-use super::{Shared, UplinkError, read_frame};
+use super::{Shared, UplinkError};
 use crate::clock::now_ms;
 use crate::stats::AgentStats;
 
-/// Batches sent and not yet acknowledged, at most.
-pub const WINDOW: usize = 32;
-/// How often the agent pings the proxy (keepalive, round-trip time, clock offset).
-pub const PING_INTERVAL: Duration = Duration::from_secs(15);
-/// The session is given up when the proxy has sent nothing for this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// On shutdown, how long the agent waits for pending batches to be acknowledged.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Control requests answered at the same time; more get a "busy" error.
@@ -53,31 +43,48 @@ impl Drop for AbortOnDrop {
 
 /// The state of one session.
 pub(super) struct Live<'a> {
-    pub(super) shared: &'a Shared,
-    pub(super) session: Session,
-    pub(super) writer: OwnedWriteHalf,
-    pub(super) encoder: Encoder,
-    /// The last batch sent in this session.
-    pub(super) cursor: Option<u64>,
-    pub(super) in_flight: VecDeque<u64>,
+    shared: &'a Shared,
+    reader: Option<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    conn: AgentConn,
+    /// The last batch handed to the connection in this session.
+    cursor: Option<u64>,
     /// The highest batch sent in any session (to count resends).
-    pub(super) highest_sent: &'a mut u64,
+    highest_sent: &'a mut u64,
 }
 
-impl Live<'_> {
+impl<'a> Live<'a> {
+    pub(super) fn new(
+        shared: &'a Shared,
+        stream: TcpStream,
+        conn: AgentConn,
+        highest_sent: &'a mut u64,
+    ) -> Self {
+        let (reader, writer) = stream.into_split();
+        Self { shared, reader: Some(reader), writer, conn, cursor: None, highest_sent }
+    }
+
     /// Runs the session until it fails or the agent has shut down.
-    pub(super) async fn run(
-        mut self,
-        stream_decoder: (tokio::net::tcp::OwnedReadHalf, FrameDecoder),
-        mut input_done: watch::Receiver<bool>,
-    ) -> Ended {
-        let (mut reader, mut decoder) = stream_decoder;
-        let (frames_tx, mut frames) = mpsc::channel::<Result<Frame, UplinkError>>(16);
+    pub(super) async fn run(mut self, input_done: watch::Receiver<bool>) -> Ended {
+        let result = self.drive(input_done).await;
+        // Whatever the connection queued last (a close saying why) goes out.
+        let _ = self.flush().await;
+        let _ = self.writer.shutdown().await;
+        match result {
+            Ok(()) => Ended::Done,
+            Err(e) => Ended::Lost(e),
+        }
+    }
+
+    async fn drive(&mut self, mut input_done: watch::Receiver<bool>) -> Result<(), UplinkError> {
+        let (bytes_tx, mut bytes) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
+        let Some(mut reader) = self.reader.take() else { return Err(UplinkError::Eof) };
         let _reader = AbortOnDrop(tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
             loop {
-                let frame = read_frame(&mut reader, &mut decoder).await;
-                let failed = frame.is_err();
-                if frames_tx.send(frame).await.is_err() || failed {
+                let read = reader.read(&mut buf).await.map(|n| buf[..n].to_vec());
+                let stop = !matches!(&read, Ok(b) if !b.is_empty());
+                if bytes_tx.send(read).await.is_err() || stop {
                     return;
                 }
             }
@@ -85,62 +92,46 @@ impl Live<'_> {
         let (responses_tx, mut responses) =
             mpsc::channel::<ControlResponse>(MAX_CONCURRENT_REQUESTS);
         let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        let mut last_heard = Instant::now();
-        let mut drain_until: Option<Instant> =
-            input_done.borrow().then(|| Instant::now() + DRAIN_TIMEOUT);
+        let mut draining = false;
         loop {
-            if let Err(e) = self.send_pending().await {
-                return Ended::Lost(e);
+            self.send_pending().await?;
+            self.flush().await?;
+            if self.conn.is_closed() {
+                return Ok(());
             }
-            if let Some(deadline) = drain_until
-                && (self.in_flight.is_empty() || Instant::now() >= deadline)
-            {
-                let left = self.shared.spool().stats().pending_batches;
-                if left > 0 {
-                    tracing::warn!(
-                        batches = left,
-                        "shutting down with unacknowledged batches; they stay in the spool"
-                    );
-                }
-                self.close(CloseCode::Shutdown, "agent shutting down").await;
-                return Ended::Done;
-            }
-            let deadline =
-                drain_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let result = tokio::select! {
-                _ = self.shared.written.notified() => Ok(()),
-                frame = frames.recv() => {
-                    last_heard = Instant::now();
-                    match frame {
-                        Some(Ok(f)) => self.handle(f, &responses_tx, &permits),
-                        Some(Err(e)) => Err(e),
-                        None => Err(UplinkError::Eof),
+            let far = Instant::now() + Duration::from_secs(3600);
+            let deadline = self.conn.poll_timeout().map_or(far, Instant::from_std);
+            tokio::select! {
+                _ = self.shared.written.notified() => {}
+                read = bytes.recv() => match read {
+                    Some(Ok(b)) if !b.is_empty() => {
+                        self.conn.handle_input(&b, Instant::now().into_std(), now_ms())?;
                     }
+                    Some(Err(e)) => return Err(e.into()),
+                    _ => return Err(UplinkError::Eof),
+                },
+                Some(resp) = responses.recv() => {
+                    let n = self.conn.send_response(&resp)?;
+                    AgentStats::add(&self.shared.stats.bytes_sealed, n as u64);
                 }
-                Some(resp) = responses.recv() => self.respond(&resp).await,
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > IDLE_TIMEOUT {
-                        Err(UplinkError::Timeout("idle session"))
-                    } else {
-                        self.ping().await
-                    }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.conn.handle_timeout(Instant::now().into_std(), now_ms())?;
                 }
-                _ = input_done.changed(), if drain_until.is_none() => {
-                    drain_until = Some(Instant::now() + DRAIN_TIMEOUT);
-                    Ok(())
+                // `wait_for` looks at the current value first: a flip while
+                // this task was busy elsewhere is never missed.
+                _ = input_done.wait_for(|d| *d), if !draining => {
+                    draining = true;
+                    let now = Instant::now();
+                    self.conn.drain(now.into_std(), (now + DRAIN_TIMEOUT).into_std());
                 }
-                _ = tokio::time::sleep_until(deadline), if drain_until.is_some() => Ok(()),
-            };
-            if let Err(e) = result {
-                return Ended::Lost(e);
             }
+            self.events(&responses_tx, &permits);
         }
     }
 
-    /// Sends pending batches while the window has room.
+    /// Hands pending batches to the connection while its window has room.
     async fn send_pending(&mut self) -> Result<(), UplinkError> {
-        while self.in_flight.len() < WINDOW {
+        while self.conn.can_send() {
             let Some(seq) = self.shared.spool().next_pending(self.cursor) else {
                 return Ok(());
             };
@@ -152,7 +143,7 @@ impl Live<'_> {
             .map_err(|e| UplinkError::Io(std::io::Error::other(e)))?;
             self.cursor = Some(seq);
             match batch {
-                Ok(Some(batch)) => self.send_batch(&batch).await?,
+                Ok(Some(batch)) => self.send_batch(&batch)?,
                 // Acknowledged or dropped meanwhile.
                 Ok(None) => {}
                 // Not skipped: a later batch's cumulative ack would delete it
@@ -164,123 +155,88 @@ impl Live<'_> {
         Ok(())
     }
 
-    async fn send_batch(&mut self, batch: &Batch) -> Result<(), UplinkError> {
-        let (head, numbers) = self.encoder.encode(batch);
-        let mut bytes = Vec::new();
-        for payload in &numbers {
-            self.session.seal_simple(payload, &mut bytes);
-        }
-        let simple = bytes.len();
-        let checkpoint = self.session.simple_checkpoint();
-        let body = message::encode(&SealedBatch { head, checkpoint });
-        self.session.seal_into(FrameKind::Sealed, &body, &mut bytes)?;
-        self.writer.write_all(&bytes).await?;
+    fn send_batch(&mut self, batch: &Batch) -> Result<(), UplinkError> {
+        let sent = self.conn.send_batch(batch, Instant::now().into_std())?;
         let stats = &self.shared.stats;
-        let count = batch
-            .samples
-            .iter()
-            .flat_map(|s| &s.values)
-            .filter(|(_, v)| !matches!(v, Value::Text(_)))
-            .count();
-        AgentStats::add(&stats.numbers_sent, count as u64);
-        AgentStats::add(&stats.bytes_simple, simple as u64);
-        AgentStats::add(&stats.bytes_sealed, (bytes.len() - simple) as u64);
+        AgentStats::add(&stats.numbers_sent, sent.numbers as u64);
+        AgentStats::add(&stats.bytes_simple, sent.simple_bytes as u64);
+        AgentStats::add(&stats.bytes_sealed, sent.sealed_bytes as u64);
         AgentStats::add(&stats.batches_sent, 1);
         if batch.seq <= *self.highest_sent {
             AgentStats::add(&stats.batches_resent, 1);
         }
         *self.highest_sent = (*self.highest_sent).max(batch.seq);
-        self.in_flight.push_back(batch.seq);
         tracing::debug!(
             seq = batch.seq,
             samples = batch.samples.len(),
-            bytes = bytes.len(),
+            bytes = sent.simple_bytes + sent.sealed_bytes,
             "batch sent"
         );
         Ok(())
     }
 
-    fn handle(
-        &mut self,
-        frame: Frame,
+    async fn flush(&mut self) -> Result<(), UplinkError> {
+        if let Some(bytes) = self.conn.poll_transmit() {
+            self.writer.write_all(&bytes).await?;
+        }
+        Ok(())
+    }
+
+    fn events(&mut self, responses: &mpsc::Sender<ControlResponse>, permits: &Arc<Semaphore>) {
+        let stats = &self.shared.stats;
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                AgentEvent::Acked { seq, batches } => {
+                    AgentStats::add(&stats.batches_acked, batches as u64);
+                    if let Err(e) = self.shared.spool().ack(seq) {
+                        tracing::warn!(error = %e, "cannot record an acknowledgement in the spool");
+                    }
+                    tracing::trace!(seq, "batch acknowledged");
+                }
+                AgentEvent::TimeSync { rtt_ms, offset_ms } => {
+                    stats.rtt_ms.store(rtt_ms, Ordering::Relaxed);
+                    stats.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+                    tracing::debug!(rtt_ms, offset_ms, "proxy clock probe");
+                }
+                AgentEvent::Request(req) => self.answer(req, responses, permits),
+                AgentEvent::Drained { unacknowledged } => {
+                    let left = self.shared.spool().stats().pending_batches;
+                    if left > 0 {
+                        tracing::warn!(
+                            batches = left,
+                            in_flight = unacknowledged,
+                            "shutting down with unacknowledged batches; they stay in the spool"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a control request in its own task, at most
+    /// [`MAX_CONCURRENT_REQUESTS`] at once.
+    fn answer(
+        &self,
+        req: ControlRequest,
         responses: &mpsc::Sender<ControlResponse>,
         permits: &Arc<Semaphore>,
-    ) -> Result<(), UplinkError> {
-        let kind = frame.kind;
-        let body = self.session.open(frame)?;
-        let bad = |_: message::MessageError| UplinkError::Unexpected(kind);
-        match kind {
-            FrameKind::Ack => {
-                let ack: Ack = message::decode(&body).map_err(bad)?;
-                let before = self.in_flight.len();
-                self.in_flight.retain(|s| *s > ack.seq);
-                AgentStats::add(
-                    &self.shared.stats.batches_acked,
-                    (before - self.in_flight.len()) as u64,
-                );
-                if let Err(e) = self.shared.spool().ack(ack.seq) {
-                    tracing::warn!(error = %e, "cannot record an acknowledgement in the spool");
-                }
-                tracing::trace!(seq = ack.seq, "batch acknowledged");
-                Ok(())
-            }
-            FrameKind::Pong => {
-                let pong: Pong = message::decode(&body).map_err(bad)?;
-                let (rtt_ms, offset_ms) = pong.time_sync(now_ms());
-                self.shared.stats.rtt_ms.store(rtt_ms, Ordering::Relaxed);
-                self.shared.stats.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
-                tracing::debug!(rtt_ms, offset_ms, "proxy clock probe");
-                Ok(())
-            }
-            FrameKind::ControlRequest => {
-                let req: ControlRequest = message::decode(&body).map_err(bad)?;
-                let responses = responses.clone();
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    let busy = ControlResponse {
-                        id: req.id,
-                        result: Err("agent busy: too many requests at once".into()),
-                    };
-                    tokio::spawn(async move {
-                        let _ = responses.send(busy).await;
-                    });
-                    return Ok(());
-                };
-                let control = self.shared.control.clone();
-                tokio::spawn(async move {
-                    let resp = control.handle(req).await;
-                    let _ = responses.send(resp).await;
-                    drop(permit);
-                });
-                Ok(())
-            }
-            FrameKind::Close => {
-                let close = Close::decode(&body).map_err(|_| UplinkError::Unexpected(kind))?;
-                Err(UplinkError::Closed(close))
-            }
-            other => Err(UplinkError::Unexpected(other)),
-        }
-    }
-
-    async fn respond(&mut self, resp: &ControlResponse) -> Result<(), UplinkError> {
-        let bytes = self.session.seal(FrameKind::ControlResponse, &message::encode(resp))?;
-        self.writer.write_all(&bytes).await?;
-        AgentStats::add(&self.shared.stats.bytes_sealed, bytes.len() as u64);
-        Ok(())
-    }
-
-    async fn ping(&mut self) -> Result<(), UplinkError> {
-        let bytes =
-            self.session.seal(FrameKind::Ping, &message::encode(&Ping { t1_ms: now_ms() }))?;
-        self.writer.write_all(&bytes).await?;
-        Ok(())
-    }
-
-    async fn close(&mut self, code: CloseCode, reason: &str) {
-        let mut body = Vec::new();
-        Close::new(code, reason).encode(&mut body);
-        if let Ok(bytes) = self.session.seal(FrameKind::Close, &body) {
-            let _ = self.writer.write_all(&bytes).await;
-        }
-        let _ = self.writer.shutdown().await;
+    ) {
+        let responses = responses.clone();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let busy = ControlResponse {
+                id: req.id,
+                result: Err("agent busy: too many requests at once".into()),
+            };
+            tokio::spawn(async move {
+                let _ = responses.send(busy).await;
+            });
+            return;
+        };
+        let control = self.shared.control.clone();
+        tokio::spawn(async move {
+            let resp = control.handle(req).await;
+            let _ = responses.send(resp).await;
+            drop(permit);
+        });
     }
 }

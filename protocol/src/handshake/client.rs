@@ -1,11 +1,14 @@
 //! The agent's side of the handshake.
 
-use super::{HandshakeError, MAX_AGENT_NAME, TrafficKeys, ZERO_NONCE, handshake_key, hello_key};
+use super::{
+    HandshakeError, MAX_AGENT_NAME, Master, ZERO_NONCE, hello_key, identity_key, server_key,
+};
 use crate::access_key::AccessKey;
 use crate::close::Close;
 use crate::codec::{Reader, put_short_str};
-use crate::crypto::{Aead, EphemeralKey, sha256};
+use crate::crypto::{Aead, EphemeralKey, TAG_LEN, sha256};
 use crate::frame::{Frame, FrameKind, payload_len};
+use crate::identity::{Identity, StaticKey};
 use crate::secret::Key256;
 use crate::session::{Role, Session};
 
@@ -16,12 +19,13 @@ pub struct ClientHandshake;
 /// Waiting for the proxy's `ServerHello`.
 #[derive(Debug)]
 pub struct ExpectServerHello {
-    secret: Key256,
+    psk: Key256,
+    agent: StaticKey,
     ephemeral: EphemeralKey,
     client_hello: Vec<u8>,
 }
 
-/// The agent's result: a session plus what the proxy told it.
+/// The agent's result: a session plus what the proxy proved and told it.
 #[derive(Debug)]
 pub struct ClientEstablished {
     /// The sealed session.
@@ -30,37 +34,41 @@ pub struct ClientEstablished {
     pub finished: Vec<u8>,
     /// The proxy's wall clock at the time it answered, ms since the epoch.
     pub server_time_ms: u64,
+    /// The identity the proxy proved it holds.
+    pub proxy: Identity,
 }
 
 impl ClientHandshake {
-    /// Builds the `ClientHello` frame for `key` and `agent_name` at `now_ms`.
+    /// Builds the `ClientHello` frame for `key`, this agent's identity
+    /// `agent` and its name, at wall-clock time `now_ms`.
     pub fn start(
         key: &AccessKey,
-        agent_name: &str,
+        agent: &StaticKey,
+        name: &str,
         now_ms: u64,
         rng: &mut impl rand::CryptoRng,
     ) -> Result<(ExpectServerHello, Vec<u8>), HandshakeError> {
-        if agent_name.is_empty() || agent_name.len() > MAX_AGENT_NAME {
+        if name.is_empty() || name.len() > MAX_AGENT_NAME {
             return Err(HandshakeError::BadAgentName);
         }
         let ephemeral = EphemeralKey::generate(rng);
-        let mut client_random = [0u8; 32];
-        rng.fill_bytes(&mut client_random);
+        let e_a = ephemeral.public();
         let project = key.project().as_str();
 
-        let mut clear = Vec::new();
+        let mut clear = Vec::with_capacity(1 + project.len() + 44);
         put_short_str(&mut clear, project);
-        clear.extend_from_slice(&client_random);
+        clear.extend_from_slice(&key.key_id().0.to_be_bytes());
+        clear.extend_from_slice(&now_ms.to_be_bytes());
+        clear.extend_from_slice(&e_a);
 
-        let mut body = Vec::new();
-        body.extend_from_slice(&ephemeral.public());
-        body.extend_from_slice(&now_ms.to_be_bytes());
-        put_short_str(&mut body, agent_name);
+        let mut body = Vec::with_capacity(1 + name.len() + 32 + TAG_LEN);
+        put_short_str(&mut body, name);
+        body.extend_from_slice(agent.identity().as_bytes());
 
-        let total = payload_len(&clear) + payload_len(&body) + crate::crypto::TAG_LEN as u32;
+        let total = payload_len(&clear) + payload_len(&body) + TAG_LEN as u32;
         let header = Frame::header(FrameKind::ClientHello, total);
         let aad = [&header[..], &clear].concat();
-        Aead::new(&hello_key(key.secret(), &client_random, project)).seal(
+        Aead::new(&hello_key(key.secret(), &e_a, project, key.key_id())).seal(
             &ZERO_NONCE,
             &aad,
             &mut body,
@@ -69,7 +77,8 @@ impl ClientHandshake {
         payload.extend_from_slice(&body);
         let frame = Frame { kind: FrameKind::ClientHello, payload }.to_bytes();
         let state = ExpectServerHello {
-            secret: key.secret().clone(),
+            psk: key.secret().clone(),
+            agent: agent.clone(),
             ephemeral,
             client_hello: frame.clone(),
         };
@@ -78,8 +87,14 @@ impl ClientHandshake {
 }
 
 impl ExpectServerHello {
-    /// Processes the proxy's answer: a `ServerHello`, or a `Close` saying why not.
-    pub fn receive(self, frame: Frame) -> Result<ClientEstablished, HandshakeError> {
+    /// Processes the proxy's answer: a `ServerHello`, or a `Close` saying
+    /// why not. With `pinned`, a proxy proving any other identity is
+    /// refused before anything more is sent or derived.
+    pub fn receive(
+        self,
+        frame: Frame,
+        pinned: Option<&Identity>,
+    ) -> Result<ClientEstablished, HandshakeError> {
         match frame.kind {
             FrameKind::ServerHello => {}
             FrameKind::Close => {
@@ -93,20 +108,31 @@ impl ExpectServerHello {
             }
         }
         let server_hello = frame.to_bytes();
+        let header = frame.header_bytes();
         let mut r = Reader::new(&frame.payload);
-        let server_share: [u8; 32] = r.array()?;
-        let server_random: [u8; 32] = r.array()?;
-        let mut body = r.rest().to_vec();
+        let e_p: [u8; 32] = r.array()?;
+        let mut id_box = r.take(32 + TAG_LEN)?.to_vec();
+        let mut keys_box = r.rest().to_vec();
 
-        let th1 = sha256(&[&self.client_hello, &server_share, &server_random]);
-        let dh = self.ephemeral.agree(&server_share)?;
-        let k_hs = handshake_key(&self.secret, dh.expose(), &th1);
-        let aad = [&frame.header_bytes()[..], &server_share, &server_random].concat();
-        Aead::new(&k_hs)
-            .open(&ZERO_NONCE, &aad, &mut body)
+        let h2 = sha256(&[&self.client_hello, &e_p]);
+        let ee = self.ephemeral.agree(&e_p)?;
+        let aad = [&header[..], &e_p].concat();
+        Aead::new(&identity_key(&self.psk, &h2, ee.expose()))
+            .open(&ZERO_NONCE, &aad, &mut id_box)
             .map_err(|_| HandshakeError::ServerNotAuthenticated)?;
-        let body = zeroize::Zeroizing::new(body);
+        let presented = Identity::from_bytes(Reader::new(&id_box).array()?);
+        if let Some(pinned) = pinned
+            && *pinned != presented
+        {
+            return Err(HandshakeError::IdentityMismatch { pinned: *pinned, presented });
+        }
 
+        let es = self.ephemeral.agree(presented.as_bytes())?;
+        let aad = [&header[..], &frame.payload[..32 + 32 + TAG_LEN]].concat();
+        Aead::new(&server_key(&self.psk, &h2, ee.expose(), es.expose()))
+            .open(&ZERO_NONCE, &aad, &mut keys_box)
+            .map_err(|_| HandshakeError::ServerNotAuthenticated)?;
+        let body = zeroize::Zeroizing::new(keys_box);
         let mut r = Reader::new(&body);
         let session_id = r.u64()?;
         let strong = Key256::new(r.array()?);
@@ -114,12 +140,13 @@ impl ExpectServerHello {
         let server_time_ms = r.u64()?;
         r.finish()?;
 
+        let se = self.agent.agree(&e_p)?;
         let th2 = sha256(&[&self.client_hello, &server_hello]);
-        let mut session =
-            TrafficKeys::derive(&strong, &simple, &th2).into_session(session_id, Role::Client);
+        let master = Master::derive(&self.psk, &th2, [ee.expose(), es.expose(), se.expose()]);
+        let mut session = master.into_session(&th2, &strong, &simple, session_id, Role::Client);
         let finished = session
             .seal(FrameKind::ClientFinished, &th2)
             .map_err(|_| HandshakeError::ConfirmationFailed)?;
-        Ok(ClientEstablished { session, finished, server_time_ms })
+        Ok(ClientEstablished { session, finished, server_time_ms, proxy: presented })
     }
 }

@@ -1,135 +1,111 @@
-//! The handshake: three messages that turn a project access key into a
+//! The handshake: three messages that authenticate both ends and turn the
+//! project secret, both long-term identities and two ephemeral keys into a
 //! forward-secret session.
 //!
 //! ```text
-//! agent                                              proxy
-//!   ClientHello  project, client_random,
-//!                seal_{k_hello}(client share, time, agent name)  ──▶
-//!                                  ◀── ServerHello  server share, server_random,
-//!                                       seal_{k_hs}(session id, strong key, simple key, time)
-//!   ClientFinished  seal_{c2s}(transcript hash)  ──▶
+//! agent                                                        proxy
+//!   ClientHello  project, key id, time, e_a,
+//!                seal_{k_hello}(agent name, S_a)          ──▶
+//!                           ◀── ServerHello  e_p, seal_{k_id}(S_p),
+//!                                seal_{k_srv}(session id, strong, simple, time)
+//!   ClientFinished  seal_{c2s}(th2)                        ──▶
 //! ```
 //!
-//! - `k_hello = HKDF(salt = client_random, ikm = secret, info = "wasmtap/1 hello" ‖ project)`
-//! - `th1 = SHA-256(ClientHello frame ‖ server share ‖ server_random)`
-//! - `k_hs = HKDF(salt = th1, ikm = secret ‖ X25519(client, server), info = "wasmtap/1 handshake")`
+//! With `psk` the project secret, `S_a`/`S_p` the agent's and the proxy's
+//! static public keys and `e_a`/`e_p` fresh ephemeral keys:
+//!
+//! - `k_hello = HKDF(salt = e_a, ikm = psk, info = "wasmtap/2 hello" ‖ project ‖ key id)`
+//! - `ee = X25519(e_a, e_p)`, `es = X25519(e_a, S_p)`, `se = X25519(S_a, e_p)`
+//! - `h2 = SHA-256(ClientHello frame ‖ e_p)`
+//! - `k_id = HKDF(salt = h2, ikm = psk ‖ ee, info = "wasmtap/2 identity")`
+//! - `k_srv = HKDF(salt = h2, ikm = psk ‖ ee ‖ es, info = "wasmtap/2 server")`
 //! - `th2 = SHA-256(ClientHello frame ‖ ServerHello frame)`
-//! - traffic keys: `HKDF(salt = th2, ikm = strong|simple key, info = "wasmtap/1 <dir> <path>")`
+//! - `master = HKDF(salt = th2, ikm = psk ‖ ee ‖ es ‖ se, info = "wasmtap/2 master")`
+//! - traffic keys: `HKDF(salt = th2, ikm = master ‖ strong|simple, info = "wasmtap/2 <dir> <path>")`
+//!
+//! Only a holder of the proxy's static key can open what `k_srv` seals
+//! (`es`), only a holder of the agent's static key can produce
+//! `ClientFinished` (`se`), only holders of the project secret get that
+//! far, and the proxy checks the hello's time and remembers its `e_a` for
+//! the freshness window before it spends a Diffie-Hellman on it.
 //!
 //! Each side is a chain of state types that consume themselves:
 //! [`ClientHandshake`] → [`ExpectServerHello`] → [`ClientEstablished`], and
-//! [`ServerHandshake`] → [`ExpectClientFinished`] → [`ServerEstablished`].
+//! [`ServerHandshake`] → [`ReceivedHello`] → [`ExpectClientFinished`] →
+//! [`ServerEstablished`]. Between the last two the proxy decides, from its
+//! own records, whether this agent name may use this identity.
 
 mod client;
+mod error;
+mod replay;
 mod server;
 
 pub use client::{ClientEstablished, ClientHandshake, ExpectServerHello};
-pub use server::{ExpectClientFinished, ProjectKeys, ServerEstablished, ServerHandshake};
+pub use error::HandshakeError;
+pub use replay::{DEFAULT_MAX_SKEW_MS, DEFAULT_REPLAY_CAPACITY, ReplayGuard};
+pub use server::{
+    ExpectClientFinished, ProjectKeys, ReceivedHello, ServerEstablished, ServerHandshake,
+};
 
-use crate::close::{Close, CloseCode};
-use crate::codec::DecodeError;
-use crate::crypto::{LowOrderShare, derive_key};
-use crate::frame::FrameKind;
+use crate::access_key::KeyId;
+use crate::crypto::derive_key;
 use crate::secret::Key256;
 use crate::session::{DirectionKeys, Role, Session};
 
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_NAME: usize = 255;
 
-const HELLO_INFO: &[u8] = b"wasmtap/1 hello";
-const HANDSHAKE_INFO: &[u8] = b"wasmtap/1 handshake";
 const ZERO_NONCE: [u8; 12] = [0; 12];
 
-/// Why a handshake failed. [`HandshakeError::close_code`] says what to tell the peer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    /// A frame of the wrong kind arrived.
-    #[error("expected a {expected:?} frame, got {got:?}")]
-    UnexpectedFrame {
-        /// What this state waits for.
-        expected: FrameKind,
-        /// What arrived.
-        got: FrameKind,
-    },
-    /// A handshake message is malformed.
-    #[error("malformed handshake message: {0}")]
-    Decode(#[from] DecodeError),
-    /// Proxy side: the agent names a project this proxy does not serve.
-    #[error("unknown project `{0}`")]
-    UnknownProject(String),
-    /// Proxy side: the hello does not authenticate under the project's key
-    /// (the agent holds a wrong or old key, or the message was altered).
-    #[error("agent's hello for project `{0}` does not authenticate: wrong access key")]
-    BadCredentials(String),
-    /// Agent side: the proxy's answer does not authenticate (the proxy holds
-    /// another key for this project, or the message was altered).
-    #[error("proxy's answer does not authenticate: it holds a different key for this project")]
-    ServerNotAuthenticated,
-    /// Proxy side: the key confirmation failed (a replayed hello, or tampering).
-    #[error("key confirmation failed (replayed hello or tampered handshake)")]
-    ConfirmationFailed,
-    /// The peer's X25519 share is of low order.
-    #[error(transparent)]
-    LowOrderShare(#[from] LowOrderShare),
-    /// Agent side: the proxy refused the session.
-    #[error("proxy refused the session: {0}")]
-    Refused(Close),
-    /// The agent name is empty or too long.
-    #[error("agent name must be 1 to {MAX_AGENT_NAME} bytes")]
-    BadAgentName,
+/// `k_hello`: seals the agent's name and identity under the project secret.
+fn hello_key(psk: &Key256, e_a: &[u8; 32], project: &str, key_id: KeyId) -> Key256 {
+    let info = [&b"wasmtap/2 hello"[..], project.as_bytes(), &key_id.0.to_be_bytes()].concat();
+    derive_key(e_a, &[psk.expose()], &info)
 }
 
-impl HandshakeError {
-    /// The close code to send to the peer for this failure.
-    pub fn close_code(&self) -> CloseCode {
-        match self {
-            Self::UnknownProject(_) => CloseCode::UnknownProject,
-            Self::BadCredentials(_) | Self::ConfirmationFailed | Self::ServerNotAuthenticated => {
-                CloseCode::BadCredentials
-            }
-            Self::Refused(c) => c.code,
-            _ => CloseCode::ProtocolError,
-        }
-    }
+/// `k_id`: seals the proxy's identity (hidden from passive observers).
+fn identity_key(psk: &Key256, h2: &[u8; 32], ee: &[u8; 32]) -> Key256 {
+    derive_key(h2, &[psk.expose(), ee], b"wasmtap/2 identity")
 }
 
-/// The traffic keys of one session, derived from the keys the proxy issued.
-struct TrafficKeys {
-    c2s: DirectionKeys,
-    s2c: DirectionKeys,
+/// `k_srv`: seals the session keys; only the holder of the proxy's static key derives it.
+fn server_key(psk: &Key256, h2: &[u8; 32], ee: &[u8; 32], es: &[u8; 32]) -> Key256 {
+    derive_key(h2, &[psk.expose(), ee, es], b"wasmtap/2 server")
 }
 
-impl TrafficKeys {
-    fn derive(strong: &Key256, simple: &Key256, th2: &[u8; 32]) -> Self {
-        let key = |k: &Key256, info: &[u8]| derive_key(th2, &[k.expose()], info);
-        Self {
-            c2s: DirectionKeys {
-                sealed: key(strong, b"wasmtap/1 c2s sealed"),
-                simple: key(simple, b"wasmtap/1 c2s simple"),
-            },
-            s2c: DirectionKeys {
-                sealed: key(strong, b"wasmtap/1 s2c sealed"),
-                simple: key(simple, b"wasmtap/1 s2c simple"),
-            },
-        }
+/// The shared secret of both identities, both ephemerals and the project.
+struct Master(Key256);
+
+impl Master {
+    fn derive(psk: &Key256, th2: &[u8; 32], dh: [&[u8; 32]; 3]) -> Self {
+        let [ee, es, se] = dh;
+        Self(derive_key(th2, &[psk.expose(), ee, es, se], b"wasmtap/2 master"))
     }
 
-    fn into_session(self, id: u64, role: Role) -> Session {
+    /// The session's traffic keys: the master secret mixed with the keys the
+    /// proxy issued, so both sides' randomness goes into every key.
+    fn into_session(
+        self,
+        th2: &[u8; 32],
+        strong: &Key256,
+        simple: &Key256,
+        id: u64,
+        role: Role,
+    ) -> Session {
+        let key = |k: &Key256, info: &[u8]| derive_key(th2, &[self.0.expose(), k.expose()], info);
+        let c2s = DirectionKeys {
+            sealed: key(strong, b"wasmtap/2 c2s sealed"),
+            simple: key(simple, b"wasmtap/2 c2s simple"),
+        };
+        let s2c = DirectionKeys {
+            sealed: key(strong, b"wasmtap/2 s2c sealed"),
+            simple: key(simple, b"wasmtap/2 s2c simple"),
+        };
         match role {
-            Role::Client => Session::new(id, role, self.c2s, self.s2c),
-            Role::Server => Session::new(id, role, self.s2c, self.c2s),
+            Role::Client => Session::new(id, role, c2s, s2c),
+            Role::Server => Session::new(id, role, s2c, c2s),
         }
     }
-}
-
-fn hello_key(secret: &Key256, client_random: &[u8; 32], project: &str) -> Key256 {
-    let info = [HELLO_INFO, project.as_bytes()].concat();
-    derive_key(client_random, &[secret.expose()], &info)
-}
-
-fn handshake_key(secret: &Key256, dh: &[u8; 32], th1: &[u8; 32]) -> Key256 {
-    derive_key(th1, &[secret.expose(), dh], HANDSHAKE_INFO)
 }
 
 #[cfg(test)]

@@ -5,10 +5,13 @@ use rand::rngs::StdRng;
 
 use super::*;
 use crate::access_key::{AccessKey, ProjectId};
-use crate::close::CloseCode;
-use crate::crypto::{Aead, sha256};
-use crate::frame::{Frame, FrameDecoder};
+use crate::close::{Close, CloseCode};
+use crate::crypto::{Aead, sha256, x25519_agree};
+use crate::frame::{Frame, FrameDecoder, FrameKind};
+use crate::identity::{Identity, StaticKey};
 use crate::session::SessionError;
+
+const NOW: u64 = 1_800_000_000_000;
 
 fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
@@ -16,6 +19,10 @@ fn rng(seed: u64) -> StdRng {
 
 fn key(project: &str, seed: u64) -> AccessKey {
     AccessKey::generate(ProjectId::new(project).expect("valid"), &mut rng(seed))
+}
+
+fn static_key(seed: u64) -> StaticKey {
+    StaticKey::generate(&mut rng(1_000 + seed))
 }
 
 fn store(keys: &[&AccessKey]) -> HashMap<ProjectId, AccessKey> {
@@ -28,6 +35,10 @@ fn frame(bytes: &[u8]) -> Frame {
     d.next_frame().expect("valid").expect("complete")
 }
 
+fn guard() -> ReplayGuard {
+    ReplayGuard::default()
+}
+
 struct Run {
     client_hello: Vec<u8>,
     server_hello: Vec<u8>,
@@ -35,27 +46,41 @@ struct Run {
     server: ServerEstablished,
 }
 
-fn run(agent_key: &AccessKey, proxy_keys: &HashMap<ProjectId, AccessKey>, seed: u64) -> Run {
+struct Ends {
+    psk: AccessKey,
+    agent: StaticKey,
+    proxy: StaticKey,
+}
+
+fn ends() -> Ends {
+    Ends { psk: key("shop", 1), agent: static_key(1), proxy: static_key(2) }
+}
+
+fn run(e: &Ends, seed: u64) -> Run {
     let mut r = rng(seed);
     let (expect, client_hello) =
-        ClientHandshake::start(agent_key, "web-01", 1_000, &mut r).expect("hello");
-    let (pending, server_hello) =
-        ServerHandshake::receive_hello(frame(&client_hello), proxy_keys, 2_000, &mut r)
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut r).expect("hello");
+    let hello =
+        ServerHandshake::read_hello(frame(&client_hello), &store(&[&e.psk]), &mut guard(), NOW)
             .expect("server accepts");
-    let client = expect.receive(frame(&server_hello)).expect("client accepts");
+    let (pending, server_hello) = hello.respond(&e.proxy, NOW + 1, &mut r).expect("answer");
+    let client =
+        expect.receive(frame(&server_hello), Some(&e.proxy.identity())).expect("client accepts");
     let server = pending.receive_finished(frame(&client.finished)).expect("confirmed");
     Run { client_hello, server_hello, client, server }
 }
 
 #[test]
-fn happy_path_exchanges_data_both_ways() {
-    let k = key("shop", 1);
-    let mut run = run(&k, &store(&[&k]), 2);
+fn happy_path_authenticates_both_ends_and_exchanges_data() {
+    let e = ends();
+    let mut run = run(&e, 2);
     assert_eq!(run.server.agent, "web-01");
     assert_eq!(run.server.project.as_str(), "shop");
-    assert_eq!(run.server.client_time_ms, 1_000);
-    assert_eq!(run.client.server_time_ms, 2_000);
-    // The simple path works too, verified at the checkpoint.
+    assert_eq!(run.server.agent_identity, e.agent.identity());
+    assert_eq!(run.server.key_id, e.psk.key_id());
+    assert_eq!(run.server.client_time_ms, NOW);
+    assert_eq!(run.client.server_time_ms, NOW + 1);
+    assert_eq!(run.client.proxy, e.proxy.identity());
     let mut w = crate::simple::NumericWriter::new();
     w.u64(42).f64(0.5);
     let numbers = w.finish();
@@ -72,106 +97,244 @@ fn happy_path_exchanges_data_both_ways() {
 }
 
 #[test]
-fn wrong_key_is_refused_at_both_ends() {
-    let agent = key("shop", 1);
-    let proxy = key("shop", 99);
+fn first_contact_learns_the_proxy_identity() {
+    let e = ends();
     let mut r = rng(3);
-    let (expect, hello) = ClientHandshake::start(&agent, "web-01", 0, &mut r).expect("hello");
-    let err = ServerHandshake::receive_hello(frame(&hello), &store(&[&proxy]), 0, &mut r)
-        .expect_err("refused");
-    assert_eq!(err, HandshakeError::BadCredentials("shop".into()));
-    assert_eq!(err.close_code(), CloseCode::BadCredentials);
-    // What the proxy sends back, and how the agent reports it.
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "a", NOW, &mut r).expect("hello");
+    let hello = ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut guard(), NOW)
+        .expect("accepted");
+    let (_, answer) = hello.respond(&e.proxy, NOW, &mut r).expect("answer");
+    let client = expect.receive(frame(&answer), None).expect("no pin: accepted");
+    assert_eq!(client.proxy, e.proxy.identity());
+}
+
+/// Whoever holds the project key but not the proxy's identity key cannot
+/// pose as the proxy: with a pin it is refused before the agent derives or
+/// sends anything; pretending to hold the pinned identity fails too.
+#[test]
+fn an_impostor_proxy_with_the_project_key_is_refused() {
+    let e = ends();
+    let impostor = static_key(66);
+    let mut r = rng(4);
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut r).expect("hello");
+    let read = ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut guard(), NOW)
+        .expect("the impostor reads the hello: it has the project key");
+    let (_, answer) = read.respond(&impostor, NOW, &mut r).expect("answers");
+    let err = expect.receive(frame(&answer), Some(&e.proxy.identity())).expect_err("refused");
+    assert_eq!(
+        err,
+        HandshakeError::IdentityMismatch {
+            pinned: e.proxy.identity(),
+            presented: impostor.identity()
+        }
+    );
+    assert!(err.to_string().contains(&e.proxy.identity().to_text()));
+    assert!(err.to_string().contains(&impostor.identity().to_text()));
+
+    // Claiming the genuine identity without its private key: the impostor
+    // seals the genuine public key in the identity box, but cannot compute `es`.
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut rng(5)).expect("hello");
+    let forged = forge_server_hello(&e, &hello, &impostor);
+    assert_eq!(
+        expect.receive(frame(&forged), Some(&e.proxy.identity())).err(),
+        Some(HandshakeError::ServerNotAuthenticated)
+    );
+}
+
+/// A ServerHello from someone with the project key and `own` static key
+/// that names the genuine proxy's identity.
+fn forge_server_hello(e: &Ends, client_hello: &[u8], own: &StaticKey) -> Vec<u8> {
+    let hello = frame(client_hello);
+    let e_a: [u8; 32] = hello.payload[1 + 4 + 4 + 8..1 + 4 + 4 + 8 + 32].try_into().expect("e_a");
+    let eph = crate::crypto::EphemeralKey::generate(&mut rng(77));
+    let e_p = eph.public();
+    let ee = eph.agree(&e_a).expect("ee");
+    let es_guess = own.agree(&e_a).expect("es with its own key");
+    let h2 = sha256(&[client_hello, &e_p]);
+    let header = Frame::header(FrameKind::ServerHello, 176);
+    let mut id_box = e.proxy.identity().as_bytes().to_vec();
+    Aead::new(&identity_key(e.psk.secret(), &h2, ee.expose())).seal(
+        &ZERO_NONCE,
+        &[&header[..], &e_p].concat(),
+        &mut id_box,
+    );
+    let mut payload = e_p.to_vec();
+    payload.extend_from_slice(&id_box);
+    let mut keys = vec![0u8; 80];
+    Aead::new(&server_key(e.psk.secret(), &h2, ee.expose(), es_guess.expose())).seal(
+        &ZERO_NONCE,
+        &[&header[..], &payload].concat(),
+        &mut keys,
+    );
+    payload.extend_from_slice(&keys);
+    Frame { kind: FrameKind::ServerHello, payload }.to_bytes()
+}
+
+/// Another agent of the project (it holds the project key) claims this
+/// agent's name and public identity: without the private key it cannot
+/// confirm, and the proxy learns that before anything is accepted.
+#[test]
+fn an_agent_cannot_prove_an_identity_it_does_not_hold() {
+    let e = ends();
+    let thief = static_key(9);
+    let mut r = rng(6);
+    // The thief builds a hello carrying the victim's public key…
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &thief, "web-01", NOW, &mut r).expect("hello");
+    let mut read = ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut guard(), NOW)
+        .expect("authentic hello");
+    read.agent_identity = e.agent.identity();
+    let (pending, answer) = read.respond(&e.proxy, NOW, &mut r).expect("answer");
+    // …and completes its side with its own key: the proxy refuses.
+    let client = expect.receive(frame(&answer), None).expect("the thief accepts");
+    assert_eq!(
+        pending.receive_finished(frame(&client.finished)).err(),
+        Some(HandshakeError::ConfirmationFailed)
+    );
+}
+
+#[test]
+fn credential_failures_look_alike_on_the_wire() {
+    let e = ends();
+    let wrong = key("shop", 99);
+    let other_project = key("bank", 1);
+    let mut r = rng(7);
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut r).expect("hello");
+    let mut errors = Vec::new();
+    for keys in [store(&[&wrong]), store(&[&other_project])] {
+        errors.push(
+            ServerHandshake::read_hello(frame(&hello), &keys, &mut guard(), NOW)
+                .expect_err("refused"),
+        );
+    }
+    let mut g = guard();
+    ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut g, NOW).expect("first");
+    errors.push(
+        ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut g, NOW)
+            .expect_err("replay"),
+    );
+    assert_eq!(
+        errors[..2],
+        [
+            HandshakeError::UnknownKey { project: "shop".into(), key_id: e.psk.key_id() },
+            HandshakeError::UnknownProject("shop".into()),
+        ]
+    );
+    assert_eq!(errors[2], HandshakeError::Replayed);
+    let closes: Vec<Close> = errors.iter().map(HandshakeError::to_close).collect();
+    assert!(closes.iter().all(|c| *c == closes[0]), "{closes:?}");
+    assert_eq!(closes[0].code, CloseCode::Refused);
+    // What the agent makes of it.
     let mut body = Vec::new();
-    Close::new(err.close_code(), err.to_string()).encode(&mut body);
-    let close = Frame { kind: FrameKind::Close, payload: body };
-    match expect.receive(close) {
-        Err(HandshakeError::Refused(c)) => assert_eq!(c.code, CloseCode::BadCredentials),
+    closes[0].encode(&mut body);
+    match expect.receive(Frame { kind: FrameKind::Close, payload: body }, None) {
+        Err(HandshakeError::Refused(c)) => assert_eq!(c.code, CloseCode::Refused),
         other => panic!("unexpected {other:?}"),
     }
 }
 
 #[test]
-fn unknown_project_is_refused() {
-    let agent = key("shop", 1);
-    let other = key("bank", 1);
-    let mut r = rng(3);
-    let (_, hello) = ClientHandshake::start(&agent, "web-01", 0, &mut r).expect("hello");
-    let err = ServerHandshake::receive_hello(frame(&hello), &store(&[&other]), 0, &mut r)
-        .expect_err("refused");
-    assert_eq!(err, HandshakeError::UnknownProject("shop".into()));
+fn a_wrong_key_with_a_known_id_is_bad_credentials() {
+    let e = ends();
+    // Same project and key id (forged), other secret.
+    let mut keys = HashMap::new();
+    keys.insert(e.psk.project().clone(), e.psk.clone());
+    let mut r = rng(8);
+    let (_, mut hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut r).expect("hello");
+    let last = hello.len() - 1;
+    hello[last] ^= 1;
+    assert_eq!(
+        ServerHandshake::read_hello(frame(&hello), &keys, &mut guard(), NOW).err(),
+        Some(HandshakeError::BadCredentials("shop".into()))
+    );
 }
 
 #[test]
-fn agent_refuses_a_proxy_with_another_key() {
-    let agent = key("shop", 1);
-    let impostor = key("shop", 2);
-    let mut r = rng(4);
-    let (expect, hello) = ClientHandshake::start(&agent, "web-01", 0, &mut r).expect("hello");
-    // The impostor can't even read the hello; forge a ServerHello of the right shape.
-    let (_, forged) = {
-        let (_, h2) = ClientHandshake::start(&impostor, "web-01", 0, &mut r).expect("hello");
-        ServerHandshake::receive_hello(frame(&h2), &store(&[&impostor]), 0, &mut r)
-            .expect("accepts its own")
-    };
-    drop(hello);
-    assert_eq!(expect.receive(frame(&forged)).err(), Some(HandshakeError::ServerNotAuthenticated));
+fn stale_and_replayed_hellos_are_refused_before_any_key_exchange() {
+    let e = ends();
+    let keys = store(&[&e.psk]);
+    let mut g = guard();
+    let (_, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut rng(9)).expect("hello");
+    let err = ServerHandshake::read_hello(frame(&hello), &keys, &mut g, NOW + 180_000)
+        .expect_err("three minutes late");
+    assert!(matches!(err, HandshakeError::Stale { skew_ms: -180_000, .. }), "{err:?}");
+    assert_eq!(err.to_close().code, CloseCode::ClockSkew);
+    assert!(err.to_close().message.contains("180.0 s behind"), "{}", err.to_close().message);
+    ServerHandshake::read_hello(frame(&hello), &keys, &mut g, NOW).expect("fresh");
+    for _ in 0..300 {
+        assert_eq!(
+            ServerHandshake::read_hello(frame(&hello), &keys, &mut g, NOW + 1).err(),
+            Some(HandshakeError::Replayed)
+        );
+    }
 }
 
 #[test]
-fn replayed_hello_yields_no_usable_session() {
-    let k = key("shop", 1);
-    let keys = store(&[&k]);
-    let original = run(&k, &keys, 5);
-    // The attacker replays the recorded hello and finished to a proxy.
-    let mut r = rng(6);
-    let (pending, _answer) =
-        ServerHandshake::receive_hello(frame(&original.client_hello), &keys, 0, &mut r)
-            .expect("hello itself authenticates");
-    let err = pending.receive_finished(frame(&original.client.finished)).expect_err("refused");
-    assert_eq!(err, HandshakeError::ConfirmationFailed);
+fn a_hello_replayed_elsewhere_yields_no_session() {
+    let e = ends();
+    let original = run(&e, 10);
+    // Another proxy (a fresh guard) answers the replayed hello…
+    let read = ServerHandshake::read_hello(
+        frame(&original.client_hello),
+        &store(&[&e.psk]),
+        &mut guard(),
+        NOW,
+    )
+    .expect("the hello itself authenticates");
+    let (pending, _) = read.respond(&e.proxy, NOW, &mut rng(11)).expect("answer");
+    // …but the recorded finished does not confirm it.
+    assert_eq!(
+        pending.receive_finished(frame(&original.client.finished)).err(),
+        Some(HandshakeError::ConfirmationFailed)
+    );
 }
 
 #[test]
 fn every_tampered_byte_is_refused() {
-    let k = key("shop", 1);
-    let keys = store(&[&k]);
-    let mut r = rng(7);
-    let (_, hello) = ClientHandshake::start(&k, "web-01", 0, &mut r).expect("hello");
+    let e = ends();
+    let keys = store(&[&e.psk]);
+    let start =
+        || ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut rng(12)).expect("hello");
+    let (_, hello) = start();
     for i in crate::frame::HEADER_LEN..hello.len() {
         let mut bad = hello.clone();
         bad[i] ^= 0x01;
         assert!(
-            ServerHandshake::receive_hello(frame(&bad), &keys, 0, &mut rng(8)).is_err(),
+            ServerHandshake::read_hello(frame(&bad), &keys, &mut guard(), NOW).is_err(),
             "hello byte {i}"
         );
     }
-    // Deterministic generators rebuild the same exchange for every flipped byte,
-    // since each attempt consumes the client's state.
     let exchange = || {
-        let (e, h) = ClientHandshake::start(&k, "web-01", 0, &mut rng(9)).expect("hello");
-        let (_, answer) =
-            ServerHandshake::receive_hello(frame(&h), &keys, 0, &mut rng(10)).expect("accepted");
-        (e, answer)
+        let (expect, h) = start();
+        let read = ServerHandshake::read_hello(frame(&h), &keys, &mut guard(), NOW).expect("ok");
+        let (_, answer) = read.respond(&e.proxy, NOW, &mut rng(13)).expect("answer");
+        (expect, answer)
     };
-    let (e, answer) = exchange();
-    assert!(e.receive(frame(&answer)).is_ok(), "the untampered answer is accepted");
+    let (expect, answer) = exchange();
+    assert!(expect.receive(frame(&answer), Some(&e.proxy.identity())).is_ok());
     for i in crate::frame::HEADER_LEN..answer.len() {
-        let (e, mut bad) = exchange();
+        let (expect, mut bad) = exchange();
         bad[i] ^= 0x80;
-        assert!(e.receive(frame(&bad)).is_err(), "server hello byte {i}");
+        assert!(expect.receive(frame(&bad), None).is_err(), "server hello byte {i}");
     }
 }
 
 #[test]
 fn tampered_finished_is_refused() {
-    let k = key("shop", 1);
-    let keys = store(&[&k]);
-    let mut r = rng(11);
-    let (expect, hello) = ClientHandshake::start(&k, "web-01", 0, &mut r).expect("hello");
-    let (pending, answer) =
-        ServerHandshake::receive_hello(frame(&hello), &keys, 0, &mut r).expect("accepted");
-    let client = expect.receive(frame(&answer)).expect("accepted");
+    let e = ends();
+    let mut r = rng(14);
+    let (expect, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut r).expect("hello");
+    let read = ServerHandshake::read_hello(frame(&hello), &store(&[&e.psk]), &mut guard(), NOW)
+        .expect("ok");
+    let (pending, answer) = read.respond(&e.proxy, NOW, &mut r).expect("answer");
+    let client = expect.receive(frame(&answer), None).expect("accepted");
     let mut bad = client.finished.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
@@ -181,83 +344,55 @@ fn tampered_finished_is_refused() {
     );
 }
 
-/// An attacker records a whole session, later steals the access key, and
-/// tries every key it can derive. None opens the session keys or the data.
+/// An attacker records a whole session, later steals the project key and
+/// both static keys. Without an ephemeral private key it still cannot
+/// derive the session's keys: `ee` is missing from every guess.
 #[test]
-fn recorded_session_stays_secret_after_the_key_leaks() {
-    let k = key("shop", 1);
-    let mut run = run(&k, &store(&[&k]), 12);
+fn recorded_session_stays_secret_after_every_long_term_key_leaks() {
+    let e = ends();
+    let mut run = run(&e, 15);
     let data = run.client.session.seal(FrameKind::Sealed, b"secret label").expect("seal");
-
-    // The leaked key does open the hello: the leak is real.
     let hello = frame(&run.client_hello);
-    let mut rd = crate::codec::Reader::new(&hello.payload);
-    let project = rd.short_str().expect("project").to_owned();
-    let client_random: [u8; 32] = rd.array().expect("random");
-    let clear_len = hello.payload.len() - rd.remaining();
-    let mut body = rd.rest().to_vec();
-    let aad = [&hello.header_bytes()[..], &hello.payload[..clear_len]].concat();
-    Aead::new(&hello_key(k.secret(), &client_random, &project))
-        .open(&ZERO_NONCE, &aad, &mut body)
-        .expect("attacker reads the hello");
-    let client_share: [u8; 32] = body[..32].try_into().expect("share");
-
-    // Without an ephemeral private key, the attacker guesses the DH input.
-    let answer = frame(&run.server_hello);
-    let server_share: [u8; 32] = answer.payload[..32].try_into().expect("share");
-    let server_random: [u8; 32] = answer.payload[32..64].try_into().expect("random");
-    let th1 = sha256(&[&run.client_hello, &server_share, &server_random]);
-    let aad = [&answer.header_bytes()[..], &server_share, &server_random].concat();
-    let guesses: Vec<[u8; 32]> = vec![
-        [0; 32],
-        client_share,
-        server_share,
-        *k.secret().expose(),
-        crate::crypto::x25519_agree(k.secret().expose(), &server_share)
-            .expect("ok")
-            .expose()
-            .to_owned(),
-        crate::crypto::x25519_agree(k.secret().expose(), &client_share)
-            .expect("ok")
-            .expose()
-            .to_owned(),
-    ];
-    for dh in guesses {
-        let mut body = answer.payload[64..].to_vec();
-        let k_hs = handshake_key(k.secret(), &dh, &th1);
-        assert!(Aead::new(&k_hs).open(&ZERO_NONCE, &aad, &mut body).is_err());
-    }
-    // Keys derived from the secret alone don't open data either.
+    let at = 1 + 4 + 4 + 8;
+    let e_a: [u8; 32] = hello.payload[at..at + 32].try_into().expect("e_a");
+    let e_p: [u8; 32] = frame(&run.server_hello).payload[..32].try_into().expect("e_p");
+    let es = e.proxy.agree(&e_a).expect("es from the stolen proxy key");
+    let se = e.agent.agree(&e_p).expect("se from the stolen agent key");
     let th2 = sha256(&[&run.client_hello, &run.server_hello]);
+    let guesses = [
+        [0u8; 32],
+        e_a,
+        e_p,
+        *e.psk.secret().expose(),
+        *x25519_agree(e.psk.secret().expose(), &e_p).expect("ok").expose(),
+        *es.expose(),
+        *se.expose(),
+    ];
     let data = frame(&data);
-    for candidate in [k.secret().clone(), hello_key(k.secret(), &client_random, &project)] {
-        let keys = TrafficKeys::derive(&candidate, &candidate, &th2);
-        let mut s = keys.into_session(run.server.session.id(), Role::Server);
-        // Skip past the finished frame's counter.
+    for ee in guesses {
+        let master = Master::derive(e.psk.secret(), &th2, [&ee, es.expose(), se.expose()]);
+        let zero = crate::secret::Key256::new([0; 32]);
+        let mut s = master.into_session(&th2, &zero, &zero, run.server.session.id(), Role::Server);
         let _ = s.open(frame(&run.client.finished));
-        assert!(matches!(s.open(data.clone()), Err(SessionError::Auth { .. })));
+        assert_eq!(s.open(data.clone()), Err(SessionError::Auth));
     }
-    // The genuine endpoint still reads it, so the frame was valid.
     assert_eq!(run.server.session.open(data), Ok(b"secret label".to_vec()));
 }
 
 #[test]
 fn no_two_sessions_share_keys_or_nonces() {
-    let k = key("shop", 1);
-    let keys = store(&[&k]);
+    let e = ends();
     let mut seen_ids = std::collections::HashSet::new();
     let mut seen_frames = std::collections::HashSet::new();
     let mut seen_simple = std::collections::HashSet::new();
     for seed in 0..20 {
-        let mut run = run(&k, &keys, 100 + seed);
+        let mut run = run(&e, 100 + seed);
         assert!(seen_ids.insert(run.server.session.id()));
         let mut w = crate::simple::NumericWriter::new();
         w.u64(7);
         let mut wire = Vec::new();
         run.client.session.seal_simple(&w.finish(), &mut wire);
         assert!(seen_simple.insert(wire), "simple keystream shared between sessions");
-        // The same plaintext at the same counter gives distinct ciphertext in
-        // every session: keys (and so key/nonce pairs) are never shared.
         let f = run.client.session.seal(FrameKind::Sealed, &[0; 32]).expect("seal");
         assert!(seen_frames.insert(f));
     }
@@ -265,23 +400,39 @@ fn no_two_sessions_share_keys_or_nonces() {
 
 #[test]
 fn split_delivery_of_handshake_frames() {
-    let k = key("shop", 1);
-    let mut r = rng(13);
-    let (_, hello) = ClientHandshake::start(&k, "web-01", 0, &mut r).expect("hello");
+    let e = ends();
+    let (_, hello) =
+        ClientHandshake::start(&e.psk, &e.agent, "web-01", NOW, &mut rng(16)).expect("hello");
     for cut in 0..=hello.len() {
         let mut d = FrameDecoder::default();
         d.push(&hello[..cut]);
         let first = d.next_frame().expect("never invalid");
         d.push(&hello[cut..]);
         let f = first.or_else(|| d.next_frame().expect("never invalid")).expect("complete");
-        assert!(ServerHandshake::receive_hello(f, &store(&[&k]), 0, &mut rng(14)).is_ok());
+        assert!(ServerHandshake::read_hello(f, &store(&[&e.psk]), &mut guard(), NOW).is_ok());
     }
 }
 
 #[test]
 fn agent_name_is_checked() {
-    let k = key("shop", 1);
+    let e = ends();
     let mut r = rng(1);
-    assert_eq!(ClientHandshake::start(&k, "", 0, &mut r).err(), Some(HandshakeError::BadAgentName));
-    assert!(ClientHandshake::start(&k, &"a".repeat(256), 0, &mut r).is_err());
+    assert_eq!(
+        ClientHandshake::start(&e.psk, &e.agent, "", NOW, &mut r).err(),
+        Some(HandshakeError::BadAgentName)
+    );
+    assert!(ClientHandshake::start(&e.psk, &e.agent, &"a".repeat(256), NOW, &mut r).is_err());
+}
+
+#[test]
+fn the_identity_box_hides_the_proxy_from_passive_observers() {
+    let e = ends();
+    let run = run(&e, 17);
+    let id: Identity = e.proxy.identity();
+    let wire = [&run.client_hello[..], &run.server_hello[..]].concat();
+    assert!(!wire.windows(32).any(|w| w == id.as_bytes()), "proxy identity in clear");
+    assert!(
+        !wire.windows(32).any(|w| w == e.agent.identity().as_bytes()),
+        "agent identity in clear"
+    );
 }

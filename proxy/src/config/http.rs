@@ -89,7 +89,7 @@ pub(super) fn validate(raw: RawHttp) -> Result<HttpConfig, ConfigError> {
         return Err(problem("max_series must be at least 1".into()));
     }
     let series_ttl = match raw.series_ttl {
-        Some(t) => super::duration("series_ttl", &t).map_err(problem)?,
+        Some(t) => super::limits::bounded("series_ttl", &t, super::MAX_KEEP).map_err(problem)?,
         None => DEFAULT_SERIES_TTL,
     };
     Ok(HttpConfig { listen, token, max_series, series_ttl })

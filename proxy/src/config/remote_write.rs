@@ -1,5 +1,5 @@
 //! `[[remote_write]]` entries: Prometheus remote-write endpoints, their
-//! credentials, queue and retry settings.
+//! credentials, batch and retry settings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +13,6 @@ use zeroize::Zeroizing;
 use super::ConfigError;
 use crate::tls::{self, ClientTls};
 
-/// Samples queued per endpoint by default; beyond it new samples are dropped and counted.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 /// Samples per request by default.
 pub const DEFAULT_BATCH_SIZE: usize = 2_000;
 /// How long a partial batch waits for more samples by default.
@@ -44,6 +42,7 @@ pub(super) struct RawRemoteWrite {
     headers: BTreeMap<String, String>,
     bearer_token: Option<String>,
     basic_auth: Option<RawBasicAuth>,
+    /// No longer used (the store is the queue); accepted with a warning.
     queue_capacity: Option<usize>,
     batch_size: Option<usize>,
     batch_wait: Option<String>,
@@ -79,8 +78,6 @@ pub struct RemoteWriteConfig {
     pub tls: Option<ClientTls>,
     /// Extra headers (tenant ids and the like); values are treated as secrets.
     pub headers: Vec<(HeaderName, SecretHeader)>,
-    /// Samples queued at most.
-    pub queue_capacity: usize,
     /// Samples per request at most.
     pub batch_size: usize,
     /// How long a partial batch waits for more samples.
@@ -168,28 +165,24 @@ pub(super) fn validate(raw: RawRemoteWrite, base: &Path) -> Result<RemoteWriteCo
         headers.push(auth);
     }
     let dur = |key: &str, text: &Option<String>, default: Duration| match text {
-        Some(t) => super::duration(key, t).map_err(problem),
+        Some(t) => super::limits::bounded(key, t, super::MAX_WAIT).map_err(problem),
         None => Ok(default),
     };
+    if raw.queue_capacity.is_some() {
+        tracing::warn!(url = %url_text, "remote_write queue_capacity is no longer used: values wait in the store, not in memory");
+    }
     let config = RemoteWriteConfig {
         url,
         tls,
         headers,
-        queue_capacity: raw.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
         batch_size: raw.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
         batch_wait: dur("batch_wait", &raw.batch_wait, DEFAULT_BATCH_WAIT)?,
         timeout: dur("timeout", &raw.timeout, DEFAULT_TIMEOUT)?,
         min_backoff: dur("min_backoff", &raw.min_backoff, DEFAULT_MIN_BACKOFF)?,
         max_backoff: dur("max_backoff", &raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
     };
-    if config.batch_size == 0 || config.queue_capacity == 0 {
-        return Err(problem("batch_size and queue_capacity must be at least 1".into()));
-    }
-    if config.batch_size > config.queue_capacity {
-        return Err(problem(format!(
-            "batch_size ({}) is larger than queue_capacity ({})",
-            config.batch_size, config.queue_capacity
-        )));
+    if config.batch_size == 0 {
+        return Err(problem("batch_size must be at least 1".into()));
     }
     if config.timeout.is_zero() {
         return Err(problem("timeout must be more than 0".into()));

@@ -30,6 +30,9 @@ use super::StoredBatch;
 
 const MARKER: u8 = 0x00;
 const VERSION: u8 = 0x02;
+/// How every payload of the current format starts (a cheap first check
+/// when looking for the next intact record after damage).
+pub const HEAD: [u8; 2] = [MARKER, VERSION];
 /// How many of the most recent layouts a sample's values are compared with
 /// before a new layout is written (a repeat costs bytes, never correctness).
 const LAYOUT_SEARCH: usize = 16;

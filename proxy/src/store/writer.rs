@@ -13,7 +13,7 @@ use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
 use super::recover::{DamageCounters, recover};
-use super::{Appended, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err};
+use super::{Appended, Commits, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err};
 use crate::dedup::SeqSet;
 
 /// Most batches written under one sync.
@@ -34,7 +34,7 @@ pub(super) struct Job {
 }
 
 /// The segment files of a project directory, in order.
-pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -56,7 +56,7 @@ pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(out)
 }
 
-pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
@@ -218,12 +218,15 @@ pub(super) struct Writer {
     /// Sessions with a batch that failed: (project, agent, session).
     failed_sessions: HashSet<(ProjectId, String, u64)>,
     last_sweep: Instant,
+    /// Where each project's durable records end, for the sinks.
+    commits: std::sync::Arc<Commits>,
 }
 
 impl Writer {
     pub(super) fn new(
         dir: PathBuf,
         config: StoreConfig,
+        commits: std::sync::Arc<Commits>,
         damage: std::sync::Arc<DamageCounters>,
     ) -> Self {
         Self {
@@ -233,6 +236,7 @@ impl Writer {
             logs: HashMap::new(),
             failed_sessions: HashSet::new(),
             last_sweep: Instant::now(),
+            commits,
         }
     }
 
@@ -270,6 +274,7 @@ impl Writer {
     fn log(&mut self, project: &ProjectId) -> Result<&mut ProjectLog, StoreError> {
         if !self.logs.contains_key(project) {
             let log = ProjectLog::open(self.dir.join(project.as_str()), project, &self.damage)?;
+            self.commits.opened(project, log.active.id, log.len);
             self.logs.insert(project.clone(), log);
         }
         self.logs.get_mut(project).ok_or(StoreError::Closed)
@@ -348,6 +353,7 @@ impl Writer {
             }
         }
         let mut finals: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
+        let mut stored_values = 0;
         for (job, (result, segment, original)) in jobs.iter().zip(answers) {
             let result = match (result, failed.get(&job.project), original) {
                 (Ok(Appended::Stored), Some((lost, e)), _) if segment >= *lost => Err(e.clone()),
@@ -358,6 +364,7 @@ impl Writer {
                             .or_default()
                             .insert(job.record.batch.seq);
                     }
+                    stored_values += super::numeric_values(&job.record);
                     Ok(Appended::Stored)
                 }
                 (Ok(Appended::Duplicate), _, Some(i)) => match finals.get(i) {
@@ -371,9 +378,23 @@ impl Writer {
             }
             finals.push(result);
         }
+        self.publish(&jobs, stored_values);
         for (job, result) in jobs.into_iter().zip(finals) {
             let _ = job.reply.send(result);
         }
+    }
+
+    /// Tells readers where the logs of the group's projects end now (what
+    /// a failed write left was cut back above).
+    fn publish(&self, jobs: &[Job], values: u64) {
+        let mut ends: HashMap<&ProjectId, (u64, u64)> = HashMap::new();
+        for job in jobs {
+            if let Some(log) = self.logs.get(&job.project) {
+                ends.insert(&job.project, (log.active.id, log.len));
+            }
+        }
+        let ends: Vec<_> = ends.into_iter().map(|(p, (s, o))| (p.clone(), s, o)).collect();
+        self.commits.committed(&ends, values);
     }
 
     /// Notes that a batch of `job`'s session failed (bounded: sessions of

@@ -1,0 +1,194 @@
+//! The proxy from start to exit: [`run`], or [`bind`] then
+//! [`Bound::serve`] for a caller that wants the bound addresses first.
+//!
+//! Start: load (or create) the proxy's identity key, open the identity
+//! bindings and the store, bind the listeners, start the sinks (each reads
+//! the store from its own position, [`crate::tail`]). When `shutdown`
+//! flips: stop accepting; let each session acknowledge what reached the
+//! disk and close; close the store; then give the sinks up to
+//! [`SHUTDOWN_FLUSH`] to deliver everything stored. What they could not
+//! deliver stays in the store and goes out at the next start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use wasmtap_protocol::identity::StaticKey;
+use wasmtap_protocol::keyfile::{self, KeyFileError, Origin};
+
+use crate::bindings::{Bindings, BindingsError};
+use crate::config::{Config, HttpConfig};
+use crate::display::Print;
+use crate::http::{self, HttpState};
+use crate::latest::Latest;
+use crate::remote_write::{RemoteWrite, RemoteWriteError};
+use crate::server::{self, Hub};
+use crate::sessions::Sessions;
+use crate::store::{Store, StoreError};
+use crate::tail::{Tail, TailError, live};
+
+/// How long the sinks get, at shutdown, to deliver what is stored.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+
+/// What the proxy does besides serving agents.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options {
+    /// Print every stored sample on stdout (`run --print`).
+    pub print: bool,
+}
+
+/// Why the proxy could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    /// The identity key could not be read or created.
+    #[error("the proxy's identity key: {0}")]
+    Identity(#[from] KeyFileError),
+    /// The identity bindings could not be opened.
+    #[error("opening the identity bindings: {0}")]
+    Bindings(#[from] BindingsError),
+    /// A listener could not be bound.
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        /// `listen` or `[http] listen`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A remote-write endpoint could not start.
+    #[error(transparent)]
+    RemoteWrite(#[from] RemoteWriteError),
+    /// A sink could not read the store.
+    #[error(transparent)]
+    Tail(#[from] TailError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A proxy with its store open and its listeners bound.
+#[derive(Debug)]
+pub struct Bound {
+    config: Arc<Config>,
+    options: Options,
+    identity: StaticKey,
+    bindings: Arc<Bindings>,
+    store: Arc<Store>,
+    listener: TcpListener,
+    http: Option<(TcpListener, HttpConfig)>,
+}
+
+async fn listen(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
+}
+
+/// Opens the store and binds the listeners of `config`.
+pub async fn bind(config: Config, options: Options) -> Result<Bound, RunError> {
+    if config.projects.is_empty() {
+        tracing::warn!("no [[projects]] configured: every agent will be refused");
+    }
+    let (identity, origin) = keyfile::load_or_create(&config.identity_file, &mut rand::rng())?;
+    match origin {
+        Origin::Created => {
+            tracing::info!(identity = %identity.identity(), file = %config.identity_file.display(), "created this proxy's identity key")
+        }
+        Origin::Loaded => tracing::info!(identity = %identity.identity(), "proxy identity"),
+    }
+    let bindings = Arc::new(Bindings::open(&config.data_dir)?);
+    let store = Arc::new(Store::open_with(&config.data_dir, config.store)?);
+    let listener = listen("listen", config.listen).await?;
+    let http = match &config.http {
+        Some(h) => Some((listen("[http] listen", h.listen).await?, h.clone())),
+        None => None,
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, projects = config.projects.len(), "proxy listening");
+    Ok(Bound { config: Arc::new(config), options, identity, bindings, store, listener, http })
+}
+
+/// Serves `config` until `shutdown` flips; see the module docs.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
+    bind(config, Options::default()).await?.serve(shutdown).await
+}
+
+impl Bound {
+    /// The address agents connect to.
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The address of the `[http]` listener, if there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` flips, then shuts down gracefully.
+    pub async fn serve(self, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
+        let Bound { config, options, identity, bindings, store, listener, http } = self;
+        let (stop_sinks, sinks_stop) = watch::channel(false);
+        let mut sinks: Vec<JoinHandle<()>> = Vec::new();
+        let mut remote = Vec::new();
+        for endpoint in &config.remote_write {
+            let (rw, follower) = RemoteWrite::open(&store, endpoint.clone())?;
+            sinks.push(tokio::spawn(follower.run(sinks_stop.clone())));
+            remote.push(rw);
+        }
+        let commits = store.commits().clone();
+        let sessions = Arc::new(Sessions::default());
+        if let Some((http_listener, http_cfg)) = http {
+            let latest = Arc::new(Latest::new(http_cfg.max_series, http_cfg.series_ttl));
+            // The table is rebuilt from what arrived within its TTL.
+            let ttl_ms = u64::try_from(http_cfg.series_ttl.as_millis()).unwrap_or(u64::MAX);
+            let tail = Tail::since(&store, crate::now_ms().saturating_sub(ttl_ms))?;
+            let feed = live::run(tail, latest.clone(), commits.clone(), sinks_stop.clone());
+            sinks.push(tokio::spawn(feed));
+            if http_cfg.token.is_none() {
+                tracing::warn!("[http] has no token: the admin API under /api/ is off");
+            }
+            tracing::info!(listen = ?http_listener.local_addr().ok(), "http listening");
+            let state = Arc::new(HttpState {
+                token: http_cfg.token.clone(),
+                sessions: sessions.clone(),
+                bindings: bindings.clone(),
+                latest,
+                remote_write: remote,
+                store: store.clone(),
+            });
+            let http_shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
+                    tracing::error!(error = %e, "http listener failed");
+                }
+            });
+        }
+        if options.print {
+            let tail = Tail::at_end(&store)?;
+            sinks.push(tokio::spawn(live::run(tail, Arc::new(Print), commits, sinks_stop)));
+        }
+        let hub = Arc::new(Hub::new(config, identity, bindings, store.clone(), sessions));
+        let served = server::run(listener, hub, shutdown).await;
+        tracing::info!("shutting down: sessions closed, delivering what is stored");
+        store.close();
+        let _ = stop_sinks.send(true);
+        let flush = async {
+            for sink in sinks {
+                let _ = sink.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_FLUSH, flush).await.is_err() {
+            tracing::warn!(
+                "sinks did not deliver everything within {SHUTDOWN_FLUSH:?}; the rest stays in the store and is sent at the next start"
+            );
+        }
+        Ok(served?)
+    }
+}
