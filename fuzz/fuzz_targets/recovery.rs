@@ -28,12 +28,20 @@ enum ValueSpec {
 }
 
 #[derive(Debug, Arbitrary)]
+struct SampleSpec {
+    collector: String,
+    labels: Vec<(String, String)>,
+    time_ms: u64,
+    values: Vec<(String, ValueSpec)>,
+}
+
+#[derive(Debug, Arbitrary)]
 struct RecordSpec {
     agent: String,
     seq: u64,
     received_ms: u64,
     legacy: bool,
-    samples: Vec<(String, Vec<(String, String)>, u64, Vec<(String, ValueSpec)>)>,
+    samples: Vec<SampleSpec>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -55,7 +63,7 @@ fn stored(spec: RecordSpec) -> StoredBatch {
         .samples
         .into_iter()
         .take(8)
-        .map(|(collector, labels, time_ms, values)| Sample {
+        .map(|SampleSpec { collector, labels, time_ms, values }| Sample {
             collector: collector.into(),
             time_ms,
             labels: labels.into(),
@@ -167,7 +175,8 @@ fuzz_target!(|input: Input| {
     let got = recover(&bytes);
     if !got.gave_up {
         // The model's records, decoded until the first that does not decode.
-        let (m_records, m_damaged, m_valid) = model::scan(&bytes, MAX_RECORD);
+        let model::Scanned { records: m_records, damaged: m_damaged, valid_len: m_valid } =
+            model::scan(&bytes, MAX_RECORD);
         let mut decoded = Vec::new();
         let mut stop = None;
         for (offset, payload) in &m_records {
@@ -185,7 +194,8 @@ fuzz_target!(|input: Input| {
         match stop {
             Some(offset) => {
                 assert_eq!(got.valid_len, offset);
-                let before: Vec<_> = m_damaged.iter().filter(|d| d.offset < offset).copied().collect();
+                let before: Vec<_> =
+                    m_damaged.iter().filter(|d| d.offset < offset).copied().collect();
                 assert_eq!(got.damaged, before);
             }
             None => {
@@ -200,7 +210,7 @@ fuzz_target!(|input: Input| {
     // be lost. Records in the first framing can only be skipped by their
     // length, so damage to one may cost the ones after it: not checked.
     let alive: Vec<usize> = spans.iter().filter(|s| s.alive).map(|s| s.start).collect();
-    let (m_records, _, _) = model::scan(&bytes, MAX_RECORD);
+    let m_records = model::scan(&bytes, MAX_RECORD).records;
     if legacy || got.gave_up || m_records.iter().any(|(offset, _)| !alive.contains(offset)) {
         return;
     }

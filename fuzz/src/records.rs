@@ -17,9 +17,19 @@ pub fn intact(bytes: &[u8], pos: usize, max: u32) -> Option<(&[u8], usize)> {
         .then(|| (contents.strip_prefix(&SYNC).unwrap_or(contents), pos + HEADER + len as usize))
 }
 
-/// What a scan of `bytes` finds: records (offset, payload), damaged spans
-/// and the end of the last record.
-pub fn scan(bytes: &[u8], max: u32) -> (Vec<(usize, Vec<u8>)>, Vec<Damage>, usize) {
+/// What a scan finds.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// Intact records: offset and payload.
+    pub records: Vec<(usize, Vec<u8>)>,
+    /// Spans skipped between intact records.
+    pub damaged: Vec<Damage>,
+    /// The end of the last intact record.
+    pub valid_len: usize,
+}
+
+/// What a scan of `bytes` finds.
+pub fn scan(bytes: &[u8], max: u32) -> Scanned {
     let (mut records, mut damaged, mut valid) = (Vec::new(), Vec::new(), 0);
     let mut pos = 0;
     while pos < bytes.len() {
@@ -50,5 +60,5 @@ pub fn scan(bytes: &[u8], max: u32) -> (Vec<(usize, Vec<u8>)>, Vec<Damage>, usiz
         damaged.push(Damage { offset: pos, len: next - pos });
         pos = next;
     }
-    (records, damaged, valid)
+    Scanned { records, damaged, valid_len: valid }
 }
