@@ -1,19 +1,19 @@
 //! An established session (real handshake) receiving a fuzzer-chosen mix of
-//! genuine frames in and out of order, replays, genuine frames with bytes
-//! changed, cut or added, and arbitrary bytes, all through a `FrameDecoder`
-//! into `Session::open`.
+//! genuine frames (key updates among them) in and out of order, replays,
+//! genuine frames with bytes changed, cut or added, and arbitrary bytes, all
+//! through a `FrameDecoder` into `Session::open`.
 //!
 //! A model predicts every result: the frame opens exactly when it is,
-//! byte for byte, the next genuine frame in sequence; every other sealed
-//! frame counts as an authentication failure, and after
-//! `MAX_AUTH_FAILURES` everything sealed is refused.
+//! byte for byte, the next genuine frame in sequence and no sealed frame
+//! failed before; the first sealed frame that is not fails authentication,
+//! and so does every sealed frame after it.
 
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use wasmtap_protocol::frame::{FrameDecoder, FrameKind};
-use wasmtap_protocol::session::{MAX_AUTH_FAILURES, SessionError, is_sealed_kind};
+use wasmtap_protocol::session::{SessionError, is_sealed_kind};
 use wasmtap_protocol_fuzz::{ALL_KINDS, handshake};
 
 fuzz_target!(|data: &[u8]| {
@@ -32,14 +32,19 @@ fn run(data: &[u8]) -> Result<()> {
     } else {
         (&mut client.session, &mut server.session)
     };
-    let sealed_kinds: Vec<FrameKind> =
-        ALL_KINDS.iter().copied().filter(|&k| is_sealed_kind(k)).collect();
+    // Key updates are sent with `update_keys`, which also moves the sender on.
+    let sealed_kinds: Vec<FrameKind> = ALL_KINDS
+        .iter()
+        .copied()
+        .filter(|&k| is_sealed_kind(k) && k != FrameKind::KeyUpdate)
+        .collect();
 
     // Genuine frames in the order sealed, with their plaintexts.
     let mut sent: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    // The model of the receiver: next genuine frame it accepts, failures.
+    // The model of the receiver: the next genuine frame it accepts, and
+    // whether a sealed frame failed.
     let mut next = 0usize;
-    let mut failures = 0u32;
+    let mut failed = false;
 
     for _ in 0..MAX_OPS {
         if u.is_empty() {
@@ -47,9 +52,15 @@ fn run(data: &[u8]) -> Result<()> {
         }
         let wire: Vec<u8> = match u.int_in_range(0..=5u8)? {
             0 => {
-                let kind = *u.choose(&sealed_kinds)?;
-                let plaintext: Vec<u8> = u.arbitrary()?;
-                let bytes = tx.seal(kind, &plaintext).expect("seal");
+                let (bytes, plaintext) = if u.ratio(1, 8)? {
+                    let mut bytes = Vec::new();
+                    tx.update_keys(&mut bytes).expect("key update");
+                    (bytes, Vec::new())
+                } else {
+                    let kind = *u.choose(&sealed_kinds)?;
+                    let plaintext: Vec<u8> = u.arbitrary()?;
+                    (tx.seal(kind, &plaintext).expect("seal"), plaintext)
+                };
                 sent.push((bytes, plaintext));
                 continue;
             }
@@ -104,18 +115,12 @@ fn run(data: &[u8]) -> Result<()> {
         let result = rx.open(frame);
         let expected = if !is_sealed_kind(kind) {
             Err(SessionError::NotSealed(kind))
-        } else if failures >= MAX_AUTH_FAILURES {
-            Err(SessionError::TooManyAuthFailures)
-        } else if sent.get(next).is_some_and(|(genuine, _)| *genuine == bytes) {
+        } else if !failed && sent.get(next).is_some_and(|(genuine, _)| *genuine == bytes) {
             next += 1;
             Ok(sent[next - 1].1.clone())
         } else {
-            failures += 1;
-            if failures >= MAX_AUTH_FAILURES {
-                Err(SessionError::TooManyAuthFailures)
-            } else {
-                Err(SessionError::Auth { failures })
-            }
+            failed = true;
+            Err(SessionError::Auth)
         };
         assert_eq!(result, expected, "frame {bytes:02x?}");
     }

@@ -3,8 +3,13 @@
 //! fuzzer-chosen bytes *behind* the AEAD, so the parsers there are reached.
 //!
 //! The hand-built messages follow the key schedule of `protocol/PROTOCOL.md`
-//! (and `protocol/src/handshake/mod.rs`); `protocol/tests/proptests.rs`
-//! checks that they match what the agent really sends byte for byte.
+//! (and `protocol/src/handshake/mod.rs`); the targets check it too: a
+//! well-formed hand-built body must be accepted by the real code.
+//!
+//! [`records`] is a naive model of the record scanner, for the `recovery`
+//! target.
+
+pub mod records;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,8 +20,9 @@ use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::crypto::{Aead, TAG_LEN, derive_key, sha256, x25519_agree};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
 use wasmtap_protocol::handshake::{
-    ClientEstablished, ClientHandshake, ServerEstablished, ServerHandshake,
+    ClientEstablished, ClientHandshake, ReplayGuard, ServerEstablished, ServerHandshake,
 };
+use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::secret::Key256;
 
 /// The project every target uses.
@@ -30,7 +36,7 @@ pub const BASEPOINT: [u8; 32] = {
 };
 
 /// Every frame kind.
-pub const ALL_KINDS: [FrameKind; 11] = [
+pub const ALL_KINDS: [FrameKind; 12] = [
     FrameKind::ClientHello,
     FrameKind::ServerHello,
     FrameKind::ClientFinished,
@@ -41,6 +47,7 @@ pub const ALL_KINDS: [FrameKind; 11] = [
     FrameKind::ControlResponse,
     FrameKind::Ping,
     FrameKind::Pong,
+    FrameKind::KeyUpdate,
     FrameKind::Close,
 ];
 
@@ -116,67 +123,118 @@ pub fn frame(bytes: &[u8]) -> Frame {
     f
 }
 
+/// When every fuzzed hello says it was sent, and the proxy reads it.
+pub const NOW_MS: u64 = 1_800_000_000_000;
+
 /// A complete handshake; both ends' results.
 pub fn handshake(seed: u64) -> (ClientEstablished, ServerEstablished) {
     let (key, keys) = (project_key(), store());
     let mut r = rng(seed);
-    let (expect, hello) = ClientHandshake::start(&key, "web-01", 1, &mut r).expect("hello");
-    let (pending, answer) =
-        ServerHandshake::receive_hello(frame(&hello), &keys, 2, &mut r).expect("proxy accepts");
-    let client = expect.receive(frame(&answer)).expect("agent accepts");
+    let (agent, proxy) = (StaticKey::generate(&mut r), StaticKey::generate(&mut r));
+    let (expect, hello) =
+        ClientHandshake::start(&key, &agent, "web-01", NOW_MS, &mut r).expect("hello");
+    let read =
+        ServerHandshake::read_hello(frame(&hello), &keys, &mut ReplayGuard::default(), NOW_MS)
+            .expect("proxy accepts");
+    let (pending, answer) = read.respond(&proxy, NOW_MS, &mut r).expect("answer");
+    let client = expect.receive(frame(&answer), Some(&proxy.identity())).expect("agent accepts");
     let server = pending.receive_finished(frame(&client.finished)).expect("confirmed");
     (client, server)
 }
 
-/// A `ClientHello` frame for [`PROJECT`] whose sealed body is `body`.
-pub fn sealed_hello(client_random: &[u8; 32], mut body: Vec<u8>) -> Vec<u8> {
+/// `k_hello` of the key schedule in `protocol/src/handshake/mod.rs`.
+fn hello_key(e_a: &[u8; 32]) -> Key256 {
+    let key = project_key();
+    let info =
+        [&b"wasmtap/2 hello"[..], PROJECT.as_bytes(), &key.key_id().0.to_be_bytes()].concat();
+    derive_key(e_a, &[key.secret().expose()], &info)
+}
+
+/// A `ClientHello` frame for [`PROJECT`] and the project key, sent at
+/// [`NOW_MS`] with the ephemeral share `e_a`, whose sealed body is `body`.
+pub fn sealed_hello(e_a: &[u8; 32], mut body: Vec<u8>) -> Vec<u8> {
     let key = project_key();
     let mut clear = vec![u8::try_from(PROJECT.len()).expect("short")];
     clear.extend_from_slice(PROJECT.as_bytes());
-    clear.extend_from_slice(client_random);
+    clear.extend_from_slice(&key.key_id().0.to_be_bytes());
+    clear.extend_from_slice(&NOW_MS.to_be_bytes());
+    clear.extend_from_slice(e_a);
     let len = clear.len() + body.len() + TAG_LEN;
     let header = Frame::header(FrameKind::ClientHello, u32::try_from(len).expect("small"));
-    let info = [b"wasmtap/1 hello".as_slice(), PROJECT.as_bytes()].concat();
-    let k = derive_key(client_random, &[key.secret().expose()], &info);
-    Aead::new(&k).seal(&[0; 12], &[&header[..], &clear].concat(), &mut body);
+    Aead::new(&hello_key(e_a)).seal(&[0; 12], &[&header[..], &clear].concat(), &mut body);
     Frame { kind: FrameKind::ClientHello, payload: [clear, body].concat() }.to_bytes()
 }
 
-/// Whether the proxy must accept a hello with this sealed `body`: share,
-/// time, then a non-empty UTF-8 agent name of exactly its length byte, and
-/// a share that is not of low order.
+/// Whether the proxy must accept a hello with this sealed `body`: a
+/// non-empty UTF-8 agent name of exactly its length byte, then a 32-byte
+/// identity, and nothing more.
 pub fn hello_body_is_acceptable(body: &[u8]) -> bool {
-    let (Some(share), Some(&len), Some(name)) = (body.get(..32), body.get(40), body.get(41..))
-    else {
-        return false;
-    };
-    let share: [u8; 32] = share.try_into().expect("32 bytes");
-    usize::from(len) == name.len()
-        && !name.is_empty()
-        && std::str::from_utf8(name).is_ok()
-        && x25519_agree(&[0x42; 32], &share).is_ok()
+    let Some((&len, rest)) = body.split_first() else { return false };
+    let len = usize::from(len);
+    len > 0 && rest.len() == len + 32 && std::str::from_utf8(&rest[..len]).is_ok()
+}
+
+/// Whether an X25519 exchange with `share` is contributory (not of low order).
+pub fn contributory(share: &[u8; 32]) -> bool {
+    x25519_agree(&[0x42; 32], share).is_ok()
 }
 
 /// A `ServerHello` answering `client_hello` (sent by an agent whose ephemeral
-/// public key is `client_public`), whose sealed body is `body`.
+/// public key is `e_a`) from a proxy whose ephemeral and static secrets are
+/// `ephemeral` and `identity`, whose session keys box holds `body`.
 pub fn sealed_server_hello(
     client_hello: &[u8],
-    client_public: &[u8; 32],
-    server_secret: &[u8; 32],
-    server_random: &[u8; 32],
+    e_a: &[u8; 32],
+    ephemeral: &[u8; 32],
+    identity: &[u8; 32],
     mut body: Vec<u8>,
 ) -> Frame {
-    let key = project_key();
+    let psk = project_key();
+    let psk = psk.secret().expose();
     // X25519 clamps the scalar (bit 254 set, a multiple of 8): with the base
     // point or a genuine agent share the result is never zero.
-    let server_share = *x25519_agree(server_secret, &BASEPOINT).expect("contributory").expose();
-    let dh = x25519_agree(server_secret, client_public).expect("contributory");
-    let th1 = sha256(&[client_hello, &server_share, server_random]);
-    let k_hs = derive_key(&th1, &[key.secret().expose(), dh.expose()], b"wasmtap/1 handshake");
-    let len = 64 + body.len() + TAG_LEN;
+    let e_p = *x25519_agree(ephemeral, &BASEPOINT).expect("contributory").expose();
+    let s_p = *x25519_agree(identity, &BASEPOINT).expect("contributory").expose();
+    let ee = x25519_agree(ephemeral, e_a).expect("contributory");
+    let es = x25519_agree(identity, e_a).expect("contributory");
+    let h2 = sha256(&[client_hello, &e_p]);
+    let len = 32 + (32 + TAG_LEN) + body.len() + TAG_LEN;
     let header = Frame::header(FrameKind::ServerHello, u32::try_from(len).expect("small"));
-    let aad = [&header[..], server_share.as_slice(), server_random].concat();
-    Aead::new(&k_hs).seal(&[0; 12], &aad, &mut body);
-    let payload = [server_share.as_slice(), server_random, &body].concat();
+    let mut id_box = s_p.to_vec();
+    let k_id = derive_key(&h2, &[psk, ee.expose()], b"wasmtap/2 identity");
+    Aead::new(&k_id).seal(&[0; 12], &[&header[..], &e_p].concat(), &mut id_box);
+    let mut payload = [e_p.as_slice(), &id_box].concat();
+    let k_srv = derive_key(&h2, &[psk, ee.expose(), es.expose()], b"wasmtap/2 server");
+    Aead::new(&k_srv).seal(&[0; 12], &[&header[..], &payload].concat(), &mut body);
+    payload.extend_from_slice(&body);
     Frame { kind: FrameKind::ServerHello, payload }
+}
+
+/// The public key of the X25519 secret `secret`.
+pub fn public_of(secret: &[u8; 32]) -> [u8; 32] {
+    *x25519_agree(secret, &BASEPOINT).expect("contributory").expose()
+}
+
+/// Checks once that the hand-built messages follow the real key schedule:
+/// a well-formed hello and a well-formed answer built here are accepted by
+/// the real code (otherwise the targets would only ever see refusals).
+pub fn check_hand_built() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let body = [&[6u8][..], b"web-01", &public_of(&[7; 32])].concat();
+        let e_a = public_of(&[9; 32]);
+        let hello = frame(&sealed_hello(&e_a, body));
+        let read =
+            ServerHandshake::read_hello(hello, &store(), &mut ReplayGuard::default(), NOW_MS)
+                .expect("a hand-built hello is accepted");
+        assert_eq!(read.agent(), "web-01");
+
+        let agent = StaticKey::generate(&mut ConstRng(3));
+        let (expect, hello) =
+            ClientHandshake::start(&project_key(), &agent, "web-01", NOW_MS, &mut ConstRng(3))
+                .expect("hello");
+        let answer =
+            sealed_server_hello(&hello, &public_of(&[3; 32]), &[4; 32], &[5; 32], vec![1; 80]);
+        expect.receive(answer, None).expect("a hand-built answer is accepted");
+    });
 }

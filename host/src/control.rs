@@ -136,6 +136,8 @@ impl Control {
                 "bytes": spool.bytes,
                 "dropped_batches": spool.dropped_batches,
                 "dropped_samples": spool.dropped_samples,
+                "corrupt_batches": spool.corrupt_batches,
+                "corrupt_samples": spool.corrupt_samples,
             },
             "collectors": {
                 "total": health.len(),

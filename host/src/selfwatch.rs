@@ -2,8 +2,8 @@
 //! agent's own health every [`INTERVAL`] through the same path as any other
 //! collector's samples — per collector: state, calls, failures, timeouts,
 //! call time and dropped values; for the agent: queue and spool depth,
-//! drops, sessions and reconnects, batches and bytes sent per path, and the
-//! proxy's round-trip time and clock offset.
+//! drops, batches lost to spool damage, sessions and reconnects, batches
+//! and bytes sent per path, and the proxy's round-trip time and clock offset.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,6 +62,8 @@ pub fn samples(
         field("spool_samples", g(spool.pending_samples)),
         field("spool_bytes", g(spool.bytes)),
         field("spool_dropped_samples", Value::Counter(spool.dropped_samples as f64)),
+        field("spool_corrupt_batches", Value::Counter(spool.corrupt_batches as f64)),
+        field("spool_corrupt_samples", Value::Counter(spool.corrupt_samples as f64)),
         field("lost_samples", c(&stats.lost_samples)),
         field("connect_attempts", c(&stats.connect_attempts)),
         field("sessions", c(&stats.sessions)),
@@ -129,7 +131,12 @@ mod tests {
         });
         let stats = AgentStats::new();
         AgentStats::add(&stats.bytes_simple, 42);
-        let spool = SpoolStats { pending_batches: 2, dropped_samples: 7, ..SpoolStats::default() };
+        let spool = SpoolStats {
+            pending_batches: 2,
+            dropped_samples: 7,
+            corrupt_batches: 3,
+            ..SpoolStats::default()
+        };
         let s = samples(5, &health, &stats, spool);
         assert_eq!(s.len(), 2);
         assert_eq!(*s[0].labels, [("collector".to_owned(), "cpu".to_owned())]);
@@ -141,6 +148,8 @@ mod tests {
         assert_eq!(get(1, "bytes_simple"), Some(Value::Counter(42.0)));
         assert_eq!(get(1, "spool_batches"), Some(Value::Gauge(2.0)));
         assert_eq!(get(1, "spool_dropped_samples"), Some(Value::Counter(7.0)));
+        assert_eq!(get(1, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
+        assert_eq!(get(1, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
         assert_eq!(get(1, "rtt_ms"), None, "no probe yet");
     }
 }

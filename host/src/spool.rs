@@ -7,8 +7,13 @@
 //! (`u64` LE: every batch up to it is stored). A batch record is synced
 //! before [`Spool::append`] returns, so a crash loses at most the batch being
 //! written; an acknowledgement is not (losing one only means a resend, and
-//! the proxy drops duplicates). On open the segments are replayed and a torn
-//! tail is truncated.
+//! the proxy drops duplicates). On open the segments are replayed
+//! (`recover.rs`): a torn tail is truncated, and a damaged record in the
+//! middle of a segment costs only that record, which is counted
+//! ([`SpoolStats::corrupt_batches`]) and logged with the sequence numbers
+//! around it. A pending batch that cannot be read back when it is due to
+//! be sent is counted the same way and dropped from the pending batches,
+//! never acknowledged away unnoticed.
 //!
 //! The spool is bounded: when its files grow past the cap, the oldest
 //! segment is deleted and its unacknowledged batches are counted as dropped
@@ -18,13 +23,15 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtap_protocol::message::{self, Batch};
 use wasmtap_protocol::record;
 
+mod read_back;
+mod recover;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +43,8 @@ pub const MAX_SEGMENT_BYTES: u64 = 4 << 20;
 pub const CACHE_BYTES: usize = 16 << 20;
 /// Largest record read back.
 const MAX_RECORD: u32 = 64 << 20;
+/// Failed attempts to read a pending batch back before it counts as lost.
+pub const MAX_READ_ATTEMPTS: u8 = 3;
 const KIND_BATCH: u8 = 1;
 const KIND_ACK: u8 = 2;
 
@@ -51,8 +60,8 @@ pub enum SpoolError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A record that passed its checksum does not decode.
-    #[error("spool {path}: record at {offset} is not a batch")]
+    /// A pending batch's record no longer holds it.
+    #[error("spool {path}: record at {offset} is damaged or not the batch")]
     Corrupt {
         /// The segment.
         path: PathBuf,
@@ -72,8 +81,12 @@ struct Pending {
     samples: usize,
     segment: u64,
     offset: u64,
+    /// The record's bytes on disk.
+    len: usize,
     cached: Option<Arc<Batch>>,
+    /// The batch's encoded size (memory cache accounting).
     size: usize,
+    read_failures: u8,
 }
 
 #[derive(Debug)]
@@ -97,6 +110,12 @@ pub struct SpoolStats {
     pub dropped_batches: u64,
     /// Samples in those batches.
     pub dropped_samples: u64,
+    /// Unacknowledged batches lost to damaged records: found at start
+    /// (at least one per damaged span; exact between two intact batches)
+    /// or when a pending batch could not be read back.
+    pub corrupt_batches: u64,
+    /// Samples in the lost batches, where known (those read back).
+    pub corrupt_samples: u64,
 }
 
 /// The spool directory, open.
@@ -134,49 +153,13 @@ impl Spool {
     /// seeds the sequence numbers of a fresh spool.
     pub fn open(dir: &Path, cap: u64, now_ms: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut segments = VecDeque::new();
-        let mut pending: VecDeque<Pending> = VecDeque::new();
-        let (mut acked, mut max_seq) = (0u64, 0u64);
-        for id in list_segments(dir)? {
-            let path = segment_path(dir, id);
-            let mut bytes = Vec::new();
-            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
-            let mut records = record::scan(&bytes, MAX_RECORD);
-            let mut seg = Segment { id, path: path.clone(), bytes: 0, max_seq: 0 };
-            while let Some((offset, payload)) = records.next() {
-                match decode_record(payload) {
-                    Some(Record::Batch(b)) => {
-                        seg.max_seq = seg.max_seq.max(b.seq);
-                        max_seq = max_seq.max(b.seq);
-                        pending.push_back(Pending {
-                            seq: b.seq,
-                            samples: b.samples.len(),
-                            segment: id,
-                            offset: offset as u64,
-                            cached: None,
-                            size: payload.len() - 1,
-                        });
-                    }
-                    Some(Record::Ack(seq)) => {
-                        acked = acked.max(seq);
-                        max_seq = max_seq.max(seq);
-                    }
-                    None => {
-                        records.reject_last(payload.len());
-                        break;
-                    }
-                }
-            }
-            let valid = records.valid_len();
-            if valid < bytes.len() {
-                tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "spool: truncating a torn or corrupt tail");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
-                f.set_len(valid as u64).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
-            }
-            seg.bytes = valid as u64;
-            segments.push_back(seg);
-        }
+        let recover::Recovered {
+            mut segments,
+            batches: mut pending,
+            acked,
+            max_seq,
+            corrupt_batches,
+        } = recover::recover(dir)?;
         pending.retain(|p| p.seq > acked);
         let next_id = segments.back().map_or(1, |s| s.id + 1);
         let path = segment_path(dir, next_id);
@@ -192,7 +175,7 @@ impl Spool {
             cached_bytes: 0,
             acked,
             next_seq,
-            stats: SpoolStats::default(),
+            stats: SpoolStats { corrupt_batches, ..SpoolStats::default() },
         };
         spool.stats.pending_batches = spool.pending.len() as u64;
         spool.stats.pending_samples = spool.pending.iter().map(|p| p.samples as u64).sum();
@@ -217,21 +200,25 @@ impl Spool {
 
     /// Writes `batch` durably and adds it to the pending batches.
     pub fn append(&mut self, batch: Batch) -> Result<(), SpoolError> {
-        let mut payload = vec![KIND_BATCH];
-        payload.extend_from_slice(&message::encode(&batch));
         let mut bytes = Vec::new();
-        record::encode(&payload, &mut bytes);
+        record::append_with(&mut bytes, |out| {
+            out.push(KIND_BATCH);
+            out.extend_from_slice(&message::encode(&batch));
+        });
         if self.active_bytes() > 0 && self.active_bytes() + bytes.len() as u64 > self.segment_cap()
         {
             self.roll()?;
         }
         let seg = self.segments.back_mut().ok_or_else(|| missing_active(&self.dir))?;
         let offset = seg.bytes;
-        self.active.write_all(&bytes).map_err(io_err(&seg.path))?;
-        self.active.sync_data().map_err(io_err(&seg.path))?;
+        if let Err(e) = self.active.write_all(&bytes).and_then(|()| self.active.sync_data()) {
+            // Leave no partial record in the middle of the segment.
+            let _ = self.active.set_len(offset);
+            return Err(io_err(&seg.path)(e));
+        }
         seg.bytes += bytes.len() as u64;
         seg.max_seq = seg.max_seq.max(batch.seq);
-        let size = payload.len() - 1;
+        let size = bytes.len() - record::OVERHEAD - 1;
         self.cached_bytes += size;
         self.stats.pending_batches += 1;
         self.stats.pending_samples += batch.samples.len() as u64;
@@ -240,8 +227,10 @@ impl Spool {
             samples: batch.samples.len(),
             segment: seg.id,
             offset,
+            len: bytes.len(),
             cached: Some(Arc::new(batch)),
             size,
+            read_failures: 0,
         });
         self.trim_cache();
         self.enforce_cap();
@@ -277,29 +266,6 @@ impl Spool {
             Some(seq) => self.pending.partition_point(|p| p.seq <= seq),
         };
         self.pending.get(i).map(|p| p.seq)
-    }
-
-    /// The pending batch `seq`, from memory or read back from its segment;
-    /// `None` if it is no longer pending (acknowledged or dropped).
-    pub fn get(&self, seq: u64) -> Result<Option<Arc<Batch>>, SpoolError> {
-        let i = self.pending.partition_point(|p| p.seq < seq);
-        let Some(p) = self.pending.get(i).filter(|p| p.seq == seq) else {
-            return Ok(None);
-        };
-        if let Some(b) = &p.cached {
-            return Ok(Some(b.clone()));
-        }
-        let path = segment_path(&self.dir, p.segment);
-        let corrupt = || SpoolError::Corrupt { path: path.clone(), offset: p.offset };
-        let mut f = File::open(&path).map_err(io_err(&path))?;
-        f.seek(SeekFrom::Start(p.offset)).map_err(io_err(&path))?;
-        let mut buf = vec![0u8; record::HEADER + 1 + p.size];
-        f.read_exact(&mut buf).map_err(io_err(&path))?;
-        let (_, payload) = record::scan(&buf, MAX_RECORD).next().ok_or_else(corrupt)?;
-        match decode_record(payload) {
-            Some(Record::Batch(b)) if b.seq == seq => Ok(Some(Arc::new(b))),
-            _ => Err(corrupt()),
-        }
     }
 
     /// Counters for logs and self-observation.
@@ -377,7 +343,12 @@ impl Spool {
     /// Removes the oldest pending batch, keeping the cache size and the
     /// counters in step.
     fn pop_pending(&mut self) -> Option<Pending> {
-        let p = self.pending.pop_front()?;
+        self.remove_pending(0)
+    }
+
+    /// Removes pending batch `i`, keeping the cache size and the counters in step.
+    fn remove_pending(&mut self, i: usize) -> Option<Pending> {
+        let p = self.pending.remove(i)?;
         if p.cached.is_some() {
             self.cached_bytes -= p.size;
         }

@@ -150,6 +150,12 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Whether `m` is a mantissa the codec sends (`|m| ≤ 2^53`); peers may
+/// send any `i64`, `i64::MIN` included, whose `abs` would overflow.
+fn in_range(m: i64) -> bool {
+    m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
+}
+
 fn decimal_value(m: i64, e: u8) -> f64 {
     m as f64 / POW10[usize::from(e)]
 }
@@ -197,7 +203,7 @@ fn take_number(r: &mut NumericReader<'_>, prev: &mut Prev) -> Result<f64, Decode
         let Prev::Decimal { m: pm, e } = *prev else {
             return Err(DecodeError::Numbers("delta without a decimal predecessor"));
         };
-        let m = pm.checked_add(unzigzag(h >> 1)).filter(|m| m.abs() <= MAX_MANTISSA);
+        let m = pm.checked_add(unzigzag(h >> 1)).filter(|m| in_range(*m));
         let m = m.ok_or(DecodeError::Numbers("delta out of range"))?;
         *prev = Prev::Decimal { m, e };
         Ok(decimal_value(m, e))
@@ -205,7 +211,7 @@ fn take_number(r: &mut NumericReader<'_>, prev: &mut Prev) -> Result<f64, Decode
         let e = u8::try_from(h >> 2).ok().filter(|e| *e <= MAX_SCALE);
         let e = e.ok_or(DecodeError::Numbers("decimal scale out of range"))?;
         let m = r.i64().map_err(|_| bad)?;
-        if m.abs() > MAX_MANTISSA {
+        if !in_range(m) {
             return Err(DecodeError::Numbers("decimal out of range"));
         }
         *prev = Prev::Decimal { m, e };

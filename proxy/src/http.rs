@@ -21,6 +21,7 @@ use crate::exposition;
 use crate::latest::Latest;
 use crate::remote_write::{self, RemoteWrite};
 use crate::sessions::Sessions;
+use crate::store::Store;
 
 /// Connections served at once; further ones are closed at accept.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -40,6 +41,8 @@ pub struct HttpState {
     pub latest: Arc<Latest>,
     /// Remote-write endpoints, whose counters `/metrics` shows.
     pub remote_write: Vec<Arc<RemoteWrite>>,
+    /// The store, whose damage counters `/metrics` shows.
+    pub store: Arc<Store>,
 }
 
 /// A response with a body held in memory.
@@ -129,6 +132,7 @@ async fn metrics(state: &Arc<HttpState>) -> HttpResponse {
     let text = tokio::task::spawn_blocking(move || {
         let mut text = state.latest.render();
         remote_write::render_families(&state.remote_write, &mut text);
+        state.store.damage().render(&mut text);
         text
     })
     .await;

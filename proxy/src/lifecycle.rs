@@ -161,6 +161,7 @@ impl Bound {
                 bindings: bindings.clone(),
                 latest,
                 remote_write: remote,
+                store: store.clone(),
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {

@@ -6,8 +6,11 @@
 //! format the agent's spool uses too) whose payload is a [`StoredBatch`]
 //! with its field layouts written once per record (`format.rs`). A segment is closed at [`StoreConfig::segment_bytes`];
 //! closed segments whose newest batch is older than the retention are
-//! deleted. On open, the last segment's torn or corrupt tail (a crash in the
-//! middle of a write) is cut off.
+//! deleted. On open, the last segment's torn tail (a crash in the middle of
+//! a write) is cut off; a damaged record anywhere else costs only that
+//! record: it is skipped, logged and counted per project
+//! ([`Store::damage`], on `/metrics`), and the records after it are kept
+//! (`recover.rs`).
 //!
 //! Sessions hand batches to the writer thread ([`Store::submit`]); it takes
 //! every batch waiting, writes them, syncs each file it touched once (group
@@ -20,6 +23,7 @@
 
 mod commits;
 pub mod format;
+pub mod recover;
 mod writer;
 
 pub use commits::{Commits, Mark, Snapshot, numeric_values};
@@ -38,9 +42,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::Batch;
-use wasmtap_protocol::record;
 
-/// Largest record accepted when reading back (a corrupt length beyond it ends the segment).
+/// Largest record accepted when reading back (a longer length is damage).
 pub const MAX_RECORD: u32 = 64 << 20;
 /// Default size at which a segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -141,6 +144,7 @@ pub type Receipt = oneshot::Receiver<Result<Appended, StoreError>>;
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    damage: Arc<recover::DamageCounters>,
     /// How far readers may read; moved by the writer.
     commits: Arc<Commits>,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
@@ -158,13 +162,15 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let commits = Arc::new(Commits::from_dir(dir)?);
         let (tx, rx) = mpsc::channel();
-        let writer = writer::Writer::new(dir.to_owned(), config, commits.clone());
+        let damage = Arc::new(recover::DamageCounters::default());
+        let writer = writer::Writer::new(dir.to_owned(), config, commits.clone(), damage.clone());
         let thread = std::thread::Builder::new()
             .name("wasmtap-store".into())
             .spawn(move || writer.run(rx))
             .map_err(io_err(dir))?;
         Ok(Self {
             dir: dir.to_owned(),
+            damage,
             commits,
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -224,7 +230,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Every intact record of `project`, oldest first.
+    /// Damage found in the projects' segments when their logs were opened.
+    pub fn damage(&self) -> &recover::DamageCounters {
+        &self.damage
+    }
+
+    /// Every intact record of `project`, oldest first (damaged ones skipped).
     pub fn read(&self, project: &ProjectId) -> Result<Vec<StoredBatch>, StoreError> {
         let dir = self.dir.join(project.as_str());
         let mut out = Vec::new();
@@ -236,11 +247,11 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(&path)(e)),
             };
-            let (records, _, unreadable) = scan(&bytes);
-            if let Some(message) = unreadable {
+            let r = recover::recover(&bytes);
+            if let Some(message) = r.unreadable {
                 return Err(StoreError::Unreadable { path, message });
             }
-            out.extend(records);
+            out.extend(r.records);
         }
         Ok(out)
     }
@@ -250,23 +261,4 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Decodes records until the first torn or corrupt one (a short record or a
-/// checksum mismatch); returns them, the length of the intact prefix, and
-/// why a record that passed its checksum could not be decoded, if one did
-/// not (which stops the scan too, and must not be mistaken for a torn tail).
-fn scan(bytes: &[u8]) -> (Vec<StoredBatch>, usize, Option<String>) {
-    let mut out = Vec::new();
-    let mut records = record::scan(bytes, MAX_RECORD);
-    while let Some((offset, payload)) = records.next() {
-        match format::decode(payload) {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                records.reject_last(payload.len());
-                return (out, records.valid_len(), Some(format!("record at byte {offset}: {e}")));
-            }
-        }
-    }
-    (out, records.valid_len(), None)
 }

@@ -11,10 +11,11 @@
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
 //! - [`outage`]: a TCP forwarder that can be taken down and brought back (backend outages).
 //! - [`tmpfs`]: a small tmpfs for a disk that fills up.
-//! - [`ticks`]: what the `ticker` collector's counts say about delivery.
+//! - [`ticks`]: what the `ticker` collector's counts say about delivery, and gaps in it.
 //! - [`http`]: a tiny independent HTTP client for the proxy's listener and Prometheus.
 //! - [`prometheus`]: a real Prometheus server with its remote-write receiver on.
 //! - [`pki`]: a throwaway certificate authority and server certificate for TLS tests.
+//! - [`spool`]: an agent's spooled batches, read from its files.
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod pki;
 pub mod prometheus;
 pub mod proxy;
 pub mod relay;
+pub mod spool;
 pub mod ticks;
 pub mod tmpfs;
 pub mod wait;

@@ -117,7 +117,8 @@ fn with_trusted_keys_only_validly_signed_collectors_load() -> anyhow::Result<()>
     assert!(log.contains("signature verified"), "{log}");
     assert!(log.contains("cpu.wasm.sig") && log.contains("no signature file"), "{log}");
     assert!(log.contains("signature does not match the collector"), "{log}");
-    std::thread::sleep(Duration::from_secs(2));
+    // Every batch from a second past the refusals on has arrived.
+    wait::for_sample_after(&proxy, "load", wait::now_ms() + 1_000, Duration::from_secs(20))?;
     assert!(proxy.query(&["--collector", "cpu"])?.is_empty());
     assert!(proxy.query(&["--collector", "memory"])?.is_empty());
     Ok(())

@@ -49,13 +49,17 @@ fn control_requests_round_trip_while_data_flows() -> anyhow::Result<()> {
         &format!("[http]\nlisten = \"127.0.0.1:{http_port}\"\ntoken = \"{TOKEN}\"\n"),
     )?;
     let agent_dir = dir.path().join("agent");
-    let _agent = Agent::start(
-        &agent_dir,
-        "edge-1",
-        proxy.addr.port(),
-        &key,
-        &["testing/ticker", "testing/slow"],
-    )?;
+    // `slow` sleeps 5 s per call here: a wide margin for the requests
+    // answered while it runs, on a loaded machine.
+    let plugins = agent_dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let (slow_wasm, slow_manifest) = paths::plugin("testing/slow")?;
+    std::fs::copy(&slow_wasm, plugins.join("slow.wasm"))?;
+    let manifest = std::fs::read_to_string(&slow_manifest)?;
+    anyhow::ensure!(manifest.contains("millis = 1500"), "slow's manifest changed: {manifest}");
+    std::fs::write(plugins.join("slow.toml"), manifest.replace("millis = 1500", "millis = 5000"))?;
+    let agent =
+        Agent::start(&agent_dir, "edge-1", proxy.addr.port(), &key, &["testing/ticker", "load"])?;
     let ctl = Ctl { proxy: &proxy };
     wait::until(Duration::from_secs(20), "the agent to connect", || {
         let a = ctl.run(&["agents"])?;
@@ -74,7 +78,7 @@ fn control_requests_round_trip_while_data_flows() -> anyhow::Result<()> {
     assert_eq!(info["agent"], "edge-1");
     assert_eq!(info["project"], "shop");
     assert!(info["version"].is_string() && info["uptime_s"].is_u64(), "{info}");
-    assert_eq!(info["collectors"]["total"], 2, "{info}");
+    assert_eq!(info["collectors"]["total"], 3, "{info}");
 
     let collectors = ctl.ask(&["collectors"])?;
     let ticker = collectors
@@ -113,9 +117,11 @@ fn control_requests_round_trip_while_data_flows() -> anyhow::Result<()> {
     let nobody = ctl.run(&["request", "edge-9", "info"])?;
     assert!(!nobody.ok && nobody.stderr.contains("not connected"), "{}", nobody.stderr);
 
-    // A slow request (the `slow` collector sleeps 1.5 s) does not hold up
+    // A slow request (the `slow` collector sleeps 5 s) does not hold up
     // other requests or the data.
     let before = highest_tick(&proxy)?;
+    let runs = || agent.log_text().matches("command=run").count();
+    let runs_before = runs();
     let slow = std::thread::spawn({
         let config = proxy.config.clone();
         move || -> anyhow::Result<Value> {
@@ -128,11 +134,13 @@ fn control_requests_round_trip_while_data_flows() -> anyhow::Result<()> {
             Ok(serde_json::from_slice(&out.stdout)?)
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait::until(Duration::from_secs(20), "the agent to take the slow request", || {
+        Ok((runs() > runs_before).then_some(()))
+    })?;
     ctl.ask(&["info"])?;
     assert!(!slow.is_finished(), "info was answered while the slow request was still running");
     let slow = slow.join().map_err(|_| anyhow::anyhow!("slow request thread panicked"))??;
-    assert!(slow["ok"][0]["values"]["slept_ms"].as_f64().is_some_and(|ms| ms >= 1_400.0), "{slow}");
+    assert!(slow["ok"][0]["values"]["slept_ms"].as_f64().is_some_and(|ms| ms >= 4_900.0), "{slow}");
     let during = highest_tick(&proxy)?;
     assert!(
         during >= before + 5,
@@ -141,10 +149,18 @@ fn control_requests_round_trip_while_data_flows() -> anyhow::Result<()> {
 
     // Disable stops the collector, enable brings it back, reload keeps it.
     ctl.ask(&["disable", "ticker"])?;
-    std::thread::sleep(Duration::from_millis(2_500));
+    let disabled_at = wait::now_ms();
+    // Once load samples from a second later are stored, every batch from
+    // before has arrived: no ticker sample may be stamped after the disable.
+    wait::for_sample_after(&proxy, "load", disabled_at + 1_000, Duration::from_secs(20))?;
     let stopped = highest_tick(&proxy)?;
-    std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(highest_tick(&proxy)?, stopped, "a disabled collector is not called");
+    let last_tick = proxy
+        .query(&["--collector", "ticker"])?
+        .iter()
+        .filter_map(|r| r["time"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(last_tick <= disabled_at, "a disabled collector is not called");
     let collectors = ctl.ask(&["collectors"])?;
     assert!(collectors.to_string().contains("\"disabled\""), "{collectors}");
     ctl.ask(&["enable", "ticker"])?;

@@ -3,12 +3,13 @@
 //! counts 1, 2, 3, ... (every 100 ms, across restarts), so the store shows
 //! exactly which samples arrived.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtap_tests::{Agent, Proxy, new_key, plugin, wait};
+use wasmtap_tests::ticks::{free_port, ticks, wait_for_tick};
+use wasmtap_tests::{Agent, Proxy, new_key, plugin, spool, wait};
 
 /// Writes an agent config for `hosts` on `port` and installs `collectors`.
 fn agent_dir(
@@ -39,38 +40,9 @@ fn agent_dir(
     Ok((config, plugins))
 }
 
-/// A port free on 127.0.0.1 right now (nothing listens on it yet).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// A proxy for project `shop` on `127.0.0.1:port` (a port agents already try).
 fn proxy_on(dir: &Path, port: u16, key: &str) -> anyhow::Result<Proxy> {
     Proxy::start_at(dir, &format!("127.0.0.1:{port}"), &[("shop", key)], "")
-}
-
-/// Ticker values in `proxies`' stores: value → the (store, seq) pairs holding it.
-fn ticks(proxies: &[&Proxy]) -> anyhow::Result<BTreeMap<u64, Vec<(usize, u64)>>> {
-    let mut out: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
-    for (i, p) in proxies.iter().enumerate() {
-        for row in p.query(&["--collector", "ticker"])? {
-            let n = row["value"].as_f64().context("value")? as u64;
-            let seq = row["seq"].as_u64().context("seq")?;
-            out.entry(n).or_default().push((i, seq));
-        }
-    }
-    Ok(out)
-}
-
-fn highest(proxies: &[&Proxy]) -> anyhow::Result<u64> {
-    Ok(ticks(proxies)?.keys().next_back().copied().unwrap_or(0))
-}
-
-fn wait_for_tick(proxies: &[&Proxy], at_least: u64, what: &str) -> anyhow::Result<u64> {
-    wait::until(Duration::from_secs(30), what, || {
-        let h = highest(proxies)?;
-        Ok((h >= at_least).then_some(h))
-    })
 }
 
 /// Every value from 1 to the highest is there, and no agent batch is
@@ -144,12 +116,10 @@ fn the_spool_holds_everything_while_no_proxy_is_up_and_drains() -> anyhow::Resul
         "log_format = \"json\"",
     )?;
     let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
-    std::thread::sleep(Duration::from_secs(4));
-    let spool = dir.path().join("agent/data/spool");
-    let spooled: u64 = std::fs::read_dir(&spool)?
-        .map(|e| Ok(e?.metadata()?.len()))
-        .sum::<anyhow::Result<u64>>()?;
-    assert!(spooled > 0, "nothing spooled while the proxy was down");
+    let data = dir.path().join("agent/data");
+    wait::until(Duration::from_secs(30), "batches spooled while no proxy is up", || {
+        Ok((spool::batches(&data)?.len() >= 4).then_some(()))
+    })?;
 
     let proxy = proxy_on(&dir.path().join("proxy"), port, &key)?;
     wait_for_tick(&[&proxy], 50, "the backlog and new ticks")?;
@@ -215,7 +185,9 @@ fn a_killed_agent_delivers_its_spool_after_a_restart() -> anyhow::Result<()> {
     let (config, plugins) =
         agent_dir(&agent_home, &["127.0.0.1"], port, &key, &["testing/ticker"], "")?;
     let agent = Agent::start_with_config(&agent_home, &config, plugins.clone())?;
-    std::thread::sleep(Duration::from_secs(4));
+    wait::until(Duration::from_secs(30), "batches spooled while no proxy is up", || {
+        Ok((spool::batches(&agent_home.join("data"))?.len() >= 4).then_some(()))
+    })?;
     agent.stop()?; // SIGKILL
     let proxy = proxy_on(&dir.path().join("proxy"), port, &key)?;
     let agent = Agent::start_with_config(&agent_home, &config, plugins)?;
@@ -297,10 +269,10 @@ fn nothing_is_acknowledged_until_it_is_written() -> anyhow::Result<()> {
         "",
     )?;
     let agent = Agent::start_with_config(&dir.path().join("agent"), &config, plugins)?;
-    wait::until(Duration::from_secs(20), "the proxy to fail a write", || {
-        Ok(proxy.log_text().contains("store:").then_some(()))
+    // Two failed sessions: the agent came back and tried again in between.
+    wait::until(Duration::from_secs(30), "the proxy to fail writes twice", || {
+        Ok((proxy.log_text().matches("store:").count() >= 2).then_some(()))
     })?;
-    std::thread::sleep(Duration::from_secs(2));
     assert!(ticks(&[&proxy])?.is_empty(), "nothing stored while the store cannot write");
     // Writes work again: everything the agent had is still coming.
     std::fs::remove_file(&blocker)?;

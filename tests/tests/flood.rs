@@ -4,6 +4,8 @@
 //! 2,000 idle connections from 200 networks, more than the whole
 //! unauthenticated table holds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,16 +15,22 @@ use wasmtap_tests::{Agent, Proxy, new_key, wait};
 
 /// Keeps `n` connections from `source` open to `target`: three in four
 /// silent, the rest sending garbage, each reopened as soon as the proxy
-/// drops it.
-async fn flood(source: &str, target: std::net::SocketAddr, n: usize, until: Instant) -> u64 {
+/// drops it; counts the connections opened in `opened`.
+async fn flood(
+    source: &str,
+    target: std::net::SocketAddr,
+    n: usize,
+    until: Instant,
+    opened: Arc<AtomicU64>,
+) {
     let source: std::net::SocketAddr = match format!("{source}:0").parse() {
         Ok(a) => a,
-        Err(_) => return 0,
+        Err(_) => return,
     };
     let mut tasks = Vec::new();
     for i in 0..n {
+        let opened = opened.clone();
         tasks.push(tokio::spawn(async move {
-            let mut opened = 0u64;
             while Instant::now() < until {
                 let Ok(socket) = TcpSocket::new_v4() else { break };
                 if socket.bind(source).is_err() {
@@ -32,7 +40,7 @@ async fn flood(source: &str, target: std::net::SocketAddr, n: usize, until: Inst
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                opened += 1;
+                opened.fetch_add(1, Ordering::Relaxed);
                 if i % 4 != 0 {
                     // Silent: hold the connection until the proxy drops it.
                     let mut buf = [0u8; 64];
@@ -47,14 +55,11 @@ async fn flood(source: &str, target: std::net::SocketAddr, n: usize, until: Inst
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            opened
         }));
     }
-    let mut total = 0;
     for t in tasks {
-        total += t.await.unwrap_or(0);
+        let _ = t.await;
     }
-    total
 }
 
 #[test]
@@ -68,14 +73,19 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
     )?;
     let target = proxy.addr;
     let until = Instant::now() + Duration::from_secs(25);
-    let attacker = std::thread::spawn(move || -> anyhow::Result<u64> {
+    let opened = Arc::new(AtomicU64::new(0));
+    let counter = opened.clone();
+    let attacker = std::thread::spawn(move || -> anyhow::Result<()> {
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         // Another /24 than the agent's 127.0.0.1: networks share quotas.
-        Ok(rt.block_on(flood("127.0.1.2", target, 800, until)))
+        rt.block_on(flood("127.0.1.2", target, 800, until, counter));
+        Ok(())
     });
-    // Let the flood build up first.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the flood build up first: the gate's limits are all in use.
+    wait::until(Duration::from_secs(20), "the flood to build up", || {
+        Ok((opened.load(Ordering::Relaxed) >= 300).then_some(()))
+    })?;
     let _agent = Agent::start(
         &dir.path().join("agent"),
         "edge-1",
@@ -88,7 +98,8 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
         Ok((rows.len() >= 20).then_some(()))
     })
     .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
-    let opened = attacker.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    attacker.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    let opened = opened.load(Ordering::Relaxed);
     assert!(opened > 1_000, "the flood was real: {opened} connections");
     let log = proxy.log_text();
     assert!(log.contains("connection refused before the handshake"), "the gate turned some away");

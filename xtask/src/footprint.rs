@@ -33,10 +33,21 @@ use crate::{packages, plugins, util};
 
 /// The standard collectors the agent runs.
 const STANDARD: [&str; 6] = ["cpu", "memory", "disk", "net", "load", "process"];
-/// Debian packages of the baselines, and a file each provides.
-const BASELINES: [(&str, &str); 2] = [
-    ("collectd-core", "/usr/sbin/collectd"),
-    ("prometheus-node-exporter", "/usr/bin/prometheus-node-exporter"),
+/// The baselines' binaries.
+const COLLECTD: &str = "/usr/sbin/collectd";
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+/// The baselines, as Debian packages.
+const BASELINES: [packages::Need; 2] = [
+    packages::Need {
+        what: "collectd (the baseline of the footprint benchmark)",
+        present: || Path::new(COLLECTD).exists(),
+        packages: &["collectd-core"],
+    },
+    packages::Need {
+        what: "node_exporter (the other baseline)",
+        present: || Path::new(NODE_EXPORTER).exists(),
+        packages: &["prometheus-node-exporter"],
+    },
 ];
 /// Time every tool runs before the measured window starts.
 const WARM_UP: Duration = Duration::from_secs(10);
@@ -73,7 +84,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: cargo xtask footprint [--seconds N]"),
     };
     let window = Duration::from_secs(seconds);
-    packages::install_missing(&BASELINES)?;
+    packages::install(&BASELINES)?;
     let root = util::root();
     let built = plugins::build()?;
     util::cargo(
@@ -101,7 +112,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // node_exporter, scraped through a relay.
     let exporter_addr = free_tcp()?;
     let exporter = Proc(
-        Command::new(BASELINES[1].1)
+        Command::new(NODE_EXPORTER)
             .arg(format!("--web.listen-address={exporter_addr}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(work.join("node_exporter.log"))?)

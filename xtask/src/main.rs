@@ -4,16 +4,18 @@
 //! - `cargo xtask examples`: install the Python and JavaScript tools, build `plugins/examples/`.
 //! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
 //! - `cargo xtask footprint [--seconds N]`: the agent's cost beside collectd and node_exporter (a benchmark).
-//! - `cargo xtask test`: install what tests need (Debian's `prometheus`), build collectors, run every test and lint.
+//! - `cargo xtask test`: install what tests need (see `packages.rs`), build collectors, run every test, smoke-run every fuzz target, lint.
+//! - `cargo xtask fuzz [SECONDS]`: build every fuzz target on nightly and run each for SECONDS (default 5).
 
 mod authoring;
 mod demo;
 mod footprint;
+mod fuzz;
 mod packages;
 mod plugins;
 mod util;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,8 +26,15 @@ fn main() -> anyhow::Result<()> {
         Some("footprint") => footprint::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
+        Some("fuzz") => {
+            let seconds = match args.get(1) {
+                Some(s) => s.parse().with_context(|| format!("seconds: {s:?}"))?,
+                None => fuzz::SMOKE_SECONDS,
+            };
+            fuzz::smoke(seconds)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <plugins|examples|demo|test|lint>");
+            eprintln!("usage: cargo xtask <plugins|examples|demo|test|lint|fuzz>");
             eprintln!("  plugins        build every collector into target/plugins/");
             eprintln!(
                 "  examples       build the Python and JavaScript examples (installs their tools)"
@@ -38,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!("  test           build collectors and run every test and lint");
             eprintln!("  lint           cargo fmt --check and clippy -D warnings");
+            eprintln!("  fuzz [SECONDS] build every fuzz target (nightly) and run each briefly");
             bail!("unknown or missing command");
         }
     }
@@ -52,6 +62,7 @@ fn test() -> anyhow::Result<()> {
     util::cargo(&["test", "--release", "--target", &host], &util::root().join("plugins"))?;
     util::cargo(&["build", "--workspace", "--bins"], &util::root())?;
     util::cargo(&["test", "--workspace"], &util::root())?;
+    fuzz::smoke(fuzz::SMOKE_SECONDS)?;
     lint()
 }
 

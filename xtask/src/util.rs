@@ -15,6 +15,24 @@ pub fn cargo_command(args: &[&str], dir: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(dir);
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// A `cargo +toolchain` command through rustup's proxy (the `cargo` on the
+/// `PATH`), clean like [`cargo_command`].
+pub fn rustup_cargo_command(toolchain: &str, args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{toolchain}")).args(args).current_dir(dir);
+    clean_env(&mut cmd);
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Removes the variables the outer `cargo run` set.
+fn clean_env(cmd: &mut Command) {
     for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
         cmd.env_remove(var);
     }
@@ -26,7 +44,6 @@ pub fn cargo_command(args: &[&str], dir: &Path) -> Command {
             cmd.env_remove(var);
         }
     }
-    cmd
 }
 
 /// A variable cargo sets for the package it runs, not a cargo setting.

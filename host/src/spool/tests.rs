@@ -114,3 +114,134 @@ fn batches_evicted_from_memory_are_read_back_from_disk() {
     assert!(spool.pending.front().is_some_and(|p| p.cached.is_none()), "evicted");
     assert_eq!(*spool.get(first).expect("read").expect("pending"), batch(first, 10));
 }
+
+/// The only segment file in `dir` with the offsets of its records.
+fn only_segment(dir: &Path) -> (PathBuf, Vec<usize>) {
+    let ids = list_segments(dir).expect("list");
+    let with_data: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| segment_path(dir, *id))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .collect();
+    assert_eq!(with_data.len(), 1, "one segment with data");
+    let bytes = std::fs::read(&with_data[0]).expect("read");
+    let offsets = record::scan(&bytes, MAX_RECORD).map(|(o, _)| o).collect();
+    (with_data[0].clone(), offsets)
+}
+
+fn damage(path: &Path, at: usize, with: &[u8]) {
+    let mut bytes = std::fs::read(path).expect("read");
+    for (i, b) in with.iter().enumerate() {
+        bytes[at + i] ^= b;
+    }
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn a_flipped_byte_in_the_middle_of_a_segment_costs_only_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 10, 3)
+    };
+    let (path, offsets) = only_segment(dir.path());
+    let len = std::fs::metadata(&path).expect("meta").len();
+    // One byte in the middle of the fifth batch's payload.
+    damage(&path, (offsets[4] + offsets[5]) / 2, &[0x20]);
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    let mut expected = seqs.clone();
+    expected.remove(4);
+    assert_eq!(pending(&spool), expected, "every later batch is kept");
+    assert_eq!(spool.stats().corrupt_batches, 1);
+    assert_eq!(std::fs::metadata(&path).expect("meta").len(), len, "nothing cut off");
+    for seq in &expected {
+        assert_eq!(*spool.get(*seq).expect("read").expect("pending"), batch(*seq, 3));
+    }
+}
+
+#[test]
+fn a_damaged_length_is_resynchronised_on_the_next_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 10, 3)
+    };
+    let (path, offsets) = only_segment(dir.path());
+    // The length's top byte: gigabytes, over the record limit.
+    damage(&path, offsets[4] + 3, &[0x80]);
+    let spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    let mut expected = seqs.clone();
+    expected.remove(4);
+    assert_eq!(pending(&spool), expected);
+    assert_eq!(spool.stats().corrupt_batches, 1);
+}
+
+#[test]
+fn a_damaged_run_of_records_is_counted_by_the_sequence_numbers_around_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 10, 3)
+    };
+    let (path, offsets) = only_segment(dir.path());
+    // Garbage over the third to sixth records, headers included.
+    let span = offsets[6] - offsets[2];
+    damage(&path, offsets[2], &vec![0x5a; span]);
+    let spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), [&seqs[..2], &seqs[6..]].concat());
+    assert_eq!(spool.stats().corrupt_batches, 4);
+}
+
+#[test]
+fn damage_to_acknowledged_batches_costs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        let seqs = fill(&mut spool, 6, 3);
+        spool.ack(seqs[3]).expect("ack");
+        seqs
+    };
+    let (path, offsets) = only_segment(dir.path());
+    damage(&path, (offsets[1] + offsets[2]) / 2, &[0x01]);
+    let spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), seqs[4..]);
+    assert_eq!(spool.stats().corrupt_batches, 0);
+}
+
+#[test]
+fn a_batch_that_cannot_be_read_back_is_counted_and_never_acknowledged_away_unnoticed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 5, 3)
+    };
+    // Reopened: nothing is cached, every batch is read back from disk.
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    let (path, offsets) = only_segment(dir.path());
+    damage(&path, (offsets[2] + offsets[3]) / 2, &[0x04]);
+    assert_eq!(spool.get(seqs[2]).expect("counted, not an error"), None);
+    let stats = spool.stats();
+    assert_eq!((stats.corrupt_batches, stats.corrupt_samples), (1, 3));
+    assert_eq!((stats.pending_batches, stats.pending_samples), (4, 12));
+    assert_eq!(pending(&spool), [seqs[0], seqs[1], seqs[3], seqs[4]]);
+    assert!(spool.get(seqs[3]).expect("read").is_some(), "the next one reads");
+    spool.ack(seqs[4]).expect("ack");
+    assert_eq!(spool.stats().corrupt_batches, 1);
+    assert_eq!(spool.stats().pending_batches, 0);
+}
+
+#[test]
+fn a_segment_deleted_under_the_agent_counts_its_batches_as_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        fill(&mut spool, 3, 2)
+    };
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    let (path, _) = only_segment(dir.path());
+    std::fs::remove_file(&path).expect("rm");
+    for seq in &seqs {
+        assert_eq!(spool.get(*seq).expect("counted"), None);
+    }
+    assert_eq!(spool.stats().corrupt_samples, 6);
+}

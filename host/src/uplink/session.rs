@@ -146,9 +146,10 @@ impl<'a> Live<'a> {
                 Ok(Some(batch)) => self.send_batch(&batch)?,
                 // Acknowledged or dropped meanwhile.
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "cannot read a spooled batch; skipped");
-                }
+                // Not skipped: a later batch's cumulative ack would delete it
+                // uncounted. The session ends and the batch is tried again on
+                // the next; the spool counts it lost if it can never be read.
+                Err(e) => return Err(UplinkError::Io(std::io::Error::other(e))),
             }
         }
         Ok(())

@@ -184,3 +184,35 @@ fn a_decoder_refuses_a_dictionary_over_its_memory_limit() {
     let (h, n) = enc.encode(&batch(2, 100));
     assert_eq!(dec.decode(h, &n), Err(DecodeError::TooLarge(10_000)));
 }
+
+#[test]
+fn a_mantissa_of_i64_min_is_refused_not_a_panic() {
+    let def = SeriesDef {
+        collector: "c".into(),
+        labels: vec![],
+        fields: vec![("g".into(), FieldKind::Gauge)],
+    };
+    let head = |n: usize, defs: Vec<SeriesDef>| CompactHead {
+        seq: 1,
+        reset: false,
+        defs,
+        samples: vec![CompactSample { series: 0, time: 0, texts: vec![] }; n],
+    };
+    // A decimal at a new scale whose mantissa is i64::MIN.
+    let mut w = NumericWriter::new();
+    w.u64(1).i64(i64::MIN);
+    let r = Decoder::new().decode(head(1, vec![def.clone()]), &[w.finish()]);
+    assert_eq!(r, Err(DecodeError::Numbers("decimal out of range")));
+    // The largest delta a header word can carry (about -2^62), out of range.
+    let mut w = NumericWriter::new();
+    w.u64(1).i64(-1).u64(u64::MAX - 1);
+    let r = Decoder::new().decode(head(2, vec![def.clone()]), &[w.finish()]);
+    assert_eq!(r, Err(DecodeError::Numbers("delta out of range")));
+    // The largest mantissas the codec sends still decode.
+    for m in [MAX_MANTISSA, -MAX_MANTISSA] {
+        let mut w = NumericWriter::new();
+        w.u64(1).i64(m);
+        let b = Decoder::new().decode(head(1, vec![def.clone()]), &[w.finish()]).expect("in range");
+        assert_eq!(b.samples[0].values[0].1, Value::Gauge(m as f64));
+    }
+}

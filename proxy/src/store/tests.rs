@@ -1,6 +1,7 @@
 use std::fs::OpenOptions;
 
 use wasmtap_protocol::message::{Sample, Value};
+use wasmtap_protocol::record;
 
 use super::*;
 
@@ -128,15 +129,53 @@ fn segments_roll_and_old_ones_expire() {
 }
 
 #[test]
-fn corrupt_bytes_end_a_segment() {
-    let mut bytes = Vec::new();
-    record::append_with(&mut bytes, |out| format::encode(&record("a", 1, 5), out));
-    let good = bytes.len();
-    bytes.extend_from_slice(&bytes.clone());
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    assert_eq!(scan(&bytes), (vec![record("a", 1, 5)], good, None));
-    assert_eq!(scan(&[0xff; 8]).1, 0);
+fn a_damaged_record_in_the_middle_costs_only_that_record_and_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = project();
+    {
+        let store = Store::open(dir.path()).expect("open");
+        for seq in 1..=6 {
+            store.append(&p, record("a", seq, 5)).expect("append");
+        }
+    }
+    let (_, path) = writer::segments(&dir.path().join("demo")).expect("list").pop().expect("one");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let offsets: Vec<usize> = record::scan(&bytes, MAX_RECORD).map(|(o, _)| o).collect();
+    let len = bytes.len();
+    bytes[(offsets[2] + offsets[3]) / 2] ^= 0x08;
+    std::fs::write(&path, &bytes).expect("damage");
+    let store = Store::open(dir.path()).expect("reopen");
+    // Opening the project's log (at its first batch) finds the damage.
+    assert_eq!(store.append(&p, record("a", 7, 5)).expect("append"), Appended::Stored);
+    assert_eq!(seqs(&store), [1, 2, 4, 5, 6, 7], "later records are kept");
+    assert_eq!(store.damage().get(&p), (1, (offsets[3] - offsets[2]) as u64));
+    assert!(std::fs::metadata(&path).expect("meta").len() > len as u64, "nothing cut off");
+    // The lost batch is not known to be stored: a resend is stored again.
+    assert_eq!(store.append(&p, record("a", 3, 5)).expect("append"), Appended::Stored);
+}
+
+#[test]
+fn damage_in_a_closed_segment_keeps_the_rest_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig { segment_bytes: 300, ..StoreConfig::default() };
+    let p = project();
+    {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        for seq in 1..=12 {
+            store.append(&p, record("a", seq, 5)).expect("append");
+        }
+    }
+    let files = writer::segments(&dir.path().join("demo")).expect("list");
+    assert!(files.len() >= 2, "{files:?}");
+    let path = &files[0].1;
+    let mut bytes = std::fs::read(path).expect("read");
+    // The first record's length: implausible, so the scan resynchronises.
+    bytes[3] = 0xff;
+    std::fs::write(path, &bytes).expect("damage");
+    let store = Store::open_with(dir.path(), config).expect("reopen");
+    store.append(&p, record("a", 13, 5)).expect("append");
+    assert_eq!(seqs(&store), (2..=13).collect::<Vec<_>>());
+    assert_eq!(store.damage().get(&p).0, 1);
 }
 
 #[test]

@@ -12,9 +12,8 @@ use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
-use super::{
-    Appended, Commits, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err, scan,
-};
+use super::recover::{DamageCounters, recover};
+use super::{Appended, Commits, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err};
 use crate::dedup::SeqSet;
 
 /// Most batches written under one sync.
@@ -87,40 +86,66 @@ struct ProjectLog {
 }
 
 impl ProjectLog {
-    fn open(dir: PathBuf) -> Result<Self, StoreError> {
+    /// Reads `project`'s segments in `dir`: damaged records are skipped,
+    /// logged and counted in `damage`; the last segment's torn tail is cut
+    /// off. A tail not known to be torn is kept, and appends go to a new
+    /// segment after it.
+    fn open(
+        dir: PathBuf,
+        project: &ProjectId,
+        damage: &DamageCounters,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut seen: HashMap<String, SeqSet> = HashMap::new();
         let mut closed = Vec::new();
         let files = segments(&dir)?;
         let last = files.last().map(|(id, _)| *id);
-        let mut active_len = 0;
+        let (mut active_len, mut fresh_active) = (0, false);
         for (id, path) in files {
             let mut bytes = Vec::new();
             File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
-            let (records, valid, unreadable) = scan(&bytes);
-            if let Some(message) = unreadable {
+            let r = recover(&bytes);
+            if let Some(message) = r.unreadable {
                 return Err(StoreError::Unreadable { path, message });
             }
-            for r in &records {
-                seen.entry(r.agent.clone()).or_default().insert(r.batch.seq);
+            for rec in &r.records {
+                seen.entry(rec.agent.clone()).or_default().insert(rec.batch.seq);
             }
-            let newest_ms = records.iter().map(|r| r.received_ms).max().unwrap_or(0);
-            if valid < bytes.len() {
-                if Some(id) == last {
-                    tracing::warn!(path = %path.display(), cut = bytes.len() - valid, "truncating a torn or corrupt tail");
-                    let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
-                    f.set_len(valid as u64).map_err(io_err(&path))?;
-                    f.sync_all().map_err(io_err(&path))?;
-                } else {
-                    tracing::error!(path = %path.display(), unreadable = bytes.len() - valid, "corrupt records inside a closed segment; the rest of it is skipped");
-                }
+            let newest_ms = r.records.iter().map(|r| r.received_ms).max().unwrap_or(0);
+            let mut spans: Vec<(usize, usize)> =
+                r.damaged.iter().map(|d| (d.offset, d.len)).collect();
+            let is_last = Some(id) == last;
+            if is_last && r.torn_tail(bytes.len()) {
+                tracing::warn!(path = %path.display(), cut = bytes.len() - r.valid_len, "truncating a torn tail");
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                f.set_len(r.valid_len as u64).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+            } else if r.valid_len < bytes.len() {
+                // Not known to be torn: damage, left on disk.
+                spans.push((r.valid_len, bytes.len() - r.valid_len));
+                fresh_active |= is_last;
             }
-            if Some(id) == last {
-                active_len = valid as u64;
+            for (offset, len) in spans {
+                damage.add(project, len);
+                tracing::error!(
+                    path = %path.display(),
+                    offset,
+                    bytes = len,
+                    "damaged stored records skipped; the records after them are kept"
+                );
+            }
+            if is_last {
+                active_len = r.valid_len as u64;
             }
             closed.push(Segment { id, path, newest_ms });
         }
         let active = match closed.pop() {
+            Some(s) if fresh_active => {
+                let id = s.id + 1;
+                closed.push(s);
+                active_len = 0;
+                Segment { id, path: segment_path(&dir, id), newest_ms: 0 }
+            }
             Some(s) => s,
             None => Segment { id: 1, path: segment_path(&dir, 1), newest_ms: 0 },
         };
@@ -188,6 +213,7 @@ fn open_append(path: &Path) -> Result<File, StoreError> {
 pub(super) struct Writer {
     dir: PathBuf,
     config: StoreConfig,
+    damage: std::sync::Arc<DamageCounters>,
     logs: HashMap<ProjectId, ProjectLog>,
     /// Sessions with a batch that failed: (project, agent, session).
     failed_sessions: HashSet<(ProjectId, String, u64)>,
@@ -197,10 +223,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(dir: PathBuf, config: StoreConfig, commits: std::sync::Arc<Commits>) -> Self {
+    pub(super) fn new(
+        dir: PathBuf,
+        config: StoreConfig,
+        commits: std::sync::Arc<Commits>,
+        damage: std::sync::Arc<DamageCounters>,
+    ) -> Self {
         Self {
             dir,
             config,
+            damage,
             logs: HashMap::new(),
             failed_sessions: HashSet::new(),
             last_sweep: Instant::now(),
@@ -241,7 +273,7 @@ impl Writer {
 
     fn log(&mut self, project: &ProjectId) -> Result<&mut ProjectLog, StoreError> {
         if !self.logs.contains_key(project) {
-            let log = ProjectLog::open(self.dir.join(project.as_str()))?;
+            let log = ProjectLog::open(self.dir.join(project.as_str()), project, &self.damage)?;
             self.commits.opened(project, log.active.id, log.len);
             self.logs.insert(project.clone(), log);
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wasmtap_protocol::access_key::ProjectId;
-use wasmtap_protocol::record::{self, HEADER};
+use wasmtap_protocol::record::{self, HEADER, SYNC};
 
 use super::{Entry, Position, Skipped, TailError};
 use crate::store::{MAX_RECORD, Mark, format, segment_path, segments};
@@ -45,14 +45,14 @@ fn next_segment(dir: &Path, id: u64, last: u64) -> Result<Option<u64>, TailError
     Ok(ids.into_iter().map(|(i, _)| i).find(|&i| i > id && i <= last))
 }
 
-/// Offset in `bytes` (after the first byte) of the first intact record of
-/// the current format, if any. The checksum is only computed where the
-/// payload starts like one.
+/// Offset in `bytes` (after the first byte) of the first intact record
+/// with a sync marker, if any. The checksum is only computed where the
+/// marker is.
 fn resync(bytes: &[u8]) -> Option<usize> {
     (1..bytes.len()).find(|&at| {
         let rest = &bytes[at..];
-        rest.get(HEADER..HEADER + format::HEAD.len()) == Some(&format::HEAD[..])
-            && record::scan(rest, MAX_RECORD).next().is_some()
+        rest.get(HEADER..HEADER + SYNC.len()) == Some(&SYNC[..])
+            && record::intact_at(rest, 0, MAX_RECORD).is_some()
     })
 }
 
@@ -110,10 +110,11 @@ pub(super) fn read(
                 bytes = read_at(&file, &path, pos.offset, whole)?;
             }
         }
+        // The scanner skips damage between intact records itself.
         let mut records = record::scan(&bytes, MAX_RECORD);
-        for (at, payload) in records.by_ref() {
+        while let Some((at, payload)) = records.next() {
             let start = Position { segment: pos.segment, offset: pos.offset + at as u64 };
-            let size = (HEADER + payload.len()) as u64;
+            let size = (records.valid_len() - at) as u64;
             let end = Position { segment: pos.segment, offset: start.offset + size };
             used += size;
             match format::decode(payload) {
@@ -125,6 +126,10 @@ pub(super) fn read(
                     tracing::error!(%project, segment = start.segment, offset = start.offset, error = %e, "a stored record cannot be read; the sinks skip it");
                 }
             }
+        }
+        for d in records.damaged() {
+            skipped.corrupt_bytes += d.len as u64;
+            tracing::warn!(%project, segment = pos.segment, offset = pos.offset + d.offset as u64, bytes = d.len, "damaged records in the store skipped by a sink");
         }
         let valid = records.valid_len() as u64;
         pos.offset += valid;

@@ -53,7 +53,7 @@ pub fn client(dir: &Path, target: SocketAddr) -> anyhow::Result<Child> {
 fn start(dir: &Path, config: &str) -> anyhow::Result<Child> {
     let file = dir.join("collectd.conf");
     std::fs::write(&file, config)?;
-    Command::new("/usr/sbin/collectd")
+    Command::new(super::COLLECTD)
         .arg("-f")
         .arg("-C")
         .arg(&file)
