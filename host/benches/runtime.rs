@@ -8,13 +8,20 @@
 //! - `load_cached/<name>`: compile-cache hit, instantiate, describe, init.
 //! - `agent_start/six_collectors`: a fresh runtime with a warm cache loads
 //!   the six standard collectors in parallel and takes one sample from each.
+//!
+//! Calls are futures, driven here as in the agent by a tokio executor.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmtap_host::manifest::Manifest;
 use wasmtap_host::runtime::{Collector, Runtime};
+
+fn executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor")
+}
 
 const STANDARD: [&str; 6] = ["cpu", "memory", "disk", "net", "load", "process"];
 
@@ -34,16 +41,21 @@ fn bulk(values: u32) -> (PathBuf, Manifest) {
 }
 
 fn collect(c: &mut Criterion) {
+    let exec = executor();
     let rt = Runtime::without_storage().expect("runtime");
     let (wasm, m) = bulk(10_000);
-    let mut full = Collector::load(&rt, &wasm, m).expect("loads");
+    let mut full = exec.block_on(Collector::load(&rt, &wasm, m)).expect("loads");
     let (wasm, m) = bulk(0);
-    let mut empty = Collector::load(&rt, &wasm, m).expect("loads");
+    let mut empty = exec.block_on(Collector::load(&rt, &wasm, m)).expect("loads");
     let mut g = c.benchmark_group("collect");
     g.throughput(Throughput::Elements(10_000));
-    g.bench_function("values", |b| b.iter(|| black_box(full.collect(&rt, 0).expect("collects"))));
+    g.bench_function("values", |b| {
+        b.iter(|| black_box(exec.block_on(full.collect(&rt, 0)).expect("collects")))
+    });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("empty", |b| b.iter(|| black_box(empty.collect(&rt, 0).expect("collects"))));
+    g.bench_function("empty", |b| {
+        b.iter(|| black_box(exec.block_on(empty.collect(&rt, 0)).expect("collects")))
+    });
     g.finish();
 }
 
@@ -65,15 +77,19 @@ fn compile(c: &mut Criterion) {
 }
 
 fn load_cached(c: &mut Criterion) {
+    let exec = executor();
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = Runtime::new(dir.path()).expect("runtime");
+    let load = |wasm: &Path, m: &Manifest| {
+        exec.block_on(Collector::load(&rt, wasm, m.clone())).expect("loads")
+    };
     let mut g = c.benchmark_group("load_cached");
     for name in STANDARD {
         let (wasm, m) = plugin(name);
-        assert!(!Collector::load(&rt, &wasm, m.clone()).expect("loads").from_cache(), "cold first");
+        assert!(!load(&wasm, &m).from_cache(), "cold first");
         g.bench_function(name, |b| {
             b.iter(|| {
-                let c = Collector::load(&rt, &wasm, m.clone()).expect("loads");
+                let c = load(&wasm, &m);
                 assert!(c.from_cache());
                 black_box(c)
             })
@@ -85,30 +101,38 @@ fn load_cached(c: &mut Criterion) {
 fn agent_start(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins: Vec<(PathBuf, Manifest)> = STANDARD.iter().map(|n| plugin(n)).collect();
+    let exec = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("executor");
     {
         let rt = Runtime::new(dir.path()).expect("runtime");
         for (wasm, m) in &plugins {
-            Collector::load(&rt, wasm, m.clone()).expect("warms the cache");
+            exec.block_on(Collector::load(&rt, wasm, m.clone())).expect("warms the cache");
         }
     }
     let mut g = c.benchmark_group("agent_start");
     g.sample_size(20);
     g.bench_function("six_collectors", |b| {
         b.iter(|| {
-            let rt = Runtime::new(dir.path()).expect("runtime");
-            std::thread::scope(|s| {
-                let handles: Vec<_> = plugins
-                    .iter()
-                    .map(|(wasm, m)| {
-                        let rt = &rt;
-                        s.spawn(move || {
-                            let mut c = Collector::load(rt, wasm, m.clone()).expect("loads");
-                            c.collect(rt, 0).expect("collects")
+            exec.block_on(async {
+                let rt = Arc::new(Runtime::new(dir.path()).expect("runtime"));
+                let mut tasks = tokio::task::JoinSet::new();
+                for (wasm, m) in plugins.iter().cloned() {
+                    let rt = rt.clone();
+                    tasks.spawn(async move {
+                        // As the agent does: compile (here a cache hit) on a blocking thread.
+                        let (blocking, path) = (rt.clone(), wasm.clone());
+                        let prepared = tokio::task::spawn_blocking(move || {
+                            let bytes = std::fs::read(&path).expect("read");
+                            Collector::prepare(&blocking, &path, &bytes, m)
                         })
-                    })
-                    .collect();
-                for h in handles {
-                    black_box(h.join().expect("thread"));
+                        .await
+                        .expect("task")
+                        .expect("prepares");
+                        let mut c = Collector::start(&rt, prepared).await.expect("starts");
+                        c.collect(&rt, 0).await.expect("collects")
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    black_box(done.expect("task"));
                 }
             })
         })

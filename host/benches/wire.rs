@@ -70,6 +70,9 @@ fn main() {
     let rounds: usize =
         std::env::var("WIRE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(12);
     let rt = Runtime::without_storage().expect("runtime");
+    // Collector calls are futures; this executor drives them.
+    let exec =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
     let mut collectors: Vec<Collector> = STANDARD
         .iter()
         .map(|name| {
@@ -78,7 +81,7 @@ fn main() {
                 .join(format!("{name}.wasm"));
             assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
             let manifest = Manifest::load(&wasm.with_extension("toml")).expect("manifest");
-            Collector::load(&rt, &wasm, manifest).expect("loads")
+            exec.block_on(Collector::load(&rt, &wasm, manifest)).expect("loads")
         })
         .collect();
     let (mut tx_compact, mut tx_plain) = (session(), session());
@@ -95,7 +98,7 @@ fn main() {
             .unwrap_or(0);
         let mut samples = Vec::new();
         for c in &mut collectors {
-            samples.extend(c.collect(&rt, now_ms).expect("collects").samples);
+            samples.extend(exec.block_on(c.collect(&rt, now_ms)).expect("collects").samples);
         }
         let batch = Batch { seq: round as u64 + 1, samples };
         let numbers = batch

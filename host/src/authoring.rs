@@ -120,17 +120,36 @@ pub fn manifest_for(
     Ok((Manifest::load(&path)?, exists.then_some(path)))
 }
 
-fn load(wasm: &Path, manifest: Manifest) -> Result<(Runtime, Collector), AuthoringError> {
-    let rt = Runtime::without_storage().map_err(|e| AuthoringError::Runtime(format!("{e:#}")))?;
-    let c = Collector::load(&rt, wasm, manifest)?;
-    Ok((rt, c))
+/// A collector loaded under the agent's sandbox, with an async executor of
+/// its own for the calls (they are futures with deadlines, as in the agent).
+struct Loaded {
+    exec: tokio::runtime::Runtime,
+    rt: Runtime,
+    c: Collector,
+}
+
+impl Loaded {
+    fn collect(&mut self) -> Result<crate::schema::Enforced, CallError> {
+        self.exec.block_on(self.c.collect(&self.rt, crate::clock::now_ms()))
+    }
+}
+
+fn load(wasm: &Path, manifest: Manifest) -> Result<Loaded, AuthoringError> {
+    let runtime_error = |e: &dyn std::fmt::Display| AuthoringError::Runtime(format!("{e:#}"));
+    let exec = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime_error(&e))?;
+    let rt = Runtime::without_storage().map_err(|e| runtime_error(&e))?;
+    let c = exec.block_on(Collector::load(&rt, wasm, manifest))?;
+    Ok(Loaded { exec, rt, c })
 }
 
 /// Validates `wasm` and describes it: fields, grants, signature.
 pub fn check(wasm: &Path, manifest_path: Option<&Path>) -> Result<String, AuthoringError> {
     let (manifest, found) = manifest_for(wasm, manifest_path)?;
-    let (_rt, c) = load(wasm, manifest.clone())?;
-    let s = c.schema();
+    let loaded = load(wasm, manifest.clone())?;
+    let s = loaded.c.schema();
     let mut out = String::new();
     let _ = writeln!(out, "ok: {} is a valid wasmtap:collector@0.1.0 component", wasm.display());
     let _ = writeln!(
@@ -202,7 +221,7 @@ pub fn run(
     mut emit: impl FnMut(&str),
 ) -> Result<(), AuthoringError> {
     let (manifest, _) = manifest_for(wasm, manifest_path)?;
-    let (rt, mut c) = load(wasm, manifest)?;
+    let mut loaded = load(wasm, manifest)?;
     let (interval, count) = match repeat {
         Repeat::Once => (Duration::ZERO, Some(1)),
         Repeat::Every(d, n) => (d, n),
@@ -211,7 +230,7 @@ pub fn run(
     loop {
         call += 1;
         let started = Instant::now();
-        let result = c.collect(&rt, crate::clock::now_ms());
+        let result = loaded.collect();
         let took = started.elapsed();
         let output = result?;
         let mut report = String::new();
@@ -230,7 +249,7 @@ pub fn run(
                 "call {call}: {:.3} ms, {} samples, peak memory {:.1} MiB, dropped {} undeclared and {} mistyped values",
                 took.as_secs_f64() * 1e3,
                 output.samples.len(),
-                c.peak_memory() as f64 / (1 << 20) as f64,
+                loaded.c.peak_memory() as f64 / (1 << 20) as f64,
                 output.undeclared,
                 output.wrong_kind
             );

@@ -14,6 +14,14 @@ use wasmtap_protocol::access_key::{AccessKey, AccessKeyError};
 pub const DEFAULT_PORT: u16 = 6600;
 /// Longest wait between reconnect attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The range `server.max_backoff` may take: above it a lost proxy would be
+/// retried too rarely (and a deadline of `now + backoff` could overflow the
+/// clock), below it reconnects would spin.
+pub const MAX_BACKOFF_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+/// The range `agent.batch_interval` may take.
+pub const BATCH_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -269,14 +277,16 @@ impl Config {
         };
         let log_level = raw.agent.log_level.unwrap_or_else(|| "info".to_owned());
         check_log_level(&log_level)?;
-        let batch_interval =
-            raw.agent.batch_interval.unwrap_or(crate::uplink::batcher::BATCH_INTERVAL);
-        if batch_interval < Duration::from_millis(10) || batch_interval > Duration::from_secs(3600)
-        {
-            return Err(ConfigError::Invalid(
-                "agent.batch_interval must be between 10ms and 1h".into(),
-            ));
-        }
+        let batch_interval = in_range(
+            "agent.batch_interval",
+            raw.agent.batch_interval.unwrap_or(crate::uplink::batcher::BATCH_INTERVAL),
+            BATCH_INTERVAL_RANGE,
+        )?;
+        let max_backoff = in_range(
+            "server.max_backoff",
+            raw.server.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+            MAX_BACKOFF_RANGE,
+        )?;
         Ok(Self {
             batch_interval,
             spool_cap,
@@ -286,7 +296,7 @@ impl Config {
             port,
             access_key,
             proxy_identity,
-            max_backoff: raw.server.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+            max_backoff,
             name,
             data_dir: base.join(data_dir),
             plugins_dir: base.join(raw.plugins.dir),
@@ -312,6 +322,23 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// `value` if it lies within `range` (inclusive), else an error naming `key`.
+fn in_range(
+    key: &str,
+    value: Duration,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, ConfigError> {
+    if (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    Err(ConfigError::Invalid(format!(
+        "{key} must be between {} and {} (found {})",
+        humantime::format_duration(min),
+        humantime::format_duration(max),
+        humantime::format_duration(value)
+    )))
 }
 
 /// Checks a log filter as `RUST_LOG` would read it.
@@ -422,5 +449,34 @@ mod tests {
             ("[server]\nhosts = [\"h\"]\n".to_owned(), "access_key"),
         ];
         assert_refused(|t| Config::parse(t, Path::new(".")), &cases, &k);
+    }
+
+    /// Durations that `Instant + Duration` cannot hold, or that make no
+    /// sense, are refused with the key and the allowed range.
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        let k = key();
+        let server = |v: &str| {
+            format!(
+                "[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\nmax_backoff = \"{v}\"\n[plugins]\ndir = \"p\"\n"
+            )
+        };
+        let agent = |v: &str| {
+            format!(
+                "[server]\nhosts = [\"h\"]\naccess_key = \"{k}\"\n[agent]\nbatch_interval = \"{v}\"\n[plugins]\ndir = \"p\"\n"
+            )
+        };
+        let cases = [
+            (server("500000000000years"), "server.max_backoff must be between 100ms and 1h"),
+            (server("2h"), "server.max_backoff must be between 100ms and 1h"),
+            (server("0s"), "server.max_backoff must be between 100ms and 1h"),
+            (server("18446744073709551615s"), "max_backoff"),
+            (agent("500000000000years"), "agent.batch_interval must be between 10ms and 1h"),
+        ];
+        assert_refused(|t| Config::parse(t, Path::new(".")), &cases, &k);
+        for ok in ["100ms", "1h"] {
+            let c = Config::parse(&server(ok), Path::new(".")).expect(ok);
+            assert_eq!(c.max_backoff, humantime::parse_duration(ok).expect("duration"));
+        }
     }
 }

@@ -15,6 +15,9 @@ pub const DEFAULT_MEMORY: u64 = 16 << 20;
 pub const MAX_MEMORY: u64 = 1 << 30;
 /// Shortest collection interval a manifest may ask for.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest collection interval a manifest may ask for (the scheduler adds
+/// it to the clock, which a larger value could overflow).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +124,12 @@ impl Manifest {
             humantime::parse_duration(v).map_err(|e| invalid(format!("{key} = {v:?}: {e}")))
         };
         let interval = raw.interval.as_deref().map(|v| duration("interval", v)).transpose()?;
-        if interval.is_some_and(|i| i < MIN_INTERVAL) {
-            return Err(invalid(format!("interval must be at least {MIN_INTERVAL:?}")));
+        if interval.is_some_and(|i| !(MIN_INTERVAL..=MAX_INTERVAL).contains(&i)) {
+            return Err(invalid(format!(
+                "interval must be between {} and {}",
+                humantime::format_duration(MIN_INTERVAL),
+                humantime::format_duration(MAX_INTERVAL)
+            )));
         }
         let timeout = raw.timeout.as_deref().map(|v| duration("timeout", v)).transpose()?;
         let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -213,6 +220,9 @@ mod tests {
         for (text, needle) in [
             ("intervl = \"1s\"", "unknown field"),
             ("interval = \"1ms\"", "interval"),
+            ("interval = \"500000000000years\"", "interval must be between 100ms and 1day"),
+            ("interval = \"2days\"", "interval must be between 100ms and 1day"),
+            ("timeout = \"500000000000years\"", "timeout"),
             ("timeout = \"0s\"", "timeout"),
             ("memory = \"16MB\"", "memory"),
             ("memory = \"2GiB\"", "memory"),

@@ -1,6 +1,7 @@
-//! Runs each collector on its own interval. Calls into wasm run on tokio's
-//! blocking pool, never on the threads that drive the network session, so a
-//! collector that spins until its deadline delays nobody else.
+//! Runs each collector on its own interval. A call is an async task with a
+//! wall-clock deadline: guest code yields to other tasks every epoch tick
+//! and host calls never block a thread, so a collector that spins or
+//! blocks until its deadline delays nobody else, and is cut off on time.
 //!
 //! A failed call (trap, timeout, limit breach, or an error the collector
 //! reports) fails only that tick. The next attempt waits `interval × 2^(n-1)`
@@ -8,10 +9,10 @@
 //! after `quarantine_after` consecutive failures the collector is quarantined:
 //! no longer called, with the reason logged and kept in its [`Health`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use wasmtap_protocol::message::Sample;
 
@@ -41,6 +42,7 @@ pub fn restart_delay(interval: Duration, failures: u32) -> Duration {
 
 /// Spawns the task that calls `collector` on `schedule` until `shutdown` flips.
 pub fn spawn(
+    name: String,
     rt: Arc<Runtime>,
     collector: Arc<Mutex<Collector>>,
     schedule: Schedule,
@@ -48,9 +50,6 @@ pub fn spawn(
     out: mpsc::Sender<Vec<Sample>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let name =
-        collector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).schema().name.clone();
-
     health.update(&name, |h| *h = Health::default());
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(schedule.interval);
@@ -60,20 +59,15 @@ pub fn spawn(
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            let (rt, c) = (rt.clone(), collector.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let started = Instant::now();
-                let r = c.collect(&rt, now_ms());
-                (r, started.elapsed())
-            })
-            .await;
-            let (result, took) = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    (Err(CallError::Trap(format!("collector task failed: {e}"))), Duration::ZERO)
-                }
+            let mut c = collector.lock().await;
+            let started = Instant::now();
+            // Stopping drops a call in progress (its instance is discarded).
+            let result = tokio::select! {
+                r = c.collect(&rt, now_ms()) => r,
+                _ = shutdown.changed() => break,
             };
+            let took = started.elapsed();
+            drop(c);
             match result {
                 Ok(output) => {
                     let dropped = output.undeclared + output.wrong_kind;

@@ -9,17 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::Watcher as _;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use wasmtap_protocol::message::Sample;
 
 use crate::health::{Registry, State};
 use crate::manifest::Manifest;
-use crate::runtime::{Collector, Runtime};
+use crate::runtime::{Collector, Prepared, Runtime};
 use crate::scheduler::{self, Schedule};
 use crate::signing::{self, PublicKey};
 
@@ -180,7 +180,7 @@ impl Supervisor {
         for c in todo {
             let (rt, trusted) = (self.rt.clone(), self.trusted_keys.clone());
             let wasm = c.wasm.clone();
-            loads.push((c, tokio::task::spawn_blocking(move || load(&rt, &wasm, &trusted))));
+            loads.push((c, tokio::spawn(load(rt, wasm, trusted))));
         }
         for (c, task) in loads {
             let loaded = task.await.unwrap_or_else(|e| Err(format!("loader failed: {e}")));
@@ -236,6 +236,7 @@ impl Supervisor {
     fn schedule(&self, r: &mut Running) {
         let (stop, stopped) = watch::channel(false);
         let task = scheduler::spawn(
+            r.name.clone(),
             self.rt.clone(),
             r.collector.clone(),
             r.schedule,
@@ -320,14 +321,13 @@ impl Supervisor {
                 // Run off the supervisor's loop: a slow collector delays only this answer.
                 tokio::spawn(async move {
                     let result = match collector {
-                        Ok(c) => tokio::task::spawn_blocking(move || {
-                            let mut c = c.lock().unwrap_or_else(PoisonError::into_inner);
-                            c.collect(&rt, crate::clock::now_ms())
-                                .map(|out| out.samples)
-                                .map_err(|e| e.to_string())
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(format!("collector task failed: {e}"))),
+                        Ok(c) => c
+                            .lock()
+                            .await
+                            .collect(&rt, crate::clock::now_ms())
+                            .await
+                            .map(|out| out.samples)
+                            .map_err(|e| e.to_string()),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
@@ -380,17 +380,21 @@ impl Supervisor {
     }
 }
 
-fn load(rt: &Runtime, wasm: &Path, trusted: &[PublicKey]) -> Result<Collector, String> {
+/// Loads one collector: the blocking part (manifest, signature, compile) on
+/// a blocking thread, then instantiation, `describe` and `init` under their
+/// deadlines.
+async fn load(
+    rt: Arc<Runtime>,
+    wasm: PathBuf,
+    trusted: Arc<[PublicKey]>,
+) -> Result<Collector, String> {
     let started = std::time::Instant::now();
-    let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-    let signer =
-        signing::check(wasm, &bytes, trusted).map_err(|e| format!("{}: {e}", wasm.display()))?;
-    let c = Collector::from_bytes(rt, wasm, &bytes, manifest)
-        .map_err(|e| format!("{}: {e}", wasm.display()))?;
-    if let Some(key) = signer {
-        tracing::info!(collector = %c.schema().name, signer = %key, "signature verified");
-    }
+    let (blocking_rt, path) = (rt.clone(), wasm.clone());
+    let prepared = tokio::task::spawn_blocking(move || prepare(&blocking_rt, &path, &trusted))
+        .await
+        .unwrap_or_else(|e| Err(format!("loader failed: {e}")))?;
+    let c =
+        Collector::start(&rt, prepared).await.map_err(|e| format!("{}: {e}", wasm.display()))?;
     tracing::info!(
         collector = %c.schema().name,
         version = %c.schema().version,
@@ -400,4 +404,15 @@ fn load(rt: &Runtime, wasm: &Path, trusted: &[PublicKey]) -> Result<Collector, S
         "collector loaded"
     );
     Ok(c)
+}
+
+fn prepare(rt: &Runtime, wasm: &Path, trusted: &[PublicKey]) -> Result<Prepared, String> {
+    let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let signer =
+        signing::check(wasm, &bytes, trusted).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    if let Some(key) = signer {
+        tracing::info!(path = %wasm.display(), signer = %key, "signature verified");
+    }
+    Collector::prepare(rt, wasm, &bytes, manifest).map_err(|e| format!("{}: {e}", wasm.display()))
 }

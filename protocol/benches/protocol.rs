@@ -151,6 +151,14 @@ fn handshake(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    // What the handshake is made of: three variable-base X25519 and one
+    // fixed-base key generation per side.
+    let eph = wasmtap_protocol::crypto::EphemeralKey::generate(&mut rng);
+    let peer = p.proxy.identity();
+    g.bench_function("x25519", |b| b.iter(|| black_box(eph.agree(peer.as_bytes()))));
+    g.bench_function("x25519_keygen", |b| {
+        b.iter(|| black_box(wasmtap_protocol::crypto::EphemeralKey::generate(&mut rng)))
+    });
     g.finish();
 }
 

@@ -40,6 +40,21 @@ impl Agent {
         collectors: &[&str],
         plugins_extra: &str,
     ) -> anyhow::Result<Self> {
+        let (config, plugins) = Self::prepare(dir, name, port, key, collectors, plugins_extra)?;
+        Self::start_with_config(dir, &config, plugins)
+    }
+
+    /// Writes what [`Agent::start_with`] writes (`agent.toml`, the plugins
+    /// dir with the named collectors) without starting the agent; returns
+    /// the config file and the plugins dir.
+    pub fn prepare(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        key: &str,
+        collectors: &[&str],
+        plugins_extra: &str,
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
         let plugins = dir.join("plugins");
         std::fs::create_dir_all(&plugins)?;
         for c in collectors {
@@ -58,17 +73,28 @@ impl Agent {
                 "[server]\nhosts = [\"127.0.0.1\"]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"2s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n{plugins_extra}\n"
             ),
         )?;
-        Self::start_with_config(dir, &config, plugins)
+        Ok((config, plugins))
     }
 
     /// Starts an agent on an existing config file.
     pub fn start_with_config(dir: &Path, config: &Path, plugins: PathBuf) -> anyhow::Result<Self> {
+        Self::start_with_env(dir, config, plugins, &[])
+    }
+
+    /// Like [`Agent::start_with_config`], with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        config: &Path,
+        plugins: PathBuf,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = dir.join("agent.log");
         let child = Command::new(paths::bin_dir()?.join("wasmtap"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

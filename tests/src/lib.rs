@@ -8,6 +8,8 @@
 //! - [`paths`]: where the binaries and compiled collectors are.
 //! - [`proxy`]: a running proxy process with its config and store.
 //! - [`agent`]: a running agent process with its own plugins dir.
+//! - [`ctl`]: control requests to an agent through a proxy (its own counters).
+//! - [`component`]: collector components assembled from hand-written WAT.
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
 //! - [`outage`]: a TCP forwarder that can be taken down and brought back (backend outages).
 //! - [`tmpfs`]: a small tmpfs for a disk that fills up.
@@ -19,6 +21,8 @@
 //! - [`wait`]: polling helpers with deadlines.
 
 pub mod agent;
+pub mod component;
+pub mod ctl;
 pub mod http;
 pub mod outage;
 pub mod paths;

@@ -190,9 +190,13 @@ fn idle_connections_from_200_networks_do_not_lock_a_fresh_agent_out() -> anyhow:
     })
     .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
     let (opened, peak) = attacker.join().map_err(|_| anyhow::anyhow!("attacker panicked"))??;
+    // Every attacker socket connected at least once, and more were held at
+    // once than the proxy admits before the handshake (1,024), so the gate had
+    // to choose whom to drop while the agent was connecting.
+    assert!(opened >= 2_200, "every attacker socket connected (opened {opened})");
     assert!(
-        peak >= 2_000,
-        "2,000 idle connections were held at once (peak {peak}, opened {opened})"
+        peak > 1_024,
+        "more idle connections were held at once than the proxy admits (peak {peak})"
     );
     Ok(())
 }

@@ -1,19 +1,21 @@
 //! One collector: its compiled component, its validated schema and manifest,
 //! and a sandboxed instance in a `Store` of its own.
+//!
+//! Loading has a blocking part ([`Collector::prepare`]: read, compile or take
+//! from the compile cache, check imports) and an async part
+//! ([`Collector::start`]: instantiate, `describe`, `init`, each under the
+//! manifest's timeout). Calls are futures: see [`super::instance`] for how
+//! their deadline is enforced.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::Component;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::{FsPerms, WasiCtx};
-
+use super::Runtime;
 use super::bindings;
+use super::instance::{self, Instance, Recipe, within};
 use super::kv::KvState;
-use super::limiter::Limiter;
-use super::logs::{CollectorLog, Level};
+use super::logs::CollectorLog;
 use super::state::CollectorState;
-use super::{Runtime, deadline_ticks};
 use crate::manifest::Manifest;
 use crate::schema::{Enforced, OutputError, OutputLimits, Schema, SchemaError};
 
@@ -88,9 +90,18 @@ pub enum CallError {
     Restart(String),
 }
 
-struct Instance {
-    store: Store<CollectorState>,
-    bindings: bindings::Collector,
+/// A collector compiled and checked, ready to be started.
+pub struct Prepared {
+    path: PathBuf,
+    manifest: Manifest,
+    pre: bindings::CollectorPre<CollectorState>,
+    origin: super::cache::Origin,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 /// A loaded collector.
@@ -98,7 +109,8 @@ pub struct Collector {
     path: PathBuf,
     schema: Schema,
     manifest: Manifest,
-    component: Component,
+    pre: bindings::CollectorPre<CollectorState>,
+    /// The live instance; `None` after a failed call, until the next call starts a fresh one.
     instance: Option<Instance>,
     limits: OutputLimits,
     kv: Arc<Mutex<KvState>>,
@@ -115,51 +127,59 @@ impl std::fmt::Debug for Collector {
     }
 }
 
-fn describe_error(e: &wasmtime::Error) -> CallError {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Timeout,
-        _ => CallError::Trap(format!("{e:#}")),
-    }
-}
-
 impl Collector {
-    /// Reads, compiles, instantiates, describes and initialises the collector at `path`.
-    pub fn load(rt: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
+    /// Reads, prepares and starts the collector at `path`. Compiling blocks
+    /// the calling thread: the agent uses [`Collector::prepare`] on a
+    /// blocking thread and [`Collector::start`] instead.
+    pub async fn load(rt: &Runtime, path: &Path, manifest: Manifest) -> Result<Self, LoadError> {
         let wasm = std::fs::read(path)
             .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        Self::from_bytes(rt, path, &wasm, manifest)
+        Self::start(rt, Self::prepare(rt, path, &wasm, manifest)?).await
     }
 
-    /// Like [`Collector::load`], from bytes already read (and checked) from `path`.
-    pub fn from_bytes(
+    /// Compiles (or takes from the compile cache) the bytes read from `path`
+    /// and checks what they import. Blocking: run it off the async threads.
+    pub fn prepare(
         rt: &Runtime,
         path: &Path,
         wasm: &[u8],
         manifest: Manifest,
-    ) -> Result<Self, LoadError> {
+    ) -> Result<Prepared, LoadError> {
         let (component, origin) = rt.compile(wasm, path)?;
+        let pre = rt
+            .linker()
+            .instantiate_pre(&component)
+            .and_then(bindings::CollectorPre::new)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        Ok(Prepared { path: path.to_owned(), manifest, pre, origin })
+    }
+
+    /// Instantiates, describes and initialises a prepared collector.
+    pub async fn start(rt: &Runtime, prepared: Prepared) -> Result<Self, LoadError> {
+        let Prepared { path, manifest, pre, origin } = prepared;
         let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
         let log = CollectorLog::new(&label);
-        let mut instance = instantiate(rt, &component, &manifest, &label, kv.clone(), log.clone())?;
-        instance.store.set_epoch_deadline(deadline_ticks(manifest.timeout));
-        let descriptor = instance
-            .bindings
-            .call_describe(&mut instance.store)
-            .map_err(|e| LoadError::Describe(describe_error(&e).to_string()))?;
+        let recipe = Recipe { pre: &pre, manifest: &manifest, name: &label, kv: &kv, log: &log };
+        let mut instance = instance::instantiate(rt, recipe).await?;
+        instance.arm(manifest.timeout);
+        let descriptor =
+            within(rt, manifest.timeout, instance.bindings.call_describe(&mut instance.store))
+                .await
+                .map_err(|e| LoadError::Describe(e.to_string()))?;
         let schema = Schema::from_descriptor(descriptor)?;
         instance.store.data_mut().name = schema.name.clone();
         log.rename(&schema.name);
         if let Some(path) = rt.state_path(&schema.name) {
             *lock(&kv) = KvState::load(path);
         }
-        init(&mut instance, &manifest)?;
-        persist(&kv, &schema.name);
+        instance::init(rt, &mut instance, &manifest).await?;
+        persist(&kv, &schema.name).await;
         Ok(Self {
-            path: path.to_owned(),
+            path,
             schema,
             manifest,
-            component,
+            pre,
             instance: Some(instance),
             limits: OutputLimits::default(),
             kv,
@@ -178,7 +198,8 @@ impl Collector {
         &self.manifest
     }
 
-    /// The largest linear memory the current instance has reached, in bytes.
+    /// The most memory (all memories and tables together) the current
+    /// instance has reached, in bytes.
     pub fn peak_memory(&self) -> usize {
         self.instance.as_ref().map_or(0, |i| i.store.data().limits.peak_memory())
     }
@@ -195,95 +216,67 @@ impl Collector {
 
     /// Runs one `collect`, stamping samples with `now_ms`.
     ///
-    /// After a trap or timeout the instance is discarded (its state can't be
-    /// trusted) and the next call starts a fresh one.
-    pub fn collect(&mut self, rt: &Runtime, now_ms: u64) -> Result<Enforced, CallError> {
-        let instance = match self.instance.as_mut() {
+    /// The instance is taken out for the call and put back only when the
+    /// guest returned: after a trap or a timeout, or if this future is
+    /// dropped before it completes, the instance is discarded (its state
+    /// can't be trusted) and the next call starts a fresh one.
+    pub async fn collect(&mut self, rt: &Runtime, now_ms: u64) -> Result<Enforced, CallError> {
+        let mut instance = match self.instance.take() {
             Some(i) => i,
             None => {
-                let mut fresh = instantiate(
-                    rt,
-                    &self.component,
-                    &self.manifest,
-                    &self.schema.name,
-                    self.kv.clone(),
-                    self.log.clone(),
-                )
-                .map_err(|e| CallError::Restart(e.to_string()))?;
-                init(&mut fresh, &self.manifest).map_err(|e| CallError::Restart(e.to_string()))?;
-                self.instance.insert(fresh)
+                // From the fields, not `&self`: a collector is `Send` but not `Sync`.
+                let recipe = Recipe {
+                    pre: &self.pre,
+                    manifest: &self.manifest,
+                    name: &self.schema.name,
+                    kv: &self.kv,
+                    log: &self.log,
+                };
+                restart(rt, recipe).await?
             }
         };
-        instance.store.set_epoch_deadline(deadline_ticks(self.manifest.timeout));
-        let result = instance.bindings.call_collect(&mut instance.store);
-        persist(&self.kv, &self.schema.name);
-        let raw = match result {
-            Ok(Ok(raw)) => raw,
-            Ok(Err(message)) => return Err(CallError::Collector(message)),
-            Err(e) => {
-                self.instance = None;
-                return Err(describe_error(&e));
-            }
-        };
-        Ok(self.schema.enforce(raw, now_ms, &self.limits)?)
+        instance.arm(self.manifest.timeout);
+        let call = instance.bindings.call_collect(&mut instance.store);
+        let result = within(rt, self.manifest.timeout, call).await;
+        if result.is_ok() {
+            self.instance = Some(instance);
+        }
+        persist(&self.kv, &self.schema.name).await;
+        match result? {
+            Ok(raw) => Ok(self.schema.enforce(raw, now_ms, &self.limits)?),
+            Err(message) => Err(CallError::Collector(message)),
+        }
     }
+}
+
+/// A fresh instance in place of one that failed: instantiated and initialised.
+async fn restart(rt: &Runtime, recipe: Recipe<'_>) -> Result<Instance, CallError> {
+    let manifest = recipe.manifest;
+    let mut fresh =
+        instance::instantiate(rt, recipe).await.map_err(|e| CallError::Restart(e.to_string()))?;
+    instance::init(rt, &mut fresh, manifest)
+        .await
+        .map_err(|e| CallError::Restart(e.to_string()))?;
+    Ok(fresh)
 }
 
 fn lock(kv: &Mutex<KvState>) -> std::sync::MutexGuard<'_, KvState> {
     kv.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes the collector's state if it changed; a failure is logged, not fatal.
-fn persist(kv: &Mutex<KvState>, name: &str) {
-    if let Err(e) = lock(kv).persist() {
-        tracing::warn!(collector = %name, error = %e, "cannot persist collector state");
+/// Writes the collector's state if it changed, on a blocking thread (it
+/// syncs to disk); a failure is logged, not fatal.
+async fn persist(kv: &Arc<Mutex<KvState>>, name: &str) {
+    if !lock(kv).needs_persist() {
+        return;
     }
-}
-
-fn instantiate(
-    rt: &Runtime,
-    component: &Component,
-    manifest: &Manifest,
-    name: &str,
-    kv: Arc<Mutex<KvState>>,
-    log: CollectorLog,
-) -> Result<Instance, LoadError> {
-    let mut wasi = WasiCtx::builder();
-    for dir in &manifest.read {
-        let guest = dir.to_string_lossy();
-        wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
-            .map_err(|e| LoadError::Grant { path: dir.clone(), reason: format!("{e:#}") })?;
-    }
-    for key in &manifest.env {
-        if let Ok(value) = std::env::var(key) {
-            wasi.env(key, value);
+    let (kv, name) = (kv.clone(), name.to_owned());
+    let written = tokio::task::spawn_blocking(move || {
+        if let Err(e) = lock(&kv).persist() {
+            tracing::warn!(collector = %name, error = %e, "cannot persist collector state");
         }
-    }
-    wasi.stdout(log.pipe(Level::Info));
-    wasi.stderr(log.pipe(Level::Warn));
-    let memory = usize::try_from(manifest.memory).unwrap_or(usize::MAX);
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(memory)
-        .memories(4)
-        .tables(16)
-        .table_elements(100_000)
-        .instances(32)
-        .trap_on_grow_failure(true)
-        .build();
-    let state = CollectorState::new(name.to_owned(), wasi.build(), Limiter::new(limits), kv, log);
-    let mut store = Store::new(rt.engine(), state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(deadline_ticks(manifest.timeout));
-    let bindings = bindings::Collector::instantiate(&mut store, component, rt.linker())
-        .map_err(|e| LoadError::Instantiate(describe_error(&e).to_string()))?;
-    Ok(Instance { store, bindings })
-}
-
-fn init(instance: &mut Instance, manifest: &Manifest) -> Result<(), LoadError> {
-    instance.store.set_epoch_deadline(deadline_ticks(manifest.timeout));
-    match instance.bindings.call_init(&mut instance.store, &manifest.config) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(LoadError::Init(message)),
-        Err(e) => Err(LoadError::Init(describe_error(&e).to_string())),
+    });
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, "collector state writer failed");
     }
 }

@@ -82,6 +82,11 @@ impl KvState {
         self.bytes
     }
 
+    /// Whether [`KvState::persist`] has anything to write.
+    pub fn needs_persist(&self) -> bool {
+        self.dirty && self.path.is_some()
+    }
+
     /// Writes the state to disk if it changed: temp file, fsync, rename.
     pub fn persist(&mut self) -> std::io::Result<()> {
         let Some(path) = self.path.as_ref().filter(|_| self.dirty) else {

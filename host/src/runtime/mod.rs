@@ -1,10 +1,17 @@
 //! The collector runtime: one wasmtime [`Engine`] shared by all collectors,
-//! an epoch ticker that enforces call deadlines, and the policy of what a
-//! collector may import.
+//! an epoch ticker that runs while calls are in flight, and the policy of
+//! what a collector may import.
+//!
+//! Guest calls are async (wasmtime's async support with WASI's async
+//! linker): each runs as a future under a wall-clock deadline, so a call
+//! blocked anywhere, in wasm or in a host call, is dropped on time.
 //!
 //! - [`bindings`]: the generated host bindings of the WIT world.
 //! - [`state`]: per-collector store data and the host imports.
-//! - [`collector`]: one loaded, sandboxed collector instance.
+//! - [`collector`]: one loaded collector: load, describe, init, collect.
+//! - [`instance`]: its sandboxed instance and calls under a deadline.
+//! - [`limiter`]: one memory budget across all memories and tables.
+//! - [`ticker`]: the epoch ticker.
 //! - [`cache`]: compiled collectors on disk, checksummed and keyed by engine.
 //! - [`kv`]: a collector's persisted key-value state.
 //! - [`logs`]: the `log` import and stdout/stderr, as rate-limited log lines.
@@ -12,23 +19,26 @@
 pub mod bindings;
 pub mod cache;
 pub mod collector;
+mod instance;
 pub mod kv;
 pub mod limiter;
 pub mod logs;
 pub mod state;
+pub mod ticker;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-pub use collector::{CallError, Collector, LoadError};
+pub use collector::{CallError, Collector, LoadError, Prepared};
 use state::CollectorState;
+use ticker::Ticker;
 
-/// How often the engine's epoch advances; call deadlines are multiples of it.
+/// How often the engine's epoch advances while a call is in flight: how
+/// long guest code runs between yields to the executor, and how late past
+/// its deadline a guest spinning in wasm is trapped at most.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Wasm stack a collector may use (deep recursion traps instead of crashing the host).
 pub const MAX_WASM_STACK: usize = 512 << 10;
@@ -48,7 +58,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CollectorState>,
-    ticker: Arc<AtomicBool>,
+    ticker: Ticker,
     state_dir: Option<PathBuf>,
     cache: Option<cache::CompileCache>,
 }
@@ -60,7 +70,7 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine and starts the epoch ticker thread. Collector state
+    /// Builds the engine and starts the (idle) epoch ticker thread. Collector state
     /// is kept under `data_dir/state`.
     pub fn new(data_dir: &Path) -> anyhow::Result<Self> {
         let mut rt = Self::without_storage()?;
@@ -84,20 +94,9 @@ impl Runtime {
         config.wasm_component_model(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Collector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-
-        let ticker = Arc::new(AtomicBool::new(true));
-        let (running, weak_engine) = (ticker.clone(), engine.weak());
-        std::thread::Builder::new().name("wasmtap-epoch".into()).spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match weak_engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => break,
-                }
-            }
-        })?;
+        let ticker = Ticker::start(&engine)?;
         Ok(Self { engine, linker, ticker, state_dir: None, cache: None })
     }
 
@@ -135,11 +134,10 @@ impl Runtime {
     pub(crate) fn linker(&self) -> &Linker<CollectorState> {
         &self.linker
     }
-}
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker.store(false, Ordering::Relaxed);
+    /// The epoch ticker.
+    pub fn ticker(&self) -> &Ticker {
+        &self.ticker
     }
 }
 
@@ -157,10 +155,4 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Deadline ticks for a call timeout (at least one tick).
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_micros().max(1);
-    u64::try_from(timeout.as_micros().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
 }

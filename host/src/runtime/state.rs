@@ -2,6 +2,7 @@
 //! `wasmtap:collector/host` import.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::limiter::Limiter;
 use wasmtime::component::ResourceTable;
@@ -19,13 +20,15 @@ pub struct CollectorState {
     pub wasi: WasiCtx,
     /// WASI resource handles.
     pub table: ResourceTable,
-    /// Memory, table and instance caps, and peak memory.
+    /// One memory budget for all memories and tables, and peak memory.
     pub limits: Limiter,
     /// The persisted key-value state, shared with the owning collector so it
     /// outlives restarts of the instance.
     pub kv: Arc<Mutex<KvState>>,
     /// Where its log lines go, rate-limited.
     pub log: CollectorLog,
+    /// When the call in progress must end; the epoch callback traps after it.
+    pub deadline: Instant,
 }
 
 impl std::fmt::Debug for CollectorState {
@@ -43,7 +46,7 @@ impl CollectorState {
         kv: Arc<Mutex<KvState>>,
         log: CollectorLog,
     ) -> Self {
-        Self { name, wasi, table: ResourceTable::new(), limits, kv, log }
+        Self { name, wasi, table: ResourceTable::new(), limits, kv, log, deadline: Instant::now() }
     }
 
     fn kv(&self) -> MutexGuard<'_, KvState> {

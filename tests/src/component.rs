@@ -1,0 +1,44 @@
+//! Collector components assembled from hand-written core modules (WAT),
+//! for collectors Rust cannot express, such as one with two linear
+//! memories: `plugins/testing/<name>/collector.wat` is parsed, given the
+//! `wasmtap:collector` world of `wit/` as its component type, and wrapped
+//! into a component by `wit-component`, as `cargo component` would.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::paths;
+
+/// The component of `plugins/testing/<name>/collector.wat`.
+pub fn from_wat(name: &str) -> anyhow::Result<Vec<u8>> {
+    let source = paths::root().join("plugins/testing").join(name).join("collector.wat");
+    let mut module =
+        wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(paths::root().join("wit")).context("reading wit/")?;
+    let world = resolve.select_world(&[package], Some("collector"))?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )?;
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)?
+        .encode()
+        .with_context(|| format!("wrapping {} into a component", source.display()))
+}
+
+/// Writes the component of `name` into `plugins` as `<name>.wasm`, with
+/// `plugins/testing/<name>/manifest.toml` as `<name>.toml`; returns the `.wasm`.
+pub fn install(name: &str, plugins: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(plugins)?;
+    let wasm = plugins.join(format!("{name}.wasm"));
+    std::fs::write(&wasm, from_wat(name)?)?;
+    let manifest = paths::root().join("plugins/testing").join(name).join("manifest.toml");
+    std::fs::copy(&manifest, wasm.with_extension("toml"))
+        .with_context(|| format!("copying {}", manifest.display()))?;
+    Ok(wasm)
+}

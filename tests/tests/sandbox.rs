@@ -1,0 +1,165 @@
+//! The collector sandbox, checked at run time with collectors made for it:
+//! a socket import is refused at load, a granted directory is read-only,
+//! nothing outside the grants (not even `/etc`) is visible, the agent's
+//! environment is hidden except the granted variables, and the memory cap
+//! covers all of a collector's memories together.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use wasmtap_tests::ctl::{Ctl, admin_section};
+use wasmtap_tests::{Agent, Proxy, component, new_key, wait};
+
+const SECRET: &str = "agent-only-3f9a2c";
+
+/// The latest value of each of `collector`'s fields in the store, once it
+/// has stored at least one sample.
+fn latest(proxy: &Proxy, collector: &str) -> anyhow::Result<BTreeMap<String, Value>> {
+    wait::until(Duration::from_secs(30), &format!("a sample of {collector}"), || {
+        let mut rows = proxy.query(&["--collector", collector])?;
+        rows.sort_by_key(|r| r["time"].as_u64());
+        let fields: BTreeMap<String, Value> = rows
+            .into_iter()
+            .filter_map(|r| Some((r["field"].as_str()?.to_owned(), r["value"].clone())))
+            .collect();
+        Ok((!fields.is_empty()).then_some(fields))
+    })
+}
+
+#[test]
+fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let grant = dir.path().join("grant");
+    std::fs::create_dir_all(&grant)?;
+    std::fs::write(grant.join("inside.txt"), "granted")?;
+    let outside = dir.path().join("outside/secret.txt");
+    std::fs::create_dir_all(dir.path().join("outside"))?;
+    std::fs::write(&outside, "not granted")?;
+
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) = Agent::prepare(
+        &agent_dir,
+        "web-01",
+        proxy.addr.port(),
+        &key,
+        &["load", "testing/probe", "testing/sockets"],
+        "",
+    )?;
+    std::fs::write(
+        plugins.join("probe.toml"),
+        format!(
+            "interval = \"1s\"\ntimeout = \"1s\"\n[grants]\nread = [{:?}]\nenv = [\"WASMTAP_PROBE_GRANTED\"]\n[config]\ngrant = {:?}\noutside = {:?}\n",
+            grant.display().to_string(),
+            grant.display().to_string(),
+            outside.display().to_string(),
+        ),
+    )?;
+    let agent = Agent::start_with_env(
+        &agent_dir,
+        &config,
+        plugins,
+        &[("WASMTAP_PROBE_GRANTED", "yes"), ("WASMTAP_PROBE_SECRET", SECRET)],
+    )?;
+    let ctl = Ctl::new(&proxy, "web-01");
+
+    // The socket user is refused at load, saying why, and never runs.
+    wait::until(Duration::from_secs(30), "the sockets collector refused", || {
+        Ok(agent
+            .log_text()
+            .lines()
+            .any(|l| l.contains("sockets.wasm imports `wasi:sockets/"))
+            .then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
+    let log = agent.log_text();
+    assert!(
+        log.contains("which collectors may not use (no network access)"),
+        "the refusal must say why: {log}"
+    );
+
+    let probe = latest(&proxy, "probe").with_context(|| agent.log_text())?;
+    let value = |name: &str| probe.get(name).and_then(Value::as_f64);
+    let errors = probe.get("errors").and_then(Value::as_str).unwrap_or_default();
+    // What a collector may do: read inside its grant, see granted variables.
+    assert_eq!(value("read_grant"), Some(1.0), "the granted file must be readable: {errors}");
+    assert_eq!(value("granted_env"), Some(1.0), "{probe:?}");
+    // What it may not.
+    for denied in [
+        "write_grant",
+        "create_grant",
+        "mkdir_grant",
+        "remove_grant",
+        "read_outside",
+        "read_etc",
+        "list_root",
+        "secret_env",
+    ] {
+        assert_eq!(value(denied), Some(0.0), "{denied} must fail: {probe:?}");
+    }
+    assert_eq!(value("env_vars"), Some(1.0), "only the granted variable is visible: {probe:?}");
+    // And the grant is as it was.
+    assert_eq!(std::fs::read_to_string(grant.join("inside.txt"))?, "granted");
+    assert!(!grant.join("created.txt").exists() && !grant.join("made").exists());
+
+    let names: Vec<Value> = ctl
+        .request(&["collectors"])?
+        .as_array()
+        .map(|l| l.iter().map(|c| c["name"].clone()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"probe".into()) && !names.contains(&"sockets".into()), "{names:?}");
+    // The secret never left the agent.
+    let stored = proxy.query(&[])?;
+    assert!(!format!("{stored:?}").contains(SECRET), "the agent's environment leaked");
+    Ok(())
+}
+
+/// `two-memories` grows each of its two linear memories to 10 MiB. Under a
+/// 64 MiB cap that works; under 16 MiB it must fail, although each memory
+/// alone is under the cap.
+#[test]
+fn memory_cap_covers_all_memories_of_a_collector() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) = Agent::prepare(&agent_dir, "web-01", proxy.addr.port(), &key, &[], "")?;
+    let wasm = component::install("two-memories", &plugins)?;
+    let manifest = wasm.with_extension("toml");
+    let capped = std::fs::read_to_string(&manifest)?;
+    anyhow::ensure!(capped.contains("memory = \"16MiB\""), "the manifest sets the cap: {capped}");
+    std::fs::write(&manifest, capped.replace("16MiB", "64MiB"))?;
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins)?;
+    let ctl = Ctl::new(&proxy, "web-01");
+
+    // With room for both, the collector works: 160 pages in each memory.
+    let fields = latest(&proxy, "two-memories").with_context(|| agent.log_text())?;
+    assert_eq!(fields.get("pages").and_then(Value::as_f64), Some(320.0), "{fields:?}");
+
+    // The same collector under a cap below the two memories' sum.
+    replace(&manifest, &capped)?;
+    let failed = wait::until(Duration::from_secs(30), "two-memories to fail under 16 MiB", || {
+        Ok(ctl.collector("two-memories")?.filter(|c| c["failures"].as_u64() >= Some(1)))
+    })
+    .with_context(|| agent.log_text())?;
+    let error = failed["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("memory cap of 16777216 bytes exceeded"),
+        "the failure must be the memory cap: {failed}"
+    );
+    assert_eq!(failed["timeouts"], 0, "{failed}");
+    Ok(())
+}
+
+/// Replaces a file by renaming a complete new one over it, so the agent's
+/// watcher never sees it half written.
+fn replace(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
