@@ -22,7 +22,6 @@
 //! - [`uplink`]: batches into the spool, one session to a proxy, failover, acknowledgements.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`agent`]: wires it all together ([`agent::run`]).
-//! - [`authoring`]: `wasmtap plugin new|build|check|run|keygen|sign` for collector authors.
 //! - [`clock`]: the one place the agent reads the wall clock.
 //!
 //! ## Example
@@ -39,7 +38,6 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
-pub mod authoring;
 pub mod backoff;
 pub mod clock;
 pub mod config;

@@ -12,7 +12,7 @@ pub fn root() -> PathBuf {
 }
 
 /// `target/debug` (or wherever this test binary was built), with the
-/// `wasmtap` and `wasmtap-proxy` binaries built and up to date.
+/// `wasmtap`, `wasmtap-plugin` and `wasmtap-proxy` binaries built and up to date.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -28,7 +28,16 @@ fn build_bins() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"])
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "wasmtap-host",
+            "-p",
+            "wasmtap-proxy",
+            "-p",
+            "wasmtap-authoring",
+        ])
         .current_dir(root());
     // Not the variables cargo set for this test's package: some build
     // scripts (ring's) watch CARGO_MANIFEST_DIR and would rebuild whenever

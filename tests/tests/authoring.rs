@@ -22,6 +22,53 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
+fn the_agent_runs_the_authoring_binary_and_says_how_to_get_it_when_missing() -> anyhow::Result<()> {
+    // Beside the agent (target/debug), `wasmtap plugin` runs `wasmtap-plugin`.
+    let out = wasmtap(&["plugin", "--help"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Usage: wasmtap plugin"), "{}", text(&out.stdout));
+    // An agent installed alone, with nothing on PATH: a clear error naming
+    // the missing binary and how to install it, and a failing exit status.
+    let dir = tempfile::tempdir()?;
+    let alone = dir.path().join("wasmtap");
+    std::fs::copy(paths::bin_dir()?.join("wasmtap"), &alone)?;
+    let out = Command::new(&alone)
+        .args(["plugin", "check", "x.wasm"])
+        .env("PATH", dir.path().join("empty"))
+        .env("RUST_BACKTRACE", "0")
+        .output()?;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("wasmtap-plugin") && err.contains("cargo install --path authoring"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_agent_does_not_link_the_component_toolchain() -> anyhow::Result<()> {
+    // What the agent binary links: its normal dependencies (not build, dev
+    // or proc-macro ones, which run only at compile time).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--offline", "-p", "wasmtap-host", "-e", "normal,no-proc-macro", "--prefix", "none"])
+        .current_dir(paths::root())
+        .output()
+        .context("running cargo tree")?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tree = text(&out.stdout);
+    assert!(tree.contains("wasmtime "), "the tree is the agent's:\n{tree}");
+    for crate_name in ["wac-graph", "wit-component", "wasmtap-authoring"] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(&format!("{crate_name} "))),
+            "the agent links {crate_name}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn check_prints_fields_and_grants_and_refuses_garbage() -> anyhow::Result<()> {
     let (wasm, _) = paths::plugin("load")?;
     let out = wasmtap(&["plugin", "check", &wasm.to_string_lossy()])?;

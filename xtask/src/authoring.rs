@@ -78,7 +78,8 @@ fn js(pins: &Path, dir: &Path) -> anyhow::Result<()> {
 pub fn build_examples() -> anyhow::Result<PathBuf> {
     install_tools()?;
     let root = util::root();
-    util::cargo(&["build", "-p", "wasmtap-host", "--bin", "wasmtap"], &root)?;
+    // `wasmtap plugin` runs `wasmtap-plugin` from beside it.
+    util::cargo(&["build", "-p", "wasmtap-host", "-p", "wasmtap-authoring", "--bins"], &root)?;
     let wasmtap = root.join("target/debug/wasmtap");
     let tools = tools_dir();
     let out = root.join("target/plugins/examples");

@@ -175,8 +175,10 @@ fn js(dir: &Path, wasm: &Path) -> Result<(), AuthoringError> {
 /// Fails when the component imports what the agent refuses, naming it.
 fn refuse_forbidden_imports(wasm: &Path) -> Result<(), AuthoringError> {
     let bytes = std::fs::read(wasm).map_err(io(wasm))?;
-    let refused: Vec<String> =
-        plug::imports(&bytes)?.into_iter().filter(|i| !crate::runtime::import_allowed(i)).collect();
+    let refused: Vec<String> = plug::imports(&bytes)?
+        .into_iter()
+        .filter(|i| !wasmtap_host::runtime::import_allowed(i))
+        .collect();
     if refused.is_empty() {
         return Ok(());
     }

@@ -82,11 +82,11 @@ mod tests {
 
     #[test]
     fn pins_match_what_xtask_installs_and_the_js_template() {
-        let requirements = include_str!("../../../xtask/authoring-tools/requirements.txt");
+        let requirements = include_str!("../../xtask/authoring-tools/requirements.txt");
         assert!(requirements.contains(&format!("componentize-py=={COMPONENTIZE_PY_VERSION}\n")));
         for package_json in [
-            include_str!("../../../xtask/authoring-tools/package.json"),
-            include_str!("../../templates/js/package.json"),
+            include_str!("../../xtask/authoring-tools/package.json"),
+            include_str!("../templates/js/package.json"),
         ] {
             assert!(
                 package_json.contains(&format!("\"@bytecodealliance/jco\": \"{JCO_VERSION}\""))

@@ -8,41 +8,41 @@ use super::Lang;
 pub type File = (&'static str, &'static str);
 
 /// The agent's WIT package, which every Python and JavaScript project carries.
-const COLLECTOR_WIT: &str = include_str!("../../../wit/collector.wit");
+const COLLECTOR_WIT: &str = include_str!("../../wit/collector.wit");
 
 const RUST: &[File] = &[
-    ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
-    ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs")),
-    ("manifest.toml", include_str!("../../templates/rust/manifest.toml")),
-    ("README.md", include_str!("../../templates/rust/README.md")),
-    (".gitignore", include_str!("../../templates/rust/gitignore")),
+    ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+    ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
+    ("manifest.toml", include_str!("../templates/rust/manifest.toml")),
+    ("README.md", include_str!("../templates/rust/README.md")),
+    (".gitignore", include_str!("../templates/rust/gitignore")),
 ];
 
 const PYTHON: &[File] = &[
-    ("app.py", include_str!("../../templates/python/app.py")),
+    ("app.py", include_str!("../templates/python/app.py")),
     ("wit/collector.wit", COLLECTOR_WIT),
-    ("manifest.toml", include_str!("../../templates/python/manifest.toml")),
-    ("README.md", include_str!("../../templates/python/README.md")),
-    (".gitignore", include_str!("../../templates/python/gitignore")),
+    ("manifest.toml", include_str!("../templates/python/manifest.toml")),
+    ("README.md", include_str!("../templates/python/README.md")),
+    (".gitignore", include_str!("../templates/python/gitignore")),
 ];
 
 const JS: &[File] = &[
-    ("app.js", include_str!("../../templates/js/app.js")),
-    ("package.json", include_str!("../../templates/js/package.json")),
-    ("wit/world.wit", include_str!("../../templates/js/wit/world.wit")),
+    ("app.js", include_str!("../templates/js/app.js")),
+    ("package.json", include_str!("../templates/js/package.json")),
+    ("wit/world.wit", include_str!("../templates/js/wit/world.wit")),
     ("wit/deps/wasmtap-collector/collector.wit", COLLECTOR_WIT),
-    ("wit/deps/wasi-io/io.wit", include_str!("../../templates/js/wit/deps/wasi-io/io.wit")),
+    ("wit/deps/wasi-io/io.wit", include_str!("../templates/js/wit/deps/wasi-io/io.wit")),
     (
         "wit/deps/wasi-clocks/clocks.wit",
-        include_str!("../../templates/js/wit/deps/wasi-clocks/clocks.wit"),
+        include_str!("../templates/js/wit/deps/wasi-clocks/clocks.wit"),
     ),
     (
         "wit/deps/wasi-filesystem/filesystem.wit",
-        include_str!("../../templates/js/wit/deps/wasi-filesystem/filesystem.wit"),
+        include_str!("../templates/js/wit/deps/wasi-filesystem/filesystem.wit"),
     ),
-    ("manifest.toml", include_str!("../../templates/js/manifest.toml")),
-    ("README.md", include_str!("../../templates/js/README.md")),
-    (".gitignore", include_str!("../../templates/js/gitignore")),
+    ("manifest.toml", include_str!("../templates/js/manifest.toml")),
+    ("README.md", include_str!("../templates/js/README.md")),
+    (".gitignore", include_str!("../templates/js/gitignore")),
 ];
 
 /// The files of `lang`'s template.

@@ -1,6 +1,11 @@
-//! `wasmtap plugin …`: the collector author's tools. `new` writes a project
-//! from a template and `build` builds one, in Rust, Python or JavaScript;
-//! `check` validates a component against the WIT world and shows what it
+//! # wasmtap-authoring
+//!
+//! `wasmtap plugin …`: the collector author's tools, in a binary of their
+//! own (`wasmtap-plugin`) that the agent's `wasmtap plugin` runs, so the
+//! agent shipped to monitored machines links none of this.
+//!
+//! `new` writes a project from a template and `build` builds one, in Rust,
+//! Python or JavaScript; `check` validates a component against the WIT world and shows what it
 //! declares and what its manifest asks for; `run` runs it under the agent's
 //! own sandbox and prints its samples; `keygen` and `sign` make signed
 //! distribution possible.
@@ -21,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use wasmtap_protocol::message::{Sample, Value};
 
-use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::{CallError, Collector, LoadError, Runtime};
-use crate::schema::Kind;
-use crate::signing;
+use wasmtap_host::manifest::{Manifest, ManifestError};
+use wasmtap_host::runtime::{CallError, Collector, LoadError, Runtime};
+use wasmtap_host::schema::Kind;
+use wasmtap_host::signing;
 
 /// Why an authoring command failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +134,8 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn collect(&mut self) -> Result<crate::schema::Enforced, CallError> {
-        self.exec.block_on(self.c.collect(&self.rt, crate::clock::now_ms()))
+    fn collect(&mut self) -> Result<wasmtap_host::schema::Enforced, CallError> {
+        self.exec.block_on(self.c.collect(&self.rt, wasmtap_host::clock::now_ms()))
     }
 }
 
