@@ -1,9 +1,9 @@
 //! `cargo xtask footprint [--seconds N]`: what the agent costs a monitored
 //! machine, side by side with collectd and node_exporter in the same run.
 //!
-//! - wasmtap: the release agent with the six standard collectors at a 1 s
+//! - wasmtap: the agent as shipped (`--profile dist`) with the six standard collectors at a 1 s
 //!   interval, from a cold compile cache, sending through a counting relay
-//!   to a release proxy;
+//!   to a proxy built the same way;
 //! - collectd (Debian's `collectd-core`): cpu, memory, df, interface, load,
 //!   disk and processes at a 1 s interval, sent encrypted by its network
 //!   plugin through a counting relay to a collectd server;
@@ -88,10 +88,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = util::root();
     let built = plugins::build()?;
     util::cargo(
-        &["build", "--release", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"],
+        &["build", "--profile", "dist", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"],
         &root,
     )?;
-    let bin = root.join("target/release");
+    let bin = root.join("target/dist");
     let work = root.join("target/footprint");
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
