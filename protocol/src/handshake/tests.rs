@@ -372,7 +372,9 @@ fn recorded_session_stays_secret_after_every_long_term_key_leaks() {
     for ee in guesses {
         let master = Master::derive(e.psk.secret(), &th2, [&ee, es.expose(), se.expose()]);
         let zero = crate::secret::Key256::new([0; 32]);
-        let mut s = master.into_session(&th2, &zero, &zero, run.server.session.id(), Role::Server);
+        let suite = run.server.session.simple_suite();
+        let id = run.server.session.id();
+        let mut s = master.into_session(&th2, (&zero, &zero), suite, id, Role::Server);
         let _ = s.open(frame(&run.client.finished));
         assert_eq!(s.open(data.clone()), Err(SessionError::Auth));
     }
