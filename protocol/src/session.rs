@@ -303,7 +303,9 @@ impl Session {
 
     /// Checks a received checkpoint and releases the payloads it covers, in
     /// the order they arrived. A mismatch is fatal: close the session.
-    pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<Vec<NumericPayload>, SessionError> {
+    /// They stay readable until the next simple frame is held (so that a
+    /// steady stream of batches reuses the same memory).
+    pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<&[NumericPayload], SessionError> {
         Ok(self.recv.simple.verify(cp)?)
     }
 

@@ -1,6 +1,11 @@
 //! One direction's simple-path state, the same type on both ends: the
 //! suite's key, the number of the next frame under it (the nonce), the
 //! epoch, and the sender's tags or the receiver's held frames.
+//!
+//! No associated data: a frame that reaches the simple path has version 2
+//! and kind `Simple` (the decoder and the session refuse anything else),
+//! so the only variable field of its header is the length, and both suites
+//! authenticate the message length themselves.
 
 use zeroize::Zeroize;
 
@@ -19,8 +24,12 @@ pub(crate) struct SimpleState {
     epoch: u64,
     /// Sender: the tags of the frames sent since the last checkpoint.
     tags: Vec<[u8; 16]>,
-    /// Receiver: the frames held since the last checkpoint, still encrypted.
-    pending: Vec<Vec<u8>>,
+    /// Receiver: the frames held since the last checkpoint, still
+    /// encrypted; after a checkpoint matched, its payloads, decrypted,
+    /// until the next frame arrives.
+    held: Vec<NumericPayload>,
+    /// Whether `held` is the last checkpoint's released payloads.
+    released: bool,
     pending_bytes: u64,
 }
 
@@ -42,7 +51,8 @@ impl SimpleState {
             next: 0,
             epoch: 0,
             tags: Vec::new(),
-            pending: Vec::new(),
+            held: Vec::new(),
+            released: false,
             pending_bytes: 0,
         }
     }
@@ -58,7 +68,7 @@ impl SimpleState {
         out.extend_from_slice(&header);
         let start = out.len();
         out.extend_from_slice(&payload.bytes);
-        let tag = self.cipher.seal(self.next, &header, &mut out[start..]);
+        let tag = self.cipher.seal(self.next, &mut out[start..]);
         self.tags.push(tag);
         self.next += 1;
     }
@@ -72,24 +82,33 @@ impl SimpleState {
 
     /// Receiver: holds a `Simple` frame, still encrypted, until the checkpoint.
     pub(crate) fn open(&mut self, frame: Frame) -> Result<(), SimpleError> {
+        self.forget_released();
         if frame.payload.is_empty() {
             return Err(SimpleError::Empty);
         }
         let len = frame.payload.len() as u64;
         if self.pending_bytes + len > MAX_PENDING_BYTES
-            || self.pending.len() >= MAX_PENDING_FRAMES as usize
+            || self.held.len() >= MAX_PENDING_FRAMES as usize
         {
             return Err(SimpleError::TooMuchPending);
         }
-        self.pending.push(frame.payload);
+        self.held.push(NumericPayload { bytes: frame.payload });
         self.pending_bytes += len;
         self.next += 1;
         Ok(())
     }
 
+    /// Drops the payloads the last checkpoint released (keeping the room).
+    fn forget_released(&mut self) {
+        if self.released {
+            self.held.clear();
+            self.released = false;
+        }
+    }
+
     /// Whether no simple frame was sent or received since the last checkpoint.
     pub(crate) fn is_idle(&self) -> bool {
-        self.tags.is_empty() && self.pending.is_empty()
+        self.tags.is_empty() && (self.released || self.held.is_empty())
     }
 
     /// Moves to `key`, starting again at frame 0 and epoch 0. Only between
@@ -106,25 +125,28 @@ impl SimpleState {
 
     /// Receiver: opens the held frames against the checkpoint's tags and
     /// releases them, in arrival order, only if every one authenticates.
-    pub(crate) fn verify(&mut self, cp: &Checkpoint) -> Result<Vec<NumericPayload>, SimpleError> {
-        let held = self.pending.len();
+    /// They stay readable until the next frame is held.
+    pub(crate) fn verify(&mut self, cp: &Checkpoint) -> Result<&[NumericPayload], SimpleError> {
+        self.forget_released();
+        let held = self.held.len();
         let first = self.next - held as u64;
         let epoch = self.epoch;
         self.epoch += 1;
         self.pending_bytes = 0;
         if cp.epoch != epoch || cp.tags.len() != held {
-            self.pending.clear();
+            self.held.clear();
             return Err(SimpleError::CheckpointMismatch);
         }
-        let mut released = Vec::with_capacity(held);
-        for ((n, mut bytes), tag) in (first..).zip(self.pending.drain(..)).zip(&cp.tags) {
-            let header = Frame::header(FrameKind::Simple, payload_len(&bytes));
-            if self.cipher.open(n, &header, tag, &mut bytes).is_err() {
-                bytes.zeroize();
+        for ((n, payload), tag) in (first..).zip(&mut self.held).zip(&cp.tags) {
+            if self.cipher.open(n, tag, &mut payload.bytes).is_err() {
+                for p in &mut self.held {
+                    p.bytes.zeroize();
+                }
+                self.held.clear();
                 return Err(SimpleError::CheckpointMismatch);
             }
-            released.push(NumericPayload { bytes });
         }
-        Ok(released)
+        self.released = true;
+        Ok(&self.held)
     }
 }

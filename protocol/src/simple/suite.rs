@@ -1,7 +1,8 @@
 //! The simple path's ciphers ("suites"), and the byte that names them in
 //! the `ClientHello`.
 //!
-//! Every suite is a standard AEAD used as specified, with a 16-byte tag:
+//! Every suite is a standard AEAD used as specified, with a 16-byte tag and
+//! no associated data (see `state` for why none is needed):
 //!
 //! | byte | suite | key | nonce of frame `n` |
 //! |---|---|---|---|
@@ -120,24 +121,18 @@ impl SuiteKey {
     }
 
     /// Encrypts frame number `n` in place, returning its tag.
-    pub(crate) fn seal(&self, n: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    pub(crate) fn seal(&self, n: u64, buf: &mut [u8]) -> [u8; TAG_LEN] {
         match self {
-            Self::Aegis128L(key) => aegis128l_seal(key, &aegis_nonce(n), aad, buf),
-            Self::ChaCha20Poly1305(aead) => aead.seal_detached(&chacha_nonce(n), aad, buf),
+            Self::Aegis128L(key) => aegis128l_seal(key, &aegis_nonce(n), &[], buf),
+            Self::ChaCha20Poly1305(aead) => aead.seal_detached(&chacha_nonce(n), &[], buf),
         }
     }
 
     /// Checks frame number `n` against `tag` and decrypts it in place.
-    pub(crate) fn open(
-        &self,
-        n: u64,
-        aad: &[u8],
-        tag: &[u8; TAG_LEN],
-        buf: &mut [u8],
-    ) -> Result<(), AuthError> {
+    pub(crate) fn open(&self, n: u64, tag: &[u8; TAG_LEN], buf: &mut [u8]) -> Result<(), AuthError> {
         match self {
-            Self::Aegis128L(key) => aegis128l_open(key, &aegis_nonce(n), aad, tag, buf),
-            Self::ChaCha20Poly1305(aead) => aead.open_detached(&chacha_nonce(n), aad, tag, buf),
+            Self::Aegis128L(key) => aegis128l_open(key, &aegis_nonce(n), &[], tag, buf),
+            Self::ChaCha20Poly1305(aead) => aead.open_detached(&chacha_nonce(n), &[], tag, buf),
         }
     }
 }
