@@ -314,6 +314,13 @@ impl Session {
         self.send.counter
     }
 
+    /// A client session whose sending direction has exactly these keys.
+    #[cfg(test)]
+    pub(crate) fn sending_with(suite: SimpleSuite, sealed: Key256, simple: Key256) -> Self {
+        let recv = DirectionKeys { sealed: Key256::new([0; 32]), simple: Key256::new([0; 32]) };
+        Self::new(7, Role::Client, suite, DirectionKeys { sealed, simple }, recv)
+    }
+
     #[cfg(test)]
     pub(crate) fn with_keys(suite: SimpleSuite, send: [u8; 2], recv: [u8; 2]) -> Self {
         let keys = |[a, b]: [u8; 2]| DirectionKeys {

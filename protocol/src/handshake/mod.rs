@@ -115,3 +115,5 @@ impl Master {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

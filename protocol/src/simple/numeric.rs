@@ -19,6 +19,12 @@ impl NumericPayload {
         self.bytes.is_empty()
     }
 
+    /// Its encoded bytes.
+    #[cfg(test)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// A reader over the numbers, in the order they were written.
     pub fn reader(&self) -> NumericReader<'_> {
         NumericReader { buf: &self.bytes }
