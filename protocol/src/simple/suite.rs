@@ -129,7 +129,12 @@ impl SuiteKey {
     }
 
     /// Checks frame number `n` against `tag` and decrypts it in place.
-    pub(crate) fn open(&self, n: u64, tag: &[u8; TAG_LEN], buf: &mut [u8]) -> Result<(), AuthError> {
+    pub(crate) fn open(
+        &self,
+        n: u64,
+        tag: &[u8; TAG_LEN],
+        buf: &mut [u8],
+    ) -> Result<(), AuthError> {
         match self {
             Self::Aegis128L(key) => aegis128l_open(key, &aegis_nonce(n), &[], tag, buf),
             Self::ChaCha20Poly1305(aead) => aead.open_detached(&chacha_nonce(n), &[], tag, buf),
