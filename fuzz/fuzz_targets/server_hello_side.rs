@@ -52,14 +52,23 @@ fn run(data: &[u8]) -> Result<()> {
         }
         Err(e) => {
             assert!(!acceptable, "well-formed hello body refused: {e}");
-            assert!(matches!(e, HandshakeError::Decode(_) | HandshakeError::BadAgentName), "{e:?}");
+            assert!(
+                matches!(
+                    e,
+                    HandshakeError::Decode(_)
+                        | HandshakeError::BadAgentName
+                        | HandshakeError::UnknownSuite(_)
+                ),
+                "{e:?}"
+            );
             return Ok(());
         }
     };
     let name_len = usize::from(body[0]);
     assert_eq!(read.agent().as_bytes(), &body[1..=name_len]);
-    assert_eq!(read.agent_identity().as_bytes()[..], body[1 + name_len..]);
-    let identity: [u8; 32] = body[1 + name_len..].try_into().expect("32 bytes");
+    let identity: [u8; 32] = body[1 + name_len..][..32].try_into().expect("32 bytes");
+    assert_eq!(read.agent_identity().as_bytes(), &identity);
+    assert_eq!(read.suite().to_byte(), body[1 + name_len + 32]);
 
     let mut r = rng(seed);
     let proxy = StaticKey::generate(&mut r);

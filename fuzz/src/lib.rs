@@ -24,6 +24,7 @@ use wasmtap_protocol::handshake::{
 };
 use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::secret::Key256;
+use wasmtap_protocol::simple::SimpleSuite;
 
 /// The project every target uses.
 pub const PROJECT: &str = "shop";
@@ -167,11 +168,14 @@ pub fn sealed_hello(e_a: &[u8; 32], mut body: Vec<u8>) -> Vec<u8> {
 
 /// Whether the proxy must accept a hello with this sealed `body`: a
 /// non-empty UTF-8 agent name of exactly its length byte, then a 32-byte
-/// identity, and nothing more.
+/// identity, then a known simple-path suite byte, and nothing more.
 pub fn hello_body_is_acceptable(body: &[u8]) -> bool {
     let Some((&len, rest)) = body.split_first() else { return false };
     let len = usize::from(len);
-    len > 0 && rest.len() == len + 32 && std::str::from_utf8(&rest[..len]).is_ok()
+    len > 0
+        && rest.len() == len + 32 + 1
+        && std::str::from_utf8(&rest[..len]).is_ok()
+        && SimpleSuite::from_byte(rest[len + 32]).is_some()
 }
 
 /// Whether an X25519 exchange with `share` is contributory (not of low order).
@@ -221,7 +225,8 @@ pub fn public_of(secret: &[u8; 32]) -> [u8; 32] {
 pub fn check_hand_built() {
     static CHECKED: std::sync::Once = std::sync::Once::new();
     CHECKED.call_once(|| {
-        let body = [&[6u8][..], b"web-01", &public_of(&[7; 32])].concat();
+        let suite = [SimpleSuite::Aegis128L.to_byte()];
+        let body = [&[6u8][..], b"web-01", &public_of(&[7; 32]), &suite].concat();
         let e_a = public_of(&[9; 32]);
         let hello = frame(&sealed_hello(&e_a, body));
         let read =

@@ -1,21 +1,35 @@
 //! The cryptographic primitives the channel is built from, each behind one
 //! function so that test vectors exercise exactly the code the channel runs.
 //!
-//! - AEAD: AES-256-GCM with 96-bit nonces and 128-bit tags ([`Aead`]).
+//! - AEAD: AES-256-GCM with 96-bit nonces and 128-bit tags ([`Aead`]), from
+//!   AWS-LC (`aws-lc-rs`); ChaCha20-Poly1305 ([`Aead::chacha20_poly1305`])
+//!   from the same library for the simple path on CPUs without AES
+//!   instructions. AEGIS-128L ([`aegis128l_seal`], [`aegis128l_open`]) from
+//!   libaegis (the `aegis` crate), for the simple path where AES
+//!   instructions exist.
 //! - KDF: HKDF-SHA256 ([`hkdf_sha256`]).
 //! - Key agreement: X25519 ([`EphemeralKey`], [`x25519_agree`]).
 //! - Transcript hash: SHA-256 ([`sha256`]).
+//!
+//! Key material in AWS-LC: an [`Aead`] owns an `EVP_AEAD_CTX` that AWS-LC
+//! allocated; the expanded key schedule (and GCM's hash key table) lives
+//! inside it. Dropping the `Aead` frees it with `EVP_AEAD_CTX_free`, that
+//! is `OPENSSL_free`, which `OPENSSL_cleanse`s the whole allocation before
+//! releasing it (`crypto/mem.c` of the AWS-LC sources bundled in
+//! `aws-lc-sys` 0.47; this holds as long as no custom allocator is
+//! installed, and we install none). During a call AWS-LC copies GCM's hash
+//! key into a context on the stack and does not wipe it afterwards, as
+//! other libraries do not.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::secret::{Key256, Secret};
 
-/// Length of an AES-GCM authentication tag.
+/// Length of an AEAD authentication tag.
 pub const TAG_LEN: usize = 16;
-/// Length of an AES-GCM nonce.
+/// Length of an AES-GCM (and ChaCha20-Poly1305) nonce.
 pub const NONCE_LEN: usize = 12;
 
 /// Authentication failed: wrong key, or the ciphertext, nonce or associated
@@ -24,9 +38,10 @@ pub const NONCE_LEN: usize = 12;
 #[error("authentication failed")]
 pub struct AuthError;
 
-/// An AES-256-GCM key with its expanded key schedule.
-#[derive(Clone)]
-pub struct Aead(Aes256Gcm);
+/// An AEAD key with its expanded key schedule: AES-256-GCM from
+/// [`Aead::new`], ChaCha20-Poly1305 from [`Aead::chacha20_poly1305`].
+/// Wiped when dropped (see the module docs).
+pub struct Aead(LessSafeKey);
 
 impl std::fmt::Debug for Aead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,19 +50,27 @@ impl std::fmt::Debug for Aead {
 }
 
 impl Aead {
-    /// Expands `key`.
+    /// Expands `key` for AES-256-GCM.
     pub fn new(key: &Key256) -> Self {
-        Self(Aes256Gcm::new(key.expose().into()))
+        Self::with(&AES_256_GCM, key)
+    }
+
+    /// Expands `key` for ChaCha20-Poly1305 (RFC 8439).
+    pub fn chacha20_poly1305(key: &Key256) -> Self {
+        Self::with(&CHACHA20_POLY1305, key)
+    }
+
+    fn with(algorithm: &'static aws_lc_rs::aead::Algorithm, key: &Key256) -> Self {
+        match UnboundKey::new(algorithm, key.expose()) {
+            Ok(k) => Self(LessSafeKey::new(k)),
+            Err(_) => unreachable!("both algorithms take the 32-byte key they are given"),
+        }
     }
 
     /// Encrypts `buf` in place and appends the tag.
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
-        // Infallible for Vec buffers below the GCM message limit (2^36 bytes),
-        // which the frame size limit keeps us far from.
-        let nonce = Nonce::from(*nonce);
-        if self.0.encrypt_in_place(&nonce, aad, buf).is_err() {
-            unreachable!("AES-GCM encryption into a Vec below the size limit cannot fail");
-        }
+        let tag = self.seal_detached(nonce, aad, buf);
+        buf.extend_from_slice(&tag);
     }
 
     /// Encrypts `buf` in place and returns the tag (for callers that write
@@ -58,10 +81,15 @@ impl Aead {
         aad: &[u8],
         buf: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        let nonce = Nonce::from(*nonce);
-        match self.0.encrypt_inout_detached(&nonce, aad, buf.into()) {
-            Ok(tag) => tag.into(),
-            Err(_) => unreachable!("AES-GCM encryption below the size limit cannot fail"),
+        let nonce = Nonce::assume_unique_for_key(*nonce);
+        // Fails only past the algorithms' message limits (2^36 bytes for
+        // GCM), which the frame size limit keeps us far from.
+        match self.0.seal_in_place_separate_tag(nonce, Aad::from(aad), buf) {
+            Ok(tag) => match tag.as_ref().try_into() {
+                Ok(tag) => tag,
+                Err(_) => unreachable!("both algorithms have 16-byte tags"),
+            },
+            Err(_) => unreachable!("AEAD encryption below the size limit cannot fail"),
         }
     }
 
@@ -72,9 +100,53 @@ impl Aead {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), AuthError> {
-        let nonce = Nonce::from(*nonce);
-        self.0.decrypt_in_place(&nonce, aad, buf).map_err(|_| AuthError)
+        let nonce = Nonce::assume_unique_for_key(*nonce);
+        let len = self.0.open_in_place(nonce, Aad::from(aad), buf).map_err(|_| AuthError)?.len();
+        buf.truncate(len);
+        Ok(())
     }
+
+    /// Checks `tag` and decrypts `buf` in place.
+    pub fn open_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        tag: &[u8; TAG_LEN],
+        buf: &mut [u8],
+    ) -> Result<(), AuthError> {
+        let nonce = Nonce::assume_unique_for_key(*nonce);
+        self.0
+            .open_in_place_separate_tag(nonce, Aad::from(aad), tag, buf)
+            .map(|_| ())
+            .map_err(|_| AuthError)
+    }
+}
+
+/// AEGIS-128L (draft-irtf-cfrg-aegis-aead) with a 128-bit tag: encrypts
+/// `buf` in place and returns the tag. libaegis keeps its state on the
+/// stack during the call and does not wipe it; the `aegis` crate also makes
+/// a short-lived copy of the key that is not wiped.
+pub fn aegis128l_seal(
+    key: &Secret<16>,
+    nonce: &[u8; 16],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
+    aegis::aegis128l::Aegis128L::<TAG_LEN>::new(key.expose(), nonce).encrypt_in_place(buf, aad)
+}
+
+/// AEGIS-128L: checks `tag` and decrypts `buf` in place (on failure `buf`
+/// is zeroed).
+pub fn aegis128l_open(
+    key: &Secret<16>,
+    nonce: &[u8; 16],
+    aad: &[u8],
+    tag: &[u8; TAG_LEN],
+    buf: &mut [u8],
+) -> Result<(), AuthError> {
+    aegis::aegis128l::Aegis128L::<TAG_LEN>::new(key.expose(), nonce)
+        .decrypt_in_place(buf, tag, aad)
+        .map_err(|_| AuthError)
 }
 
 /// HKDF-SHA256: extract with `salt` from the concatenation of `ikm`, then
@@ -180,6 +252,44 @@ mod tests {
         assert_eq!(aead.open(&[1; 12], b"ae", &mut wrong_ad), Err(AuthError));
         let mut wrong_nonce = sealed;
         assert_eq!(aead.open(&[2; 12], b"ad", &mut wrong_nonce), Err(AuthError));
+    }
+
+    #[test]
+    fn detached_tags_match_appended_ones() {
+        for aead in
+            [Aead::new(&Key256::new([4; 32])), Aead::chacha20_poly1305(&Key256::new([4; 32]))]
+        {
+            let mut appended = b"numbers".to_vec();
+            aead.seal(&[5; 12], b"hdr", &mut appended);
+            let mut detached = b"numbers".to_vec();
+            let tag = aead.seal_detached(&[5; 12], b"hdr", &mut detached);
+            assert_eq!(appended, [&detached[..], &tag].concat());
+            aead.open_detached(&[5; 12], b"hdr", &tag, &mut detached).expect("opens");
+            assert_eq!(detached, b"numbers");
+            let mut bad = tag;
+            bad[0] ^= 1;
+            assert_eq!(aead.open_detached(&[5; 12], b"hdr", &bad, &mut detached), Err(AuthError));
+        }
+    }
+
+    #[test]
+    fn chacha20_poly1305_matches_rfc_8439() {
+        // RFC 8439, section 2.8.2.
+        let key: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        let nonce = [0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47];
+        let aad = [0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7];
+        let mut buf = b"Ladies and Gentlemen of the class of '99: If I could offer you only one \
+tip for the future, sunscreen would be it."
+            .to_vec();
+        let tag = Aead::chacha20_poly1305(&Key256::new(key)).seal_detached(&nonce, &aad, &mut buf);
+        assert_eq!(&buf[..8], &[0xd3, 0x1a, 0x8d, 0x34, 0x64, 0x8e, 0x60, 0xdb]);
+        assert_eq!(
+            tag,
+            [
+                0x1a, 0xe1, 0x0b, 0x59, 0x4f, 0x09, 0xe2, 0x6a, 0x7e, 0x90, 0x2e, 0xcb, 0xd0, 0x60,
+                0x06, 0x91
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! An established session: per-direction sealed state, counters and key updates.
 //!
 //! Every frame after the handshake except `Simple` is sealed with AES-256-GCM
-//! under the sending direction's key. The nonce is the frame's position in that
+//! (AWS-LC, see [`crate::crypto`]) under the sending direction's key. The nonce is the frame's position in that
 //! direction under the current key (a 64-bit counter, never sent, never
 //! reused), so a replayed, dropped or reordered frame fails authentication,
 //! and one failure ends the session. The frame header is the associated data.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::crypto::{Aead, AuthError, NONCE_LEN, TAG_LEN, derive_key};
 use crate::frame::{Frame, FrameKind, HEADER_LEN};
 use crate::secret::Key256;
-use crate::simple::{Checkpoint, NumericPayload, SimpleError, SimpleState};
+use crate::simple::{Checkpoint, NumericPayload, SimpleError, SimpleState, SimpleSuite};
 
 /// Bytes (sealed and simple, both counted) after which a sender updates its keys.
 pub const REKEY_BYTES: u64 = 1 << 32;
@@ -101,12 +101,12 @@ pub(crate) struct Direction {
 }
 
 impl Direction {
-    fn new(keys: DirectionKeys) -> Self {
+    fn new(suite: SimpleSuite, keys: DirectionKeys) -> Self {
         Self {
             aead: Aead::new(&keys.sealed),
             key: keys.sealed,
             counter: 0,
-            simple: SimpleState::new(keys.simple),
+            simple: SimpleState::new(suite, keys.simple),
             bytes: 0,
             since: None,
         }
@@ -156,8 +156,20 @@ pub(crate) struct DirectionKeys {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, role: Role, send: DirectionKeys, recv: DirectionKeys) -> Self {
-        Self { id, role, send: Direction::new(send), recv: Direction::new(recv), failed: false }
+    pub(crate) fn new(
+        id: u64,
+        role: Role,
+        suite: SimpleSuite,
+        send: DirectionKeys,
+        recv: DirectionKeys,
+    ) -> Self {
+        Self {
+            id,
+            role,
+            send: Direction::new(suite, send),
+            recv: Direction::new(suite, recv),
+            failed: false,
+        }
     }
 
     /// The session id the proxy assigned.
@@ -168,6 +180,11 @@ impl Session {
     /// Which end this is.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The simple path's cipher, as the agent chose it.
+    pub fn simple_suite(&self) -> SimpleSuite {
+        self.send.simple.suite()
     }
 
     /// Seals `plaintext` into a frame of `kind` and appends it to `out`.
@@ -205,7 +222,14 @@ impl Session {
     /// (its plaintext is empty).
     ///
     /// Any failure is final: every later call fails too.
-    pub fn open(&mut self, frame: Frame) -> Result<Vec<u8>, SessionError> {
+    pub fn open(&mut self, mut frame: Frame) -> Result<Vec<u8>, SessionError> {
+        self.open_in_place(&mut frame)?;
+        Ok(frame.payload)
+    }
+
+    /// [`Session::open`] without giving up the frame: on success its payload
+    /// is the plaintext (decrypted in place, the tag cut off).
+    pub fn open_in_place(&mut self, frame: &mut Frame) -> Result<(), SessionError> {
         if !is_sealed_kind(frame.kind) {
             return Err(SessionError::NotSealed(frame.kind));
         }
@@ -217,14 +241,13 @@ impl Session {
             return Err(SessionError::KeyWornOut);
         }
         let header = frame.header_bytes();
-        let mut buf = frame.payload;
-        match self.recv.aead.open(&self.recv.nonce(), &header, &mut buf) {
+        match self.recv.aead.open(&self.recv.nonce(), &header, &mut frame.payload) {
             Ok(()) => {
-                self.recv.advance(buf.len());
+                self.recv.advance(frame.payload.len());
                 if frame.kind == FrameKind::KeyUpdate {
                     self.recv.update().inspect_err(|_| self.failed = true)?;
                 }
-                Ok(buf)
+                Ok(())
             }
             Err(AuthError) => {
                 self.failed = true;
@@ -280,7 +303,9 @@ impl Session {
 
     /// Checks a received checkpoint and releases the payloads it covers, in
     /// the order they arrived. A mismatch is fatal: close the session.
-    pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<Vec<NumericPayload>, SessionError> {
+    /// They stay readable until the next simple frame is held (so that a
+    /// steady stream of batches reuses the same memory).
+    pub fn verify_simple(&mut self, cp: &Checkpoint) -> Result<&[NumericPayload], SessionError> {
         Ok(self.recv.simple.verify(cp)?)
     }
 
@@ -289,13 +314,20 @@ impl Session {
         self.send.counter
     }
 
+    /// A client session whose sending direction has exactly these keys.
     #[cfg(test)]
-    pub(crate) fn with_keys(send: [u8; 2], recv: [u8; 2]) -> Self {
+    pub(crate) fn sending_with(suite: SimpleSuite, sealed: Key256, simple: Key256) -> Self {
+        let recv = DirectionKeys { sealed: Key256::new([0; 32]), simple: Key256::new([0; 32]) };
+        Self::new(7, Role::Client, suite, DirectionKeys { sealed, simple }, recv)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_keys(suite: SimpleSuite, send: [u8; 2], recv: [u8; 2]) -> Self {
         let keys = |[a, b]: [u8; 2]| DirectionKeys {
             sealed: Key256::new([a; 32]),
             simple: Key256::new([b; 32]),
         };
-        Self::new(7, Role::Client, keys(send), keys(recv))
+        Self::new(7, Role::Client, suite, keys(send), keys(recv))
     }
 }
 

@@ -22,6 +22,7 @@ use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
 use wasmtap_protocol::handshake::{ClientHandshake, HandshakeError, ReplayGuard, ServerHandshake};
 use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::secret::Key256;
+use wasmtap_protocol::simple::SimpleSuite;
 
 const PROJECT: &str = "shop";
 const NOW: u64 = 1_800_000_000_000;
@@ -186,21 +187,24 @@ fn kind() -> impl Strategy<Value = FrameKind> {
     prop::sample::select(ALL_KINDS.to_vec())
 }
 
-/// A hello body: mostly well-formed (agent name, identity), sometimes with
-/// a lying length byte, bad UTF-8 or junk.
+/// A hello body: mostly well-formed (agent name, identity, suite byte),
+/// sometimes with a lying length byte, bad UTF-8, an unknown suite, no
+/// suite, or junk.
 fn hello_body() -> impl Strategy<Value = Vec<u8>> {
     let name = prop_oneof![
         "[a-z0-9-]{0,20}".prop_map(String::into_bytes),
         prop::collection::vec(any::<u8>(), 0..300),
     ];
+    let suite = prop_oneof![3 => (1u8..=2).prop_map(Some), 1 => any::<u8>().prop_map(Some), 1 => Just(None)];
     prop_oneof![
-        4 => (name, any::<[u8; 32]>(), prop_oneof![3 => Just(0i16), 1 => -3i16..3])
-            .prop_map(|(name, identity, lie)| {
+        4 => (name, any::<[u8; 32]>(), prop_oneof![3 => Just(0i16), 1 => -3i16..3], suite)
+            .prop_map(|(name, identity, lie, suite)| {
                 let mut body = Vec::new();
                 let len = i16::try_from(name.len()).expect("short") + lie;
                 body.push(u8::try_from(len.clamp(0, 255)).expect("clamped"));
                 body.extend_from_slice(&name);
                 body.extend_from_slice(&identity);
+                body.extend(suite);
                 body
             }),
         1 => prop::collection::vec(any::<u8>(), 0..100),
@@ -211,19 +215,25 @@ fn hello_body() -> impl Strategy<Value = Vec<u8>> {
 /// properties that use them test what the agent and proxy actually send.
 #[test]
 fn hand_built_messages_match_the_real_ones() {
-    for b in [1u8, 0x42, 0xfe] {
-        let (expect, hello) =
-            ClientHandshake::start(&project_key(), &agent_key(), "web-01", NOW, &mut ConstRng(b))
-                .expect("hello");
+    for (b, suite) in [1u8, 0x42, 0xfe].into_iter().zip(SimpleSuite::ALL.into_iter().cycle()) {
+        let (expect, hello) = ClientHandshake::start_with_suite(
+            &project_key(),
+            &agent_key(),
+            "web-01",
+            suite,
+            NOW,
+            &mut ConstRng(b),
+        )
+        .expect("hello");
         let mut body = Vec::new();
         put_short(&mut body, b"web-01");
         body.extend_from_slice(agent_key().identity().as_bytes());
+        body.push(suite.to_byte());
         assert_eq!(sealed_hello(&public(b), body), hello);
 
-        let (_, answer) = read(frame(&hello))
-            .expect("read")
-            .respond(&proxy_key(), NOW, &mut ConstRng(0x33))
-            .expect("answer");
+        let read = read(frame(&hello)).expect("read");
+        assert_eq!(read.suite(), suite);
+        let (_, answer) = read.respond(&proxy_key(), NOW, &mut ConstRng(0x33)).expect("answer");
         let mut keys = Vec::new();
         keys.extend_from_slice(&u64::from_le_bytes([0x33; 8]).to_be_bytes());
         keys.extend_from_slice(&[0x33; 64]);
@@ -282,7 +292,10 @@ proptest! {
         let result = read(frame(&sealed_hello(&e_a, body.clone())));
         let name_len = body.first().map(|&l| usize::from(l));
         let well_formed = match name_len {
-            Some(n) if n > 0 && body.len() == 1 + n + 32 => std::str::from_utf8(&body[1..=n]).is_ok(),
+            Some(n) if n > 0 && body.len() == 1 + n + 32 + 1 => {
+                std::str::from_utf8(&body[1..=n]).is_ok()
+                    && SimpleSuite::from_byte(body[1 + n + 32]).is_some()
+            }
             _ => false,
         };
         match result {
@@ -291,7 +304,8 @@ proptest! {
                 let n = name_len.unwrap_or_default();
                 prop_assert_eq!(hello.agent().as_bytes(), &body[1..=n]);
                 let identity = hello.agent_identity();
-                prop_assert_eq!(&identity.as_bytes()[..], &body[1 + n..]);
+                prop_assert_eq!(&identity.as_bytes()[..], &body[1 + n..1 + n + 32]);
+                prop_assert_eq!(Some(hello.suite()), SimpleSuite::from_byte(body[1 + n + 32]));
                 prop_assert_eq!(hello.project().as_str(), PROJECT);
             }
             Err(e) => prop_assert!(!well_formed, "well-formed body refused: {}", e),

@@ -175,7 +175,7 @@ fn replay<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Event>, bool) 
                         accepted.push(Event::Sealed(body));
                         if let Some(cp) = cp {
                             match session.verify_simple(&cp) {
-                                Ok(n) => accepted.push(Event::Numbers(n)),
+                                Ok(n) => accepted.push(Event::Numbers(n.to_vec())),
                                 Err(_) => return (accepted, true),
                             }
                         }

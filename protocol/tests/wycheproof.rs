@@ -1,14 +1,16 @@
 //! Wycheproof test vectors run through the very functions the channel uses:
-//! [`Aead`] for AES-256-GCM, [`x25519_agree`] for X25519 and [`hkdf_sha256`]
-//! for HKDF-SHA256.
+//! [`Aead`] for AES-256-GCM and ChaCha20-Poly1305, [`aegis128l_seal`] and
+//! [`aegis128l_open`] for AEGIS-128L, [`x25519_agree`] for X25519 and
+//! [`hkdf_sha256`] for HKDF-SHA256.
 //!
 //! Every test counts the vectors it ran and asserts that count against the
 //! data set, so that none can pass by running nothing.
 
 use wasmtap_protocol::crypto::{
-    Aead, LowOrderShare, NONCE_LEN, TAG_LEN, hkdf_sha256, x25519_agree,
+    Aead, LowOrderShare, NONCE_LEN, TAG_LEN, aegis128l_open, aegis128l_seal, hkdf_sha256,
+    x25519_agree,
 };
-use wasmtap_protocol::secret::Key256;
+use wasmtap_protocol::secret::{Key256, Secret};
 use wycheproof::TestResult;
 
 /// `hkdf_sha256` panics by design above this output length (RFC 5869's limit
@@ -19,16 +21,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
-fn aes_256_gcm_vectors() {
-    let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm)
-        .expect("the AES-GCM vectors load");
+/// Seals `pt` (key, nonce, aad, buffer), appending the tag.
+type Seal<'a> = &'a dyn Fn(&[u8], &[u8], &[u8], &mut Vec<u8>);
+/// Opens ciphertext and tag (key, nonce, aad, buffer) in place; false when
+/// they do not authenticate.
+type Open<'a> = &'a dyn Fn(&[u8], &[u8], &[u8], &mut Vec<u8>) -> bool;
+
+/// Runs every vector of `name` with the sizes the channel uses (bytes)
+/// through `seal` and `open`.
+fn aead_vectors(
+    name: wycheproof::aead::TestName,
+    label: &str,
+    (key_len, nonce_len): (usize, usize),
+    seal: Seal<'_>,
+    open: Open<'_>,
+) {
+    let set = wycheproof::aead::TestSet::load(name).expect("the vectors load");
     let (mut valid, mut invalid, mut other_parameters) = (0usize, 0usize, 0usize);
     for group in &set.test_groups {
-        // Sizes are in bits. The channel only ever uses 256-bit keys, 96-bit
-        // nonces and 128-bit tags: `Aead` cannot even express anything else.
-        if group.key_size != 256
-            || group.nonce_size != NONCE_LEN * 8
+        // Sizes are in bits. The channel only ever uses these key and nonce
+        // sizes and 128-bit tags: its functions cannot express anything else.
+        if group.key_size != key_len * 8
+            || group.nonce_size != nonce_len * 8
             || group.tag_size != TAG_LEN * 8
         {
             other_parameters += group.tests.len();
@@ -36,29 +50,22 @@ fn aes_256_gcm_vectors() {
         }
         for t in &group.tests {
             let id = t.tc_id;
-            let key: [u8; 32] =
-                t.key.as_slice().try_into().expect("256-bit key in a 256-bit group");
-            let nonce: [u8; NONCE_LEN] =
-                t.nonce.as_slice().try_into().expect("96-bit nonce in a 96-bit group");
             assert_eq!(t.tag.len(), TAG_LEN, "tc {id}: tag size of a 128-bit group");
-            let aead = Aead::new(&Key256::new(key));
             let sealed = [t.ct.as_slice(), t.tag.as_slice()].concat();
-
             match t.result {
                 TestResult::Valid | TestResult::Acceptable => {
                     let mut buf = t.pt.to_vec();
-                    aead.seal(&nonce, &t.aad, &mut buf);
+                    seal(&t.key, &t.nonce, &t.aad, &mut buf);
                     assert_eq!(hex(&buf), hex(&sealed), "tc {id} ({}): seal", t.comment);
                     let mut buf = sealed;
-                    aead.open(&nonce, &t.aad, &mut buf)
-                        .unwrap_or_else(|e| panic!("tc {id} ({}): open failed: {e}", t.comment));
+                    assert!(open(&t.key, &t.nonce, &t.aad, &mut buf), "tc {id}: open failed");
                     assert_eq!(hex(&buf), hex(&t.pt), "tc {id} ({}): open", t.comment);
                     valid += 1;
                 }
                 TestResult::Invalid => {
                     let mut buf = sealed;
                     assert!(
-                        aead.open(&nonce, &t.aad, &mut buf).is_err(),
+                        !open(&t.key, &t.nonce, &t.aad, &mut buf),
                         "tc {id} ({}): an invalid ciphertext opened",
                         t.comment
                     );
@@ -68,12 +75,67 @@ fn aes_256_gcm_vectors() {
         }
     }
     eprintln!(
-        "AES-256-GCM: {valid} valid and {invalid} invalid vectors run, \
+        "{label}: {valid} valid and {invalid} invalid vectors run, \
          {other_parameters} with other key/nonce/tag sizes not applicable"
     );
-    assert!(valid > 0, "no valid AES-256-GCM vector ran");
-    assert!(invalid > 0, "no invalid AES-256-GCM vector ran");
+    assert!(valid > 0, "no valid {label} vector ran");
+    assert!(invalid > 0, "no invalid {label} vector ran");
     assert_eq!(valid + invalid + other_parameters, set.number_of_tests);
+}
+
+fn key256(key: &[u8]) -> Key256 {
+    Key256::new(key.try_into().expect("256-bit key in a 256-bit group"))
+}
+
+fn nonce96(nonce: &[u8]) -> [u8; NONCE_LEN] {
+    nonce.try_into().expect("96-bit nonce in a 96-bit group")
+}
+
+#[test]
+fn aes_256_gcm_vectors() {
+    aead_vectors(
+        wycheproof::aead::TestName::AesGcm,
+        "AES-256-GCM",
+        (32, NONCE_LEN),
+        &|key, nonce, aad, buf| Aead::new(&key256(key)).seal(&nonce96(nonce), aad, buf),
+        &|key, nonce, aad, buf| Aead::new(&key256(key)).open(&nonce96(nonce), aad, buf).is_ok(),
+    );
+}
+
+#[test]
+fn chacha20_poly1305_vectors() {
+    aead_vectors(
+        wycheproof::aead::TestName::ChaCha20Poly1305,
+        "ChaCha20-Poly1305",
+        (32, NONCE_LEN),
+        &|key, nonce, aad, buf| {
+            Aead::chacha20_poly1305(&key256(key)).seal(&nonce96(nonce), aad, buf)
+        },
+        &|key, nonce, aad, buf| {
+            Aead::chacha20_poly1305(&key256(key)).open(&nonce96(nonce), aad, buf).is_ok()
+        },
+    );
+}
+
+#[test]
+fn aegis_128l_vectors() {
+    let key = |k: &[u8]| Secret::<16>::new(k.try_into().expect("128-bit key"));
+    let nonce = |n: &[u8]| -> [u8; 16] { n.try_into().expect("128-bit nonce") };
+    aead_vectors(
+        wycheproof::aead::TestName::Aegis128L,
+        "AEGIS-128L",
+        (16, 16),
+        &|k, n, aad, buf| {
+            let tag = aegis128l_seal(&key(k), &nonce(n), aad, buf);
+            buf.extend_from_slice(&tag);
+        },
+        &|k, n, aad, buf| {
+            let Some(at) = buf.len().checked_sub(TAG_LEN) else { return false };
+            let tag: [u8; TAG_LEN] = buf[at..].try_into().expect("16 bytes");
+            buf.truncate(at);
+            aegis128l_open(&key(k), &nonce(n), aad, &tag, buf).is_ok()
+        },
+    );
 }
 
 #[test]

@@ -218,7 +218,7 @@ mod tests {
 
     /// An HTTPS server on 127.0.0.1 answering every request with "ok".
     async fn server(pki: &Pki) -> SocketAddr {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

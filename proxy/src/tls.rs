@@ -1,6 +1,6 @@
 //! TLS client settings for `https://` remote-write endpoints: which
 //! certificate authorities are trusted (the system's, or only those of a
-//! PEM file), over rustls with the *ring* provider. Certificates and host
+//! PEM file), over rustls with the AWS-LC provider. Certificates and host
 //! names are always verified; there is no setting that turns that off.
 
 use std::path::Path;
@@ -52,7 +52,7 @@ pub fn client(ca_file: Option<&Path>) -> Result<ClientTls, String> {
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?

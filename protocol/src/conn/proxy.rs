@@ -203,7 +203,7 @@ impl ProxyConn {
                 let sealed: SealedBatch = message::decode(&body).map_err(malformed)?;
                 self.check_seq(sealed.head.seq, wall_ms)?;
                 let numbers = self.session.verify_simple(&sealed.checkpoint)?;
-                let batch = self.batches.decode(sealed.head, &numbers)?;
+                let batch = self.batches.decode(sealed.head, numbers)?;
                 self.unacked.push_back(batch.seq);
                 self.events.push_back(ProxyEvent::Batch(batch));
             }

@@ -11,6 +11,7 @@ use crate::frame::{Frame, FrameKind, payload_len};
 use crate::identity::{Identity, StaticKey};
 use crate::secret::Key256;
 use crate::session::{Role, Session};
+use crate::simple::SimpleSuite;
 
 /// Entry point of the agent's handshake.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ pub struct ExpectServerHello {
     psk: Key256,
     agent: StaticKey,
     ephemeral: EphemeralKey,
+    suite: SimpleSuite,
     client_hello: Vec<u8>,
 }
 
@@ -40,11 +42,24 @@ pub struct ClientEstablished {
 
 impl ClientHandshake {
     /// Builds the `ClientHello` frame for `key`, this agent's identity
-    /// `agent` and its name, at wall-clock time `now_ms`.
+    /// `agent` and its name, at wall-clock time `now_ms`, asking for the
+    /// simple-path suite that suits this CPU ([`SimpleSuite::for_this_cpu`]).
     pub fn start(
         key: &AccessKey,
         agent: &StaticKey,
         name: &str,
+        now_ms: u64,
+        rng: &mut impl rand::CryptoRng,
+    ) -> Result<(ExpectServerHello, Vec<u8>), HandshakeError> {
+        Self::start_with_suite(key, agent, name, SimpleSuite::for_this_cpu(), now_ms, rng)
+    }
+
+    /// [`ClientHandshake::start`] with the simple-path `suite` chosen by the caller.
+    pub fn start_with_suite(
+        key: &AccessKey,
+        agent: &StaticKey,
+        name: &str,
+        suite: SimpleSuite,
         now_ms: u64,
         rng: &mut impl rand::CryptoRng,
     ) -> Result<(ExpectServerHello, Vec<u8>), HandshakeError> {
@@ -61,9 +76,10 @@ impl ClientHandshake {
         clear.extend_from_slice(&now_ms.to_be_bytes());
         clear.extend_from_slice(&e_a);
 
-        let mut body = Vec::with_capacity(1 + name.len() + 32 + TAG_LEN);
+        let mut body = Vec::with_capacity(1 + name.len() + 32 + 1 + TAG_LEN);
         put_short_str(&mut body, name);
         body.extend_from_slice(agent.identity().as_bytes());
+        body.push(suite.to_byte());
 
         let total = payload_len(&clear) + payload_len(&body) + TAG_LEN as u32;
         let header = Frame::header(FrameKind::ClientHello, total);
@@ -80,6 +96,7 @@ impl ClientHandshake {
             psk: key.secret().clone(),
             agent: agent.clone(),
             ephemeral,
+            suite,
             client_hello: frame.clone(),
         };
         Ok((state, frame))
@@ -143,7 +160,8 @@ impl ExpectServerHello {
         let se = self.agent.agree(&e_p)?;
         let th2 = sha256(&[&self.client_hello, &server_hello]);
         let master = Master::derive(&self.psk, &th2, [ee.expose(), es.expose(), se.expose()]);
-        let mut session = master.into_session(&th2, &strong, &simple, session_id, Role::Client);
+        let mut session =
+            master.into_session(&th2, (&strong, &simple), self.suite, session_id, Role::Client);
         let finished = session
             .seal(FrameKind::ClientFinished, &th2)
             .map_err(|_| HandshakeError::ConfirmationFailed)?;

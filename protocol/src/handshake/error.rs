@@ -93,6 +93,9 @@ pub enum HandshakeError {
     /// The agent name is empty or too long.
     #[error("agent name must be 1 to {MAX_AGENT_NAME} bytes")]
     BadAgentName,
+    /// Proxy side: the hello names a simple-path suite this proxy does not know.
+    #[error("unknown simple-path suite {0}")]
+    UnknownSuite(u8),
 }
 
 impl HandshakeError {
@@ -110,6 +113,7 @@ impl HandshakeError {
             Self::Stale { .. } => Close::new(CloseCode::ClockSkew, self.to_string()),
             Self::ReplayCacheFull => Close::new(CloseCode::Overloaded, "proxy busy; retry later"),
             Self::Refused(c) => c.clone(),
+            Self::UnknownSuite(_) => Close::new(CloseCode::ProtocolError, self.to_string()),
             _ => Close::new(CloseCode::ProtocolError, "malformed handshake"),
         }
     }

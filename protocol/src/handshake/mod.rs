@@ -5,7 +5,7 @@
 //! ```text
 //! agent                                                        proxy
 //!   ClientHello  project, key id, time, e_a,
-//!                seal_{k_hello}(agent name, S_a)          ──▶
+//!                seal_{k_hello}(agent name, S_a, suite)   ──▶
 //!                           ◀── ServerHello  e_p, seal_{k_id}(S_p),
 //!                                seal_{k_srv}(session id, strong, simple, time)
 //!   ClientFinished  seal_{c2s}(th2)                        ──▶
@@ -22,6 +22,10 @@
 //! - `th2 = SHA-256(ClientHello frame ‖ ServerHello frame)`
 //! - `master = HKDF(salt = th2, ikm = psk ‖ ee ‖ es ‖ se, info = "wasmtap/2 master")`
 //! - traffic keys: `HKDF(salt = th2, ikm = master ‖ strong|simple, info = "wasmtap/2 <dir> <path>")`
+//!
+//! `suite` is the simple path's cipher the agent chose
+//! ([`SimpleSuite`](crate::simple::SimpleSuite)); sealed in the hello, it is
+//! authenticated and part of `th2`.
 //!
 //! Only a holder of the proxy's static key can open what `k_srv` seals
 //! (`es`), only a holder of the agent's static key can produce
@@ -51,6 +55,7 @@ use crate::access_key::KeyId;
 use crate::crypto::derive_key;
 use crate::secret::Key256;
 use crate::session::{DirectionKeys, Role, Session};
+use crate::simple::SimpleSuite;
 
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_NAME: usize = 255;
@@ -87,8 +92,8 @@ impl Master {
     fn into_session(
         self,
         th2: &[u8; 32],
-        strong: &Key256,
-        simple: &Key256,
+        (strong, simple): (&Key256, &Key256),
+        suite: SimpleSuite,
         id: u64,
         role: Role,
     ) -> Session {
@@ -102,11 +107,13 @@ impl Master {
             simple: key(simple, b"wasmtap/2 s2c simple"),
         };
         match role {
-            Role::Client => Session::new(id, role, c2s, s2c),
-            Role::Server => Session::new(id, role, s2c, c2s),
+            Role::Client => Session::new(id, role, suite, c2s, s2c),
+            Role::Server => Session::new(id, role, suite, s2c, c2s),
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

@@ -12,6 +12,7 @@ use crate::frame::{Frame, FrameKind};
 use crate::identity::{Identity, StaticKey};
 use crate::secret::Key256;
 use crate::session::{Role, Session};
+use crate::simple::SimpleSuite;
 
 /// Where the proxy looks up a project's secrets.
 pub trait ProjectKeys {
@@ -45,6 +46,7 @@ pub struct ReceivedHello {
     key_id: KeyId,
     agent: String,
     pub(super) agent_identity: Identity,
+    suite: SimpleSuite,
     client_time_ms: u64,
     e_a: [u8; 32],
     client_hello: Vec<u8>,
@@ -131,10 +133,12 @@ impl ServerHandshake {
         let mut r = Reader::new(&body);
         let agent = r.short_str()?.to_owned();
         let agent_identity = Identity::from_bytes(r.array()?);
+        let [suite] = r.array()?;
         r.finish()?;
         if agent.is_empty() {
             return Err(HandshakeError::BadAgentName);
         }
+        let suite = SimpleSuite::from_byte(suite).ok_or(HandshakeError::UnknownSuite(suite))?;
         guard.remember(e_a, now_ms);
         Ok(ReceivedHello {
             psk: psk.clone(),
@@ -142,6 +146,7 @@ impl ServerHandshake {
             key_id,
             agent,
             agent_identity,
+            suite,
             client_time_ms,
             e_a,
             client_hello: frame.to_bytes(),
@@ -168,6 +173,11 @@ impl ReceivedHello {
     /// The access key it used.
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// The simple-path suite the agent chose.
+    pub fn suite(&self) -> SimpleSuite {
+        self.suite
     }
 
     /// Answers with fresh session keys under this proxy's `identity`,
@@ -215,7 +225,8 @@ impl ReceivedHello {
 
         let th2 = sha256(&[&self.client_hello, &server_hello]);
         let master = Master::derive(&self.psk, &th2, [ee.expose(), es.expose(), se.expose()]);
-        let session = master.into_session(&th2, &strong, &simple, session_id, Role::Server);
+        let session =
+            master.into_session(&th2, (&strong, &simple), self.suite, session_id, Role::Server);
         Ok((ExpectClientFinished { session, th2, hello: self }, server_hello))
     }
 }

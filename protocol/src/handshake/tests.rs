@@ -88,7 +88,7 @@ fn happy_path_authenticates_both_ends_and_exchanges_data() {
     run.client.session.seal_simple(&numbers, &mut wire);
     run.server.session.open_simple(frame(&wire)).expect("held");
     let cp = run.client.session.simple_checkpoint();
-    assert_eq!(run.server.session.verify_simple(&cp), Ok(vec![numbers]));
+    assert_eq!(run.server.session.verify_simple(&cp), Ok(&[numbers][..]));
     assert_eq!(run.client.session.id(), run.server.session.id());
     let up = run.client.session.seal(FrameKind::Sealed, b"cpu").expect("seal");
     assert_eq!(run.server.session.open(frame(&up)), Ok(b"cpu".to_vec()));
@@ -372,7 +372,9 @@ fn recorded_session_stays_secret_after_every_long_term_key_leaks() {
     for ee in guesses {
         let master = Master::derive(e.psk.secret(), &th2, [&ee, es.expose(), se.expose()]);
         let zero = crate::secret::Key256::new([0; 32]);
-        let mut s = master.into_session(&th2, &zero, &zero, run.server.session.id(), Role::Server);
+        let suite = run.server.session.simple_suite();
+        let id = run.server.session.id();
+        let mut s = master.into_session(&th2, (&zero, &zero), suite, id, Role::Server);
         let _ = s.open(frame(&run.client.finished));
         assert_eq!(s.open(data.clone()), Err(SessionError::Auth));
     }
@@ -389,10 +391,13 @@ fn no_two_sessions_share_keys_or_nonces() {
         let mut run = run(&e, 100 + seed);
         assert!(seen_ids.insert(run.server.session.id()));
         let mut w = crate::simple::NumericWriter::new();
-        w.u64(7);
+        for _ in 0..32 {
+            w.u64(7);
+        }
         let mut wire = Vec::new();
         run.client.session.seal_simple(&w.finish(), &mut wire);
-        assert!(seen_simple.insert(wire), "simple keystream shared between sessions");
+        let tags = run.client.session.simple_checkpoint().tags;
+        assert!(seen_simple.insert((wire, tags)), "simple keystream shared between sessions");
         let f = run.client.session.seal(FrameKind::Sealed, &[0; 32]).expect("seal");
         assert!(seen_frames.insert(f));
     }

@@ -2,9 +2,13 @@ use super::*;
 use crate::simple::NumericWriter;
 
 fn pair() -> (Session, Session) {
-    let mut server = Session::with_keys([2, 12], [1, 11]);
+    pair_with(SimpleSuite::Aegis128L)
+}
+
+fn pair_with(suite: SimpleSuite) -> (Session, Session) {
+    let mut server = Session::with_keys(suite, [2, 12], [1, 11]);
     server.role = Role::Server;
-    (Session::with_keys([1, 11], [2, 12]), server)
+    (Session::with_keys(suite, [1, 11], [2, 12]), server)
 }
 
 fn frame(bytes: &[u8]) -> Frame {
@@ -79,7 +83,13 @@ fn the_same_plaintext_never_seals_the_same_way() {
 
 #[test]
 fn key_updates_move_both_paths_and_old_keys_stop_working() {
-    let (mut c, mut s) = pair();
+    for suite in SimpleSuite::ALL {
+        key_updates_move_both_paths(suite);
+    }
+}
+
+fn key_updates_move_both_paths(suite: SimpleSuite) {
+    let (mut c, mut s) = pair_with(suite);
     let before = c.seal(FrameKind::Sealed, b"old").expect("seals");
     let mut update = Vec::new();
     c.update_keys(&mut update).expect("update");
@@ -92,7 +102,7 @@ fn key_updates_move_both_paths_and_old_keys_stop_working() {
     assert_eq!(s.open(frame(&update)), Ok(Vec::new()));
     assert_eq!(s.open(frame(&after)), Ok(b"new".to_vec()));
     s.open_simple(frame(&simple)).expect("held");
-    assert_eq!(s.verify_simple(&cp), Ok(vec![numbers(5)]));
+    assert_eq!(s.verify_simple(&cp), Ok(&[numbers(5)][..]));
 }
 
 #[test]
@@ -102,10 +112,10 @@ fn keys_change_only_between_simple_epochs() {
     c.seal_simple(&numbers(1), &mut out);
     assert_eq!(c.update_keys(&mut Vec::new()), Err(SessionError::UpdateInEpoch));
     // A sender that updates anyway (a hostile one) is refused by the receiver.
-    let mut rogue = Session::with_keys([1, 11], [2, 12]);
+    let mut rogue = Session::with_keys(SimpleSuite::Aegis128L, [1, 11], [2, 12]);
     let mut f = Vec::new();
     rogue.seal_simple(&numbers(1), &mut f);
-    rogue.send.simple = SimpleState::new(Key256::new([11; 32]));
+    rogue.send.simple = SimpleState::new(SimpleSuite::Aegis128L, Key256::new([11; 32]));
     rogue.seal_into(FrameKind::KeyUpdate, &[], &mut f).expect("seals");
     let mut d = crate::frame::FrameDecoder::default();
     d.push(&f);
@@ -150,4 +160,37 @@ fn empty_simple_frames_are_refused() {
 fn simple_kind_is_not_sealed_here() {
     let (mut c, _) = pair();
     assert_eq!(c.seal(FrameKind::Simple, b"1"), Err(SessionError::NotSealed(FrameKind::Simple)));
+}
+
+#[test]
+fn sealed_frames_open_in_place() {
+    let (mut c, mut s) = pair();
+    let mut f = frame(&c.seal(FrameKind::Sealed, b"in place").expect("seals"));
+    s.open_in_place(&mut f).expect("opens");
+    assert_eq!(f.payload, b"in place");
+    let mut f = frame(&c.seal(FrameKind::Sealed, b"again").expect("seals"));
+    f.payload[0] ^= 1;
+    assert_eq!(s.open_in_place(&mut f), Err(SessionError::Auth));
+}
+
+#[test]
+fn simple_frames_of_many_batches_round_trip_under_both_suites() {
+    for suite in SimpleSuite::ALL {
+        let (mut c, mut s) = pair_with(suite);
+        assert_eq!(c.simple_suite(), suite);
+        for batch in 0..4u64 {
+            let mut wire = Vec::new();
+            for v in 0..batch {
+                c.seal_simple(&numbers(v), &mut wire);
+            }
+            let cp = c.simple_checkpoint();
+            let mut d = crate::frame::FrameDecoder::default();
+            d.push(&wire);
+            while let Some(f) = d.next_frame().expect("valid") {
+                s.open_simple(f).expect("held");
+            }
+            let expected: Vec<_> = (0..batch).map(numbers).collect();
+            assert_eq!(s.verify_simple(&cp), Ok(&expected[..]), "{suite}");
+        }
+    }
 }
