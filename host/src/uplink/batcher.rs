@@ -31,12 +31,22 @@ pub struct Batcher {
     pub interval: Duration,
 }
 
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Batcher {
     /// Batches until the input closes, then writes what is left and returns.
     pub async fn run(mut self) {
         let mut waiting: Vec<Sample> = Vec::new();
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The timer runs only while samples wait: the first one to arrive
+        // sets when the batch closes, and an agent with nothing to send
+        // never wakes for it.
+        let mut closes_at: Option<tokio::time::Instant> = None;
         loop {
             let closed = tokio::select! {
                 got = self.input.recv() => match got {
@@ -44,14 +54,16 @@ impl Batcher {
                         AgentStats::add(&self.stats.queued_samples, samples.len() as u64);
                         waiting.extend(samples);
                         if waiting.len() < MAX_BATCH_SAMPLES {
+                            closes_at.get_or_insert_with(|| tokio::time::Instant::now() + self.interval);
                             continue;
                         }
                         false
                     }
                     None => true,
                 },
-                _ = tick.tick() => false,
+                () = sleep_until_some(closes_at) => false,
             };
+            closes_at = None;
             while !waiting.is_empty() {
                 let rest = waiting.split_off(waiting.len().min(MAX_BATCH_SAMPLES));
                 let batch = std::mem::replace(&mut waiting, rest);
