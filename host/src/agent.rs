@@ -64,9 +64,12 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| AgentError::DataDir { path: config.data_dir.clone(), source })?;
-    let rt = Arc::new(
-        Runtime::new(&config.data_dir).map_err(|e| AgentError::Runtime(format!("{e:#}")))?,
-    );
+    let mut rt =
+        Runtime::new(&config.data_dir).map_err(|e| AgentError::Runtime(format!("{e:#}")))?;
+    if let Some(exe) = &config.compile_with {
+        rt.compile_in_child(exe.clone());
+    }
+    let rt = Arc::new(rt);
     if !config.plugins_dir.is_dir() {
         return Err(AgentError::PluginsDir {
             path: config.plugins_dir.clone(),

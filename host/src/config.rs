@@ -212,6 +212,11 @@ pub struct Config {
     pub quarantine_after: u32,
     /// Publisher keys collectors must be signed by (none: no signature needed).
     pub trusted_keys: Vec<crate::signing::PublicKey>,
+    /// Not from the file: the executable that compiles collectors in a
+    /// short-lived child (`wasmtap compile-collector`), so the compiler's
+    /// memory is returned when it exits; `None` compiles in this process.
+    /// The `wasmtap` binary sets it to itself.
+    pub compile_with: Option<PathBuf>,
 }
 
 impl Config {
@@ -288,6 +293,7 @@ impl Config {
             MAX_BACKOFF_RANGE,
         )?;
         Ok(Self {
+            compile_with: None,
             batch_interval,
             spool_cap,
             log_format: raw.agent.log_format.unwrap_or_default(),

@@ -24,6 +24,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Compile a collector (on stdin) into a compile cache and exit; the
+    /// agent runs this so the compiler's memory is returned after use.
+    #[command(hide = true)]
+    CompileCollector {
+        /// The compile cache directory.
+        #[arg(long)]
+        cache: PathBuf,
+    },
     /// Tools for collector authors (runs `wasmtap-plugin`, installed beside
     /// the agent where collectors are written; see `wasmtap plugin --help`).
     #[command(disable_help_flag = true)]
@@ -38,8 +46,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            let cfg = wasmtap_host::config::Config::load(&config)
+            let mut cfg = wasmtap_host::config::Config::load(&config)
                 .with_context(|| format!("loading config {}", config.display()))?;
+            cfg.compile_with = std::env::current_exe().ok();
             let logs = init_logging(&cfg.log_level, cfg.log_format);
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
@@ -51,6 +60,10 @@ fn main() -> anyhow::Result<()> {
                 });
                 wasmtap_host::agent::run(cfg, logs, shutdown).await
             })?;
+        }
+        Command::CompileCollector { cache } => {
+            wasmtap_host::runtime::cache::compile_child(&cache, std::io::stdin().lock())
+                .context("compiling a collector")?;
         }
         Command::Plugin { args } => authoring_tools::exec(&args)?,
     }

@@ -112,6 +112,9 @@ fn a_restarted_agent_loads_collectors_from_the_compile_cache() -> anyhow::Result
         Ok((latest_time(&proxy)? > 0).then_some(()))
     })?;
     assert!(agent.log_text().contains("from_cache=false"), "{}", agent.log_text());
+    // The agent compiled it in a child process (`wasmtap compile-collector`),
+    // not in itself as the fallback does.
+    assert!(!agent.log_text().contains("compiling here"), "{}", agent.log_text());
     agent.stop()?;
 
     let config = agent_dir.join("agent.toml");

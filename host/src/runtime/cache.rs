@@ -31,6 +31,8 @@ pub enum Origin {
 pub struct CompileCache {
     dir: PathBuf,
     engine_hash: String,
+    /// Compile in a child process running this executable (see [`compile_child`]).
+    compiler: Option<PathBuf>,
 }
 
 impl CompileCache {
@@ -39,7 +41,20 @@ impl CompileCache {
         create_private_dir(dir)?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        Ok(Self { dir: dir.to_owned(), engine_hash: format!("{:016x}", h.finish()) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            engine_hash: format!("{:016x}", h.finish()),
+            compiler: None,
+        })
+    }
+
+    /// Compiles in a child process, `exe compile-collector --cache DIR` with
+    /// the component on its standard input, which writes the entry and
+    /// exits: the compiler's memory (tens of MiB for a few collectors) goes
+    /// with it, and this process only maps the compiled code. If the child
+    /// fails, the component is compiled here instead.
+    pub fn compile_in_child(&mut self, exe: PathBuf) {
+        self.compiler = Some(exe);
     }
 
     fn entry(&self, wasm: &[u8]) -> PathBuf {
@@ -59,6 +74,19 @@ impl CompileCache {
         let path = self.entry(wasm);
         if let Some(component) = self.read(engine, &path) {
             return Ok((component, Origin::Cache));
+        }
+        if let Some(exe) = &self.compiler {
+            match run_child(exe, &self.dir, wasm) {
+                Ok(()) => {
+                    if let Some(component) = self.read(engine, &path) {
+                        return Ok((component, Origin::Compiled));
+                    }
+                    tracing::warn!(path = %path.display(), "the compiler process wrote no usable entry; compiling here");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot compile in a child process; compiling here");
+                }
+            }
         }
         let component = compile()?;
         if let Err(e) = component
@@ -104,6 +132,41 @@ impl CompileCache {
             }
         }
     }
+}
+
+/// Runs `exe compile-collector --cache dir` with `wasm` on its stdin.
+fn run_child(exe: &Path, dir: &Path, wasm: &[u8]) -> std::io::Result<()> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .arg("compile-collector")
+        .arg("--cache")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(wasm)?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let why = String::from_utf8_lossy(&out.stderr);
+        Err(std::io::Error::other(format!("{}: {}", out.status, why.trim())))
+    }
+}
+
+/// The child's side: compiles the component read from `input` with the
+/// agent's engine settings and writes it into the cache at `dir`.
+pub fn compile_child(dir: &Path, mut input: impl std::io::Read) -> anyhow::Result<()> {
+    let mut wasm = Vec::new();
+    input.read_to_end(&mut wasm)?;
+    let engine = super::Runtime::without_storage()?.engine().clone();
+    let cache = CompileCache::open(dir, &engine)?;
+    let component = Component::new(&engine, &wasm)?;
+    write_entry(&cache.entry(&wasm), &component.serialize()?)?;
+    Ok(())
 }
 
 fn write_entry(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
@@ -159,6 +222,32 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("c")).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
         }
+    }
+
+    #[test]
+    fn a_compiler_process_that_fails_falls_back_to_compiling_here() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine();
+        let mut cache = CompileCache::open(dir.path(), &e).expect("open");
+        for exe in ["/nonexistent/wasmtap", "/bin/false", "/bin/true"] {
+            cache.compile_in_child(PathBuf::from(exe));
+            let compile = || Component::new(&e, EMPTY_COMPONENT);
+            let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+            assert_eq!(origin, Origin::Compiled, "{exe}");
+            std::fs::remove_file(cache.entry(EMPTY_COMPONENT)).expect("entry written here");
+        }
+    }
+
+    #[test]
+    fn the_compiler_process_writes_the_entry_the_agent_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::compile_child(dir.path(), EMPTY_COMPONENT).expect("compile");
+        // The agent's engine settings, as the child used them.
+        let rt = super::super::Runtime::without_storage().expect("runtime");
+        let cache = CompileCache::open(dir.path(), rt.engine()).expect("open");
+        let refuse = || -> wasmtime::Result<Component> { wasmtime::bail!("not compiled here") };
+        let (_, origin) = cache.load_or_compile(rt.engine(), EMPTY_COMPONENT, refuse).expect("ok");
+        assert_eq!(origin, Origin::Cache);
     }
 
     #[test]

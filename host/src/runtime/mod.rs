@@ -100,6 +100,14 @@ impl Runtime {
         Ok(Self { engine, linker, ticker, state_dir: None, cache: None })
     }
 
+    /// Compiles collectors missing from the cache in a child process
+    /// running `exe` (see [`cache::CompileCache::compile_in_child`]).
+    pub fn compile_in_child(&mut self, exe: PathBuf) {
+        if let Some(cache) = &mut self.cache {
+            cache.compile_in_child(exe);
+        }
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
