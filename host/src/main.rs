@@ -50,7 +50,14 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("loading config {}", config.display()))?;
             cfg.compile_with = std::env::current_exe().ok();
             let logs = init_logging(&cfg.log_level, cfg.log_format);
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            // One thread runs the agent's tasks, collector calls included
+            // (they yield every epoch tick): nothing hands work between
+            // threads, so an idle agent wakes only for its own timers. Disk
+            // writes, batch encoding and compiles use blocking threads.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             rt.block_on(async move {
                 let (stop, shutdown) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
