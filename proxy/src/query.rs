@@ -1,4 +1,10 @@
-//! `wasmtap-proxy query`: which stored values to print.
+//! `wasmtap-proxy query` and the read API: which stored values to print
+//! ([`Filter`]), and reading them from the store ([`scan`]).
+
+pub mod scan;
+
+#[cfg(test)]
+mod scan_tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -81,6 +81,7 @@ pub(super) struct RawStore {
     fsync: Option<Fsync>,
     segment_bytes: Option<u64>,
     retention: Option<String>,
+    compress: Option<bool>,
 }
 
 fn positive<T: PartialOrd + Default + Copy>(
@@ -147,6 +148,7 @@ pub(super) fn store(raw: Option<RawStore>) -> Result<StoreConfig, String> {
         fsync: raw.fsync.unwrap_or_default(),
         segment_bytes: positive("segment_bytes", raw.segment_bytes, DEFAULT_SEGMENT_BYTES)?,
         retention,
+        compress: raw.compress.unwrap_or(true),
     })
 }
 
