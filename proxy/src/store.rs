@@ -29,6 +29,7 @@
 pub mod block;
 pub mod blocks;
 pub mod catalog;
+pub mod checkpoint;
 mod commits;
 pub mod compact;
 pub mod format;

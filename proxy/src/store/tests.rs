@@ -171,6 +171,8 @@ fn a_damaged_record_in_the_middle_costs_only_that_record_and_is_counted() {
     let len = bytes.len();
     bytes[(offsets[2] + offsets[3]) / 2] ^= 0x08;
     std::fs::write(&path, &bytes).expect("damage");
+    // As after a crash before any checkpoint: every record is replayed.
+    std::fs::remove_file(dir.path().join("demo").join(checkpoint::FILE)).expect("rm");
     let store = Store::open(dir.path()).expect("reopen");
     // Opening the project's log (at its first batch) finds the damage.
     assert_eq!(store.append(&p, record("a", 7, 5)).expect("append"), Appended::Stored);
@@ -200,6 +202,8 @@ fn damage_in_a_closed_segment_keeps_the_rest_of_it() {
     // The first record's length: implausible, so the scan resynchronises.
     bytes[3] = 0xff;
     std::fs::write(path, &bytes).expect("damage");
+    // As after a crash before any checkpoint: every record is replayed.
+    std::fs::remove_file(dir.path().join("demo").join(checkpoint::FILE)).expect("rm");
     let store = Store::open_with(dir.path(), config).expect("reopen");
     store.append(&p, record("a", 13, 5)).expect("append");
     assert_eq!(seqs(&store), (2..=13).collect::<Vec<_>>());
@@ -313,4 +317,52 @@ fn what_a_crash_during_compression_leaves_is_finished_at_the_next_start() {
     // The index is rebuilt (and written) when it is needed.
     assert!(blocks::index(&demo, 1).expect("index").is_some());
     assert!(catalog::index_path(&demo, 1).exists());
+}
+
+#[test]
+fn start_up_replays_only_what_follows_the_checkpoint_and_an_older_one_costs_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig { segment_bytes: 200, ..StoreConfig::default() };
+    let p = project();
+    let demo = dir.path().join("demo");
+    let saved = demo.join(checkpoint::FILE);
+    {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        for seq in 1..=10 {
+            store.append(&p, record("a", seq, 5)).expect("append");
+        }
+        store.settle();
+    }
+    let older = std::fs::read(&saved).expect("checkpoint written at close");
+    {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        for seq in 11..=20 {
+            store.append(&p, record("a", seq, 5)).expect("append");
+        }
+        store.settle();
+    }
+    // A crash lost the newer checkpoint: the older one costs a replay.
+    std::fs::write(&saved, &older).expect("write");
+    {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        for seq in [15, 5, 20] {
+            assert_eq!(store.append(&p, record("a", seq, 5)).expect("append"), Appended::Duplicate);
+        }
+        assert_eq!(store.append(&p, record("a", 21, 5)).expect("append"), Appended::Stored);
+    }
+    // What the checkpoint covers is not read again: the oldest segment
+    // turned to junk goes unnoticed, and its batches are still known.
+    let first = catalog::block_path(&demo, 1);
+    std::fs::write(&first, b"junk").expect("write");
+    std::fs::remove_file(catalog::index_path(&demo, 1)).expect("rm");
+    {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
+        assert!(!catalog::index_path(&demo, 1).exists(), "segment 1 was not read");
+    }
+    // Without a checkpoint every segment is read: the junk costs its batches.
+    std::fs::write(&saved, b"damaged").expect("write");
+    let store = Store::open_with(dir.path(), config).expect("open");
+    assert_eq!(store.append(&p, record("a", 12, 5)).expect("append"), Appended::Duplicate);
+    assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Stored);
 }

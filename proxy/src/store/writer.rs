@@ -13,6 +13,7 @@ use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
 use super::catalog::{self, row_path};
+use super::checkpoint::{self, Checkpoint};
 use super::maint;
 use super::recover::{DamageCounters, recover};
 use super::{
@@ -53,11 +54,18 @@ struct ProjectLog {
     seen: HashMap<String, SeqSet>,
     /// A segment was closed since the maintenance thread was last told.
     sealed: bool,
+    /// The position of the last checkpoint written or read.
+    checkpointed: (u64, u64),
 }
 
-/// Adds the batches of compressed segment `id` in `dir` to `seen` (their
-/// table is all that is read).
-fn replay_block(dir: &Path, id: u64, seen: &mut HashMap<String, SeqSet>) -> Result<(), StoreError> {
+/// Adds the batches of compressed segment `id` in `dir` whose row record
+/// started at `from` or later to `seen` (their table is all that is read).
+fn replay_block(
+    dir: &Path,
+    id: u64,
+    from: u64,
+    seen: &mut HashMap<String, SeqSet>,
+) -> Result<(), StoreError> {
     let Some(index) = blocks::index(dir, id)? else { return Ok(()) };
     let path = catalog::block_path(dir, id);
     let file = match File::open(&path) {
@@ -66,32 +74,57 @@ fn replay_block(dir: &Path, id: u64, seen: &mut HashMap<String, SeqSet>) -> Resu
         Err(e) => return Err(io_err(&path)(e)),
     };
     let table = blocks::batch_table(&file, &index.tables).map_err(io_err(&path))?;
-    for meta in table.into_iter().flatten() {
+    for meta in table.into_iter().flatten().filter(|m| m.rows.start >= from) {
         seen.entry(meta.agent.to_string()).or_default().insert(meta.seq);
     }
     Ok(())
 }
 
+/// Whether the log still holds what checkpoint `c` says it covered: its
+/// segment is there and long enough (otherwise it is not trusted, and
+/// every segment is replayed).
+fn consistent(dir: &Path, segments: &[catalog::Segment], c: &Checkpoint) -> bool {
+    let Some(s) = segments.iter().find(|s| s.id == c.segment) else {
+        // A checkpoint at the start of a segment not yet created (the
+        // store closed right after a roll) is fine; anything else is not.
+        let newest = segments.last().map_or(0, |s| s.id);
+        return c.offset == 0 && c.segment == newest + 1;
+    };
+    let len = if s.rows {
+        std::fs::metadata(row_path(dir, s.id)).map(|m| m.len()).ok()
+    } else {
+        blocks::index(dir, s.id).ok().flatten().map(|i| i.header.row_len)
+    };
+    let ok = len.is_some_and(|l| l >= c.offset);
+    if !ok {
+        tracing::warn!(dir = %dir.display(), segment = c.segment, offset = c.offset, "the log is shorter than its checkpoint says; replaying every segment");
+    }
+    ok
+}
+
 impl ProjectLog {
-    /// Reads `project`'s segments in `dir`: damaged records are skipped,
-    /// logged and counted in `damage`; the last segment's torn tail is cut
-    /// off. A tail not known to be torn is kept, and appends go to a new
-    /// segment after it.
+    /// Reads `project`'s segments in `dir` from its checkpoint on (all of
+    /// them without one): damaged records are skipped, logged and counted
+    /// in `damage`; the last segment's torn tail is cut off. A tail not
+    /// known to be torn is kept, and appends go to a new segment after it.
     fn open(
         dir: PathBuf,
         project: &ProjectId,
         damage: &DamageCounters,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut seen: HashMap<String, SeqSet> = HashMap::new();
         let segments = catalog::list(&dir)?;
+        let saved = checkpoint::load(&dir).filter(|c| consistent(&dir, &segments, c));
+        let from = saved.as_ref().map_or((0, 0), |c| (c.segment, c.offset));
+        let mut seen: HashMap<String, SeqSet> = saved.map(|c| c.seen).unwrap_or_default();
         let last = segments.last().map(|s| s.id);
         // The segment appends go to, and its intact length.
         let mut active: Option<(u64, u64)> = None;
-        for s in &segments {
+        for s in segments.iter().filter(|s| s.id >= from.0) {
             let is_last = Some(s.id) == last;
+            let start = if s.id == from.0 { from.1 } else { 0 };
             if s.block && !(is_last && s.rows) {
-                replay_block(&dir, s.id, &mut seen)?;
+                replay_block(&dir, s.id, start, &mut seen)?;
                 continue;
             }
             let path = row_path(&dir, s.id);
@@ -100,12 +133,18 @@ impl ProjectLog {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Compressed since it was listed.
-                    replay_block(&dir, s.id, &mut seen)?;
+                    replay_block(&dir, s.id, start, &mut seen)?;
                     continue;
                 }
                 Err(e) => return Err(io_err(&path)(e)),
             }
-            let r = recover(&bytes);
+            // The checkpoint's position is a record boundary of this file.
+            let start = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+            let mut r = recover(&bytes[start..]);
+            r.valid_len += start;
+            for d in &mut r.damaged {
+                d.offset += start;
+            }
             if let Some(message) = r.unreadable {
                 return Err(StoreError::Unreadable { path, message });
             }
@@ -141,7 +180,32 @@ impl ProjectLog {
         let (id, len) = active.unwrap_or((last.map_or(1, |l| l + 1), 0));
         let active = Segment { id, path: row_path(&dir, id) };
         let file = open_append(&active.path)?;
-        Ok(Self { dir, active, file, len, pending: Vec::new(), seen, sealed: false })
+        Ok(Self {
+            dir,
+            active,
+            file,
+            len,
+            pending: Vec::new(),
+            seen,
+            sealed: false,
+            checkpointed: from,
+        })
+    }
+
+    /// Saves the checkpoint at the log's end (everything written is
+    /// durable and in `seen`), unless it is there already.
+    fn checkpoint(&mut self) {
+        let at = (self.active.id, self.len);
+        if at == self.checkpointed || !self.pending.is_empty() {
+            return;
+        }
+        let c = Checkpoint { segment: at.0, offset: at.1, seen: self.seen.clone() };
+        match checkpoint::save(&self.dir, &c) {
+            Ok(()) => self.checkpointed = at,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the checkpoint; the next start replays more")
+            }
+        }
     }
 
     /// Writes the pending records (one `write` for the whole group).
@@ -225,9 +289,13 @@ impl Writer {
             self.group(group);
             for (project, log) in &mut self.logs {
                 if std::mem::take(&mut log.sealed) {
+                    log.checkpoint();
                     let _ = self.maint.send(maint::Job::Sealed(project.clone()));
                 }
             }
+        }
+        for log in self.logs.values_mut() {
+            log.checkpoint();
         }
     }
 
