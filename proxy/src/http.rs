@@ -133,6 +133,7 @@ async fn metrics(state: &Arc<HttpState>) -> HttpResponse {
         let mut text = state.latest.render();
         remote_write::render_families(&state.remote_write, &mut text);
         state.store.damage().render(&mut text);
+        state.store.usage().render(&mut text);
         text
     })
     .await;

@@ -36,6 +36,7 @@ pub mod format;
 mod maint;
 pub mod recover;
 pub mod rows;
+pub mod usage;
 mod writer;
 
 pub use commits::{Commits, Mark, Snapshot, numeric_values};
@@ -58,6 +59,8 @@ use wasmtap_protocol::message::Batch;
 pub const MAX_RECORD: u32 = 64 << 20;
 /// Default size at which a segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// How long stored batches are kept by default: 15 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 
 /// Store failures.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,8 +127,12 @@ pub struct StoreConfig {
     pub fsync: Fsync,
     /// Size at which a segment is closed.
     pub segment_bytes: u64,
-    /// Closed segments whose newest batch arrived longer ago are deleted.
+    /// Closed segments whose newest batch arrived longer ago are deleted
+    /// (`None`: kept whatever their age).
     pub retention: Option<Duration>,
+    /// While the store's files take more bytes than this, the closed
+    /// segments with the oldest batches are deleted (`None`: no cap).
+    pub max_bytes: Option<u64>,
     /// Closed segments are compressed (the default); when off they stay row files.
     pub compress: bool,
 }
@@ -135,7 +142,8 @@ impl Default for StoreConfig {
         Self {
             fsync: Fsync::Group,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
-            retention: None,
+            retention: Some(DEFAULT_RETENTION),
+            max_bytes: None,
             compress: true,
         }
     }
@@ -171,6 +179,7 @@ pub type Receipt = oneshot::Receiver<Result<Appended, StoreError>>;
 pub struct Store {
     dir: PathBuf,
     damage: Arc<recover::DamageCounters>,
+    usage: Arc<usage::Usage>,
     /// How far readers may read; moved by the writer.
     commits: Arc<Commits>,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
@@ -190,7 +199,8 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let commits = Arc::new(Commits::from_dir(dir)?);
         let (maint_tx, maint_rx) = mpsc::channel();
-        let maintenance = maint::Maintenance::new(dir.to_owned(), config);
+        let usage = Arc::new(usage::Usage::default());
+        let maintenance = maint::Maintenance::new(dir.to_owned(), config, usage.clone());
         let maint_thread = std::thread::Builder::new()
             .name("wasmtap-store-maint".into())
             .spawn(move || maintenance.run(maint_rx))
@@ -211,6 +221,7 @@ impl Store {
         Ok(Self {
             dir: dir.to_owned(),
             damage,
+            usage,
             commits,
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -299,6 +310,11 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// What the store holds and its retention deleted, per project.
+    pub fn usage(&self) -> &usage::Usage {
+        &self.usage
     }
 
     /// Damage found in the projects' segments when their logs were opened.

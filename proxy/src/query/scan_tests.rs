@@ -45,8 +45,13 @@ fn project() -> ProjectId {
 
 /// A store with compressed segments and a row segment being written.
 fn store(dir: &std::path::Path) -> Store {
-    let config =
-        StoreConfig { fsync: Fsync::Off, segment_bytes: 2_000, retention: None, compress: true };
+    let config = StoreConfig {
+        fsync: Fsync::Off,
+        segment_bytes: 2_000,
+        retention: None,
+        compress: true,
+        ..StoreConfig::default()
+    };
     let store = Store::open_with(dir, config).expect("open");
     for seq in 1..=60 {
         for agent in ["a", "b"] {

@@ -187,7 +187,12 @@ fn a_damaged_record_in_the_middle_costs_only_that_record_and_is_counted() {
 fn damage_in_a_closed_segment_keeps_the_rest_of_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Kept as rows: compression would have replaced the closed segment.
-    let config = StoreConfig { segment_bytes: 300, compress: false, ..StoreConfig::default() };
+    let config = StoreConfig {
+        segment_bytes: 300,
+        compress: false,
+        retention: None,
+        ..StoreConfig::default()
+    };
     let p = project();
     {
         let store = Store::open_with(dir.path(), config).expect("open");
@@ -268,7 +273,7 @@ fn a_copy_in_the_same_group_and_later_batches_of_a_failed_session_share_its_fate
 #[test]
 fn resent_batches_are_duplicates_after_their_segments_are_compressed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { segment_bytes: 200, ..StoreConfig::default() };
+    let config = StoreConfig { segment_bytes: 200, retention: None, ..StoreConfig::default() };
     let p = project();
     {
         let store = Store::open_with(dir.path(), config).expect("open");
@@ -288,7 +293,12 @@ fn resent_batches_are_duplicates_after_their_segments_are_compressed() {
 #[test]
 fn what_a_crash_during_compression_leaves_is_finished_at_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rows = StoreConfig { segment_bytes: 200, compress: false, ..StoreConfig::default() };
+    let rows = StoreConfig {
+        segment_bytes: 200,
+        compress: false,
+        retention: None,
+        ..StoreConfig::default()
+    };
     let p = project();
     {
         let store = Store::open_with(dir.path(), rows).expect("open");
@@ -306,7 +316,7 @@ fn what_a_crash_during_compression_leaves_is_finished_at_the_next_start() {
     std::fs::remove_file(catalog::index_path(&demo, 1)).expect("rm");
     // Segment 2: a block half written.
     std::fs::write(demo.join(format!("{:020}.blk.tmp", 2)), b"half").expect("write");
-    let store = Store::open(dir.path()).expect("open");
+    let store = Store::open_with(dir.path(), StoreConfig { compress: true, ..rows }).expect("open");
     store.settle();
     let list = catalog::list(&demo).expect("list");
     let (newest, closed) = list.split_last().expect("segments");
@@ -322,7 +332,7 @@ fn what_a_crash_during_compression_leaves_is_finished_at_the_next_start() {
 #[test]
 fn start_up_replays_only_what_follows_the_checkpoint_and_an_older_one_costs_a_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { segment_bytes: 200, ..StoreConfig::default() };
+    let config = StoreConfig { segment_bytes: 200, retention: None, ..StoreConfig::default() };
     let p = project();
     let demo = dir.path().join("demo");
     let saved = demo.join(checkpoint::FILE);
@@ -365,4 +375,67 @@ fn start_up_replays_only_what_follows_the_checkpoint_and_an_older_one_costs_a_re
     let store = Store::open_with(dir.path(), config).expect("open");
     assert_eq!(store.append(&p, record("a", 12, 5)).expect("append"), Appended::Duplicate);
     assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Stored);
+}
+
+#[test]
+fn retention_deletes_the_oldest_closed_segments_across_projects_and_never_the_newest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = crate::now_ms();
+    let (old, new) = (ProjectId::new("old").expect("valid"), ProjectId::new("new").expect("valid"));
+    let fill = |config: StoreConfig| {
+        let store = Store::open_with(dir.path(), config).expect("open");
+        for seq in 0..20 {
+            // Project `old` got its batches a day ago; `new` now.
+            store.append(&old, record("a", seq, now - 86_400_000 + seq)).expect("append");
+            store.append(&new, record("a", seq, now - 1_000 + seq)).expect("append");
+        }
+        store.settle();
+        store
+    };
+    let segments = |p: &ProjectId| catalog::list(&dir.path().join(p.as_str())).expect("list");
+    let keep = StoreConfig { segment_bytes: 200, retention: None, ..StoreConfig::default() };
+    let store = fill(keep);
+    let (old_n, new_n) = (segments(&old).len(), segments(&new).len());
+    assert!(old_n >= 4 && new_n >= 4, "{old_n} {new_n}");
+    let total = store.usage().total_bytes();
+    drop(store);
+    // A cap a little under the total: `old`'s oldest segments go first.
+    let cap = total - 300;
+    let store =
+        Store::open_with(dir.path(), StoreConfig { max_bytes: Some(cap), ..keep }).expect("open");
+    store.settle();
+    assert!(store.usage().total_bytes() <= cap);
+    assert_eq!(segments(&new).len(), new_n, "only `old` lost segments");
+    let left = segments(&old);
+    assert!(left.len() < old_n && left[0].id > 1, "{left:?}");
+    let expired = store.usage().get(&old).expired_size;
+    assert_eq!(expired.0 as usize, old_n - left.len());
+    drop(store);
+    // A cap no store meets, and an hour's retention: only the newest
+    // segment of each project is left, however old.
+    let tight =
+        StoreConfig { max_bytes: Some(1), retention: Some(Duration::from_secs(3600)), ..keep };
+    let store = Store::open_with(dir.path(), tight).expect("open");
+    store.settle();
+    for p in [&old, &new] {
+        let left = segments(p);
+        assert_eq!(left.len(), 1, "{p}: {left:?}");
+        assert!(left[0].rows, "the segment being written is kept");
+    }
+    assert!(store.usage().get(&old).expired_age.0 >= 1, "a day old: by age first");
+    assert!(store.usage().get(&new).expired_size.0 >= 1, "fresh: by size");
+    let mut text = String::new();
+    store.usage().render(&mut text);
+    for line in [
+        "wasmtap_proxy_store_max_bytes 1.0",
+        "wasmtap_proxy_store_retention_seconds 3600.0",
+        "wasmtap_proxy_store_expired_segments_total{project=\"new\",reason=\"size\"}",
+        "wasmtap_proxy_store_row_segments{project=\"old\"} 1.0",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    // What is left reads: the newest batches, without a gap.
+    let got: Vec<u64> = read_all(&store, &new).iter().map(|r| r.batch.seq).collect();
+    let first = got.first().copied().expect("some kept");
+    assert_eq!(got, (first..20).collect::<Vec<_>>());
 }

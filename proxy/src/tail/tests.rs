@@ -29,8 +29,13 @@ fn record(seq: u64) -> StoredBatch {
 
 /// A store whose segments close after about three records and stay rows.
 fn store(dir: &Path) -> Store {
-    let config =
-        StoreConfig { fsync: Fsync::Off, segment_bytes: 200, retention: None, compress: false };
+    let config = StoreConfig {
+        fsync: Fsync::Off,
+        segment_bytes: 200,
+        retention: None,
+        compress: false,
+        ..StoreConfig::default()
+    };
     Store::open_with(dir, config).expect("open")
 }
 
@@ -172,8 +177,13 @@ fn rich(seq: u64) -> StoredBatch {
 
 /// A store whose closed segments are compressed.
 fn compressing(dir: &Path) -> Store {
-    let config =
-        StoreConfig { fsync: Fsync::Off, segment_bytes: 400, retention: None, compress: true };
+    let config = StoreConfig {
+        fsync: Fsync::Off,
+        segment_bytes: 400,
+        retention: None,
+        compress: true,
+        ..StoreConfig::default()
+    };
     Store::open_with(dir, config).expect("open")
 }
 
