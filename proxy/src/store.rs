@@ -57,8 +57,10 @@ use wasmtap_protocol::message::Batch;
 
 /// Largest record accepted when reading back (a longer length is damage).
 pub const MAX_RECORD: u32 = 64 << 20;
-/// Default size at which a segment is closed and a new one started.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default size at which a segment is closed and a new one started: the
+/// newest segment stays in row form (about 10 bytes a value) until then,
+/// and a query of recent data reads it whole.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
 /// How long stored batches are kept by default: 15 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 

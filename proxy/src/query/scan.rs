@@ -13,13 +13,15 @@ use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::{Sample, Value};
 
 use super::Filter;
+use crate::store::block::BlockError;
 use crate::store::block::chunk::{self, Cursor, SeriesDef};
 use crate::store::block::index::ChunkRef;
 use crate::store::block::table::BatchMeta;
 use crate::store::blocks;
 use crate::store::catalog::{self, Form, block_path, row_path};
+use crate::store::format::{self, FormatError, Viewed};
 use crate::store::rows::{Item, RowFile};
-use crate::store::{Mark, StoreError, format, io_err};
+use crate::store::{Mark, StoreError, io_err};
 
 /// One sample found: its series, time, batch and the values kept.
 #[derive(Debug)]
@@ -159,12 +161,13 @@ fn block(
             table = Some(blocks::batch_table(&file, &index.tables).map_err(io_err(&path))?);
         }
         let metas = table.as_deref().unwrap_or_default();
+        let unreadable =
+            |e: BlockError| StoreError::Unreadable { path: path.clone(), message: e.to_string() };
+        let raw = parsed.inflate(&payload).map_err(unreadable)?;
         let fields = &parsed.def.fields;
-        let mut cursor = Cursor::new(&parsed, 0, |i| filter.field(&fields[i].0));
+        let mut cursor = Cursor::new(&parsed, |i| filter.field(&fields[i].0));
         loop {
-            let row = cursor.next(&payload, fields, &mut values).map_err(|e| {
-                StoreError::Unreadable { path: path.clone(), message: e.to_string() }
-            })?;
+            let row = cursor.next(&raw, fields, &mut values).map_err(unreadable)?;
             let Some(row) = row else { break };
             if !filter.time(row.time) {
                 continue;
@@ -222,16 +225,24 @@ fn rows(
                 match item {
                     Item::Record { payload, at } => {
                         stats.records += 1;
-                        match format::decode(payload) {
-                            Ok(r) => {
+                        let done = match format::view(payload) {
+                            Ok(Viewed::View(v)) => view(project, v, filter, emit, stats),
+                            Ok(Viewed::Decoded(r)) => {
+                                let mut done = Ok(Ok(()));
                                 for s in r.batch.samples.iter().filter(|s| filter.sample(&r.agent, s)) {
-                                    if let Err(e) = emit_sample(project, &r.agent, r.batch.seq, s, filter, emit) {
-                                        failed = Some(e);
-                                        return;
-                                    }
                                     stats.samples += 1;
+                                    if let Err(e) = emit_sample(project, &r.agent, r.batch.seq, s, filter, emit) {
+                                        done = Ok(Err(e));
+                                        break;
+                                    }
                                 }
+                                done
                             }
+                            Err(e) => Err(e),
+                        };
+                        match done {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => failed = Some(e),
                             Err(e) => {
                                 stats.damaged += 1;
                                 tracing::error!(segment = %path.display(), offset = at.start, error = %e, "a stored record cannot be read; the query skips it");
@@ -250,6 +261,55 @@ fn rows(
         Some(e) => Err(QueryError::Output(e)),
         None => Ok(true),
     }
+}
+
+/// The samples of a row record read in place that `filter` keeps, handed
+/// to `emit`: nothing is copied for the others.
+fn view(
+    project: &ProjectId,
+    mut v: format::View<'_>,
+    filter: &Filter,
+    emit: &mut dyn FnMut(&Found<'_>) -> std::io::Result<()>,
+    stats: &mut Stats,
+) -> Result<std::io::Result<()>, FormatError> {
+    if filter.agent.as_ref().is_some_and(|a| a != v.agent) {
+        return Ok(Ok(()));
+    }
+    while let Some(s) = v.next_sample()? {
+        if filter.collector.as_ref().is_some_and(|c| c != s.collector) || !filter.time(s.time_ms) {
+            continue;
+        }
+        let has = |(k, val): &(String, String)| s.labels().any(|(a, b)| a == k && b == val);
+        if !filter.labels.iter().all(has) {
+            continue;
+        }
+        let layout = v.layout(s.layout);
+        if filter.field.as_ref().is_some_and(|f| !layout.iter().any(|(n, _)| n == f)) {
+            continue;
+        }
+        let values: Vec<(&str, Value)> =
+            s.values(layout).filter(|(n, _)| filter.field(n)).collect();
+        if values.is_empty() {
+            continue;
+        }
+        let kept: Vec<(&str, &Value)> = values.iter().map(|(n, v)| (*n, v)).collect();
+        let labels: Vec<(String, String)> =
+            s.labels().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        stats.samples += 1;
+        let found = Found {
+            project: project.as_str(),
+            agent: v.agent,
+            collector: s.collector,
+            labels: &labels,
+            time_ms: s.time_ms,
+            seq: Some(v.seq),
+            values: &kept,
+        };
+        if let Err(e) = emit(&found) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn emit_sample(

@@ -14,16 +14,16 @@
 //!   it was written (`load.rs`), and the writer reads the sequence
 //!   numbers from it when it replays.
 //! - `C`: a chunk of one series' samples (`chunk.rs`): the series
-//!   (agent, collector, labels, fields) and its columns: batch numbers and
-//!   times as deltas of deltas (`ints.rs`), each field's numbers as
-//!   decimal deltas or XORed bits (`values.rs`), texts as strings.
+//!   (agent, collector, labels, fields) and its columns, deflated: batch
+//!   numbers and times as deltas of deltas (`ints.rs`), each field's
+//!   numbers as decimal deltas or XORed bits (`values.rs`), texts as
+//!   strings.
 //!
 //! The index (`index.rs`) lists where each table part and chunk is, with
 //! each chunk's series and time range, so that a query reads only the
 //! chunks it needs. It is written beside the block and rebuilt from it
 //! when missing or damaged. `build.rs` turns row records into a block.
 
-mod bits;
 pub mod build;
 pub mod chunk;
 pub mod index;
@@ -53,9 +53,6 @@ pub enum BlockError {
     /// Truncated or invalid bytes.
     #[error("damaged block record: {0}")]
     Decode(#[from] codec::DecodeError),
-    /// A column ended early.
-    #[error("damaged block record: {0}")]
-    Bits(#[from] bits::Exhausted),
     /// A number column is malformed.
     #[error("damaged block record: {0}")]
     Values(#[from] values::ValueError),

@@ -12,7 +12,7 @@ use super::block::Builder;
 use super::blocks;
 use super::catalog::row_path;
 use super::rows::{Item, RowFile};
-use super::{StoreError, format, io_err};
+use super::{StoreError, io_err};
 
 /// What compressing a segment came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +44,11 @@ pub fn compact(dir: &Path, id: u64) -> Result<Compacted, StoreError> {
     while at < len && failed.is_none() {
         at = file
             .window(at, len, true, |item| match item {
-                Item::Record { at, payload } => match format::decode(payload) {
-                    Ok(r) => builder.add(at, &r),
-                    Err(e) => {
+                Item::Record { at, payload } => {
+                    if let Err(e) = builder.add(at.clone(), payload) {
                         failed.get_or_insert(format!("record at byte {}: {e}", at.start));
                     }
-                },
+                }
                 Item::Damage { offset, len } => {
                     damaged += len;
                     builder.damaged(len);

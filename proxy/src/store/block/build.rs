@@ -2,54 +2,56 @@
 //! and its index (the compactor's work, without the files).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
 use wasmtap_protocol::compact::FieldKind;
-use wasmtap_protocol::message::{Sample, Value};
 use wasmtap_protocol::record;
 
 use super::Header;
 use super::chunk::{ChunkWriter, MAX_SAMPLES, SeriesDef};
 use super::index::{ChunkRef, Index, TableRef};
 use super::table::{self, BatchMeta, runs_of};
-use crate::store::StoredBatch;
+use crate::store::format::{self, FormatError, SampleView, View, Viewed};
 
-fn kind_of(v: &Value) -> FieldKind {
-    match v {
-        Value::Gauge(_) => FieldKind::Gauge,
-        Value::Counter(_) => FieldKind::Counter,
-        Value::Text(_) => FieldKind::Text,
+/// A hash of bytes, fast and good enough for a table whose hits are
+/// checked (FxHash's multiply-rotate, eight bytes at a time).
+#[derive(Debug, Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        let mut w = [0u8; 8];
+        let rest = chunks.remainder();
+        w[..rest.len()].copy_from_slice(rest);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(w) ^ bytes.len() as u64).wrapping_mul(K);
     }
-}
-
-/// The hash of the series `sample` of `agent` belongs to.
-fn series_hash(agent: &str, s: &Sample) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    agent.hash(&mut h);
-    s.collector.hash(&mut h);
-    s.labels.hash(&mut h);
-    for (name, v) in &s.values {
-        name.hash(&mut h);
-        kind_of(v).hash(&mut h);
-    }
-    h.finish()
-}
-
-fn is_series(def: &SeriesDef, agent: &str, s: &Sample) -> bool {
-    def.agent == agent
-        && *def.collector == *s.collector
-        && def.labels.len() == s.labels.len()
-        && def.labels.iter().zip(s.labels.iter()).all(|(a, b)| a == b)
-        && def.fields.len() == s.values.len()
-        && def.fields.iter().zip(&s.values).all(|((n, k), (m, v))| **n == **m && *k == kind_of(v))
 }
 
 #[derive(Debug)]
 struct Series {
     def: SeriesDef,
+    /// Its labels as a row record encodes them (compared in place).
+    labels: Box<[u8]>,
     chunk: ChunkWriter,
+}
+
+impl Series {
+    fn is(&self, agent: &str, s: &SampleView<'_>, layout: &[(&str, FieldKind)]) -> bool {
+        *self.labels == *s.labels_bytes()
+            && self.def.collector == s.collector
+            && self.def.agent == agent
+            && self.def.fields.len() == layout.len()
+            && self.def.fields.iter().zip(layout).all(|((n, k), (m, l))| n == m && k == l)
+    }
 }
 
 /// Collects a segment's records into a block; see the module docs.
@@ -82,36 +84,72 @@ impl Builder {
         self.batches.len()
     }
 
-    fn series_of(&mut self, agent: &str, s: &Sample) -> u32 {
-        let hash = series_hash(agent, s);
-        let ids = self.by_hash.entry(hash).or_default();
-        if let Some(&id) =
-            ids.iter().find(|&&id| is_series(&self.series[id as usize].def, agent, s))
-        {
+    fn series_of(
+        &mut self,
+        agent: &str,
+        s: &SampleView<'_>,
+        layout: &[(&str, FieldKind)],
+        layout_hash: u64,
+    ) -> u32 {
+        let mut h = Fx(layout_hash);
+        h.add(agent.as_bytes());
+        h.add(s.collector.as_bytes());
+        h.add(s.labels_bytes());
+        let ids = self.by_hash.entry(h.0).or_default();
+        if let Some(&id) = ids.iter().find(|&&id| self.series[id as usize].is(agent, s, layout)) {
             return id;
         }
         let id = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
         ids.push(id);
         let def = SeriesDef {
             agent: agent.to_owned(),
-            collector: s.collector.to_string(),
-            labels: s.labels.to_vec(),
-            fields: s.values.iter().map(|(n, v)| (n.to_string(), kind_of(v))).collect(),
+            collector: s.collector.to_owned(),
+            labels: s.labels().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            fields: layout.iter().map(|(n, k)| ((*n).to_owned(), *k)).collect(),
         };
         let chunk = ChunkWriter::new(def.fields.iter().map(|(_, k)| *k));
-        self.series.push(Series { def, chunk });
+        self.series.push(Series { def, labels: s.labels_bytes().into(), chunk });
         id
     }
 
-    /// Adds the batch of the row record at `rows` of the row file.
-    pub fn add(&mut self, rows: Range<u64>, record: &StoredBatch) {
+    /// Adds the batch of the row record at `rows` of the row file, its
+    /// payload `payload` (either format).
+    pub fn add(&mut self, rows: Range<u64>, payload: &[u8]) -> Result<(), FormatError> {
+        match format::view(payload)? {
+            Viewed::View(v) => self.add_view(rows, v),
+            Viewed::Decoded(record) => {
+                // The first format: read through the current one.
+                let mut again = Vec::new();
+                format::encode(&record, &mut again);
+                match format::view(&again)? {
+                    Viewed::View(v) => self.add_view(rows, v),
+                    Viewed::Decoded(_) => Err(FormatError::UnknownVersion(0)),
+                }
+            }
+        }
+    }
+
+    fn add_view(&mut self, rows: Range<u64>, mut v: View<'_>) -> Result<(), FormatError> {
         let batch = self.batches.len() as u64;
-        let mut ids = Vec::with_capacity(record.batch.samples.len());
-        for s in &record.batch.samples {
-            let id = self.series_of(&record.agent, s);
+        let layout_hashes: Vec<u64> = (0..v.layouts())
+            .map(|i| {
+                let mut h = Fx::default();
+                for (name, kind) in v.layout(i) {
+                    h.add(name.as_bytes());
+                    h.add(&[*kind as u8]);
+                }
+                h.0
+            })
+            .collect();
+        let agent = v.agent;
+        let mut ids = Vec::new();
+        while let Some(s) = v.next_sample()? {
+            let layout = v.layout(s.layout);
+            let id = self.series_of(agent, &s, layout, layout_hashes[s.layout]);
             ids.push(u64::from(id));
             let series = &mut self.series[id as usize];
-            series.chunk.push(batch, s.time_ms, s.values.iter().map(|(_, v)| v.clone()));
+            let numeric = layout.iter().filter(|(_, k)| *k != FieldKind::Text).count();
+            series.chunk.push(batch, s.time_ms, s.values(layout).map(|(_, v)| v));
             if series.chunk.len() >= MAX_SAMPLES {
                 let kinds = series.def.fields.iter().map(|(_, k)| *k);
                 let full = std::mem::replace(&mut series.chunk, ChunkWriter::new(kinds));
@@ -121,29 +159,29 @@ impl Builder {
             }
             let h = &mut self.header;
             h.samples += 1;
-            h.values +=
-                s.values.iter().filter(|(_, v)| !matches!(v, Value::Text(_))).count() as u64;
+            h.values += numeric as u64;
             h.min_time = h.min_time.min(s.time_ms);
             h.max_time = h.max_time.max(s.time_ms);
         }
-        let agent = match self.agents.get(record.agent.as_str()) {
+        let agent = match self.agents.get(agent) {
             Some(a) => a.clone(),
             None => {
-                let a: Arc<str> = Arc::from(record.agent.as_str());
-                self.agents.insert(record.agent.clone(), a.clone());
+                let a: Arc<str> = Arc::from(agent);
+                self.agents.insert(agent.to_owned(), a.clone());
                 a
             }
         };
-        self.header.newest_received = self.header.newest_received.max(record.received_ms);
+        self.header.newest_received = self.header.newest_received.max(v.received_ms);
         self.batches.push(BatchMeta {
             agent,
-            session: record.session,
-            seq: record.batch.seq,
-            received_ms: record.received_ms,
+            session: v.session,
+            seq: v.seq,
+            received_ms: v.received_ms,
             rows,
             samples: ids.len() as u64,
             runs: runs_of(ids.into_iter()),
         });
+        Ok(())
     }
 
     /// Notes `bytes` of damaged row records that are not carried over.

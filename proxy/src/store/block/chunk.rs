@@ -7,10 +7,15 @@
 //! labels     count, each: key str, value str
 //! fields     count, each: kind (0 gauge, 1 counter, 2 text), name str
 //! samples, min_time, max_time   varints
-//! columns    each a varint byte length and its bytes, in this order:
-//!            batch numbers and times (ints.rs), then one per field:
-//!            numbers (values.rs) or texts
+//! columns    per column: its length, and its stored length << 1 | 1 when
+//!            deflated (else 0 and stored as it is), varints; then the
+//!            stored columns: batch numbers and times (ints.rs), then one
+//!            per field: numbers (values.rs) or texts
 //! ```
+//!
+//! Each column is deflated on its own, so that each is coded by how often
+//! its own bytes occur (a utilisation's long fractions do not dilute the
+//! code of a counter's small steps).
 //!
 //! A text column holds, per sample, `varint(len + 1)` and the UTF-8
 //! bytes, or `0` for the same text as the sample before. A series has at
@@ -23,7 +28,6 @@ use wasmtap_protocol::compact::FieldKind;
 use wasmtap_protocol::message::Value;
 
 use super::BlockError;
-use super::bits::{BitReader, BitWriter};
 use super::ints::{IntDecoder, IntEncoder};
 use super::values::{ValueDecoder, ValueEncoder};
 
@@ -31,6 +35,10 @@ use super::values::{ValueDecoder, ValueEncoder};
 pub const KIND: u8 = b'C';
 /// Most samples in one chunk.
 pub const MAX_SAMPLES: usize = 4_096;
+/// Deflate's level: its fastest that still codes bytes by frequency.
+const LEVEL: u8 = 1;
+/// Largest inflated chunk accepted (more is damage).
+const MAX_RAW: usize = 64 << 20;
 
 /// What a series is: who sent it, its collector, labels and fields.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -94,7 +102,7 @@ impl SeriesDef {
 
 #[derive(Debug)]
 enum Column {
-    Numbers(BitWriter, ValueEncoder),
+    Numbers(Vec<u8>, ValueEncoder),
     Texts(Vec<u8>, Option<String>),
 }
 
@@ -104,8 +112,8 @@ pub struct ChunkWriter {
     count: usize,
     min_time: u64,
     max_time: u64,
-    batches: (BitWriter, IntEncoder),
-    times: (BitWriter, IntEncoder),
+    batches: (Vec<u8>, IntEncoder),
+    times: (Vec<u8>, IntEncoder),
     fields: Vec<Column>,
 }
 
@@ -115,7 +123,7 @@ impl ChunkWriter {
         let fields = kinds
             .map(|k| match k {
                 FieldKind::Text => Column::Texts(Vec::new(), None),
-                _ => Column::Numbers(BitWriter::default(), ValueEncoder::default()),
+                _ => Column::Numbers(Vec::new(), ValueEncoder::default()),
             })
             .collect();
         Self {
@@ -177,17 +185,29 @@ impl ChunkWriter {
         put_varint(out, self.count as u64);
         put_varint(out, self.min_time);
         put_varint(out, self.max_time);
-        let column = |out: &mut Vec<u8>, bytes: &[u8]| {
-            put_varint(out, bytes.len() as u64);
+        let fields = self.fields.into_iter().map(|c| match c {
+            Column::Numbers(bytes, _) | Column::Texts(bytes, _) => bytes,
+        });
+        let columns: Vec<Vec<u8>> =
+            [self.batches.0, self.times.0].into_iter().chain(fields).collect();
+        // Each column: its length, and what is stored (deflated when shorter).
+        let stored: Vec<(usize, Vec<u8>, bool)> = columns
+            .into_iter()
+            .map(|raw| {
+                let packed = miniz_oxide::deflate::compress_to_vec(&raw, LEVEL);
+                if packed.len() < raw.len() {
+                    (raw.len(), packed, true)
+                } else {
+                    (raw.len(), raw, false)
+                }
+            })
+            .collect();
+        for (raw_len, bytes, deflated) in &stored {
+            put_varint(out, *raw_len as u64);
+            put_varint(out, (bytes.len() as u64) << 1 | u64::from(*deflated));
+        }
+        for (_, bytes, _) in &stored {
             out.extend_from_slice(bytes);
-        };
-        column(out, &self.batches.0.finish());
-        column(out, &self.times.0.finish());
-        for c in self.fields {
-            match c {
-                Column::Numbers(w, _) => column(out, &w.finish()),
-                Column::Texts(bytes, _) => column(out, &bytes),
-            }
         }
     }
 }
@@ -205,8 +225,34 @@ pub struct Chunk {
     pub min_time: u64,
     /// Latest sample time.
     pub max_time: u64,
-    /// Byte ranges of the columns in the payload: batch numbers, times, fields.
+    /// Byte ranges of the columns in the inflated bytes: batch numbers, times, fields.
     pub columns: Vec<Range<usize>>,
+    /// Per column: where it is stored in the payload, and whether deflated.
+    stored: Vec<(Range<usize>, bool)>,
+}
+
+impl Chunk {
+    /// The chunk's columns, inflated, one after the other (`payload` is
+    /// the one it was read from).
+    pub fn inflate(&self, payload: &[u8]) -> Result<Vec<u8>, BlockError> {
+        let total = self.columns.last().map_or(0, |c| c.end);
+        let mut raw = Vec::with_capacity(total);
+        for ((at, deflated), column) in self.stored.iter().zip(&self.columns) {
+            let bytes = payload.get(at.clone()).ok_or(BlockError::Malformed("chunk"))?;
+            if *deflated {
+                let want = column.len();
+                let inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(bytes, want)
+                    .map_err(|_| BlockError::Malformed("deflated column"))?;
+                if inflated.len() != want {
+                    return Err(BlockError::Malformed("inflated length"));
+                }
+                raw.extend_from_slice(&inflated);
+            } else {
+                raw.extend_from_slice(bytes);
+            }
+        }
+        Ok(raw)
+    }
 }
 
 /// Reads a chunk record's payload (without decoding its columns).
@@ -219,32 +265,50 @@ pub fn parse(payload: &[u8]) -> Result<Chunk, BlockError> {
     let def = SeriesDef::decode(&mut r)?;
     let count = usize::try_from(r.varint()?).map_err(|_| BlockError::Malformed("count"))?;
     let (min_time, max_time) = (r.varint()?, r.varint()?);
-    let mut columns = Vec::with_capacity(def.fields.len() + 2);
-    for _ in 0..def.fields.len() + 2 {
-        let len = r.count()?;
-        let start = payload.len() - r.remaining();
-        r.take(len)?;
-        columns.push(start..start + len);
+    let n = def.fields.len() + 2;
+    let mut columns = Vec::with_capacity(n);
+    let mut sizes = Vec::with_capacity(n);
+    let (mut raw_at, mut stored_total) = (0usize, 0usize);
+    for _ in 0..n {
+        let raw_len = usize::try_from(r.varint()?).map_err(|_| BlockError::Malformed("column"))?;
+        let end = raw_at.checked_add(raw_len).filter(|e| *e <= MAX_RAW);
+        let end = end.ok_or(BlockError::Malformed("column length"))?;
+        columns.push(raw_at..end);
+        raw_at = end;
+        let word = r.varint()?;
+        let len = usize::try_from(word >> 1).map_err(|_| BlockError::Malformed("column"))?;
+        stored_total = stored_total.checked_add(len).ok_or(BlockError::Malformed("column"))?;
+        sizes.push((len, word & 1 == 1));
     }
-    r.finish()?;
-    Ok(Chunk { series, def, count, min_time, max_time, columns })
+    let mut at = payload.len() - r.remaining();
+    if r.remaining() != stored_total {
+        return Err(BlockError::Malformed("columns do not add up"));
+    }
+    let stored = sizes
+        .into_iter()
+        .map(|(len, deflated)| {
+            let range = at..at + len;
+            at += len;
+            (range, deflated)
+        })
+        .collect();
+    Ok(Chunk { series, def, count, min_time, max_time, columns, stored })
 }
 
 #[derive(Debug, Clone)]
 enum FieldCursor {
     Skipped,
-    Numbers { bits: Range<usize>, pos: u64, decoder: ValueDecoder },
-    Texts { bytes: Range<usize>, pos: usize, prev: String },
+    Numbers { bytes: Range<usize>, decoder: ValueDecoder },
+    Texts { bytes: Range<usize>, prev: String },
 }
 
 /// Reads a chunk's samples one at a time. It holds positions only: each
-/// call is given the bytes the chunk's ranges point into, so a reader of
-/// a whole segment keeps one small cursor per series.
+/// call is given the inflated columns ([`Chunk::inflate`]).
 #[derive(Debug, Clone)]
 pub struct Cursor {
     left: usize,
-    batches: (Range<usize>, u64, IntDecoder),
-    times: (Range<usize>, u64, IntDecoder),
+    batches: (Range<usize>, IntDecoder),
+    times: (Range<usize>, IntDecoder),
     fields: Vec<FieldCursor>,
 }
 
@@ -258,25 +322,23 @@ pub struct Row {
 }
 
 impl Cursor {
-    /// A cursor over `chunk`, whose payload starts at `base` in the bytes
-    /// later passed to [`Cursor::next`]; fields for which `wanted` is
-    /// false are not decoded (their values come back as `None`).
-    pub fn new(chunk: &Chunk, base: usize, wanted: impl Fn(usize) -> bool) -> Self {
-        let at = |r: &Range<usize>| base + r.start..base + r.end;
+    /// A cursor over `chunk`'s inflated columns; fields for which
+    /// `wanted` is false are not decoded (their values come back as `None`).
+    pub fn new(chunk: &Chunk, wanted: impl Fn(usize) -> bool) -> Self {
         let fields = chunk.columns[2..]
             .iter()
             .zip(&chunk.def.fields)
             .enumerate()
             .map(|(i, (r, (_, kind)))| match kind {
                 _ if !wanted(i) => FieldCursor::Skipped,
-                FieldKind::Text => FieldCursor::Texts { bytes: at(r), pos: 0, prev: String::new() },
-                _ => FieldCursor::Numbers { bits: at(r), pos: 0, decoder: ValueDecoder::default() },
+                FieldKind::Text => FieldCursor::Texts { bytes: r.clone(), prev: String::new() },
+                _ => FieldCursor::Numbers { bytes: r.clone(), decoder: ValueDecoder::default() },
             })
             .collect();
         Self {
             left: chunk.count,
-            batches: (at(&chunk.columns[0]), 0, IntDecoder::default()),
-            times: (at(&chunk.columns[1]), 0, IntDecoder::default()),
+            batches: (chunk.columns[0].clone(), IntDecoder::default()),
+            times: (chunk.columns[1].clone(), IntDecoder::default()),
             fields,
         }
     }
@@ -286,11 +348,11 @@ impl Cursor {
         self.left
     }
 
-    /// The next sample, its values (kinds as `kinds` say, `None` for
-    /// fields not wanted) replacing `values`.
+    /// The next sample of the inflated columns `raw`, its values (kinds
+    /// as `kinds` say, `None` for fields not wanted) replacing `values`.
     pub fn next(
         &mut self,
-        bytes: &[u8],
+        raw: &[u8],
         kinds: &[(String, FieldKind)],
         values: &mut Vec<Option<Value>>,
     ) -> Result<Option<Row>, BlockError> {
@@ -298,32 +360,42 @@ impl Cursor {
             return Ok(None);
         }
         self.left -= 1;
-        let slice = |r: &Range<usize>| bytes.get(r.clone()).ok_or(BlockError::Malformed("range"));
-        let int = |(range, pos, d): &mut (Range<usize>, u64, IntDecoder)| {
-            let mut r = BitReader::at(slice(range)?, *pos);
-            let v = d.next(&mut r)?;
-            *pos = r.position();
-            Ok::<_, BlockError>(v)
-        };
-        let batch = int(&mut self.batches)?;
-        let time = int(&mut self.times)?;
+        // Each column's range shrinks from the front as it is read.
+        let read =
+            |range: &mut Range<usize>,
+             f: &mut dyn FnMut(&mut Reader<'_>) -> Result<(), BlockError>| {
+                let bytes = raw.get(range.clone()).ok_or(BlockError::Malformed("range"))?;
+                let mut r = Reader::new(bytes);
+                f(&mut r)?;
+                range.start = range.end - r.remaining();
+                Ok::<_, BlockError>(())
+            };
+        let (mut batch, mut time) = (0, 0);
+        let (range, d) = &mut self.batches;
+        read(range, &mut |r| {
+            batch = d.next(r)?;
+            Ok(())
+        })?;
+        let (range, d) = &mut self.times;
+        read(range, &mut |r| {
+            time = d.next(r)?;
+            Ok(())
+        })?;
         values.clear();
         for (field, (_, kind)) in self.fields.iter_mut().zip(kinds) {
-            values.push(match field {
-                FieldCursor::Skipped => None,
-                FieldCursor::Numbers { bits, pos, decoder } => {
-                    let mut r = BitReader::at(slice(bits)?, *pos);
-                    let v = decoder.next(&mut r)?;
-                    *pos = r.position();
-                    Some(if *kind == FieldKind::Counter {
+            let mut value = None;
+            match field {
+                FieldCursor::Skipped => {}
+                FieldCursor::Numbers { bytes, decoder } => read(bytes, &mut |r| {
+                    let v = decoder.next(r)?;
+                    value = Some(if *kind == FieldKind::Counter {
                         Value::Counter(v)
                     } else {
                         Value::Gauge(v)
-                    })
-                }
-                FieldCursor::Texts { bytes: range, pos, prev } => {
-                    let text = slice(range)?.get(*pos..).ok_or(BlockError::Malformed("text"))?;
-                    let mut r = Reader::new(text);
+                    });
+                    Ok(())
+                })?,
+                FieldCursor::Texts { bytes, prev } => read(bytes, &mut |r| {
                     let n = r.varint()?;
                     if n > 0 {
                         let len =
@@ -332,10 +404,11 @@ impl Cursor {
                             .map_err(|_| BlockError::Malformed("text"))?;
                         *prev = t.to_owned();
                     }
-                    *pos += text.len() - r.remaining();
-                    Some(Value::Text(prev.clone()))
-                }
-            });
+                    value = Some(Value::Text(prev.clone()));
+                    Ok(())
+                })?,
+            }
+            values.push(value);
         }
         Ok(Some(Row { batch, time }))
     }

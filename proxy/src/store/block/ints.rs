@@ -1,20 +1,10 @@
-//! Integer columns (sample times, batch numbers): each value as the change
-//! of its difference from the one before (delta of delta), which is zero
-//! for regular steps and then costs one bit.
-//!
-//! ```text
-//! first value   64 bits
-//! then, per value, z = zigzag(delta - previous delta):
-//!   z = 0          0
-//!   z < 2^7        10   + 7 bits
-//!   z < 2^12       110  + 12 bits
-//!   z < 2^20       1110 + 20 bits
-//!   otherwise      1111 + 64 bits
-//! ```
-//!
-//! Arithmetic wraps, so any `u64` sequence round-trips.
+//! Integer columns (sample times, batch numbers): the first value as a
+//! varint, then each value as `zigzag(delta − previous delta)` (delta of
+//! delta), a varint: a regular step costs one zero byte, which the chunk's
+//! deflate then all but removes. Arithmetic wraps, so any `u64` sequence
+//! round-trips.
 
-use super::bits::{BitReader, BitWriter, Exhausted};
+use wasmtap_protocol::codec::{DecodeError, Reader, put_varint};
 
 /// `v` with its sign in the lowest bit.
 pub fn zigzag(v: i64) -> u64 {
@@ -26,41 +16,6 @@ pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// A prefix code for small numbers: `0`, then buckets of `widths` bits
-/// behind one more `1` each, the last bucket holding any `u64`.
-pub fn put_bucketed(w: &mut BitWriter, z: u64, widths: &[u32; 3]) {
-    if z == 0 {
-        w.bit(false);
-        return;
-    }
-    for (i, &bits) in widths.iter().enumerate() {
-        if z < 1 << bits {
-            // i + 1 ones, then a zero.
-            w.write((1 << (i + 2)) - 2, i as u32 + 2);
-            w.write(z, bits);
-            return;
-        }
-    }
-    w.write(0b1111, 4);
-    w.write(z, 64);
-}
-
-/// Reads what [`put_bucketed`] wrote.
-pub fn take_bucketed(r: &mut BitReader<'_>, widths: &[u32; 3]) -> Result<u64, Exhausted> {
-    if !r.bit()? {
-        return Ok(0);
-    }
-    for &bits in widths {
-        if !r.bit()? {
-            return r.read(bits);
-        }
-    }
-    r.read(64)
-}
-
-/// The widths of the delta-of-delta buckets.
-const DOD: [u32; 3] = [7, 12, 20];
-
 /// Writes an integer column, value by value.
 #[derive(Debug, Default)]
 pub struct IntEncoder {
@@ -70,14 +25,14 @@ pub struct IntEncoder {
 }
 
 impl IntEncoder {
-    /// Appends `v`.
-    pub fn push(&mut self, w: &mut BitWriter, v: u64) {
+    /// Appends `v` to `out`.
+    pub fn push(&mut self, out: &mut Vec<u8>, v: u64) {
         if self.started {
             let delta = v.wrapping_sub(self.prev) as i64;
-            put_bucketed(w, zigzag(delta.wrapping_sub(self.delta)), &DOD);
+            put_varint(out, zigzag(delta.wrapping_sub(self.delta)));
             self.delta = delta;
         } else {
-            w.write(v, 64);
+            put_varint(out, v);
             self.started = true;
         }
         self.prev = v;
@@ -94,13 +49,12 @@ pub struct IntDecoder {
 
 impl IntDecoder {
     /// The next value.
-    pub fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64, Exhausted> {
+    pub fn next(&mut self, r: &mut Reader<'_>) -> Result<u64, DecodeError> {
         if self.started {
-            let dod = unzigzag(take_bucketed(r, &DOD)?);
-            self.delta = self.delta.wrapping_add(dod);
+            self.delta = self.delta.wrapping_add(unzigzag(r.varint()?));
             self.prev = self.prev.wrapping_add(self.delta as u64);
         } else {
-            self.prev = r.read(64)?;
+            self.prev = r.varint()?;
             self.started = true;
         }
         Ok(self.prev)
@@ -113,36 +67,25 @@ mod tests {
 
     use super::*;
 
-    fn round_trip(values: &[u64]) -> (Vec<u64>, usize) {
-        let mut w = BitWriter::default();
+    fn round_trip(values: &[u64]) -> (Vec<u64>, Vec<u8>) {
+        let mut out = Vec::new();
         let mut e = IntEncoder::default();
         for v in values {
-            e.push(&mut w, *v);
+            e.push(&mut out, *v);
         }
-        let bytes = w.finish();
-        let mut r = BitReader::new(&bytes);
+        let mut r = Reader::new(&out);
         let mut d = IntDecoder::default();
-        let back = values.iter().map(|_| d.next(&mut r).expect("enough bits")).collect();
-        (back, bytes.len())
+        let back = values.iter().map(|_| d.next(&mut r).expect("enough bytes")).collect();
+        assert_eq!(r.remaining(), 0);
+        (back, out)
     }
 
     #[test]
-    fn regular_steps_cost_a_bit_each() {
+    fn regular_steps_are_zero_bytes() {
         let times: Vec<u64> = (0..1_000).map(|i| 1_795_651_200_000 + i * 1_000).collect();
         let (back, bytes) = round_trip(&times);
         assert_eq!(back, times);
-        // 64 bits, one delta of 1000 (14 + 20 bits... 24 bits), then 998 single bits.
-        assert!(bytes <= 8 + 4 + 125, "{bytes} bytes");
-    }
-
-    #[test]
-    fn buckets_round_trip_at_their_edges() {
-        for z in [0, 1, 127, 128, 4095, 4096, (1 << 20) - 1, 1 << 20, u64::MAX] {
-            let mut w = BitWriter::default();
-            put_bucketed(&mut w, z, &DOD);
-            let bytes = w.finish();
-            assert_eq!(take_bucketed(&mut BitReader::new(&bytes), &DOD), Ok(z));
-        }
+        assert!(bytes[8..].iter().all(|b| *b == 0), "after the first value and step");
         for v in [0, 1, -1, i64::MAX, i64::MIN] {
             assert_eq!(unzigzag(zigzag(v)), v);
         }

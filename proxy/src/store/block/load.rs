@@ -33,7 +33,8 @@ struct SeriesReader {
     /// Payload ranges of its chunks, in order.
     chunks: Vec<Range<usize>>,
     next_chunk: usize,
-    cursor: Option<Cursor>,
+    /// The chunk being read: its inflated columns and a cursor over them.
+    current: Option<(Vec<u8>, Cursor)>,
     /// The next sample, read ahead.
     pending: Option<(Row, Vec<Value>)>,
 }
@@ -108,7 +109,7 @@ impl Block {
                 fields: c.def.fields.clone(),
                 chunks: Vec::new(),
                 next_chunk: 0,
-                cursor: None,
+                current: None,
                 pending: None,
             });
             reader.chunks.push(range);
@@ -150,7 +151,7 @@ impl Block {
         if k < self.next {
             for s in self.series.iter_mut().flatten() {
                 s.next_chunk = 0;
-                s.cursor = None;
+                s.current = None;
                 s.pending = None;
             }
         }
@@ -207,14 +208,15 @@ fn take(s: &mut SeriesReader, bytes: &[u8], k: u64) -> Result<Option<Sample>, Bl
 fn read_ahead(s: &mut SeriesReader, bytes: &[u8]) -> Result<Option<(Row, Vec<Value>)>, BlockError> {
     let mut values = Vec::with_capacity(s.fields.len());
     loop {
-        if s.cursor.as_ref().is_none_or(|c| c.left() == 0) {
+        if s.current.as_ref().is_none_or(|(_, c)| c.left() == 0) {
             let Some(range) = s.chunks.get(s.next_chunk).cloned() else { return Ok(None) };
             s.next_chunk += 1;
-            let chunk = chunk::parse(&bytes[range.clone()])?;
-            s.cursor = Some(Cursor::new(&chunk, range.start, |_| true));
+            let payload = &bytes[range];
+            let chunk = chunk::parse(payload)?;
+            s.current = Some((chunk.inflate(payload)?, Cursor::new(&chunk, |_| true)));
         }
-        let Some(cursor) = s.cursor.as_mut() else { return Ok(None) };
-        if let Some(row) = cursor.next(bytes, &s.fields, &mut values)? {
+        let Some((raw, cursor)) = s.current.as_mut() else { return Ok(None) };
+        if let Some(row) = cursor.next(raw, &s.fields, &mut values)? {
             let values = values.drain(..).map(|v| v.unwrap_or(Value::Gauge(f64::NAN))).collect();
             return Ok(Some((row, values)));
         }

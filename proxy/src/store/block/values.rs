@@ -1,42 +1,37 @@
 //! Number columns: each value against the one before it in the same
-//! series, the way the wire does it, packed into bits.
+//! series, as the wire does it (`PROTOCOL.md`, compact batches), one
+//! varint tag per value:
 //!
-//! - A value that is an exact decimal `m / 10^e` (`|m| ≤ 2^53`, `e ≤ 9`) at
-//!   the scale of the series' last decimal is `0`, then
-//!   `zigzag(m − m_prev)` in buckets (`0`; `10` + 6 bits; `110` + 13 bits;
-//!   `1110` + 20 bits; `1111` + 64 bits): an unchanged value costs 2 bits.
-//! - An exact decimal at another scale is `10`, `e` in 4 bits, then
-//!   `zigzag(m)` in the same buckets.
-//! - Anything else (NaN, infinities, −0, long fractions) is `11`, then the
-//!   XOR of its IEEE-754 bits with the previous value's, Gorilla-style:
-//!   `0` when equal; `10` and the meaningful bits when they fit the
-//!   previous window of leading and trailing zeros; otherwise `11`, the
-//!   leading zeros in 6 bits, the meaningful length − 1 in 6 bits and the
-//!   meaningful bits.
+//! - an exact decimal `m / 10^e` (`|m| ≤ 2^53`, `e ≤ 9`) at the scale of
+//!   the series' last decimal: `zigzag(m − m_prev) << 1`, so an unchanged
+//!   value or a small step is one byte;
+//! - an exact decimal at another scale: `1 | e << 2`, then `zigzag(m)`;
+//! - anything else (NaN, infinities, −0, long fractions): `3`, then the
+//!   XOR of its IEEE-754 bits with the previous value's, as a varint.
 //!
+//! The chunk's deflate then codes these bytes by how often each occurs.
 //! Values round-trip bit for bit.
 
-use super::bits::{BitReader, BitWriter, Exhausted};
-use super::ints::{put_bucketed, take_bucketed, unzigzag, zigzag};
+use wasmtap_protocol::codec::{Reader, put_varint};
+
+use super::ints::{unzigzag, zigzag};
 
 /// Most decimal places tried.
 const MAX_SCALE: u8 = 9;
 const MAX_MANTISSA: i64 = 1 << 53;
 const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-/// Bucket widths of mantissas and their changes.
-const MANTISSA: [u32; 3] = [6, 13, 20];
 /// After this many values in a row that were not decimals, the encoder
 /// looks for a decimal form only at every such count (a series of long
 /// fractions does not pay for the search every time).
 const NOT_DECIMAL_RUN: u32 = 16;
 
 /// Why a number column cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValueError {
-    /// The bits ran out.
+    /// The bytes ran out or a varint is invalid.
     #[error(transparent)]
-    Exhausted(#[from] Exhausted),
+    Bytes(#[from] wasmtap_protocol::codec::DecodeError),
     /// A change of mantissa without a decimal before it, or out of range.
     #[error("malformed number column")]
     Malformed,
@@ -68,122 +63,72 @@ fn in_range(m: i64) -> bool {
     m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
 }
 
-/// What both sides remember of a series' previous value.
-#[derive(Debug, Clone, Copy, Default)]
-struct State {
-    bits: u64,
-    decimal: Option<(i64, u8)>,
-    /// Leading and trailing zeros of the last XOR window.
-    window: Option<(u32, u32)>,
-}
-
 /// Writes a number column, value by value.
 #[derive(Debug, Default)]
 pub struct ValueEncoder {
-    state: State,
+    bits: u64,
+    decimal: Option<(i64, u8)>,
     /// Values in a row that were not decimals.
     not_decimal: u32,
 }
 
 impl ValueEncoder {
-    /// Appends `v`.
-    pub fn push(&mut self, w: &mut BitWriter, v: f64) {
-        let s = &mut self.state;
-        if let Some((pm, e)) = s.decimal
+    /// Appends `v` to `out`.
+    pub fn push(&mut self, out: &mut Vec<u8>, v: f64) {
+        let bits = v.to_bits();
+        if let Some((pm, e)) = self.decimal
             && let Some(m) = at_scale(v, e)
         {
-            w.bit(false);
-            put_bucketed(w, zigzag(m.wrapping_sub(pm)), &MANTISSA);
-            s.decimal = Some((m, e));
-            s.bits = v.to_bits();
-            self.not_decimal = 0;
+            put_varint(out, zigzag(m.wrapping_sub(pm)) << 1);
+            (self.decimal, self.bits, self.not_decimal) = (Some((m, e)), bits, 0);
             return;
         }
         let search =
             self.not_decimal < NOT_DECIMAL_RUN || self.not_decimal.is_multiple_of(NOT_DECIMAL_RUN);
         if let Some((m, e)) = as_decimal(v).filter(|_| search) {
-            w.write(0b10, 2);
-            w.write(u64::from(e), 4);
-            put_bucketed(w, zigzag(m), &MANTISSA);
-            s.decimal = Some((m, e));
-            s.bits = v.to_bits();
-            self.not_decimal = 0;
+            put_varint(out, 1 | u64::from(e) << 2);
+            put_varint(out, zigzag(m));
+            (self.decimal, self.bits, self.not_decimal) = (Some((m, e)), bits, 0);
             return;
         }
         self.not_decimal = self.not_decimal.saturating_add(1);
-        w.write(0b11, 2);
-        let x = v.to_bits() ^ s.bits;
-        s.bits = v.to_bits();
-        if x == 0 {
-            w.bit(false);
-            return;
-        }
-        let (lz, tz) = (x.leading_zeros(), x.trailing_zeros());
-        match s.window {
-            Some((wl, wt)) if lz >= wl && tz >= wt => {
-                w.write(0b10, 2);
-                w.write(x >> wt, 64 - wl - wt);
-            }
-            _ => {
-                let len = 64 - lz - tz;
-                w.write(0b11, 2);
-                w.write(u64::from(lz), 6);
-                w.write(u64::from(len - 1), 6);
-                w.write(x >> tz, len);
-                s.window = Some((lz, tz));
-            }
-        }
+        put_varint(out, 3);
+        put_varint(out, bits ^ self.bits);
+        self.bits = bits;
     }
 }
 
 /// Reads a number column, value by value.
 #[derive(Debug, Default, Clone)]
 pub struct ValueDecoder {
-    state: State,
+    bits: u64,
+    decimal: Option<(i64, u8)>,
 }
 
 impl ValueDecoder {
     /// The next value.
-    pub fn next(&mut self, r: &mut BitReader<'_>) -> Result<f64, ValueError> {
-        let s = &mut self.state;
-        if !r.bit()? {
-            let (pm, e) = s.decimal.ok_or(ValueError::Malformed)?;
-            let m = pm.checked_add(unzigzag(take_bucketed(r, &MANTISSA)?));
-            let m = m.filter(|m| in_range(*m)).ok_or(ValueError::Malformed)?;
-            return Ok(self.decimal(m, e));
-        }
-        if !r.bit()? {
-            let e = r.read(4)? as u8;
-            let m = unzigzag(take_bucketed(r, &MANTISSA)?);
-            if e > MAX_SCALE || !in_range(m) {
-                return Err(ValueError::Malformed);
+    pub fn next(&mut self, r: &mut Reader<'_>) -> Result<f64, ValueError> {
+        let tag = r.varint()?;
+        let (m, e) = if tag & 1 == 0 {
+            let (pm, e) = self.decimal.ok_or(ValueError::Malformed)?;
+            let m = pm.checked_add(unzigzag(tag >> 1)).filter(|m| in_range(*m));
+            (m.ok_or(ValueError::Malformed)?, e)
+        } else if tag & 3 == 1 {
+            let e = u8::try_from(tag >> 2).ok().filter(|e| *e <= MAX_SCALE);
+            let m = unzigzag(r.varint()?);
+            match e {
+                Some(e) if in_range(m) => (m, e),
+                _ => return Err(ValueError::Malformed),
             }
-            return Ok(self.decimal(m, e));
-        }
-        let x = if !r.bit()? {
-            0
-        } else if !r.bit()? {
-            let (wl, wt) = s.window.ok_or(ValueError::Malformed)?;
-            r.read(64 - wl - wt)? << wt
+        } else if tag == 3 {
+            self.bits ^= r.varint()?;
+            return Ok(f64::from_bits(self.bits));
         } else {
-            let lz = r.read(6)? as u32;
-            let len = r.read(6)? as u32 + 1;
-            if lz + len > 64 {
-                return Err(ValueError::Malformed);
-            }
-            let tz = 64 - lz - len;
-            s.window = Some((lz, tz));
-            r.read(len)? << tz
+            return Err(ValueError::Malformed);
         };
-        s.bits ^= x;
-        Ok(f64::from_bits(s.bits))
-    }
-
-    fn decimal(&mut self, m: i64, e: u8) -> f64 {
         let v = decimal_value(m, e);
-        self.state.decimal = Some((m, e));
-        self.state.bits = v.to_bits();
-        v
+        (self.decimal, self.bits) = (Some((m, e)), v.to_bits());
+        Ok(v)
     }
 }
 
@@ -194,16 +139,16 @@ mod tests {
     use super::*;
 
     fn encode(values: &[f64]) -> Vec<u8> {
-        let mut w = BitWriter::default();
+        let mut out = Vec::new();
         let mut e = ValueEncoder::default();
         for v in values {
-            e.push(&mut w, *v);
+            e.push(&mut out, *v);
         }
-        w.finish()
+        out
     }
 
     fn decode(bytes: &[u8], n: usize) -> Result<Vec<u64>, ValueError> {
-        let mut r = BitReader::new(bytes);
+        let mut r = Reader::new(bytes);
         let mut d = ValueDecoder::default();
         (0..n).map(|_| d.next(&mut r).map(f64::to_bits)).collect()
     }
@@ -234,19 +179,17 @@ mod tests {
             2.0 / 3.0,
             5.0,
         ];
-        let bytes = encode(&values);
-        assert_eq!(decode(&bytes, values.len()), Ok(bits(&values)));
+        assert_eq!(decode(&encode(&values), values.len()), Ok(bits(&values)));
     }
 
     #[test]
-    fn steady_values_are_small() {
+    fn steady_values_are_a_byte_each() {
         let constant = vec![42.5; 1_000];
-        assert!(encode(&constant).len() <= 260, "{}", encode(&constant).len());
+        assert!(encode(&constant).len() <= 1_010);
         let counter: Vec<f64> = (0..1_000).map(|i| f64::from(i) * 17.0).collect();
-        let len = encode(&counter).len();
-        // 9 bits a value: a decimal at the same scale, a change in 6 bits.
-        assert!(len <= 1_130, "{len} bytes for a counter of small steps");
-        assert_eq!(decode(&encode(&counter), 1_000), Ok(bits(&counter)));
+        let bytes = encode(&counter);
+        assert!(bytes.len() <= 1_010, "{} bytes for a counter of small steps", bytes.len());
+        assert_eq!(decode(&bytes, 1_000), Ok(bits(&counter)));
     }
 
     #[test]
