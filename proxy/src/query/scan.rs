@@ -101,12 +101,17 @@ pub fn project(
 ) -> Result<Stats, QueryError> {
     let dir = data_dir.join(project.as_str());
     let mut stats = Stats::default();
-    for s in catalog::list(&dir)? {
+    let segments = catalog::list(&dir)?;
+    let newest = segments.last().map(|s| s.id);
+    for s in segments {
         if mark.is_some_and(|m| s.id > m.segment) {
             break;
         }
         stats.segments += 1;
-        let end = mark.filter(|m| m.segment == s.id).map(|m| m.offset);
+        let end = match mark.filter(|m| m.segment == s.id) {
+            Some(m) => End::Mark(m.offset),
+            None => End::File { newest: mark.is_none() && Some(s.id) == newest },
+        };
         let done = match s.form() {
             Form::Block => block(&dir, s.id, project, filter, emit, &mut stats)?,
             Form::Rows => rows(&dir, s.id, end, project, filter, emit, &mut stats)?,
@@ -198,11 +203,21 @@ fn block(
     Ok(true)
 }
 
-/// Reads the row segment `id` up to `end` (or its end); false if it is gone.
+/// How far a row segment is read.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Up to where the writer had committed.
+    Mark(u64),
+    /// To the end of the file; the newest segment may end in a record
+    /// being written, where reading stops without a word.
+    File { newest: bool },
+}
+
+/// Reads the row segment `id` up to `end`; false if it is gone.
 fn rows(
     dir: &Path,
     id: u64,
-    end: Option<u64>,
+    end: End,
     project: &ProjectId,
     filter: &Filter,
     emit: &mut dyn FnMut(&Found<'_>) -> std::io::Result<()>,
@@ -210,15 +225,16 @@ fn rows(
 ) -> Result<bool, QueryError> {
     let path = row_path(dir, id);
     let Some(file) = RowFile::open(&path).map_err(io_err(&path))? else { return Ok(false) };
-    let end = match end {
-        Some(e) => e,
-        None => file.size().map_err(io_err(&path))?,
+    let (end, resync) = match end {
+        End::Mark(offset) => (offset, true),
+        End::File { newest } => (file.size().map_err(io_err(&path))?, !newest),
     };
     let mut at = 0;
     let mut failed: Option<std::io::Error> = None;
     while at < end && failed.is_none() {
+        let from = at;
         at = file
-            .window(at, end, true, |item| {
+            .window(at, end, resync, |item| {
                 if failed.is_some() {
                     return;
                 }
@@ -256,6 +272,9 @@ fn rows(
                 }
             })
             .map_err(io_err(&path))?;
+        if at == from {
+            break; // a record being written: not read yet
+        }
     }
     match failed {
         Some(e) => Err(QueryError::Output(e)),

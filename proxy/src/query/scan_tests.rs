@@ -145,3 +145,26 @@ fn segments_and_chunks_outside_the_filter_are_not_read() {
     // One chunk per compressed segment: the one series asked for.
     assert_eq!(stats.chunks, all.segments - 1, "{stats:?}");
 }
+
+#[test]
+fn a_record_being_written_at_the_end_is_not_read_and_not_called_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let (before, _) = run(dir.path(), &Filter::default());
+    let newest = crate::store::catalog::list(&dir.path().join("demo"))
+        .expect("list")
+        .pop()
+        .expect("a segment");
+    let path = crate::store::catalog::row_path(&dir.path().join("demo"), newest.id);
+    let mut half = Vec::new();
+    wasmtap_protocol::record::append_with(&mut half, |out| {
+        crate::store::format::encode(&batch("a", 61), out)
+    });
+    half.truncate(half.len() / 2);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut f, &half).expect("write");
+    let (after, stats) = run(dir.path(), &Filter::default());
+    assert_eq!(after, before);
+    assert_eq!(stats.damaged, 0);
+    drop(store);
+}
