@@ -14,6 +14,8 @@
 //!   (the next identity to prove itself under it gets it).
 //! - `POST /api/projects/{project}/agents/{agent}/approve`: let a name that
 //!   waits in a project with `enroll = "closed"` connect.
+//! - `GET /api/query?…`: stored values as JSON lines, streamed
+//!   ([`crate::read_api`]).
 
 use std::time::Duration;
 
@@ -79,6 +81,7 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
             json(StatusCode::OK, &json!(agents))
         }
         (&Method::POST, ["agents", agent, "request"]) => control(state, agent, req).await,
+        (&Method::GET, ["query"]) => crate::read_api::handle(state, req.uri().query()).await,
         (&Method::GET, ["bindings"]) => {
             let project = req.uri().query().and_then(|q| q.strip_prefix("project="));
             let project = project.and_then(percent_decode);
@@ -88,7 +91,7 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
             &Method::POST,
             ["projects", project, "agents", agent, action @ ("forget" | "approve")],
         ) => binding(state, project, agent, action),
-        (_, ["agents"] | ["agents", _, "request"] | ["bindings"]) => {
+        (_, ["agents"] | ["agents", _, "request"] | ["bindings"] | ["query"]) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this endpoint")
         }
         _ => json_error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -210,7 +213,7 @@ async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> Ht
 }
 
 /// `%XX`-decodes a path segment; `None` if the result is not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
+pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

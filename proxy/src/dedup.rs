@@ -64,6 +64,30 @@ impl SeqSet {
     pub fn ranges(&self) -> usize {
         self.ranges.len()
     }
+
+    /// The floor and the ranges (start and end, inclusive), for saving.
+    pub fn parts(&self) -> (Option<u64>, impl Iterator<Item = (u64, u64)> + '_) {
+        (self.floor, self.ranges.iter().map(|(s, e)| (*s, *e)))
+    }
+
+    /// A set from saved parts; `None` if the ranges overlap, touch, are
+    /// out of order or too many.
+    pub fn from_parts(
+        floor: Option<u64>,
+        ranges: impl Iterator<Item = (u64, u64)>,
+    ) -> Option<Self> {
+        let mut out = Self { ranges: BTreeMap::new(), floor };
+        let mut prev_end: Option<u64> = None;
+        for (start, end) in ranges {
+            let after_prev = prev_end.is_none_or(|p| p.checked_add(1).is_some_and(|n| start > n));
+            if end < start || !after_prev || out.ranges.len() >= MAX_RANGES {
+                return None;
+            }
+            out.ranges.insert(start, end);
+            prev_end = Some(end);
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +129,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn saved_parts_rebuild_the_same_set(seqs in prop::collection::vec(0u64..500, 0..300)) {
+            let mut s = SeqSet::default();
+            for seq in seqs {
+                s.insert(seq);
+            }
+            let (floor, ranges) = s.parts();
+            prop_assert_eq!(SeqSet::from_parts(floor, ranges), Some(s));
+        }
+
         #[test]
         fn agrees_with_a_plain_set(seqs in prop::collection::vec(0u64..200, 0..400)) {
             let mut s = SeqSet::default();

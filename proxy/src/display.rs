@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::json;
 use wasmtap_protocol::message::{Sample, Value};
 
+use crate::query::scan::Found;
+
 /// RFC 3339 time with milliseconds, UTC. A time RFC 3339 cannot show (after
 /// the year 9999: the agent's clock or collector says so) is shown as
 /// `unix-ms:<ms>`.
@@ -73,6 +75,81 @@ pub fn json_lines(project: &str, agent: &str, seq: u64, sample: &Sample) -> Vec<
         .collect()
 }
 
+/// The JSON lines of `found`, one per value, appended to `out`: the same
+/// objects as [`json_lines`] (keys in the same order), written directly.
+pub fn write_json_lines(found: &Found<'_>, out: &mut Vec<u8>) {
+    let text = |out: &mut Vec<u8>, s: &str| {
+        // Serialising a str to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    let mut labels: Vec<(&str, &str)> =
+        found.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // As a JSON map: sorted by key, the last of a repeated key kept.
+    labels.reverse();
+    labels.sort_by_key(|(k, _)| *k);
+    labels.dedup_by_key(|(k, _)| *k);
+    for (field, value) in found.values {
+        out.extend_from_slice(b"{\"agent\":");
+        text(out, found.agent);
+        out.extend_from_slice(b",\"collector\":");
+        text(out, found.collector);
+        out.extend_from_slice(b",\"field\":");
+        text(out, field);
+        let kind = match value {
+            Value::Gauge(_) => "gauge",
+            Value::Counter(_) => "counter",
+            Value::Text(_) => "text",
+        };
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"labels\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            text(out, k);
+            out.push(b':');
+            text(out, v);
+        }
+        out.extend_from_slice(b"},\"project\":");
+        text(out, found.project);
+        out.extend_from_slice(b",\"seq\":");
+        match found.seq {
+            Some(seq) => out.extend_from_slice(seq.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"time\":");
+        out.extend_from_slice(found.time_ms.to_string().as_bytes());
+        out.extend_from_slice(b",\"value\":");
+        match value {
+            Value::Gauge(x) | Value::Counter(x) => {
+                let _ = serde_json::to_writer(&mut *out, &json!(x));
+            }
+            Value::Text(t) => text(out, t),
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// The [`human_line`] of `found`.
+pub fn found_line(found: &Found<'_>) -> String {
+    let labels = if found.labels.is_empty() {
+        String::new()
+    } else {
+        let inner: Vec<String> = found.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        format!("{{{}}} ", inner.join(","))
+    };
+    let values: Vec<String> =
+        found.values.iter().map(|(f, v)| format!("{f}={}", format_value(v))).collect();
+    format!(
+        "{} {} {} {labels}{}",
+        format_time(found.time_ms),
+        found.agent,
+        found.collector,
+        values.join(" ")
+    )
+}
+
 /// A sink that prints every stored sample as a [`human_line`] on stdout
 /// (`wasmtap-proxy run --print`).
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +199,33 @@ mod tests {
         far.time_ms = u64::MAX;
         assert!(human_line("web", &far).starts_with("unix-ms:18446744073709551615 web load"));
         assert_eq!(json_lines("demo", "web", 1, &far)[0]["time"], u64::MAX);
+    }
+
+    #[test]
+    fn written_lines_are_the_json_objects_byte_for_byte() {
+        let mut s = sample();
+        s.labels =
+            vec![("z".into(), "\"q\"".into()), ("a".into(), "1".into()), ("z".into(), "2".into())]
+                .into();
+        s.values.push(("nan".into(), Value::Counter(f64::NAN)));
+        s.values.push(("big".into(), Value::Gauge(1e300)));
+        s.values.push(("whole".into(), Value::Gauge(3.0)));
+        let values: Vec<(&str, &Value)> = s.values.iter().map(|(n, v)| (&**n, v)).collect();
+        let found = Found {
+            project: "demo",
+            agent: "wéb",
+            collector: &s.collector,
+            labels: &s.labels,
+            time_ms: s.time_ms,
+            seq: Some(4),
+            values: &values,
+        };
+        let mut out = Vec::new();
+        write_json_lines(&found, &mut out);
+        let expected: String =
+            json_lines("demo", "wéb", 4, &s).iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+        assert_eq!(found_line(&found), human_line("wéb", &s));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -45,12 +46,14 @@ pub struct HttpState {
     pub store: Arc<Store>,
 }
 
-/// A response with a body held in memory.
-pub type HttpResponse = Response<Full<Bytes>>;
+/// A response body: held in memory, or streamed.
+pub type Body = BoxBody<Bytes, Infallible>;
+/// A response.
+pub type HttpResponse = Response<Body>;
 
 /// A response with `status`, `content_type` and `body`.
 pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Full::new(body).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -133,6 +136,7 @@ async fn metrics(state: &Arc<HttpState>) -> HttpResponse {
         let mut text = state.latest.render();
         remote_write::render_families(&state.remote_write, &mut text);
         state.store.damage().render(&mut text);
+        state.store.usage().render(&mut text);
         text
     })
     .await;

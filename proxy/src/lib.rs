@@ -15,9 +15,10 @@
 //! - [`inflight`]: a session's batches waiting for the store, acknowledged in order.
 //! - [`gate`]: admission before authentication: caps and rates per source network, eviction of the oldest.
 //! - [`sessions`]: connected agents and control requests routed to them.
-//! - [`store`]: append-only, checksummed log files per project, deduplicated.
+//! - [`store`]: append-only, checksummed log files per project, deduplicated,
+//!   compressed once closed, with retention.
 //! - [`dedup`]: the batch sequence numbers each agent has had stored.
-//! - [`query`]: the filters of `wasmtap-proxy query`.
+//! - [`query`]: the filters of `wasmtap-proxy query`, and reading them from the store.
 //! - [`display`]: stored samples as human lines or JSON objects.
 //! - [`tail`]: sinks read the store back, each from its own position.
 //! - [`sink`]: the [`sink::Sink`] hook of in-memory consumers fed from the tail.
@@ -27,6 +28,7 @@
 //! - [`remote_write`]: the sink pushing to Prometheus remote-write endpoints.
 //! - [`http`]: the `[http]` listener: `/metrics`, `/healthz`, and [`admin`].
 //! - [`admin`]: the bearer-token admin API under `/api/`.
+//! - [`read_api`]: `GET /api/query`, stored values streamed as JSON lines.
 //! - [`http_client`]: a small HTTP/1.1 client (remote write, `ctl`).
 //! - [`tls`]: the trusted certificate authorities of `https://` remote write.
 //! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl`.
@@ -59,6 +61,7 @@ pub mod latest;
 pub mod lifecycle;
 mod link;
 pub mod query;
+pub mod read_api;
 pub mod remote_write;
 pub mod series;
 pub mod server;

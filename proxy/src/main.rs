@@ -10,7 +10,7 @@ use wasmtap_protocol::keyfile;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
-use wasmtap_proxy::query::{self, Filter};
+use wasmtap_proxy::query::{self, Filter, scan};
 use wasmtap_proxy::store::Store;
 
 #[derive(Parser)]
@@ -73,6 +73,9 @@ enum Command {
         /// One JSON object per value and line.
         #[arg(long)]
         json: bool,
+        /// Print what was read and skipped, the time taken and the peak memory on stderr.
+        #[arg(long)]
+        stats: bool,
     },
     /// Talk to a running proxy's admin API (address and token from `[http]`).
     Ctl {
@@ -150,7 +153,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Identity { config } => identity(config),
         Command::Run { config, print } => run(config, print),
-        Command::Query { config, project, collector, agent, labels, field, since, until, json } => {
+        Command::Query {
+            config,
+            project,
+            collector,
+            agent,
+            labels,
+            field,
+            since,
+            until,
+            json,
+            stats,
+        } => {
             let now = std::time::SystemTime::now();
             let time = |t: Option<String>| t.map(|t| query::parse_time(&t, now)).transpose();
             let filter = Filter {
@@ -161,7 +175,7 @@ fn main() -> anyhow::Result<()> {
                 since_ms: time(since)?,
                 until_ms: time(until)?,
             };
-            query(config, project, filter, json)
+            query(config, project, filter, json, stats)
         }
         Command::Ctl { config, addr, action } => ctl(config, addr, action),
     }
@@ -269,31 +283,53 @@ fn query(
     project: Option<String>,
     filter: Filter,
     json: bool,
+    stats: bool,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let cfg = load(&config)?;
-    let store = Store::open(&cfg.data_dir).context("opening the store")?;
     let projects = match project {
         Some(p) => vec![ProjectId::new(&p).with_context(|| format!("project {p:?}"))?],
-        None => store.projects()?,
+        None => Store::projects_in(&cfg.data_dir)?,
     };
-    let mut out = std::io::stdout().lock();
-    for p in projects {
-        for record in store.read(&p)? {
-            for s in record.batch.samples.iter().filter(|s| filter.sample(&record.agent, s)) {
-                let s = filter.values(s);
-                if s.values.is_empty() {
-                    continue;
-                }
-                if json {
-                    for line in display::json_lines(p.as_str(), &record.agent, record.batch.seq, &s)
-                    {
-                        writeln!(out, "{line}")?;
-                    }
-                } else {
-                    writeln!(out, "{}", display::human_line(&record.agent, &s))?;
-                }
-            }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut line = Vec::new();
+    let mut emit = |found: &scan::Found<'_>| {
+        line.clear();
+        if json {
+            display::write_json_lines(found, &mut line);
+        } else {
+            line.extend_from_slice(display::found_line(found).as_bytes());
+            line.push(b'\n');
         }
+        out.write_all(&line)
+    };
+    let found = scan::projects(&cfg.data_dir, &projects, &filter, None, &mut emit);
+    out.flush()?;
+    let found = match found {
+        Err(scan::QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(());
+        }
+        other => other?,
+    };
+    if stats {
+        eprintln!(
+            "segments {} (skipped {}), chunks {}, row records {}, samples {}, damaged {}; {:.1} ms; peak memory {} KiB",
+            found.segments,
+            found.skipped,
+            found.chunks,
+            found.records,
+            found.samples,
+            found.damaged,
+            started.elapsed().as_secs_f64() * 1e3,
+            peak_rss_kib().unwrap_or(0),
+        );
     }
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
 }

@@ -1,4 +1,10 @@
-//! `wasmtap-proxy query`: which stored values to print.
+//! `wasmtap-proxy query` and the read API: which stored values to print
+//! ([`Filter`]), and reading them from the store ([`scan`]).
+
+pub mod scan;
+
+#[cfg(test)]
+mod scan_tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,8 +17,10 @@ pub enum FilterError {
     /// A `--label` is not `key=value`.
     #[error("--label {0:?} is not key=value")]
     Label(String),
-    /// A time is neither RFC 3339 nor a duration ago.
-    #[error("{0:?} is neither a time like 2026-11-26T10:00:00Z nor a duration like 15m")]
+    /// A time is neither RFC 3339, `unix-ms:<ms>` nor a duration ago.
+    #[error(
+        "{0:?} is neither a time like 2026-11-26T10:00:00Z or unix-ms:1795651200000 nor a duration like 15m"
+    )]
     Time(String),
 }
 
@@ -41,8 +49,13 @@ pub fn parse_label(text: &str) -> Result<(String, String), FilterError> {
     }
 }
 
-/// Parses an RFC 3339 time, or a duration meaning that long before `now`.
+/// Parses an RFC 3339 time, `unix-ms:<ms>` (milliseconds since the epoch,
+/// as [`crate::display::format_time`] shows times beyond RFC 3339), or a
+/// duration meaning that long before `now`.
 pub fn parse_time(text: &str, now: SystemTime) -> Result<u64, FilterError> {
+    if let Some(ms) = text.strip_prefix("unix-ms:") {
+        return ms.parse().map_err(|_| FilterError::Time(text.to_owned()));
+    }
     let at = humantime::parse_rfc3339_weak(text).or_else(|_| {
         humantime::parse_duration(text)
             .map_err(|_| FilterError::Time(text.to_owned()))
@@ -111,6 +124,8 @@ mod tests {
         assert_eq!(parse_time("15m", now), Ok(2_700_000));
         assert_eq!(parse_time("1970-01-01T00:00:01Z", now), Ok(1_000));
         assert!(parse_time("yesterday-ish", now).is_err());
+        assert_eq!(parse_time("unix-ms:1795651200000", now), Ok(1_795_651_200_000));
+        assert!(parse_time("unix-ms:soon", now).is_err());
         assert_eq!(parse_label("cpu=0"), Ok(("cpu".into(), "0".into())));
         assert!(parse_label("=0").is_err() && parse_label("cpu").is_err());
     }

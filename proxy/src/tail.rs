@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
-use crate::store::{Commits, MAX_RECORD, Mark, Store, StoredBatch, segment_path, segments};
+use crate::store::catalog::{self, block_path, row_path};
+use crate::store::{Commits, MAX_RECORD, Mark, Store, StoredBatch};
 
 /// Where in a project's log: a segment and a byte offset in it.
 #[derive(
@@ -109,6 +110,8 @@ pub struct Tail {
     dir: PathBuf,
     commits: Arc<Commits>,
     positions: BTreeMap<ProjectId, Position>,
+    /// Per project, the compressed segment being read.
+    open: BTreeMap<ProjectId, Option<segment::OpenBlock>>,
     turn: usize,
     /// What was passed over.
     pub skipped: Skipped,
@@ -120,7 +123,7 @@ fn intact_end(dir: &Path, project: &ProjectId, mark: &Mark) -> Result<Position, 
     if mark.verified {
         return Ok(Position { segment: mark.segment, offset: mark.offset });
     }
-    let path = segment_path(&dir.join(project.as_str()), mark.segment);
+    let path = row_path(&dir.join(project.as_str()), mark.segment);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -138,6 +141,7 @@ impl Tail {
             dir: store.dir().to_owned(),
             commits: store.commits().clone(),
             positions,
+            open: BTreeMap::new(),
             turn: 0,
             skipped: Skipped::default(),
         }
@@ -160,12 +164,15 @@ impl Tail {
         let mut tail = Self::at_end(store)?;
         for (project, pos) in &mut tail.positions {
             let dir = tail.dir.join(project.as_str());
-            let files = segments(&dir)
+            let files = catalog::list(&dir)
                 .map_err(|e| TailError::Io { path: dir.clone(), message: e.to_string() })?;
-            let recent = files.into_iter().find(|(_, path)| {
+            let modified = |path: PathBuf| {
                 std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= horizon)
-            });
-            if let Some((segment, _)) = recent {
+            };
+            let recent = files
+                .into_iter()
+                .find(|s| modified(row_path(&dir, s.id)) || modified(block_path(&dir, s.id)));
+            if let Some(catalog::Segment { id: segment, .. }) = recent {
                 *pos = Position { segment, offset: 0 };
             }
         }
@@ -209,7 +216,9 @@ impl Tail {
             let saved = *pos;
             let dir = self.dir.join(project.as_str());
             let left = budget - used;
-            segment::read(&dir, project, pos, mark, left, &mut read.entries, &mut self.skipped)?;
+            let open = self.open.entry(project.clone()).or_default();
+            let log = segment::Log { dir: &dir, project, mark };
+            segment::read(log, pos, left, open, &mut read.entries, &mut self.skipped)?;
             // The writer opened the project meanwhile (it may have cut a
             // torn tail and written in its place): read it again later.
             if self.commits.mark(project).map(|m| m.epoch) != Some(mark.epoch) {

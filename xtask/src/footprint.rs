@@ -18,7 +18,7 @@
 //! targets of the footprint issue.
 
 mod collectd;
-mod procfs;
+pub(crate) mod procfs;
 mod relay;
 mod scrape;
 

@@ -4,10 +4,12 @@
 //! - `cargo xtask examples`: install the Python and JavaScript tools, build `plugins/examples/`.
 //! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
 //! - `cargo xtask footprint [--seconds N]`: the agent's cost beside collectd and node_exporter (a benchmark).
+//! - `cargo xtask bench-store [--values N]`: the proxy's store at scale beside VictoriaMetrics (a benchmark).
 //! - `cargo xtask test`: install what tests need (see `packages.rs`), build collectors, run every test, smoke-run every fuzz target, lint.
 //! - `cargo xtask fuzz [SECONDS]`: build every fuzz target on nightly and run each for SECONDS (default 5).
 
 mod authoring;
+mod bench_store;
 mod demo;
 mod footprint;
 mod fuzz;
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         Some("examples") => authoring::build_examples().map(|_| ()),
         Some("demo") => demo::run(&args[1..]),
         Some("footprint") => footprint::run(&args[1..]),
+        Some("bench-store") => bench_store::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
         Some("fuzz") => {
@@ -44,6 +47,9 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!(
                 "  footprint      the agent's CPU, memory and wire cost beside collectd and node_exporter"
+            );
+            eprintln!(
+                "  bench-store    the proxy's store at 100 M values beside VictoriaMetrics (--values N)"
             );
             eprintln!("  test           build collectors and run every test and lint");
             eprintln!("  lint           cargo fmt --check and clippy -D warnings");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
-use crate::store::{DEFAULT_SEGMENT_BYTES, Fsync, StoreConfig};
+use crate::store::{DEFAULT_RETENTION, DEFAULT_SEGMENT_BYTES, Fsync, StoreConfig};
 
 /// Longest timeout, wait or backoff accepted anywhere in `proxy.toml`: a
 /// longer one is a mistake (and would overflow clock arithmetic).
@@ -81,6 +81,34 @@ pub(super) struct RawStore {
     fsync: Option<Fsync>,
     segment_bytes: Option<u64>,
     retention: Option<String>,
+    max_size: Option<String>,
+    compress: Option<bool>,
+}
+
+/// Parses a size such as `"100GiB"`, `"500MB"` or `"1048576"` (bytes) for `key`.
+pub(super) fn size(key: &str, text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{key} = {text:?} is not a size like \"100GiB\" or \"500MB\"")),
+    };
+    let n: u64 =
+        number.parse().map_err(|_| format!("{key} = {text:?} is not a size like \"100GiB\""))?;
+    match n.checked_mul(unit_bytes) {
+        Some(0) => Err(format!("{key} must be more than 0 bytes")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{key} = {text:?} is too large")),
+    }
 }
 
 fn positive<T: PartialOrd + Default + Copy>(
@@ -138,15 +166,21 @@ pub(super) fn limits(raw: Option<RawLimits>) -> Result<Limits, String> {
 
 pub(super) fn store(raw: Option<RawStore>) -> Result<StoreConfig, String> {
     let Some(raw) = raw else { return Ok(StoreConfig::default()) };
-    let retention =
-        raw.retention.as_deref().map(|t| bounded("retention", t, MAX_KEEP)).transpose()?;
+    let retention = match raw.retention.as_deref() {
+        None => Some(DEFAULT_RETENTION),
+        Some("off") => None,
+        Some(t) => Some(bounded("retention", t, MAX_KEEP)?),
+    };
     if retention.is_some_and(|r| r.is_zero()) {
-        return Err("retention must be longer than 0 (leave it out to keep everything)".into());
+        return Err("retention must be longer than 0 (\"off\" keeps everything)".into());
     }
+    let max_bytes = raw.max_size.as_deref().map(|t| size("max_size", t)).transpose()?;
     Ok(StoreConfig {
         fsync: raw.fsync.unwrap_or_default(),
         segment_bytes: positive("segment_bytes", raw.segment_bytes, DEFAULT_SEGMENT_BYTES)?,
         retention,
+        max_bytes,
+        compress: raw.compress.unwrap_or(true),
     })
 }
 
@@ -184,6 +218,21 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn retention_is_on_by_default_and_sizes_parse() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.store.retention, Some(crate::store::DEFAULT_RETENTION));
+        assert_eq!(c.store.max_bytes, None);
+        let c = parse("[store]\nretention = \"off\"\nmax_size = \"2GiB\"").expect("valid");
+        assert_eq!((c.store.retention, c.store.max_bytes), (None, Some(2 << 30)));
+        assert_eq!(super::size("k", "500MB"), Ok(500_000_000));
+        assert_eq!(super::size("k", "4096"), Ok(4096));
+        for bad in ["0GiB", "5 parsecs", "GiB", "99999999999TiB", "-1"] {
+            assert!(super::size("max_size", bad).is_err_and(|e| e.contains("max_size")), "{bad}");
+        }
+        assert!(parse("[store]\nretention = \"0s\"").is_err());
     }
 
     #[test]

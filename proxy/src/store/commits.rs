@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::Value;
 
-use super::{StoreError, StoredBatch, io_err, writer};
+use super::catalog::{self, Form, row_path};
+use super::{StoreError, StoredBatch, blocks, io_err};
 
 /// How far a project's log may be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +71,20 @@ impl Commits {
             };
             // A project the writer cannot open is reported when it tries;
             // the sinks just have nothing of it to read until then.
-            let last = writer::segments(&entry.path()).ok().and_then(|mut s| s.pop());
-            let Some((segment, path)) = last else { continue };
-            if let Ok(meta) = std::fs::metadata(&path) {
-                let offset = meta.len();
+            let dir = entry.path();
+            let last = catalog::list(&dir).ok().and_then(|mut s| s.pop());
+            let Some(last) = last else { continue };
+            // The newest segment is the row file being written (a block
+            // only if that was lost): its end, or the end of the rows the
+            // block was made from.
+            let offset = match last.form() {
+                Form::Rows => std::fs::metadata(row_path(&dir, last.id)).ok().map(|m| m.len()),
+                Form::Block => {
+                    blocks::index(&dir, last.id).ok().flatten().map(|i| i.header.row_len)
+                }
+            };
+            if let Some(offset) = offset {
+                let segment = last.id;
                 marks.insert(project, Mark { segment, offset, verified: false, epoch: 0 });
             }
         }
@@ -140,8 +151,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let shop = dir.path().join("shop");
         std::fs::create_dir_all(&shop).expect("mkdir");
-        std::fs::write(writer::segment_path(&shop, 1), [0u8; 10]).expect("write");
-        std::fs::write(writer::segment_path(&shop, 2), [0u8; 7]).expect("write");
+        std::fs::write(row_path(&shop, 1), [0u8; 10]).expect("write");
+        std::fs::write(row_path(&shop, 2), [0u8; 7]).expect("write");
         std::fs::create_dir_all(dir.path().join("_sinks")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("empty")).expect("mkdir");
         let commits = Commits::from_dir(dir.path()).expect("scan");

@@ -188,6 +188,161 @@ fn decode_current(bytes: &[u8]) -> Result<StoredBatch, FormatError> {
     Ok(StoredBatch { agent, session, received_ms, batch: Batch { seq, samples } })
 }
 
+/// A record payload read in place, sample by sample, for readers that
+/// skip most of what they read (queries): nothing is copied until a
+/// sample is wanted.
+#[derive(Debug)]
+pub struct View<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// The session it arrived on.
+    pub session: u64,
+    /// Proxy clock at arrival, ms since the epoch.
+    pub received_ms: u64,
+    /// The agent's batch sequence number.
+    pub seq: u64,
+    layouts: Vec<Vec<(&'a str, FieldKind)>>,
+    left: usize,
+    /// The bytes after the marker, and a reader over them.
+    bytes: &'a [u8],
+    r: Reader<'a>,
+}
+
+/// One sample of a [`View`], its labels and values not yet read.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleView<'a> {
+    /// The collector.
+    pub collector: &'a str,
+    /// When it was taken.
+    pub time_ms: u64,
+    /// Its layout's number in the record.
+    pub layout: usize,
+    labels: &'a [u8],
+    values: &'a [u8],
+}
+
+/// A payload as a [`View`], or, for the first format, decoded.
+#[derive(Debug)]
+pub enum Viewed<'a> {
+    /// The current format, in place.
+    View(View<'a>),
+    /// The first format (postcard), decoded.
+    Decoded(StoredBatch),
+}
+
+/// Reads `payload`'s header and layouts; its samples come one at a time.
+pub fn view(payload: &[u8]) -> Result<Viewed<'_>, FormatError> {
+    let rest = match payload {
+        [MARKER, VERSION, rest @ ..] => rest,
+        [MARKER, version, ..] => return Err(FormatError::UnknownVersion(*version)),
+        _ => return Ok(Viewed::Decoded(message::decode(payload)?)),
+    };
+    let mut r = Reader::new(rest);
+    let agent = r.str()?;
+    let (session, received_ms, seq) = (r.varint()?, r.varint()?, r.varint()?);
+    let mut layouts = Vec::with_capacity(r.count()?);
+    for _ in 0..layouts.capacity() {
+        let n = r.count()?;
+        let mut fields = Vec::with_capacity(n);
+        for _ in 0..n {
+            let kind = match r.u8()? {
+                0 => FieldKind::Gauge,
+                1 => FieldKind::Counter,
+                2 => FieldKind::Text,
+                k => return Err(FormatError::Kind(k)),
+            };
+            fields.push((r.str()?, kind));
+        }
+        layouts.push(fields);
+    }
+    let left = r.count()?;
+    Ok(Viewed::View(View { agent, session, received_ms, seq, layouts, left, bytes: rest, r }))
+}
+
+impl<'a> View<'a> {
+    /// Layouts in the record.
+    pub fn layouts(&self) -> usize {
+        self.layouts.len()
+    }
+
+    /// The fields of layout `i`.
+    pub fn layout(&self, i: usize) -> &[(&'a str, FieldKind)] {
+        self.layouts.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// The next sample, its labels and values passed over in place.
+    pub fn next_sample(&mut self) -> Result<Option<SampleView<'a>>, FormatError> {
+        if self.left == 0 {
+            return match self.r.remaining() {
+                0 => Ok(None),
+                n => Err(codec::DecodeError::Trailing(n).into()),
+            };
+        }
+        self.left -= 1;
+        let (bytes, r) = (self.bytes, &mut self.r);
+        let at = |r: &Reader<'_>| bytes.len() - r.remaining();
+        let collector = r.str()?;
+        let start = at(r);
+        for _ in 0..r.count()? {
+            r.str()?;
+            r.str()?;
+        }
+        let labels = &bytes[start..at(r)];
+        let time_ms = r.varint()?;
+        let id = r.varint()?;
+        let layout = usize::try_from(id)
+            .ok()
+            .filter(|i| *i < self.layouts.len())
+            .ok_or(FormatError::Layout(id, self.layouts.len()))?;
+        let start = at(r);
+        for (_, kind) in &self.layouts[layout] {
+            match kind {
+                FieldKind::Text => {
+                    r.str()?;
+                }
+                _ => {
+                    r.take(8)?;
+                }
+            }
+        }
+        let values = &bytes[start..at(r)];
+        Ok(Some(SampleView { collector, time_ms, layout, labels, values }))
+    }
+}
+
+impl<'a> SampleView<'a> {
+    /// Its labels as the record encodes them (equal labels, equal bytes).
+    pub fn labels_bytes(&self) -> &'a [u8] {
+        self.labels
+    }
+
+    /// Its labels.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut r = Reader::new(self.labels);
+        let n = r.varint().unwrap_or(0);
+        (0..n).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+    }
+
+    /// Its values, each with its field, as `layout` (its view's) says.
+    pub fn values<'l>(
+        &self,
+        layout: &'l [(&'a str, FieldKind)],
+    ) -> impl Iterator<Item = (&'a str, Value)> + 'l
+    where
+        'a: 'l,
+    {
+        let mut r = Reader::new(self.values);
+        layout.iter().map_while(move |(name, kind)| {
+            let value = match kind {
+                FieldKind::Gauge => Value::Gauge(f64::from_le_bytes(r.array().ok()?)),
+                FieldKind::Counter => Value::Counter(f64::from_le_bytes(r.array().ok()?)),
+                FieldKind::Text => Value::Text(r.str().ok()?.to_owned()),
+            };
+            Some((*name, value))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -300,9 +455,24 @@ mod tests {
                 })
                 .collect();
             let r = record(samples);
-            let back = decode(&encoded(&r)).expect("decodes");
+            let bytes = encoded(&r);
+            let back = decode(&bytes).expect("decodes");
             // Compared as bytes of the first format, so NaNs compare bit for bit.
             prop_assert_eq!(message::encode(&back), message::encode(&r));
+            // Read in place, the same samples.
+            let Ok(Viewed::View(mut v)) = view(&bytes) else { panic!("a view") };
+            prop_assert_eq!((v.agent, v.seq), (r.agent.as_str(), r.batch.seq));
+            let mut viewed = Vec::new();
+            while let Some(s) = v.next_sample().expect("sample") {
+                let layout = v.layout(s.layout);
+                viewed.push(Sample {
+                    collector: s.collector.into(),
+                    time_ms: s.time_ms,
+                    labels: s.labels().map(|(k, v)| (k.to_owned(), v.to_owned())).collect::<Vec<_>>().into(),
+                    values: s.values(layout).map(|(n, v)| (FieldName::from(n), v)).collect(),
+                });
+            }
+            prop_assert_eq!(message::encode(&viewed), message::encode(&r.batch.samples));
         }
     }
 }

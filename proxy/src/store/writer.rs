@@ -1,19 +1,24 @@
-//! The store's writer thread: dedup, append, group commit, segment roll and
-//! retention, one project log at a time.
+//! The store's writer thread: dedup, append, group commit and segment
+//! roll, one project log at a time. Closed segments are handed to the
+//! maintenance thread (compression, retention).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::record;
 
+use super::catalog::{self, row_path};
+use super::checkpoint::{self, Checkpoint};
+use super::maint;
 use super::recover::{DamageCounters, recover};
-use super::{Appended, Commits, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, io_err};
+use super::{
+    Appended, Commits, Fsync, MAX_RECORD, StoreConfig, StoreError, StoredBatch, blocks, io_err,
+};
 use crate::dedup::SeqSet;
 
 /// Most batches written under one sync.
@@ -22,8 +27,6 @@ const MAX_GROUP: usize = 4_096;
 const MAX_FAILED_SESSIONS: usize = 4_096;
 /// Largest group buffer a project keeps between groups.
 const MAX_KEPT_BUFFER: usize = 256 << 10;
-/// How often idle projects are checked against the retention.
-const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
 /// A batch on its way to the disk.
 #[derive(Debug)]
@@ -33,49 +36,15 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
-/// The segment files of a project directory, in order.
-pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(io_err(dir))?.path();
-        let id = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(id) = id {
-            out.push((id, path));
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:020}.seg"))
-}
-
-fn now_ms() -> u64 {
-    crate::now_ms()
-}
-
 #[derive(Debug)]
 struct Segment {
     id: u64,
     path: PathBuf,
-    newest_ms: u64,
 }
 
 #[derive(Debug)]
 struct ProjectLog {
     dir: PathBuf,
-    /// Closed segments, oldest first; the active one is `active`.
-    closed: Vec<Segment>,
     active: Segment,
     file: File,
     /// Bytes in the active segment, counting `pending`.
@@ -83,38 +52,108 @@ struct ProjectLog {
     /// Records of the current group not yet written to `file`.
     pending: Vec<u8>,
     seen: HashMap<String, SeqSet>,
+    /// A segment was closed since the maintenance thread was last told.
+    sealed: bool,
+    /// The position of the last checkpoint written or read.
+    checkpointed: (u64, u64),
+}
+
+/// Adds the batches of compressed segment `id` in `dir` whose row record
+/// started at `from` or later to `seen` (their table is all that is read).
+fn replay_block(
+    dir: &Path,
+    id: u64,
+    from: u64,
+    seen: &mut HashMap<String, SeqSet>,
+) -> Result<(), StoreError> {
+    let Some(index) = blocks::index(dir, id)? else { return Ok(()) };
+    let path = catalog::block_path(dir, id);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let table = blocks::batch_table(&file, &index.tables).map_err(io_err(&path))?;
+    for meta in table.into_iter().flatten().filter(|m| m.rows.start >= from) {
+        seen.entry(meta.agent.to_string()).or_default().insert(meta.seq);
+    }
+    Ok(())
+}
+
+/// Whether the log still holds what checkpoint `c` says it covered: its
+/// segment is there and long enough (otherwise it is not trusted, and
+/// every segment is replayed).
+fn consistent(dir: &Path, segments: &[catalog::Segment], c: &Checkpoint) -> bool {
+    let Some(s) = segments.iter().find(|s| s.id == c.segment) else {
+        // A checkpoint at the start of a segment not yet created (the
+        // store closed right after a roll) is fine; anything else is not.
+        let newest = segments.last().map_or(0, |s| s.id);
+        return c.offset == 0 && c.segment == newest + 1;
+    };
+    let len = if s.rows {
+        std::fs::metadata(row_path(dir, s.id)).map(|m| m.len()).ok()
+    } else {
+        blocks::index(dir, s.id).ok().flatten().map(|i| i.header.row_len)
+    };
+    let ok = len.is_some_and(|l| l >= c.offset);
+    if !ok {
+        tracing::warn!(dir = %dir.display(), segment = c.segment, offset = c.offset, "the log is shorter than its checkpoint says; replaying every segment");
+    }
+    ok
 }
 
 impl ProjectLog {
-    /// Reads `project`'s segments in `dir`: damaged records are skipped,
-    /// logged and counted in `damage`; the last segment's torn tail is cut
-    /// off. A tail not known to be torn is kept, and appends go to a new
-    /// segment after it.
+    /// Reads `project`'s segments in `dir` from its checkpoint on (all of
+    /// them without one): damaged records are skipped, logged and counted
+    /// in `damage`; the last segment's torn tail is cut off. A tail not
+    /// known to be torn is kept, and appends go to a new segment after it.
     fn open(
         dir: PathBuf,
         project: &ProjectId,
         damage: &DamageCounters,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut seen: HashMap<String, SeqSet> = HashMap::new();
-        let mut closed = Vec::new();
-        let files = segments(&dir)?;
-        let last = files.last().map(|(id, _)| *id);
-        let (mut active_len, mut fresh_active) = (0, false);
-        for (id, path) in files {
+        let segments = catalog::list(&dir)?;
+        let saved = checkpoint::load(&dir).filter(|c| consistent(&dir, &segments, c));
+        let from = saved.as_ref().map_or((0, 0), |c| (c.segment, c.offset));
+        let mut seen: HashMap<String, SeqSet> = saved.map(|c| c.seen).unwrap_or_default();
+        let last = segments.last().map(|s| s.id);
+        // The segment appends go to, and its intact length.
+        let mut active: Option<(u64, u64)> = None;
+        for s in segments.iter().filter(|s| s.id >= from.0) {
+            let is_last = Some(s.id) == last;
+            let start = if s.id == from.0 { from.1 } else { 0 };
+            if s.block && !(is_last && s.rows) {
+                replay_block(&dir, s.id, start, &mut seen)?;
+                continue;
+            }
+            let path = row_path(&dir, s.id);
             let mut bytes = Vec::new();
-            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
-            let r = recover(&bytes);
+            match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Compressed since it was listed.
+                    replay_block(&dir, s.id, start, &mut seen)?;
+                    continue;
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            // The checkpoint's position is a record boundary of this file.
+            let start = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+            let mut r = recover(&bytes[start..]);
+            r.valid_len += start;
+            for d in &mut r.damaged {
+                d.offset += start;
+            }
             if let Some(message) = r.unreadable {
                 return Err(StoreError::Unreadable { path, message });
             }
             for rec in &r.records {
                 seen.entry(rec.agent.clone()).or_default().insert(rec.batch.seq);
             }
-            let newest_ms = r.records.iter().map(|r| r.received_ms).max().unwrap_or(0);
             let mut spans: Vec<(usize, usize)> =
                 r.damaged.iter().map(|d| (d.offset, d.len)).collect();
-            let is_last = Some(id) == last;
+            let mut fresh_active = false;
             if is_last && r.torn_tail(bytes.len()) {
                 tracing::warn!(path = %path.display(), cut = bytes.len() - r.valid_len, "truncating a torn tail");
                 let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
@@ -123,7 +162,7 @@ impl ProjectLog {
             } else if r.valid_len < bytes.len() {
                 // Not known to be torn: damage, left on disk.
                 spans.push((r.valid_len, bytes.len() - r.valid_len));
-                fresh_active |= is_last;
+                fresh_active = is_last;
             }
             for (offset, len) in spans {
                 damage.add(project, len);
@@ -134,23 +173,39 @@ impl ProjectLog {
                     "damaged stored records skipped; the records after them are kept"
                 );
             }
-            if is_last {
-                active_len = r.valid_len as u64;
+            if is_last && !fresh_active {
+                active = Some((s.id, r.valid_len as u64));
             }
-            closed.push(Segment { id, path, newest_ms });
         }
-        let active = match closed.pop() {
-            Some(s) if fresh_active => {
-                let id = s.id + 1;
-                closed.push(s);
-                active_len = 0;
-                Segment { id, path: segment_path(&dir, id), newest_ms: 0 }
-            }
-            Some(s) => s,
-            None => Segment { id: 1, path: segment_path(&dir, 1), newest_ms: 0 },
-        };
+        let (id, len) = active.unwrap_or((last.map_or(1, |l| l + 1), 0));
+        let active = Segment { id, path: row_path(&dir, id) };
         let file = open_append(&active.path)?;
-        Ok(Self { dir, closed, active, file, len: active_len, pending: Vec::new(), seen })
+        Ok(Self {
+            dir,
+            active,
+            file,
+            len,
+            pending: Vec::new(),
+            seen,
+            sealed: false,
+            checkpointed: from,
+        })
+    }
+
+    /// Saves the checkpoint at the log's end (everything written is
+    /// durable and in `seen`), unless it is there already.
+    fn checkpoint(&mut self) {
+        let at = (self.active.id, self.len);
+        if at == self.checkpointed || !self.pending.is_empty() {
+            return;
+        }
+        let c = Checkpoint { segment: at.0, offset: at.1, seen: self.seen.clone() };
+        match checkpoint::save(&self.dir, &c) {
+            Ok(()) => self.checkpointed = at,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the checkpoint; the next start replays more")
+            }
+        }
     }
 
     /// Writes the pending records (one `write` for the whole group).
@@ -173,32 +228,12 @@ impl ProjectLog {
 
     fn roll(&mut self) -> Result<(), StoreError> {
         let id = self.active.id + 1;
-        let path = segment_path(&self.dir, id);
+        let path = row_path(&self.dir, id);
         self.file = open_append(&path)?;
-        let old = std::mem::replace(&mut self.active, Segment { id, path, newest_ms: 0 });
-        self.closed.push(old);
+        self.active = Segment { id, path };
         self.len = 0;
+        self.sealed = true;
         Ok(())
-    }
-
-    fn apply_retention(&mut self, retention: Duration) {
-        let horizon =
-            now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-        self.closed.retain(|s| {
-            if s.newest_ms >= horizon {
-                return true;
-            }
-            match std::fs::remove_file(&s.path) {
-                Ok(()) => {
-                    tracing::info!(segment = %s.path.display(), "segment past the retention deleted");
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(segment = %s.path.display(), error = %e, "cannot delete an expired segment");
-                    true
-                }
-            }
-        });
     }
 }
 
@@ -217,9 +252,10 @@ pub(super) struct Writer {
     logs: HashMap<ProjectId, ProjectLog>,
     /// Sessions with a batch that failed: (project, agent, session).
     failed_sessions: HashSet<(ProjectId, String, u64)>,
-    last_sweep: Instant,
     /// Where each project's durable records end, for the sinks.
     commits: std::sync::Arc<Commits>,
+    /// Told of every closed segment.
+    maint: mpsc::Sender<maint::Job>,
 }
 
 impl Writer {
@@ -228,6 +264,7 @@ impl Writer {
         config: StoreConfig,
         commits: std::sync::Arc<Commits>,
         damage: std::sync::Arc<DamageCounters>,
+        maint: mpsc::Sender<maint::Job>,
     ) -> Self {
         Self {
             dir,
@@ -235,39 +272,30 @@ impl Writer {
             damage,
             logs: HashMap::new(),
             failed_sessions: HashSet::new(),
-            last_sweep: Instant::now(),
             commits,
+            maint,
         }
     }
 
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        loop {
-            match jobs.recv_timeout(RETENTION_SWEEP) {
-                Ok(first) => {
-                    let mut group = vec![first];
-                    while group.len() < MAX_GROUP {
-                        match jobs.try_recv() {
-                            Ok(j) => group.push(j),
-                            Err(_) => break,
-                        }
-                    }
-                    self.group(group);
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            if self.last_sweep.elapsed() >= RETENTION_SWEEP {
-                self.sweep();
+            self.group(group);
+            for (project, log) in &mut self.logs {
+                if std::mem::take(&mut log.sealed) {
+                    log.checkpoint();
+                    let _ = self.maint.send(maint::Job::Sealed(project.clone()));
+                }
             }
         }
-    }
-
-    fn sweep(&mut self) {
-        self.last_sweep = Instant::now();
-        if let Some(retention) = self.config.retention {
-            for log in self.logs.values_mut() {
-                log.apply_retention(retention);
-            }
+        for log in self.logs.values_mut() {
+            log.checkpoint();
         }
     }
 
@@ -298,7 +326,7 @@ impl Writer {
         // Per project failed: the first segment that lost records, and why.
         let mut failed: HashMap<ProjectId, (u64, StoreError)> = HashMap::new();
         let mut in_group: HashMap<(ProjectId, String, u64), usize> = HashMap::new();
-        let (segment_bytes, retention) = (self.config.segment_bytes, self.config.retention);
+        let segment_bytes = self.config.segment_bytes;
         for job in &jobs {
             let r = &job.record;
             let answer = if let Some((_, e)) = failed.get(&job.project) {
@@ -322,19 +350,17 @@ impl Writer {
                     Ok(log) if log.seen.get(&key.1).is_some_and(|s| s.contains(key.2)) => {
                         (Ok(Appended::Duplicate), u64::MAX, None)
                     }
-                    Ok(log) => {
-                        match append(log, r, segment_bytes, retention, &mut touched, &job.project) {
-                            Ok(Ok(segment)) => {
-                                in_group.insert(key, answers.len());
-                                (Ok(Appended::Stored), segment, None)
-                            }
-                            Ok(Err(refused)) => (Err(refused), u64::MAX, None),
-                            Err((lost, e)) => {
-                                failed.insert(job.project.clone(), (lost, e.clone()));
-                                (Err(e), u64::MAX, None)
-                            }
+                    Ok(log) => match append(log, r, segment_bytes, &mut touched, &job.project) {
+                        Ok(Ok(segment)) => {
+                            in_group.insert(key, answers.len());
+                            (Ok(Appended::Stored), segment, None)
                         }
-                    }
+                        Ok(Err(refused)) => (Err(refused), u64::MAX, None),
+                        Err((lost, e)) => {
+                            failed.insert(job.project.clone(), (lost, e.clone()));
+                            (Err(e), u64::MAX, None)
+                        }
+                    },
                 }
             };
             answers.push(answer);
@@ -416,7 +442,6 @@ fn append(
     log: &mut ProjectLog,
     record: &StoredBatch,
     segment_bytes: u64,
-    retention: Option<Duration>,
     touched: &mut HashMap<ProjectId, u64>,
     project: &ProjectId,
 ) -> Result<Result<u64, StoreError>, (u64, StoreError)> {
@@ -433,9 +458,6 @@ fn append(
         }
         // The closed segment is durable: only what follows is lost.
         log.roll().map_err(|e| (closing + 1, e))?;
-        if let Some(r) = retention {
-            log.apply_retention(r);
-        }
     }
     let before = log.pending.len();
     record::append_with(&mut log.pending, |out| super::format::encode(record, out));
@@ -447,6 +469,5 @@ fn append(
     }
     touched.entry(project.clone()).or_insert(log.len);
     log.len += size as u64;
-    log.active.newest_ms = log.active.newest_ms.max(record.received_ms);
     Ok(Ok(log.active.id))
 }

@@ -1,168 +1,217 @@
 //! Reading one project's log from a position up to its [`Mark`]: segment
-//! by segment, a chunk at a time, over segments retention deleted, and
-//! past damage (a record that fails its checksum costs that record: the
-//! reader looks for the next intact one, counts and logs what it skipped).
+//! by segment, over segments retention deleted, from row files a window
+//! at a time and past damage (a record that fails its checksum costs that
+//! record: the reader finds the next intact one, counts and logs what it
+//! skipped), and from compressed segments, whose batches are rebuilt
+//! exactly as they were written (positions stay byte offsets in the row
+//! file a block was made from).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use wasmtap_protocol::access_key::ProjectId;
-use wasmtap_protocol::record::{self, HEADER, SYNC};
 
 use super::{Entry, Position, Skipped, TailError};
-use crate::store::{MAX_RECORD, Mark, format, segment_path, segments};
+use crate::store::block::load::Block;
+use crate::store::catalog::{self, block_path, row_path};
+use crate::store::rows::{Item, RowFile};
+use crate::store::{Mark, format};
 
-/// Bytes read from a segment at a time (a longer record is read whole).
-const CHUNK: u64 = 1 << 20;
-/// Most bytes searched for the next intact record after damage at once.
-const RESYNC_WINDOW: u64 = MAX_RECORD as u64 + HEADER as u64;
+/// A compressed segment being read, kept between reads.
+#[derive(Debug)]
+pub(super) struct OpenBlock {
+    segment: u64,
+    block: Block,
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TailError + '_ {
     move |e| TailError::Io { path: path.to_owned(), message: e.to_string() }
 }
 
-fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, TailError> {
-    let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(path)(e)),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
-}
-
 /// The first segment of `dir` after `id`, if there is one up to `last`.
 fn next_segment(dir: &Path, id: u64, last: u64) -> Result<Option<u64>, TailError> {
-    let ids = segments(dir)
+    let ids = catalog::list(dir)
         .map_err(|e| TailError::Io { path: dir.to_owned(), message: e.to_string() })?;
-    Ok(ids.into_iter().map(|(i, _)| i).find(|&i| i > id && i <= last))
+    Ok(ids.into_iter().map(|s| s.id).find(|&i| i > id && i <= last))
 }
 
-/// Offset in `bytes` (after the first byte) of the first intact record
-/// with a sync marker, if any. The checksum is only computed where the
-/// marker is.
-fn resync(bytes: &[u8]) -> Option<usize> {
-    (1..bytes.len()).find(|&at| {
-        let rest = &bytes[at..];
-        rest.get(HEADER..HEADER + SYNC.len()) == Some(&SYNC[..])
-            && record::intact_at(rest, 0, MAX_RECORD).is_some()
-    })
-}
-
-/// Reads records of `project` (its log in `dir`) from `pos` until `mark`
-/// or until about `budget` bytes of records were read, into `out`;
-/// `pos` ends after the last record read or skipped.
-pub(super) fn read(
+/// Moves `pos` to the start of the segment after its own, counting the
+/// segments between as expired; false if there is none (yet).
+fn advance(
     dir: &Path,
     project: &ProjectId,
     pos: &mut Position,
     mark: &Mark,
+    skipped: &mut Skipped,
+    missing: bool,
+) -> Result<bool, TailError> {
+    let Some(next) = next_segment(dir, pos.segment, mark.segment)? else { return Ok(false) };
+    // A missing segment was deleted before it was read (unless the reader
+    // starts from nothing); the ones between it and the next, too.
+    let first_gone =
+        if missing && (pos.segment > 0 || pos.offset > 0) { pos.segment } else { pos.segment + 1 };
+    if next > first_gone {
+        skipped.expired_segments += next - first_gone;
+        tracing::warn!(%project, from = first_gone, to = next, "segments deleted by retention before a sink read them");
+    }
+    *pos = Position { segment: next, offset: 0 };
+    Ok(true)
+}
+
+/// A project's log: its directory, and how far it may be read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Log<'a> {
+    pub(super) dir: &'a Path,
+    pub(super) project: &'a ProjectId,
+    pub(super) mark: &'a Mark,
+}
+
+/// Reads records of `log` from `pos` until its mark or until about
+/// `budget` bytes of records were read, into `out`; `pos` ends after the
+/// last record read or skipped.
+pub(super) fn read(
+    log: Log<'_>,
+    pos: &mut Position,
     budget: u64,
+    open: &mut Option<OpenBlock>,
     out: &mut Vec<Entry>,
     skipped: &mut Skipped,
 ) -> Result<(), TailError> {
+    let Log { dir, project, mark } = log;
     let mut used = 0u64;
     while used < budget && pos.segment <= mark.segment {
-        let path = segment_path(dir, pos.segment);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Deleted by retention before it was read (or never made).
-                let Some(next) = next_segment(dir, pos.segment, mark.segment)? else {
+        if open.as_ref().is_some_and(|b| b.segment != pos.segment) {
+            *open = None;
+        }
+        let path = row_path(dir, pos.segment);
+        let rows = match open {
+            Some(_) => None,
+            None => RowFile::open(&path).map_err(io(&path))?,
+        };
+        if let Some(file) = rows {
+            let len = file.size().map_err(io(&path))?;
+            let active = pos.segment == mark.segment;
+            let end = if active { mark.offset.min(len) } else { len };
+            if pos.offset >= end {
+                if active || !advance(dir, project, pos, mark, skipped, false)? {
                     return Ok(());
-                };
-                if pos.segment > 0 || pos.offset > 0 {
-                    skipped.expired_segments += next - pos.segment;
-                    tracing::warn!(%project, from = pos.segment, to = next, "segments deleted by retention before a sink read them");
                 }
-                *pos = Position { segment: next, offset: 0 };
                 continue;
             }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let len = file.metadata().map_err(io(&path))?.len();
-        let active = pos.segment == mark.segment;
-        let end = if active { mark.offset.min(len) } else { len };
-        if pos.offset >= end {
-            if active {
+            // On a last segment the writer has not opened yet, damage with
+            // no intact record after it is a torn tail it will cut: wait.
+            let resync = !active || mark.verified;
+            let start = pos.offset;
+            let next = file
+                .window(start, end, resync, |item| match item {
+                    Item::Record { at, payload } => {
+                        used += at.end - at.start;
+                        let start = Position { segment: pos.segment, offset: at.start };
+                        let end = Position { segment: pos.segment, offset: at.end };
+                        match format::decode(payload) {
+                            Ok(r) => out.push(Entry { project: project.clone(), start, end, record: Arc::new(r) }),
+                            Err(e) => {
+                                skipped.unreadable_records += 1;
+                                tracing::error!(%project, segment = start.segment, offset = start.offset, error = %e, "a stored record cannot be read; the sinks skip it");
+                            }
+                        }
+                    }
+                    Item::Damage { offset, len } => {
+                        skipped.corrupt_bytes += len;
+                        tracing::warn!(%project, segment = pos.segment, offset, bytes = len, "damaged records in the store skipped by a sink");
+                    }
+                })
+                .map_err(io(&path))?;
+            if next == start {
                 return Ok(());
             }
-            let Some(next) = next_segment(dir, pos.segment, mark.segment)? else { return Ok(()) };
-            if next > pos.segment + 1 {
-                skipped.expired_segments += next - pos.segment - 1;
-                tracing::warn!(%project, from = pos.segment + 1, to = next, "segments deleted by retention before a sink read them");
-            }
-            *pos = Position { segment: next, offset: 0 };
+            pos.offset = next;
             continue;
         }
-        let avail = end - pos.offset;
-        let mut bytes = read_at(&file, &path, pos.offset, avail.min(CHUNK))?;
-        if let Some(h) = bytes.first_chunk::<4>() {
-            let whole = HEADER as u64 + u64::from(u32::from_le_bytes(*h));
-            if whole > bytes.len() as u64 && whole <= avail && whole <= RESYNC_WINDOW {
-                bytes = read_at(&file, &path, pos.offset, whole)?;
+        if open.is_none() {
+            let path = block_path(dir, pos.segment);
+            match std::fs::read(&path) {
+                Ok(bytes) => match Block::load(pos.segment, bytes) {
+                    Ok(block) => *open = Some(OpenBlock { segment: pos.segment, block }),
+                    Err(e) => {
+                        skipped.unreadable_records += 1;
+                        tracing::error!(%project, segment = pos.segment, error = %e, "a compressed segment cannot be read; the sinks skip it");
+                        if !advance(dir, project, pos, mark, skipped, false)? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Neither form: deleted by retention (or never made).
+                    if !advance(dir, project, pos, mark, skipped, true)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(io(&path)(e)),
             }
         }
-        // The scanner skips damage between intact records itself.
-        let mut records = record::scan(&bytes, MAX_RECORD);
-        while let Some((at, payload)) = records.next() {
-            let start = Position { segment: pos.segment, offset: pos.offset + at as u64 };
-            let size = (records.valid_len() - at) as u64;
-            let end = Position { segment: pos.segment, offset: start.offset + size };
-            used += size;
-            match format::decode(payload) {
-                Ok(r) => {
-                    out.push(Entry { project: project.clone(), start, end, record: Arc::new(r) })
-                }
-                Err(e) => {
-                    skipped.unreadable_records += 1;
-                    tracing::error!(%project, segment = start.segment, offset = start.offset, error = %e, "a stored record cannot be read; the sinks skip it");
-                }
+        let Some(b) = open.as_mut() else { continue };
+        read_block(project, pos, &mut b.block, budget, &mut used, out, skipped);
+        if used < budget {
+            // The block is read to its end.
+            *open = None;
+            if pos.segment == mark.segment || !advance(dir, project, pos, mark, skipped, false)? {
+                return Ok(());
             }
         }
-        for d in records.damaged() {
-            skipped.corrupt_bytes += d.len as u64;
-            tracing::warn!(%project, segment = pos.segment, offset = pos.offset + d.offset as u64, bytes = d.len, "damaged records in the store skipped by a sink");
-        }
-        let valid = records.valid_len() as u64;
-        pos.offset += valid;
-        if valid > 0 {
-            continue;
-        }
-        // No intact record here. On a last segment the writer has not
-        // opened yet, that is a torn tail it will cut: wait for it.
-        if active && !mark.verified {
-            return Ok(());
-        }
-        let window = read_at(&file, &path, pos.offset, avail.min(RESYNC_WINDOW))?;
-        let skip = resync(&window).unwrap_or(window.len()).max(1) as u64;
-        skipped.corrupt_bytes += skip;
-        tracing::warn!(%project, segment = pos.segment, offset = pos.offset, bytes = skip, "damaged records in the store skipped by a sink");
-        pos.offset += skip;
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resync_finds_the_next_intact_record() {
-        let mut bytes = Vec::new();
-        record::encode(&[format::HEAD[0], format::HEAD[1], 1, 2, 3], &mut bytes);
-        let first = bytes.len();
-        record::encode(&[format::HEAD[0], format::HEAD[1], 4], &mut bytes);
-        bytes[3] ^= 0x40; // the first record's length is now wrong
-        assert_eq!(resync(&bytes), Some(first));
-        assert_eq!(resync(&bytes[..first]), None);
-        assert_eq!(resync(&[]), None);
+/// Rebuilds the batches of `block` from `pos` on, until `budget` is used.
+fn read_block(
+    project: &ProjectId,
+    pos: &mut Position,
+    block: &mut Block,
+    budget: u64,
+    used: &mut u64,
+    out: &mut Vec<Entry>,
+    skipped: &mut Skipped,
+) {
+    let mut k = block.batch_at(pos.offset);
+    while *used < budget {
+        if k >= block.batches() {
+            let end = block.header().row_len.max(pos.offset);
+            if end > pos.offset {
+                skipped.corrupt_bytes += end - pos.offset;
+            }
+            pos.offset = end;
+            return;
+        }
+        let rebuilt = match block.rebuild(k) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                k += 1;
+                continue;
+            }
+            Err(e) => {
+                skipped.unreadable_records += 1;
+                tracing::error!(%project, segment = pos.segment, batch = k, error = %e, "a stored batch cannot be rebuilt; the sinks skip it");
+                k += 1;
+                continue;
+            }
+        };
+        k += 1;
+        if rebuilt.rows.start > pos.offset {
+            let gap = rebuilt.rows.start - pos.offset;
+            skipped.corrupt_bytes += gap;
+            tracing::warn!(%project, segment = pos.segment, offset = pos.offset, bytes = gap, "damaged records in the store skipped by a sink");
+        }
+        if rebuilt.lost > 0 {
+            skipped.unreadable_records += 1;
+            tracing::warn!(%project, segment = pos.segment, offset = rebuilt.rows.start, samples = rebuilt.lost, "samples of a stored batch were in damaged records; the sinks get the rest of it");
+        }
+        let start = Position { segment: pos.segment, offset: rebuilt.rows.start };
+        let end = Position { segment: pos.segment, offset: rebuilt.rows.end };
+        *used += rebuilt.rows.end - rebuilt.rows.start;
+        out.push(Entry { project: project.clone(), start, end, record: Arc::new(rebuilt.record) });
+        pos.offset = rebuilt.rows.end;
     }
 }

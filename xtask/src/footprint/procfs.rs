@@ -51,6 +51,24 @@ pub fn sample(pid: u32, ticks: f64) -> anyhow::Result<Sample> {
     Ok(Sample { cpu_s, rss_kib, switches, threads })
 }
 
+/// CPU seconds used so far by the threads of `pid` named `name` (the
+/// kernel keeps a thread's first 15 bytes of name).
+pub fn thread_cpu(pid: u32, name: &str, ticks: f64) -> anyhow::Result<f64> {
+    let short = &name[..name.len().min(15)];
+    let mut total = 0.0;
+    for task in std::fs::read_dir(Path::new("/proc").join(pid.to_string()).join("task"))? {
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        if head.split_once('(').map(|(_, comm)| comm) != Some(short) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (field(14) + field(15)) / ticks;
+    }
+    Ok(total)
+}
+
 fn status_value(status: &str, key: &str) -> Option<u64> {
     status
         .lines()

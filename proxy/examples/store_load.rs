@@ -1,0 +1,421 @@
+//! The load of `cargo xtask bench-store`: the same deterministic values,
+//! sent to a proxy by agents over real sessions, or to a Prometheus
+//! remote-write receiver (VictoriaMetrics in the benchmark).
+//!
+//! - `send ADDR KEY AGENTS SECONDS END_MS`: AGENTS agents each send one
+//!   batch per simulated second (SECONDS of them, the last ending at
+//!   END_MS), as fast as acknowledgements come back; prints the values sent.
+//! - `probe ADDR KEY AGENT SEQ`: connects (retrying for 60 s), sends one
+//!   batch numbered SEQ and waits for its acknowledgement.
+//! - `write URL AGENTS SECONDS END_MS`: the same values by remote write.
+//!
+//! Every agent reports [`SAMPLES`] samples (label `series`) of
+//! [`FIELDS`] fields each per second: 1,000 series per agent. The fields
+//! are what a host's metrics look like: utilisation percentages with one
+//! and two decimals moving a little, packet and byte counters, a constant,
+//! a count that rarely changes, memory in pages moving up and down, a load
+//! average, a tick counter at a steady rate with jitter, and a utilisation
+//! percentage computed from tick counts, with a long fraction (one field
+//! in ten, the costly kind).
+//!
+//! Run by xtask; `cargo build --release -p wasmtap-proxy --example store_load`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmtap_protocol::access_key::AccessKey;
+use wasmtap_protocol::compact::Encoder;
+use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
+use wasmtap_protocol::handshake::ClientHandshake;
+use wasmtap_protocol::identity::StaticKey;
+use wasmtap_protocol::message::{self, Ack, Batch, FieldName, Labels, Sample, SealedBatch, Value};
+use wasmtap_protocol::session::Session;
+
+/// Samples per agent and second.
+const SAMPLES: usize = 100;
+/// Fields per sample.
+const FIELDS: usize = 10;
+/// Batches sent and not yet acknowledged, at most, per agent.
+const WINDOW: u64 = 16;
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// One agent's series and their state, second by second.
+struct Host {
+    agent: u64,
+    labels: Vec<Labels>,
+    names: Vec<FieldName>,
+    /// Per series: the mantissa of its value (its scale is its field's).
+    state: Vec<i64>,
+    second: u64,
+}
+
+/// Decimal places of each field kind.
+const SCALE: [u8; FIELDS] = [1, 2, 0, 0, 0, 0, 0, 2, 0, 0];
+
+impl Host {
+    fn new(agent: u64) -> Self {
+        let labels = (0..SAMPLES)
+            .map(|s| Labels::from(vec![("series".to_owned(), s.to_string())]))
+            .collect();
+        let names = (0..FIELDS).map(|f| FieldName::from(format!("f{f}"))).collect();
+        let state = (0..SAMPLES * FIELDS)
+            .map(|i| {
+                let r = splitmix(agent << 32 | i as u64);
+                match i % FIELDS {
+                    0 => (r % 1000) as i64,
+                    1 => (r % 10_000) as i64,
+                    4 => 8_000_000_000 + (i as i64) * 1_000_000,
+                    5 => 100 + (r % 50) as i64,
+                    6 => ((r % 1_000_000) * 4096) as i64,
+                    7 => (r % 400) as i64,
+                    _ => (r % 1_000_000) as i64,
+                }
+            })
+            .collect();
+        Self { agent, labels, names, state, second: 0 }
+    }
+
+    /// The values of the next second, in series order (sample by sample, field by field).
+    fn step(&mut self) -> Vec<f64> {
+        let second = self.second;
+        self.second += 1;
+        let mut out = Vec::with_capacity(SAMPLES * FIELDS);
+        for (i, m) in self.state.iter_mut().enumerate() {
+            let r = splitmix(splitmix(self.agent << 32 | i as u64) ^ second);
+            let f = i % FIELDS;
+            let step = |n: u64| (r % (2 * n + 1)) as i64 - n as i64;
+            match f {
+                0 => *m = (*m + step(5)).clamp(0, 1_000),
+                1 => *m = (*m + step(20)).clamp(0, 10_000),
+                2 => *m += (r % 51) as i64,
+                3 => *m += (r % 20_001) as i64,
+                4 => {}
+                5 if r.is_multiple_of(20) => *m += step(1),
+                6 => *m = (*m + step(8) * 4096).max(0),
+                7 => *m = (*m + step(3)).max(0),
+                8 => *m += 95 + (r % 11) as i64,
+                _ => {}
+            }
+            let v = if f == 9 {
+                // A utilisation percentage as a collector computes it: busy
+                // ticks over all ticks of the interval (about 400 of them).
+                let total = 395 + (r >> 8) % 11;
+                100.0 * ((r >> 16) % (total + 1)) as f64 / total as f64
+            } else {
+                *m as f64 / 10f64.powi(i32::from(SCALE[f]))
+            };
+            out.push(v);
+        }
+        out
+    }
+
+    fn batch(&mut self, seq: u64, time_ms: u64) -> Batch {
+        let values = self.step();
+        let samples = (0..SAMPLES)
+            .map(|s| Sample {
+                collector: "bench".into(),
+                time_ms,
+                labels: self.labels[s].clone(),
+                values: (0..FIELDS)
+                    .map(|f| {
+                        let v = values[s * FIELDS + f];
+                        let v = if matches!(f, 2 | 3 | 8) {
+                            Value::Counter(v)
+                        } else {
+                            Value::Gauge(v)
+                        };
+                        (self.names[f].clone(), v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        Batch { seq, samples }
+    }
+}
+
+fn agent_name(a: u64) -> String {
+    format!("bench-{a:03}")
+}
+
+fn now_ms() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn read_frame(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    decoder: &mut FrameDecoder,
+) -> anyhow::Result<Frame> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(f) = decoder.next_frame()? {
+            return Ok(f);
+        }
+        let n = stream.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "the proxy closed the connection");
+        decoder.push(&buf[..n]);
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    key: &AccessKey,
+    name: &str,
+) -> anyhow::Result<(TcpStream, Session, FrameDecoder)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let identity = StaticKey::generate(&mut rand::rng());
+    let (expect, hello) = ClientHandshake::start(key, &identity, name, now_ms(), &mut rand::rng())?;
+    stream.write_all(&hello).await?;
+    let mut decoder = FrameDecoder::default();
+    let answer = read_frame(&mut stream, &mut decoder).await?;
+    let est = expect.receive(answer, None)?;
+    stream.write_all(&est.finished).await?;
+    Ok((stream, est.session, decoder))
+}
+
+fn seal(
+    encoder: &mut Encoder,
+    session: &mut Session,
+    batch: &Batch,
+    wire: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let (head, numbers) = encoder.encode(batch);
+    for p in &numbers {
+        session.seal_simple(p, wire);
+    }
+    let checkpoint = session.simple_checkpoint();
+    let body = message::encode(&SealedBatch { head, checkpoint });
+    session.seal_into(FrameKind::Sealed, &body, wire)?;
+    Ok(())
+}
+
+/// One agent sends `seconds` batches; returns the values sent.
+async fn agent(
+    addr: SocketAddr,
+    key: AccessKey,
+    a: u64,
+    seconds: u64,
+    end_ms: u64,
+) -> anyhow::Result<u64> {
+    let (stream, mut session, decoder) = connect(addr, &key, &agent_name(a)).await?;
+    let (rd, mut wr) = stream.into_split();
+    let mut host = Host::new(a);
+    let mut encoder = Encoder::new();
+    let mut wire = Vec::new();
+    let mut acks = Acks { rd, decoder, buf: vec![0u8; 64 * 1024], acked: 0 };
+    for i in 0..seconds {
+        let seq = i + 1;
+        let time_ms = end_ms - (seconds - i) * 1_000;
+        seal(&mut encoder, &mut session, &host.batch(seq, time_ms), &mut wire)?;
+        wr.write_all(&wire).await?;
+        wire.clear();
+        if seq >= WINDOW {
+            acks.wait(&mut session, seq + 1 - WINDOW).await?;
+        }
+    }
+    acks.wait(&mut session, seconds).await?;
+    Ok(seconds * (SAMPLES * FIELDS) as u64)
+}
+
+/// The reading side of an agent's session: acknowledgements.
+struct Acks {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    acked: u64,
+}
+
+impl Acks {
+    /// Reads until batch `until` is acknowledged.
+    async fn wait(&mut self, session: &mut Session, until: u64) -> anyhow::Result<()> {
+        loop {
+            while let Some(f) = self.decoder.next_frame()? {
+                if f.kind == FrameKind::Ack {
+                    let ack: Ack = message::decode(&session.open(f)?)?;
+                    self.acked = self.acked.max(ack.seq);
+                }
+            }
+            if self.acked >= until {
+                return Ok(());
+            }
+            let n = self.rd.read(&mut self.buf).await?;
+            anyhow::ensure!(n > 0, "the proxy closed the session");
+            self.decoder.push(&self.buf[..n]);
+        }
+    }
+}
+
+async fn send(
+    addr: SocketAddr,
+    key: AccessKey,
+    agents: u64,
+    seconds: u64,
+    end_ms: u64,
+) -> anyhow::Result<()> {
+    let tasks: Vec<_> =
+        (0..agents).map(|a| tokio::spawn(agent(addr, key.clone(), a, seconds, end_ms))).collect();
+    let mut values = 0;
+    for t in tasks {
+        values += t.await??;
+    }
+    println!("{values}");
+    Ok(())
+}
+
+async fn probe(addr: SocketAddr, key: AccessKey, name: &str, seq: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (mut stream, mut session, mut decoder) = loop {
+        match connect(addr, &key, name).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut host = Host::new(999);
+    let mut wire = Vec::new();
+    seal(&mut Encoder::new(), &mut session, &host.batch(seq, now_ms()), &mut wire)?;
+    stream.write_all(&wire).await?;
+    loop {
+        let f = read_frame(&mut stream, &mut decoder).await?;
+        if f.kind == FrameKind::Ack {
+            let ack: Ack = message::decode(&session.open(f)?)?;
+            if ack.seq >= seq {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A series for remote write: its labels (`__name__` among them, sorted)
+/// and its samples (value, time in ms).
+type Series = (Vec<(String, String)>, Vec<(f64, i64)>);
+
+/// A remote-write request: each series with its samples (protobuf), snappy-compressed.
+fn write_request(series: &[Series]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+        out.push(tag);
+        varint(out, body.len() as u64);
+        out.extend_from_slice(body);
+    }
+    let mut raw = Vec::new();
+    let (mut ts, mut item) = (Vec::new(), Vec::new());
+    for (labels, samples) in series {
+        ts.clear();
+        for (n, v) in labels {
+            item.clear();
+            field(&mut item, 0x0a, n.as_bytes());
+            field(&mut item, 0x12, v.as_bytes());
+            field(&mut ts, 0x0a, &item);
+        }
+        for (v, t) in samples {
+            item.clear();
+            item.push(0x09);
+            item.extend_from_slice(&v.to_le_bytes());
+            item.push(0x10);
+            varint(&mut item, *t as u64);
+            field(&mut ts, 0x12, &item);
+        }
+        field(&mut raw, 0x0a, &ts);
+    }
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+}
+
+/// The same values by remote write, a minute of one agent per request.
+async fn write(url: &str, agents: u64, seconds: u64, end_ms: u64) -> anyhow::Result<()> {
+    let uri: hyper::Uri = url.parse()?;
+    let tasks: Vec<_> = (0..agents)
+        .map(|a| {
+            let uri = uri.clone();
+            tokio::spawn(async move {
+                let mut client = wasmtap_proxy::http_client::Client::new(&uri, None)?;
+                let mut host = Host::new(a);
+                let agent = agent_name(a);
+                let names: Vec<Vec<(String, String)>> = (0..SAMPLES * FIELDS)
+                    .map(|i| {
+                        let mut l = vec![
+                            ("__name__".to_owned(), format!("wasmtap_bench_f{}", i % FIELDS)),
+                            ("agent".to_owned(), agent.clone()),
+                            ("collector".to_owned(), "bench".to_owned()),
+                            ("project".to_owned(), "bench".to_owned()),
+                            ("series".to_owned(), (i / FIELDS).to_string()),
+                        ];
+                        l.sort();
+                        l
+                    })
+                    .collect();
+                let mut i = 0;
+                while i < seconds {
+                    let minute = (seconds - i).min(60);
+                    let mut series: Vec<Series> =
+                        names.iter().map(|l| (l.clone(), Vec::with_capacity(60))).collect();
+                    for j in 0..minute {
+                        let t = (end_ms - (seconds - i - j) * 1_000) as i64;
+                        for (k, v) in host.step().into_iter().enumerate() {
+                            series[k].1.push((v, t));
+                        }
+                    }
+                    let body = Bytes::from(write_request(&series));
+                    let path = uri.path().to_owned();
+                    let req = hyper::Request::post(path)
+                        .header("content-encoding", "snappy")
+                        .header("content-type", "application/x-protobuf")
+                        .header("x-prometheus-remote-write-version", "0.1.0")
+                        .body(Full::new(body))?;
+                    let r = client.send(req, Duration::from_secs(120)).await?;
+                    anyhow::ensure!(r.status.is_success(), "remote write: {}", r.status);
+                    i += minute;
+                }
+                Ok::<_, anyhow::Error>(seconds * (SAMPLES * FIELDS) as u64)
+            })
+        })
+        .collect();
+    let mut values = 0;
+    for t in tasks {
+        values += t.await??;
+    }
+    println!("{values}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = |i: usize| -> anyhow::Result<u64> {
+        let text = args.get(i).ok_or_else(|| anyhow::anyhow!("missing argument {i}"))?;
+        Ok(text.parse()?)
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    match args.first().map(String::as_str) {
+        Some("send") => {
+            let key: AccessKey = args.get(2).map_or("", String::as_str).parse()?;
+            rt.block_on(send(args[1].parse()?, key, n(3)?, n(4)?, n(5)?))
+        }
+        Some("probe") => {
+            let key: AccessKey = args.get(2).map_or("", String::as_str).parse()?;
+            let name = args.get(3).cloned().unwrap_or_default();
+            rt.block_on(probe(args[1].parse()?, key, &name, n(4)?))
+        }
+        Some("write") => rt.block_on(write(&args[1], n(2)?, n(3)?, n(4)?)),
+        _ => anyhow::bail!("usage: store_load send|probe|write …"),
+    }
+}
