@@ -52,16 +52,7 @@ fn the_agent_does_not_link_the_component_toolchain() -> anyhow::Result<()> {
     // or proc-macro ones, which run only at compile time).
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-p",
-            "wasmtap-host",
-            "-e",
-            "normal,no-proc-macro",
-            "--prefix",
-            "none",
-        ])
+        .args(["tree", "-p", "wasmtap-host", "-e", "normal,no-proc-macro", "--prefix", "none"])
         .current_dir(paths::root())
         .output()
         .context("running cargo tree")?;
