@@ -99,11 +99,7 @@ pub fn encode(record: &StoredBatch, out: &mut Vec<u8>) {
     for layout in &layouts {
         put_varint(out, layout.len() as u64);
         for (name, value) in *layout {
-            out.push(match kind_of(value) {
-                FieldKind::Gauge => 0,
-                FieldKind::Counter => 1,
-                FieldKind::Text => 2,
-            });
+            out.push(kind_byte(kind_of(value)));
             put_str(out, name);
         }
     }
@@ -135,6 +131,25 @@ pub fn decode(payload: &[u8]) -> Result<StoredBatch, FormatError> {
     }
 }
 
+/// A field kind as stored, in row records and in blocks alike.
+pub(super) fn kind_byte(kind: FieldKind) -> u8 {
+    match kind {
+        FieldKind::Gauge => 0,
+        FieldKind::Counter => 1,
+        FieldKind::Text => 2,
+    }
+}
+
+/// The field kind a stored byte names, if any.
+pub(super) fn kind_from_byte(byte: u8) -> Option<FieldKind> {
+    match byte {
+        0 => Some(FieldKind::Gauge),
+        1 => Some(FieldKind::Counter),
+        2 => Some(FieldKind::Text),
+        _ => None,
+    }
+}
+
 fn decode_current(bytes: &[u8]) -> Result<StoredBatch, FormatError> {
     let mut r = Reader::new(bytes);
     let agent = r.str()?.to_owned();
@@ -144,12 +159,8 @@ fn decode_current(bytes: &[u8]) -> Result<StoredBatch, FormatError> {
         let n = r.count()?;
         let mut fields = Vec::with_capacity(n);
         for _ in 0..n {
-            let kind = match r.u8()? {
-                0 => FieldKind::Gauge,
-                1 => FieldKind::Counter,
-                2 => FieldKind::Text,
-                k => return Err(FormatError::Kind(k)),
-            };
+            let byte = r.u8()?;
+            let kind = kind_from_byte(byte).ok_or(FormatError::Kind(byte))?;
             fields.push((FieldName::from(r.str()?), kind));
         }
         layouts.push(fields);
@@ -245,12 +256,8 @@ pub fn view(payload: &[u8]) -> Result<Viewed<'_>, FormatError> {
         let n = r.count()?;
         let mut fields = Vec::with_capacity(n);
         for _ in 0..n {
-            let kind = match r.u8()? {
-                0 => FieldKind::Gauge,
-                1 => FieldKind::Counter,
-                2 => FieldKind::Text,
-                k => return Err(FormatError::Kind(k)),
-            };
+            let byte = r.u8()?;
+            let kind = kind_from_byte(byte).ok_or(FormatError::Kind(byte))?;
             fields.push((r.str()?, kind));
         }
         layouts.push(fields);

@@ -30,6 +30,7 @@ use wasmtap_protocol::message::Value;
 use super::BlockError;
 use super::ints::{IntDecoder, IntEncoder};
 use super::values::{ValueDecoder, ValueEncoder};
+use crate::store::format::{kind_byte, kind_from_byte};
 
 /// The first byte of a chunk record's payload.
 pub const KIND: u8 = b'C';
@@ -51,14 +52,6 @@ pub struct SeriesDef {
     pub labels: Vec<(String, String)>,
     /// The fields, in order.
     pub fields: Vec<(String, FieldKind)>,
-}
-
-fn kind_byte(kind: FieldKind) -> u8 {
-    match kind {
-        FieldKind::Gauge => 0,
-        FieldKind::Counter => 1,
-        FieldKind::Text => 2,
-    }
 }
 
 impl SeriesDef {
@@ -88,12 +81,7 @@ impl SeriesDef {
         }
         let mut fields = Vec::with_capacity(r.count()?);
         for _ in 0..fields.capacity() {
-            let kind = match r.u8()? {
-                0 => FieldKind::Gauge,
-                1 => FieldKind::Counter,
-                2 => FieldKind::Text,
-                _ => return Err(BlockError::Malformed("field kind")),
-            };
+            let kind = kind_from_byte(r.u8()?).ok_or(BlockError::Malformed("field kind"))?;
             fields.push((r.str()?.to_owned(), kind));
         }
         Ok(Self { agent, collector, labels, fields })
