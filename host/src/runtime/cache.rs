@@ -162,7 +162,7 @@ fn run_child(exe: &Path, dir: &Path, wasm: &[u8]) -> std::io::Result<()> {
 pub fn compile_child(dir: &Path, mut input: impl std::io::Read) -> anyhow::Result<()> {
     let mut wasm = Vec::new();
     input.read_to_end(&mut wasm)?;
-    let engine = super::Runtime::without_storage()?.engine().clone();
+    let engine = super::new_engine()?;
     let cache = CompileCache::open(dir, &engine)?;
     let component = Component::new(&engine, &wasm)?;
     write_entry(&cache.entry(&wasm), &component.serialize()?)?;

@@ -43,6 +43,16 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Wasm stack a collector may use (deep recursion traps instead of crashing the host).
 pub const MAX_WASM_STACK: usize = 512 << 10;
 
+/// An engine with the agent's settings; the compile cache's entries are
+/// keyed by them, so the compiler process builds its engine here too.
+pub(crate) fn new_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.wasm_component_model(true);
+    Ok(Engine::new(&config)?)
+}
+
 /// Interfaces a collector may import. Anything else (notably `wasi:sockets`
 /// and `wasi:http`) is refused at load: collectors never reach the network.
 const ALLOWED_IMPORTS: &[&str] = &[
@@ -88,11 +98,7 @@ impl Runtime {
     /// A runtime that keeps nothing on disk: no compile cache, and collector
     /// state only in memory (`wasmtap plugin check` and `run`).
     pub fn without_storage() -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.max_wasm_stack(MAX_WASM_STACK);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        let engine = new_engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Collector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
