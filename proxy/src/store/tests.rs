@@ -360,15 +360,17 @@ fn start_up_replays_only_what_follows_the_checkpoint_and_an_older_one_costs_a_re
         }
         assert_eq!(store.append(&p, record("a", 21, 5)).expect("append"), Appended::Stored);
     }
-    // What the checkpoint covers is not read again: the oldest segment
-    // turned to junk goes unnoticed, and its batches are still known.
+    // What the checkpoint covers is not replayed: the oldest segment turned
+    // to junk goes unnoticed by deduplication, and its batches are still
+    // known (a replay would lose them, as below). The segment's index is not
+    // a witness: the maintenance thread reads every closed segment's index
+    // for retention and usage, concurrently with start-up.
     let first = catalog::block_path(&demo, 1);
     std::fs::write(&first, b"junk").expect("write");
     std::fs::remove_file(catalog::index_path(&demo, 1)).expect("rm");
     {
         let store = Store::open_with(dir.path(), config).expect("open");
         assert_eq!(store.append(&p, record("a", 1, 5)).expect("append"), Appended::Duplicate);
-        assert!(!catalog::index_path(&demo, 1).exists(), "segment 1 was not read");
     }
     // Without a checkpoint every segment is read: the junk costs its batches.
     std::fs::write(&saved, b"damaged").expect("write");
