@@ -156,21 +156,28 @@ pub fn check(wasm: &Path, manifest_path: Option<&Path>) -> Result<String, Author
     let loaded = load(wasm, manifest.clone())?;
     let s = loaded.c.schema();
     let mut out = String::new();
-    let _ = writeln!(out, "ok: {} is a valid wasmtap:collector@0.1.0 component", wasm.display());
+    let _ = writeln!(
+        out,
+        "ok: {} is a valid wasmtap:collector@{} component",
+        wasm.display(),
+        loaded.c.world_version()
+    );
     let _ = writeln!(
         out,
         "collector  {} {} (suggests an interval of {:?})",
         s.name, s.version, s.default_interval
     );
     let _ = writeln!(out, "fields");
-    let _ = writeln!(out, "  {:<24} {:<8} {:<10} help", "name", "kind", "unit");
+    let _ = writeln!(out, "  {:<24} {:<8} {:<10} {:<9} help", "name", "kind", "unit", "precision");
     for f in &s.fields {
         let kind = match f.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Text => "text",
         };
-        let _ = writeln!(out, "  {:<24} {:<8} {:<10} {}", f.name, kind, f.unit, f.help);
+        let places = f.precision.map_or_else(|| "-".to_owned(), |p| format!("{p} dp"));
+        let _ =
+            writeln!(out, "  {:<24} {:<8} {:<10} {:<9} {}", f.name, kind, f.unit, places, f.help);
     }
     match found {
         Some(p) => {

@@ -68,6 +68,8 @@ struct RawGrants {
     #[serde(default)]
     read: Vec<PathBuf>,
     #[serde(default)]
+    usage: Vec<PathBuf>,
+    #[serde(default)]
     env: Vec<String>,
 }
 
@@ -84,6 +86,10 @@ pub struct Manifest {
     pub enabled: bool,
     /// Absolute host paths granted read-only, each at the same path in the guest.
     pub read: Vec<PathBuf>,
+    /// Absolute host paths under which the collector may ask how full the
+    /// filesystem is (the `filesystem.usage` import), without reading any
+    /// file there. Paths under `read` may be asked too.
+    pub usage: Vec<PathBuf>,
     /// Environment variables passed through from the agent's environment.
     pub env: Vec<String>,
     /// Values passed to `init`.
@@ -99,6 +105,7 @@ impl Default for Manifest {
             memory: DEFAULT_MEMORY,
             enabled: true,
             read: Vec::new(),
+            usage: Vec::new(),
             env: Vec::new(),
             config: Vec::new(),
         }
@@ -144,9 +151,9 @@ impl Manifest {
         if !(64 << 10..=MAX_MEMORY).contains(&memory) {
             return Err(invalid("memory must be between 64KiB and 1GiB".into()));
         }
-        for p in &raw.grants.read {
-            if !p.is_absolute() {
-                return Err(invalid(format!("grants.read path {} must be absolute", p.display())));
+        for (key, paths) in [("read", &raw.grants.read), ("usage", &raw.grants.usage)] {
+            if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
+                return Err(invalid(format!("grants.{key} path {} must be absolute", p.display())));
             }
         }
         let config = raw
@@ -166,6 +173,7 @@ impl Manifest {
             memory,
             enabled: raw.enabled.unwrap_or(true),
             read: raw.grants.read,
+            usage: raw.grants.usage,
             env: raw.grants.env,
             config,
         })
@@ -195,7 +203,7 @@ mod tests {
     #[test]
     fn full_manifest() {
         let m = Manifest::parse(
-            "interval = \"10s\"\ntimeout = \"50ms\"\nmemory = \"8MiB\"\nenabled = false\n[grants]\nread = [\"/proc\"]\nenv = [\"HOME\"]\n[config]\nmount = \"/\"\ntop = 5\n",
+            "interval = \"10s\"\ntimeout = \"50ms\"\nmemory = \"8MiB\"\nenabled = false\n[grants]\nread = [\"/proc\"]\nusage = [\"/\"]\nenv = [\"HOME\"]\n[config]\nmount = \"/\"\ntop = 5\n",
             Path::new("x.toml"),
         )
         .expect("valid");
@@ -204,6 +212,7 @@ mod tests {
         assert_eq!(m.memory, 8 << 20);
         assert!(!m.enabled);
         assert_eq!(m.read, [PathBuf::from("/proc")]);
+        assert_eq!(m.usage, [PathBuf::from("/")]);
         assert_eq!(m.env, ["HOME"]);
         assert_eq!(m.config, [("mount".into(), "/".into()), ("top".into(), "5".into())]);
     }
@@ -227,6 +236,7 @@ mod tests {
             ("memory = \"16MB\"", "memory"),
             ("memory = \"2GiB\"", "memory"),
             ("[grants]\nread = [\"proc\"]", "absolute"),
+            ("[grants]\nusage = [\"/\", \"home\"]", "grants.usage path home must be absolute"),
             ("[grants]\nwrite = [\"/\"]", "unknown field"),
             ("[config]\nx = [1]", "config.x"),
         ] {

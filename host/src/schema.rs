@@ -19,6 +19,8 @@ pub const MAX_FIELDS: usize = 1024;
 pub const MAX_NAME: usize = 64;
 /// Longest unit or help text, in bytes.
 pub const MAX_DOC: usize = 256;
+/// Most decimal places a field may declare (the compact codec's largest scale).
+pub const MAX_PRECISION: u8 = wasmtap_protocol::compact::MAX_SCALE;
 
 /// Caps on what one `collect` may return.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +74,27 @@ pub struct FieldSpec {
     pub unit: String,
     /// One line of help.
     pub help: String,
+    /// Decimal places numbers are rounded to before they are shipped.
+    pub precision: Option<u8>,
+}
+
+impl FieldSpec {
+    /// `v` rounded to the declared precision, half away from zero; a value
+    /// that rounds to zero is +0 (−0 would not be a decimal). Values too
+    /// large for the precision to matter (beyond 2^53 units of the last
+    /// place), NaN and infinities pass unchanged.
+    pub fn round(&self, v: f64) -> f64 {
+        let Some(places) = self.precision else { return v };
+        let scale = 10f64.powi(i32::from(places));
+        let scaled = (v * scale).round();
+        if scaled == 0.0 {
+            0.0
+        } else if scaled.is_finite() && scaled.abs() <= (1u64 << 53) as f64 {
+            scaled / scale
+        } else {
+            v
+        }
+    }
 }
 
 /// A collector's validated self-description.
@@ -108,6 +131,14 @@ pub enum SchemaError {
     /// A unit, help or version text is too long.
     #[error("{0} is longer than {MAX_DOC} bytes")]
     DocTooLong(String),
+    /// A precision beyond [`MAX_PRECISION`] decimal places.
+    #[error("field {field:?} declares {places} decimal places; at most {MAX_PRECISION} are kept")]
+    BadPrecision {
+        /// The field.
+        field: String,
+        /// The declared places.
+        places: u8,
+    },
 }
 
 /// One `collect` returned more than its caps allow.
@@ -178,7 +209,17 @@ impl Schema {
                 wit::FieldKind::Counter => Kind::Counter,
                 wit::FieldKind::Text => Kind::Text,
             };
-            fields.push(FieldSpec { name: f.name.into(), kind, unit: f.unit, help: f.help });
+            if let Some(places) = f.precision.filter(|p| *p > MAX_PRECISION) {
+                return Err(SchemaError::BadPrecision { field: f.name, places });
+            }
+            let precision = f.precision.filter(|_| kind != Kind::Text);
+            fields.push(FieldSpec {
+                name: f.name.into(),
+                kind,
+                unit: f.unit,
+                help: f.help,
+                precision,
+            });
         }
         Ok(Self {
             name: d.name,
@@ -232,10 +273,10 @@ impl Schema {
             for n in s.numbers {
                 match self.fields.get(n.field as usize) {
                     Some(f) if f.kind == Kind::Gauge => {
-                        values.push((f.name.clone(), Value::Gauge(n.value)))
+                        values.push((f.name.clone(), Value::Gauge(f.round(n.value))))
                     }
                     Some(f) if f.kind == Kind::Counter => {
-                        values.push((f.name.clone(), Value::Counter(n.value)))
+                        values.push((f.name.clone(), Value::Counter(f.round(n.value))))
                     }
                     Some(_) => out.wrong_kind += 1,
                     None => out.undeclared += 1,

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::decimal::{self, at_scale, in_range};
 use crate::message::{Batch, CollectorName, FieldName, Labels, Sample, Value};
 use crate::simple::{NumericPayload, NumericReader, NumericWriter};
 
@@ -33,13 +34,9 @@ mod tests;
 
 /// Most series one session's dictionary holds before it starts over.
 pub const MAX_SERIES: usize = 1 << 16;
-/// Most decimal places tried when looking for an exact decimal form.
-pub const MAX_SCALE: u8 = 9;
+pub use crate::decimal::MAX_SCALE;
 /// Most numbers put in one simple payload.
 pub const MAX_NUMBERS_PER_PAYLOAD: usize = 16 * 1024;
-
-const MAX_MANTISSA: i64 = 1 << 53;
-const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
 /// What kind of value a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,7 +120,7 @@ impl Prev {
     fn bits(self) -> u64 {
         match self {
             Prev::None => 0,
-            Prev::Decimal { m, e } => decimal_value(m, e).to_bits(),
+            Prev::Decimal { m, e } => decimal::value(m, e).to_bits(),
             Prev::Bits(b) => b,
         }
     }
@@ -150,36 +147,15 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Whether `m` is a mantissa the codec sends (`|m| ≤ 2^53`); peers may
-/// send any `i64`, `i64::MIN` included, whose `abs` would overflow.
-fn in_range(m: i64) -> bool {
-    m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
-}
-
-fn decimal_value(m: i64, e: u8) -> f64 {
-    m as f64 / POW10[usize::from(e)]
-}
-
-/// `v` as `m / 10^e` exactly, with the fewest decimal places.
-fn as_decimal(v: f64) -> Option<(i64, u8)> {
-    if !v.is_finite() {
-        return None;
-    }
-    for e in 0..=MAX_SCALE {
-        let scaled = (v * POW10[usize::from(e)]).round();
-        if scaled.abs() > MAX_MANTISSA as f64 {
-            return None;
-        }
-        let m = scaled as i64;
-        if decimal_value(m, e).to_bits() == v.to_bits() {
-            return Some((m, e));
-        }
-    }
-    None
-}
-
 fn put_number(w: &mut NumericWriter, prev: &mut Prev, v: f64) {
-    match (as_decimal(v), *prev) {
+    // A value that the previous one's scale still represents exactly keeps
+    // that scale (12.3 after 12.35 is 1230 hundredths, one byte of delta),
+    // so that rounded values do not flap between scales.
+    let same_scale = match *prev {
+        Prev::Decimal { e, .. } if v.is_finite() => at_scale(v, e).map(|m| (m, e)),
+        _ => None,
+    };
+    match (same_scale.or_else(|| decimal::fewest(v)), *prev) {
         (Some((m, e)), Prev::Decimal { m: pm, e: pe }) if pe == e => {
             w.u64(zigzag(m - pm) << 1);
             *prev = Prev::Decimal { m, e };
@@ -206,7 +182,7 @@ fn take_number(r: &mut NumericReader<'_>, prev: &mut Prev) -> Result<f64, Decode
         let m = pm.checked_add(unzigzag(h >> 1)).filter(|m| in_range(*m));
         let m = m.ok_or(DecodeError::Numbers("delta out of range"))?;
         *prev = Prev::Decimal { m, e };
-        Ok(decimal_value(m, e))
+        Ok(decimal::value(m, e))
     } else if h & 3 == 1 {
         let e = u8::try_from(h >> 2).ok().filter(|e| *e <= MAX_SCALE);
         let e = e.ok_or(DecodeError::Numbers("decimal scale out of range"))?;
@@ -215,7 +191,7 @@ fn take_number(r: &mut NumericReader<'_>, prev: &mut Prev) -> Result<f64, Decode
             return Err(DecodeError::Numbers("decimal out of range"));
         }
         *prev = Prev::Decimal { m, e };
-        Ok(decimal_value(m, e))
+        Ok(decimal::value(m, e))
     } else if h == 3 {
         let bits = r.u64().map_err(|_| bad)? ^ prev.bits();
         *prev = Prev::Bits(bits);

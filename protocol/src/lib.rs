@@ -18,6 +18,7 @@
 //! - [`simple`]: the cheap cipher for numeric payloads, verified by sealed checkpoints.
 //! - [`close`]: close frames and their reason codes.
 //! - [`compact`]: batches as a per-session series dictionary plus delta-encoded numbers.
+//! - [`decimal`]: exact decimal forms `m / 10^e` of numbers, shared with the proxy's store.
 //! - [`message`]: the application messages carried inside sealed frames.
 //! - [`record`]: checksummed records for the append-only files on either side.
 //!
@@ -64,6 +65,7 @@ pub mod codec;
 pub mod compact;
 pub mod conn;
 pub mod crypto;
+pub mod decimal;
 pub mod frame;
 pub mod handshake;
 pub mod identity;

@@ -1,8 +1,9 @@
 //! Collector components assembled from hand-written core modules (WAT),
 //! for collectors Rust cannot express, such as one with two linear
 //! memories: `plugins/testing/<name>/collector.wat` is parsed, given the
-//! `wasmtap:collector` world of `wit/` as its component type, and wrapped
-//! into a component by `wit-component`, as `cargo component` would.
+//! `wasmtap:collector@0.1.0` world of `wit/v0.1.0/` as its component type
+//! (the canonical-ABI layouts the modules write are that world's), and
+//! wrapped into a component by `wit-component`, as `cargo component` would.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,8 @@ pub fn from_wat(name: &str) -> anyhow::Result<Vec<u8>> {
     let mut module =
         wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(paths::root().join("wit")).context("reading wit/")?;
+    let (package, _) =
+        resolve.push_dir(paths::root().join("wit/v0.1.0")).context("reading wit/v0.1.0/")?;
     let world = resolve.select_world(&[package], Some("collector"))?;
     wit_component::embed_component_metadata(
         &mut module,

@@ -75,7 +75,7 @@ fn check_prints_fields_and_grants_and_refuses_garbage() -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     for needle in [
-        "valid wasmtap:collector@0.1.0 component",
+        "valid wasmtap:collector@0.2.0 component",
         "load1",
         "gauge",
         "read: /proc",
@@ -235,7 +235,7 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let out = wasmtap(&["plugin", "check", &wasm])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
-    for needle in ["valid wasmtap:collector@0.1.0 component", "uptime", "gauge", "read: /proc"] {
+    for needle in ["valid wasmtap:collector@0.2.0 component", "uptime", "gauge", "read: /proc"] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
 

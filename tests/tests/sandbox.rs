@@ -163,3 +163,80 @@ fn replace(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// The `filesystem.usage` import answers for paths inside the `usage`
+/// grant, as `df` does, and refuses the rest: a path outside, a `..` out
+/// of the grant, a symbolic link inside it that leads out. A collector
+/// built against the 0.1.0 world runs beside it, its values unrounded.
+#[test]
+fn filesystem_usage_inside_grants_only_and_old_collectors_still_run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let granted = dir.path().join("granted");
+    std::fs::create_dir_all(&granted)?;
+    std::os::unix::fs::symlink("/", granted.join("up"))?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) = Agent::prepare(
+        &agent_dir,
+        "web-01",
+        proxy.addr.port(),
+        &key,
+        &["testing/usage", "testing/legacy"],
+        "",
+    )?;
+    let g = granted.display().to_string();
+    let asked = [g.clone(), "/".into(), format!("{g}/../"), format!("{g}/up")];
+    std::fs::write(
+        plugins.join("usage.toml"),
+        format!(
+            "interval = \"1s\"\ntimeout = \"1s\"\n[grants]\nusage = [{g:?}]\n[config]\npaths = {:?}\n",
+            asked.join(",")
+        ),
+    )?;
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins)?;
+
+    let rows = wait::until(Duration::from_secs(30), "usage answers for every path", || {
+        let rows = proxy.query(&["--collector", "usage"])?;
+        let paths: std::collections::BTreeSet<&str> =
+            rows.iter().filter_map(|r| r["labels"]["path"].as_str()).collect();
+        Ok((paths.len() == asked.len()).then_some(rows.clone()))
+    })
+    .with_context(|| agent.log_text())?;
+    let field = |path: &str, name: &str| {
+        rows.iter()
+            .rev()
+            .find(|r| r["labels"]["path"] == path && r["field"] == name)
+            .map(|r| r["value"].clone())
+    };
+    // Inside the grant: what df says, within 1 % (free space moves).
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(&granted)
+        .output()?;
+    let df = String::from_utf8(df.stdout)?;
+    let numbers: Vec<f64> = df.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    anyhow::ensure!(numbers.len() == 2, "df printed {df:?}");
+    let total = field(&g, "total_bytes").and_then(|v| v.as_f64()).context("no total")?;
+    let avail = field(&g, "available_bytes").and_then(|v| v.as_f64()).context("no available")?;
+    assert!((total - numbers[0]).abs() <= numbers[0] * 0.01, "total {total} vs df {df}");
+    assert!((avail - numbers[1]).abs() <= numbers[0] * 0.01, "available {avail} vs df {df}");
+    assert_eq!(field(&g, "error"), None);
+    // Outside it: refused with the reason, no numbers.
+    for (path, reason) in [
+        ("/", "outside the collector's read and usage grants"),
+        (asked[2].as_str(), "outside the collector's read and usage grants"),
+        (asked[3].as_str(), "resolves to /"),
+    ] {
+        let error = field(path, "error").with_context(|| format!("no answer for {path}"))?;
+        assert!(error.as_str().is_some_and(|e| e.contains(reason)), "{path}: {error}");
+        assert_eq!(field(path, "total_bytes"), None, "{path} must not be answered");
+    }
+
+    // The 0.1.0 collector: loaded, its state kept, its ratio shipped as given.
+    let legacy = latest(&proxy, "legacy").with_context(|| agent.log_text())?;
+    assert_eq!(legacy.get("ratio").and_then(Value::as_f64), Some(100.0 / 3.0), "{legacy:?}");
+    assert_eq!(legacy.get("world").and_then(Value::as_str), Some("0.1.0"), "{legacy:?}");
+    assert!(legacy.get("calls").and_then(Value::as_f64) >= Some(1.0), "{legacy:?}");
+    Ok(())
+}

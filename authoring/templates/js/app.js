@@ -1,14 +1,15 @@
 // The {{name}} collector: time since boot, from /proc/uptime.
 //
 // jco componentize wraps this module into a component of the world in
-// wit/world.wit: the agent's `wasmtap:collector/collector@0.1.0` plus WASI
+// wit/world.wit: the agent's `wasmtap:collector/collector@0.2.0` plus WASI
 // filesystem imports to read granted files with.
 
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
 // Values name their field by its index in FIELDS.
 const UPTIME = 0;
-const FIELDS = [{ name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot' }];
+// `precision`: decimal places the host keeps (leave it out to keep all).
+const FIELDS = [{ name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 }];
 
 /** The text of `path`, read through the granted directory that holds it. */
 function readText(path) {

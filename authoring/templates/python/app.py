@@ -1,7 +1,7 @@
 """The {{name}} collector: time since boot, from /proc/uptime.
 
 componentize-py wraps this module into a component of the world
-`wasmtap:collector/collector@0.1.0` (wit/collector.wit). The generated
+`wasmtap:collector/collector@0.2.0` (wit/collector.wit). The generated
 `wit_world` package holds the WIT types; `wit_world.imports.host` is the
 agent's log and persisted state.
 """
@@ -14,7 +14,8 @@ from wit_world.imports.types import Descriptor, Field, FieldKind, Number, Sample
 
 # Values name their field by its index in FIELDS.
 UPTIME = 0
-FIELDS = [Field("uptime", FieldKind.GAUGE, "seconds", "Time since boot")]
+# The last value is the precision: decimal places the host keeps (None: all).
+FIELDS = [Field("uptime", FieldKind.GAUGE, "seconds", "Time since boot", 2)]
 
 
 class WitWorld(wit_world.WitWorld):

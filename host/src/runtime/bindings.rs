@@ -1,11 +1,24 @@
-//! Host bindings of the `wasmtap:collector` world (`wit/collector.wit`).
+//! Host bindings of the `wasmtap:collector` worlds: the current one
+//! (`wit/collector.wit`, 0.2.0) and the previous one (`wit/v0.1.0/`), which
+//! collectors built before 0.2.0 target.
 //!
-//! This is the only `bindgen!` in the agent. The exports are called as
+//! These are the only `bindgen!`s in the agent. The exports are called as
 //! async functions (so a call can be dropped at its deadline); the host's
 //! own imports are quick and synchronous, implemented in [`super::state`].
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "collector",
+    imports: { "wasmtap:collector/filesystem.usage": async },
     exports: { default: async },
 });
+
+/// The 0.1.0 world: the same calls, fields without a precision, and no
+/// `filesystem` import. [`super::compat`] converts its values.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "collector",
+        exports: { default: async },
+    });
+}

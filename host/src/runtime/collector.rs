@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::Runtime;
-use super::bindings;
 use super::instance::{self, Instance, Recipe, within};
 use super::kv::KvState;
 use super::logs::CollectorLog;
-use super::state::CollectorState;
+use super::world::Pre;
 use crate::manifest::Manifest;
 use crate::schema::{Enforced, OutputError, OutputLimits, Schema, SchemaError};
 
@@ -46,6 +45,18 @@ pub enum LoadError {
         path: PathBuf,
         /// The refused import.
         import: String,
+    },
+    /// The component targets a version of the collector world this agent
+    /// does not know.
+    #[error(
+        "{path} targets wasmtap:collector@{version}; this agent loads versions {}",
+        super::world::SUPPORTED.join(" and ")
+    )]
+    UnsupportedWorld {
+        /// The file.
+        path: PathBuf,
+        /// The version it imports.
+        version: String,
     },
     /// A granted path could not be opened.
     #[error("cannot grant {path}: {reason}")]
@@ -94,7 +105,7 @@ pub enum CallError {
 pub struct Prepared {
     path: PathBuf,
     manifest: Manifest,
-    pre: bindings::CollectorPre<CollectorState>,
+    pre: Pre,
     origin: super::cache::Origin,
 }
 
@@ -109,7 +120,7 @@ pub struct Collector {
     path: PathBuf,
     schema: Schema,
     manifest: Manifest,
-    pre: bindings::CollectorPre<CollectorState>,
+    pre: Pre,
     /// The live instance; `None` after a failed call, until the next call starts a fresh one.
     instance: Option<Instance>,
     limits: OutputLimits,
@@ -146,10 +157,7 @@ impl Collector {
         manifest: Manifest,
     ) -> Result<Prepared, LoadError> {
         let (component, origin) = rt.compile(wasm, path)?;
-        let pre = rt
-            .linker()
-            .instantiate_pre(&component)
-            .and_then(bindings::CollectorPre::new)
+        let pre = Pre::new(rt.engine(), rt.linker(), &component)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         Ok(Prepared { path: path.to_owned(), manifest, pre, origin })
     }
@@ -164,7 +172,7 @@ impl Collector {
         let mut instance = instance::instantiate(rt, recipe).await?;
         instance.arm(manifest.timeout);
         let descriptor =
-            within(rt, manifest.timeout, instance.bindings.call_describe(&mut instance.store))
+            within(rt, manifest.timeout, instance.exports.describe(&mut instance.store))
                 .await
                 .map_err(|e| LoadError::Describe(e.to_string()))?;
         let schema = Schema::from_descriptor(descriptor)?;
@@ -204,6 +212,11 @@ impl Collector {
         self.instance.as_ref().map_or(0, |i| i.store.data().limits.peak_memory())
     }
 
+    /// The version of the `wasmtap:collector` world it targets.
+    pub fn world_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// Whether its compiled code came from the compile cache.
     pub fn from_cache(&self) -> bool {
         self.origin == super::cache::Origin::Cache
@@ -236,7 +249,7 @@ impl Collector {
             }
         };
         instance.arm(self.manifest.timeout);
-        let call = instance.bindings.call_collect(&mut instance.store);
+        let call = instance.exports.collect(&mut instance.store);
         let result = within(rt, self.manifest.timeout, call).await;
         if result.is_ok() {
             self.instance = Some(instance);

@@ -22,18 +22,19 @@ use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::Runtime;
-use super::bindings;
 use super::collector::{CallError, LoadError};
 use super::kv::KvState;
 use super::limiter::Limiter;
 use super::logs::{CollectorLog, Level};
 use super::state::CollectorState;
+use super::usage::UsageGrants;
+use super::world::{Exports, Pre};
 use crate::manifest::Manifest;
 
-/// A live instance: its store and the exports' bindings.
+/// A live instance: its store and its exports.
 pub(super) struct Instance {
     pub(super) store: Store<CollectorState>,
-    pub(super) bindings: bindings::Collector,
+    pub(super) exports: Exports,
 }
 
 impl Instance {
@@ -100,7 +101,7 @@ pub(crate) fn reads_only_kernel_state(grants: &[std::path::PathBuf]) -> bool {
 
 /// Everything a fresh instance is made from.
 pub(super) struct Recipe<'a> {
-    pub(super) pre: &'a bindings::CollectorPre<CollectorState>,
+    pub(super) pre: &'a Pre,
     pub(super) manifest: &'a Manifest,
     pub(super) name: &'a str,
     pub(super) kv: &'a Arc<Mutex<KvState>>,
@@ -124,21 +125,23 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
     wasi.stdout(r.log.pipe(Level::Info));
     wasi.stderr(r.log.pipe(Level::Warn));
     let cap = usize::try_from(r.manifest.memory).unwrap_or(usize::MAX);
+    let usage = UsageGrants::new(r.manifest.read.iter().chain(&r.manifest.usage).cloned());
     let state = CollectorState::new(
         r.name.to_owned(),
         wasi.build(),
         Limiter::new(cap),
         r.kv.clone(),
         r.log.clone(),
+        usage,
     );
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_callback(on_epoch);
     arm(&mut store, r.manifest.timeout);
-    let bindings = within(rt, r.manifest.timeout, r.pre.instantiate_async(&mut store))
+    let exports = within(rt, r.manifest.timeout, r.pre.instantiate(&mut store))
         .await
         .map_err(|e| LoadError::Instantiate(e.to_string()))?;
-    Ok(Instance { store, bindings })
+    Ok(Instance { store, exports })
 }
 
 /// Calls `init` with the manifest's configuration.
@@ -148,7 +151,7 @@ pub(super) async fn init(
     manifest: &Manifest,
 ) -> Result<(), LoadError> {
     instance.arm(manifest.timeout);
-    let call = instance.bindings.call_init(&mut instance.store, &manifest.config);
+    let call = instance.exports.init(&mut instance.store, &manifest.config);
     match within(rt, manifest.timeout, call).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err(LoadError::Init(message)),

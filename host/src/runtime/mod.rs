@@ -6,8 +6,10 @@
 //! linker): each runs as a future under a wall-clock deadline, so a call
 //! blocked anywhere, in wasm or in a host call, is dropped on time.
 //!
-//! - [`bindings`]: the generated host bindings of the WIT world.
+//! - [`bindings`]: the generated host bindings of the WIT worlds (0.2.0 and 0.1.0).
+//! - [`world`]: which world version a component targets, calls in the current types.
 //! - [`state`]: per-collector store data and the host imports.
+//! - [`usage`]: the `filesystem` import (statvfs inside the grants).
 //! - [`collector`]: one loaded collector: load, describe, init, collect.
 //! - [`instance`]: its sandboxed instance and calls under a deadline.
 //! - [`limiter`]: one memory budget across all memories and tables.
@@ -25,6 +27,8 @@ pub mod limiter;
 pub mod logs;
 pub mod state;
 pub mod ticker;
+pub mod usage;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,6 +106,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Collector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::v0_1::Collector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let ticker = Ticker::start(&engine)?;
         Ok(Self { engine, linker, ticker, state_dir: None, cache: None })
     }
@@ -137,6 +142,8 @@ impl Runtime {
         })?;
         check_imports(&self.engine, &component)
             .map_err(|name| LoadError::ForbiddenImport { path: origin.to_owned(), import: name })?;
+        check_world(&self.engine, &component)
+            .map_err(|version| LoadError::UnsupportedWorld { path: origin.to_owned(), version })?;
         Ok((component, from))
     }
 
@@ -158,6 +165,19 @@ impl Runtime {
 /// Whether a collector may import the interface `name` (see [`ALLOWED_IMPORTS`]).
 pub fn import_allowed(name: &str) -> bool {
     ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p))
+}
+
+/// A world version of `wasmtap:collector` this agent does not know, if the
+/// component imports one.
+fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        match world::version_of(name) {
+            Some(v) if !world::SUPPORTED.contains(&v) => return Err(v.to_owned()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The first import outside [`ALLOWED_IMPORTS`], if any.

@@ -8,9 +8,12 @@ use super::limiter::Limiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::v0_1::wasmtap::collector as v0_1;
+use super::bindings::wasmtap::collector::filesystem::{self, FsUsage};
 use super::bindings::wasmtap::collector::host::{Host, Level};
 use super::kv::KvState;
 use super::logs::{self, CollectorLog};
+use super::usage::UsageGrants;
 
 /// Per-collector store data.
 pub struct CollectorState {
@@ -29,6 +32,8 @@ pub struct CollectorState {
     pub log: CollectorLog,
     /// When the call in progress must end; the epoch callback traps after it.
     pub deadline: Instant,
+    /// Where it may ask how full a filesystem is.
+    pub usage: UsageGrants,
 }
 
 impl std::fmt::Debug for CollectorState {
@@ -45,8 +50,18 @@ impl CollectorState {
         limits: Limiter,
         kv: Arc<Mutex<KvState>>,
         log: CollectorLog,
+        usage: UsageGrants,
     ) -> Self {
-        Self { name, wasi, table: ResourceTable::new(), limits, kv, log, deadline: Instant::now() }
+        Self {
+            name,
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            kv,
+            log,
+            deadline: Instant::now(),
+            usage,
+        }
     }
 
     fn kv(&self) -> MutexGuard<'_, KvState> {
@@ -86,3 +101,38 @@ impl Host for CollectorState {
 }
 
 impl super::bindings::wasmtap::collector::types::Host for CollectorState {}
+
+impl filesystem::Host for CollectorState {
+    async fn usage(&mut self, path: String) -> Result<FsUsage, String> {
+        self.usage.usage(path).await
+    }
+}
+
+/// 0.1.0 collectors get the same host, with the same level names.
+impl v0_1::host::Host for CollectorState {
+    fn log(&mut self, level: v0_1::host::Level, message: String) {
+        use v0_1::host::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        Host::log(self, level, message);
+    }
+
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        Host::state_get(self, key)
+    }
+
+    fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        Host::state_set(self, key, value)
+    }
+
+    fn state_remove(&mut self, key: String) {
+        Host::state_remove(self, key);
+    }
+}
+
+impl v0_1::types::Host for CollectorState {}

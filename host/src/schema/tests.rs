@@ -1,7 +1,13 @@
 use super::*;
 
 fn field(name: &str, kind: wit::FieldKind) -> wit::Field {
-    wit::Field { name: name.into(), kind, unit: String::new(), help: String::new() }
+    wit::Field {
+        name: name.into(),
+        kind,
+        unit: String::new(),
+        help: String::new(),
+        precision: None,
+    }
 }
 
 fn schema() -> Schema {
@@ -124,4 +130,56 @@ fn bad_schemas_are_refused() {
     ));
     let many = (0..=MAX_FIELDS).map(|i| field(&format!("f{i}"), wit::FieldKind::Gauge)).collect();
     assert!(matches!(Schema::from_descriptor(d("l", many)), Err(SchemaError::TooManyFields(_))));
+}
+
+#[test]
+fn numbers_are_rounded_to_the_declared_precision() {
+    let mut pct = field("busy", wit::FieldKind::Gauge);
+    pct.precision = Some(2);
+    let mut whole = field("ops", wit::FieldKind::Counter);
+    whole.precision = Some(0);
+    let s = Schema::from_descriptor(wit::Descriptor {
+        name: "p".into(),
+        version: "1".into(),
+        default_interval_ms: 1000,
+        fields: vec![pct, whole, field("raw", wit::FieldKind::Gauge)],
+    })
+    .expect("valid");
+    let cases: [(u32, f64, f64); 6] = [
+        (0, 12.345_678_9, 12.35),
+        (0, -0.001, 0.0),
+        (0, 99.995, 100.0),
+        (1, 41.5, 42.0),
+        (2, 0.1 + 0.2, 0.1 + 0.2),
+        (0, 1e300, 1e300),
+    ];
+    for (field, given, shipped) in cases {
+        let out = s
+            .enforce(vec![sample(vec![(field, given)], vec![])], 1, &OutputLimits::default())
+            .expect("within limits");
+        let got = match &out.samples[0].values[0].1 {
+            Value::Gauge(v) | Value::Counter(v) => *v,
+            Value::Text(t) => panic!("text {t}"),
+        };
+        assert_eq!(got.to_bits(), shipped.to_bits(), "field {field}: {given} → {got}");
+    }
+    let nan = s
+        .enforce(vec![sample(vec![(0, f64::NAN)], vec![])], 1, &OutputLimits::default())
+        .expect("within limits");
+    assert!(matches!(nan.samples[0].values[0].1, Value::Gauge(v) if v.is_nan()));
+}
+
+#[test]
+fn a_precision_beyond_nine_places_is_refused() {
+    let mut f = field("x", wit::FieldKind::Gauge);
+    f.precision = Some(10);
+    let err = Schema::from_descriptor(wit::Descriptor {
+        name: "p".into(),
+        version: "1".into(),
+        default_interval_ms: 1000,
+        fields: vec![f],
+    })
+    .expect_err("10 places");
+    assert_eq!(err, SchemaError::BadPrecision { field: "x".into(), places: 10 });
+    assert!(err.to_string().contains("at most 9"), "{err}");
 }

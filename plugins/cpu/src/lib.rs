@@ -59,6 +59,10 @@ fn schema() -> (Schema, Fields) {
         procs_running: s.gauge("procs_running", "tasks", "Tasks running or runnable"),
         procs_blocked: s.gauge("procs_blocked", "tasks", "Tasks blocked waiting for I/O"),
     };
+    // Shares of jiffies: two decimal places are all the kernel's counts carry.
+    for g in f.states.iter().chain([&f.busy]) {
+        s.precision(*g, 2);
+    }
     (s, f)
 }
 

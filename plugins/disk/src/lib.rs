@@ -86,6 +86,16 @@ fn schema() -> (Schema, Fields) {
             "Size of the block device under the mount (not usage: WASI has no statvfs)",
         ),
     };
+    // Rates over an interval of milliseconds: whole bytes, hundredths of an operation.
+    for (g, places) in [
+        (f.reads_per_sec, 2),
+        (f.writes_per_sec, 2),
+        (f.read_bytes_per_sec, 0),
+        (f.written_bytes_per_sec, 0),
+        (f.io_time_percent, 2),
+    ] {
+        s.precision(g, places);
+    }
     (s, f)
 }
 

@@ -4,14 +4,14 @@
 // WASI filesystem imports that wit/world.wit adds to the agent's world.
 
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
-import { log } from 'wasmtap:collector/host@0.1.0';
+import { log } from 'wasmtap:collector/host@0.2.0';
 
 // Values name their field by its index in FIELDS.
 const FIELDS = [
   { name: 'total', kind: 'gauge', unit: 'bytes', help: 'Usable RAM' },
   { name: 'available', kind: 'gauge', unit: 'bytes', help: 'RAM available for new work without swapping' },
   { name: 'used', kind: 'gauge', unit: 'bytes', help: 'RAM in use: total minus available' },
-  { name: 'used_percent', kind: 'gauge', unit: 'percent', help: 'RAM in use, in percent of total' },
+  { name: 'used_percent', kind: 'gauge', unit: 'percent', help: 'RAM in use, in percent of total', precision: 2 },
   { name: 'swap_total', kind: 'gauge', unit: 'bytes', help: 'Swap space' },
   { name: 'swap_used', kind: 'gauge', unit: 'bytes', help: 'Swap space in use' },
   { name: 'dirty', kind: 'gauge', unit: 'bytes', help: 'Memory waiting to be written back to disk' },

@@ -25,8 +25,9 @@ COUNTERS = {
 
 FIELDS: List[Field] = []
 for _key, (_unit, _help) in COUNTERS.items():
-    FIELDS.append(Field(_key, FieldKind.COUNTER, _unit, _help))
-    FIELDS.append(Field(_key + "_rate", FieldKind.GAUGE, _unit + "/s", _help + " per second"))
+    FIELDS.append(Field(_key, FieldKind.COUNTER, _unit, _help, 0))
+    # Rates are kept to two decimal places: finer digits are noise.
+    FIELDS.append(Field(_key + "_rate", FieldKind.GAUGE, _unit + "/s", _help + " per second", 2))
 INDEX = {f.name: i for i, f in enumerate(FIELDS)}
 STATE_KEY = "previous"
 

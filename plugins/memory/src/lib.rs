@@ -49,6 +49,7 @@ fn schema() -> (Schema, Fields) {
         swap_free: s.gauge("swap_free", "bytes", "Unused swap space (SwapFree)"),
         swap_used: s.gauge("swap_used", "bytes", "Swap space in use"),
     };
+    s.precision(f.used_percent, 2);
     (s, f)
 }
 

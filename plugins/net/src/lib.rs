@@ -38,7 +38,12 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
-    let rates = RATES.map(|(name, unit, help)| s.gauge(name, unit, help));
+    let rates = RATES.map(|(name, unit, help)| {
+        let g = s.gauge(name, unit, help);
+        // Rates over an interval of milliseconds: whole bytes, hundredths of a packet.
+        s.precision(g, if unit == "bytes/s" { 0 } else { 2 });
+        g
+    });
     let f = Fields {
         rates,
         rx_bytes: s.counter("rx_bytes", "bytes", "Bytes received since the interface came up"),

@@ -92,6 +92,7 @@ fn schema() -> (Schema, Fields) {
         ),
         rss_bytes: s.gauge("rss_bytes", "bytes", "Resident memory"),
     };
+    s.precision(f.cpu_percent, 2);
     (s, f)
 }
 

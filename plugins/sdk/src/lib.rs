@@ -9,6 +9,7 @@
 //! - [`schema`]: declare fields and get typed handles ([`Gauge`], [`Counter`], [`TextField`]).
 //! - [`sample`]: build samples with those handles ([`SampleBuilder`]).
 //! - [`log`]: write to the agent's log.
+//! - [`filesystem`]: how full a filesystem is (statvfs, inside the grants).
 //! - [`state`]: persisted key-value state, counter rates, rates of named series.
 //! - [`config`]: reading the manifest's `[config]` values passed to `init`.
 //! - [`procfs`]: reading and parsing `/proc` files with errors, not panics.
@@ -52,6 +53,7 @@ pub mod bindings {
 }
 
 pub mod config;
+pub mod filesystem;
 pub mod log;
 pub mod procfs;
 pub mod sample;
@@ -62,4 +64,4 @@ pub use bindings::Guest;
 pub use bindings::export;
 pub use bindings::wasmtap::collector::types::{Descriptor, Field, FieldKind, Sample};
 pub use sample::SampleBuilder;
-pub use schema::{Counter, Gauge, Schema, TextField};
+pub use schema::{Counter, Gauge, Numeric, Schema, TextField};

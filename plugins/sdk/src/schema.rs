@@ -11,6 +11,24 @@ pub struct Gauge(pub(crate) u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter(pub(crate) u32);
 
+/// A handle of a numeric field (a [`Gauge`] or a [`Counter`]).
+pub trait Numeric: Copy {
+    /// The field's index in the schema.
+    fn index(self) -> u32;
+}
+
+impl Numeric for Gauge {
+    fn index(self) -> u32 {
+        self.0
+    }
+}
+
+impl Numeric for Counter {
+    fn index(self) -> u32 {
+        self.0
+    }
+}
+
 /// Handle of a declared text field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextField(pub(crate) u32);
@@ -34,8 +52,19 @@ impl Schema {
             kind,
             unit: unit.to_owned(),
             help: help.to_owned(),
+            precision: None,
         });
         index
+    }
+
+    /// Declares that `field`'s values are meaningful to `places` decimal
+    /// places (at most 9): the host rounds each value to them before
+    /// shipping, so noise below the precision costs no bytes on the wire.
+    /// A percentage computed from two counters needs two places at most.
+    pub fn precision(&mut self, field: impl Numeric, places: u8) {
+        if let Some(f) = self.fields.get_mut(field.index() as usize) {
+            f.precision = Some(places);
+        }
     }
 
     /// Declares a gauge: a numeric value that goes up and down.

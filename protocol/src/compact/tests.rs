@@ -1,4 +1,5 @@
 use super::*;
+use crate::decimal::MAX_MANTISSA;
 use crate::message::{self, Batch, Sample, Value};
 
 fn sample(collector: &str, cpu: &str, t: u64, values: &[(&str, Value)]) -> Sample {
@@ -215,4 +216,27 @@ fn a_mantissa_of_i64_min_is_refused_not_a_panic() {
         let b = Decoder::new().decode(head(1, vec![def.clone()]), &[w.finish()]).expect("in range");
         assert_eq!(b.samples[0].values[0].1, Value::Gauge(m as f64));
     }
+}
+
+#[test]
+fn rounded_values_keep_their_scale() {
+    // Two-decimal values, some with trailing zeros (12.3, 12.0), round-trip
+    // bit for bit and cost a byte each after the first: a trailing zero does
+    // not switch the series to a shorter scale and back.
+    let values = [12.35, 12.3, 12.2, 12.25, 12.1, 12.0, 12.05, 12.1];
+    let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+    let mut sizes = Vec::new();
+    for (seq, v) in values.iter().enumerate() {
+        let t = 1_700_000_000_000 + seq as u64 * 1_000;
+        let batch = Batch {
+            seq: seq as u64,
+            samples: vec![sample("cpu", "0", t, &[("user", Value::Gauge(*v))])],
+        };
+        let (head, numbers) = enc.encode(&batch);
+        let payload: usize = numbers.iter().map(|p| p.len()).sum();
+        sizes.push(payload);
+        assert_eq!(dec.decode(head, &numbers), Ok(batch));
+    }
+    assert!(sizes[1..].iter().all(|s| *s == sizes[1]), "one size after the first: {sizes:?}");
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
 }

@@ -13,13 +13,9 @@
 //! Values round-trip bit for bit.
 
 use wasmtap_protocol::codec::{Reader, put_varint};
+use wasmtap_protocol::decimal::{self, MAX_SCALE, at_scale, in_range};
 
 use super::ints::{unzigzag, zigzag};
-
-/// Most decimal places tried.
-const MAX_SCALE: u8 = 9;
-const MAX_MANTISSA: i64 = 1 << 53;
-const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// After this many values in a row that were not decimals, the encoder
 /// looks for a decimal form only at every such count (a series of long
 /// fractions does not pay for the search every time).
@@ -35,32 +31,6 @@ pub enum ValueError {
     /// A change of mantissa without a decimal before it, or out of range.
     #[error("malformed number column")]
     Malformed,
-}
-
-fn decimal_value(m: i64, e: u8) -> f64 {
-    m as f64 / POW10[usize::from(e)]
-}
-
-/// `v` as `m / 10^e` exactly at scale `e`.
-fn at_scale(v: f64, e: u8) -> Option<i64> {
-    let scaled = (v * POW10[usize::from(e)]).round();
-    if scaled.is_nan() || scaled.abs() > MAX_MANTISSA as f64 {
-        return None;
-    }
-    let m = scaled as i64;
-    (decimal_value(m, e).to_bits() == v.to_bits()).then_some(m)
-}
-
-/// `v` as `m / 10^e` exactly, with the fewest decimal places.
-fn as_decimal(v: f64) -> Option<(i64, u8)> {
-    if !v.is_finite() {
-        return None;
-    }
-    (0..=MAX_SCALE).find_map(|e| at_scale(v, e).map(|m| (m, e)))
-}
-
-fn in_range(m: i64) -> bool {
-    m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
 }
 
 /// Writes a number column, value by value.
@@ -85,7 +55,7 @@ impl ValueEncoder {
         }
         let search =
             self.not_decimal < NOT_DECIMAL_RUN || self.not_decimal.is_multiple_of(NOT_DECIMAL_RUN);
-        if let Some((m, e)) = as_decimal(v).filter(|_| search) {
+        if let Some((m, e)) = decimal::fewest(v).filter(|_| search) {
             put_varint(out, 1 | u64::from(e) << 2);
             put_varint(out, zigzag(m));
             (self.decimal, self.bits, self.not_decimal) = (Some((m, e)), bits, 0);
@@ -126,7 +96,7 @@ impl ValueDecoder {
         } else {
             return Err(ValueError::Malformed);
         };
-        let v = decimal_value(m, e);
+        let v = decimal::value(m, e);
         (self.decimal, self.bits) = (Some((m, e)), v.to_bits());
         Ok(v)
     }

@@ -1,0 +1,56 @@
+//! Exact decimal forms of floating-point values: `v = m / 10^e` with
+//! `|m| ≤ 2^53` and `e ≤ 9`, which the compact wire codec and the proxy's
+//! store both code as a change of `m` (one byte for a small step).
+
+/// Most decimal places tried.
+pub const MAX_SCALE: u8 = 9;
+/// Largest mantissa: every integer up to it is exact in an `f64`.
+pub const MAX_MANTISSA: i64 = 1 << 53;
+const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// `m / 10^e`. `e` must be at most [`MAX_SCALE`].
+pub fn value(m: i64, e: u8) -> f64 {
+    m as f64 / POW10[usize::from(e.min(MAX_SCALE))]
+}
+
+/// Whether `m` is a mantissa coders send (`|m| ≤ 2^53`); peers may send any
+/// `i64`, `i64::MIN` included, whose `abs` would overflow.
+pub fn in_range(m: i64) -> bool {
+    m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
+}
+
+/// `v` as `m / 10^e` exactly at scale `e` (bit for bit), if it is one.
+pub fn at_scale(v: f64, e: u8) -> Option<i64> {
+    let scaled = (v * POW10[usize::from(e.min(MAX_SCALE))]).round();
+    if scaled.is_nan() || scaled.abs() > MAX_MANTISSA as f64 {
+        return None;
+    }
+    let m = scaled as i64;
+    (value(m, e).to_bits() == v.to_bits()).then_some(m)
+}
+
+/// `v` as `m / 10^e` exactly, with the fewest decimal places.
+pub fn fewest(v: f64) -> Option<(i64, u8)> {
+    if !v.is_finite() {
+        return None;
+    }
+    (0..=MAX_SCALE).find_map(|e| at_scale(v, e).map(|m| (m, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_decimals_and_the_rest() {
+        assert_eq!(fewest(12.5), Some((125, 1)));
+        assert_eq!(fewest(-3.0), Some((-3, 0)));
+        assert_eq!(fewest(0.1 + 0.2), None, "0.30000000000000004 has 17 places");
+        assert_eq!(fewest(f64::NAN), None);
+        assert_eq!(fewest(-0.0), None, "−0 is not m / 10^e for any m");
+        assert_eq!(fewest(1e300), None);
+        assert_eq!(at_scale(12.3, 2), Some(1230), "a coarser value at a finer scale");
+        assert_eq!(at_scale(12.35, 1), None);
+        assert!(in_range(MAX_MANTISSA) && !in_range(i64::MIN));
+    }
+}
