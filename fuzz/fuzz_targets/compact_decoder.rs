@@ -97,6 +97,7 @@ fuzz_target!(|session: Vec<BatchSpec>| {
         let defs: Vec<SeriesDef> = spec.defs.into_iter().take(8).map(def).collect();
         known.extend(defs.iter().cloned());
         let mut numbers = Vec::new();
+        let mut all_texts = Vec::new();
         let samples = spec
             .samples
             .into_iter()
@@ -115,10 +116,12 @@ fuzz_target!(|session: Vec<BatchSpec>| {
                     nums.resize(count(false), Num::Decimal(0, 1));
                 }
                 numbers.extend(nums.into_iter().take(16));
-                CompactSample { series: series as u32, time: s.time, texts }
+                all_texts.extend(texts);
+                CompactSample { series: series as u32, time: s.time }
             })
             .collect();
-        let head = CompactHead { seq: seq as u64, reset: spec.reset, defs, samples };
+        let head =
+            CompactHead { seq: seq as u64, reset: spec.reset, defs, samples, texts: all_texts };
         // The head travels sealed: it must survive its own codec first.
         let head: CompactHead =
             message::decode(&message::encode(&head)).expect("a head round-trips");

@@ -67,8 +67,6 @@ pub struct CompactSample {
     pub series: u32,
     /// The change of the series' sampling interval, in ms.
     pub time: i64,
-    /// The values of its text fields, in order.
-    pub texts: Vec<String>,
 }
 
 /// The sealed part of a compact batch (the numbers travel on the simple path).
@@ -82,6 +80,10 @@ pub struct CompactHead {
     pub defs: Vec<SeriesDef>,
     /// The samples.
     pub samples: Vec<CompactSample>,
+    /// The values of the samples' text fields: each sample's, in field
+    /// order, sample after sample. Their count follows from the series'
+    /// definitions, so no sample carries one.
+    pub texts: Vec<String>,
 }
 
 /// Why a compact batch could not be decoded.
@@ -97,9 +99,9 @@ pub enum DecodeError {
     /// The dictionary would hold more bytes than the decoder allows.
     #[error("series dictionary over its memory limit of {0} bytes")]
     TooLarge(usize),
-    /// A sample's texts do not match its series' text fields.
-    #[error("series {0} has {1} text fields, sample carries {2}")]
-    TextCount(u32, usize, usize),
+    /// The texts do not match the samples' text fields.
+    #[error("texts do not match the batch: {0}")]
+    Texts(&'static str),
     /// The numbers ran out, were malformed, or were left over.
     #[error("numbers do not match the batch: {0}")]
     Numbers(&'static str),
@@ -286,13 +288,13 @@ impl Encoder {
             reset,
             defs: Vec::new(),
             samples: Vec::with_capacity(batch.samples.len()),
+            texts: Vec::new(),
         };
         let mut numbers = Payloads::default();
         for sample in &batch.samples {
             let id = self.series_of(sample, &mut head.defs);
             let state = &mut self.series[id as usize];
             let time = put_time(state, sample.time_ms);
-            let mut texts = Vec::new();
             let mut prevs = state.numbers.iter_mut();
             for (_, value) in &sample.values {
                 match value {
@@ -301,10 +303,10 @@ impl Encoder {
                             numbers.push(prev, *v);
                         }
                     }
-                    Value::Text(t) => texts.push(t.clone()),
+                    Value::Text(t) => head.texts.push(t.clone()),
                 }
             }
-            head.samples.push(CompactSample { series: id, time, texts });
+            head.samples.push(CompactSample { series: id, time });
         }
         (head, numbers.finish())
     }
@@ -336,7 +338,6 @@ struct KnownSeries {
     collector: CollectorName,
     labels: Labels,
     fields: Vec<(FieldName, FieldKind)>,
-    texts: usize,
     state: SeriesState,
 }
 
@@ -419,27 +420,25 @@ impl Decoder {
                 labels: def.labels.into(),
                 state: SeriesState::new(fields.len() - texts),
                 fields,
-                texts,
             });
         }
         let mut readers = payloads.iter().map(NumericPayload::reader);
         let mut current = readers.next();
         let mut samples = Vec::with_capacity(head.samples.len());
+        let mut texts = head.texts.into_iter();
         for s in head.samples {
             let known = self
                 .series
                 .get_mut(s.series as usize)
                 .ok_or(DecodeError::UnknownSeries(s.series))?;
-            if s.texts.len() != known.texts {
-                return Err(DecodeError::TextCount(s.series, known.texts, s.texts.len()));
-            }
             let time_ms = take_time(&mut known.state, s.time);
-            let mut texts = s.texts.into_iter();
             let mut prevs = known.state.numbers.iter_mut();
             let mut values = Vec::with_capacity(known.fields.len());
             for (name, kind) in &known.fields {
                 let value = match kind {
-                    FieldKind::Text => Value::Text(texts.next().unwrap_or_default()),
+                    FieldKind::Text => Value::Text(
+                        texts.next().ok_or(DecodeError::Texts("fewer texts than fields"))?,
+                    ),
                     numeric => {
                         let prev = prevs.next().ok_or(DecodeError::Numbers("field state"))?;
                         let v = loop {
@@ -469,6 +468,9 @@ impl Decoder {
         }
         if current.is_some_and(|r| !r.is_done()) || readers.any(|r| !r.is_done()) {
             return Err(DecodeError::Numbers("more numbers than fields"));
+        }
+        if texts.next().is_some() {
+            return Err(DecodeError::Texts("more texts than fields"));
         }
         Ok(Batch { seq: head.seq, samples })
     }

@@ -106,6 +106,7 @@ fn build(
     specs: &[Spec],
 ) -> (CompactHead, Vec<NumericPayload>) {
     let mut w = NumericWriter::new();
+    let mut all_texts = Vec::new();
     let samples = specs
         .iter()
         .map(|s| {
@@ -125,10 +126,12 @@ fn build(
             for n in &numbers {
                 put(&mut w, n);
             }
-            CompactSample { series: u32::try_from(series).unwrap_or(u32::MAX), time: s.time, texts }
+            all_texts.extend(texts);
+            CompactSample { series: u32::try_from(series).unwrap_or(u32::MAX), time: s.time }
         })
         .collect();
-    (CompactHead { seq, reset: false, defs: new_defs, samples }, vec![w.finish()])
+    let head = CompactHead { seq, reset: false, defs: new_defs, samples, texts: all_texts };
+    (head, vec![w.finish()])
 }
 
 /// Floats compared bit for bit.

@@ -116,3 +116,65 @@ fn corrupted_key_stops_the_agent_at_start_up() -> anyhow::Result<()> {
     assert!(!log.contains(&corrupted[12..]), "error leaks the key: {log}");
     Ok(())
 }
+
+/// The six standard collectors run with the manifests they ship with and
+/// report; the disk collector's filesystem usage matches `df` (within 1 %
+/// of the size, since free space moves); cpu's `busy`, declared with one
+/// decimal place, arrives rounded to it.
+#[test]
+fn standard_collectors_report_and_filesystem_usage_matches_df() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let standard = ["cpu", "memory", "disk", "net", "load", "process"];
+    let agent =
+        Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &standard)?;
+
+    let rows =
+        wait::until(Duration::from_secs(30), "every standard collector and cpu busy", || {
+            let rows = proxy.query(&[])?;
+            let reported = |c: &str| rows.iter().any(|r| r["collector"] == c);
+            let usage = rows.iter().any(|r| r["field"] == "fs_size_bytes");
+            let busy = rows.iter().any(|r| r["collector"] == "cpu" && r["field"] == "busy");
+            Ok((standard.iter().all(|c| reported(c)) && usage && busy).then_some(rows))
+        })
+        .with_context(|| agent.log_text())?;
+
+    let mut mounts = 0;
+    for r in rows.iter().filter(|r| r["field"] == "fs_size_bytes") {
+        let mount = r["labels"]["mount"].as_str().context("mount label")?;
+        let value = |field: &str| {
+            rows.iter()
+                .find(|o| {
+                    o["field"] == field && o["labels"]["mount"] == mount && o["time"] == r["time"]
+                })
+                .and_then(|o| o["value"].as_f64())
+                .with_context(|| format!("no {field} for {mount}"))
+        };
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=size,used,avail"])
+            .arg(mount)
+            .output()?;
+        let df: Vec<f64> = String::from_utf8(out.stdout)?
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        anyhow::ensure!(df.len() == 3, "df {mount} printed {df:?}");
+        let tolerance = df[0] * 0.01;
+        for (field, expected) in
+            [("fs_size_bytes", df[0]), ("fs_used_bytes", df[1]), ("fs_avail_bytes", df[2])]
+        {
+            let got = value(field)?;
+            assert!((got - expected).abs() <= tolerance, "{mount} {field}: {got} vs df {expected}");
+        }
+        mounts += 1;
+    }
+    assert!(mounts >= 1, "no mount reported its usage");
+
+    for r in rows.iter().filter(|r| r["collector"] == "cpu" && r["field"] == "busy") {
+        let busy = r["value"].as_f64().context("busy")?;
+        let tenths = busy * 10.0;
+        assert!((tenths - tenths.round()).abs() < 1e-6, "busy {busy} has more than 1 place");
+    }
+    Ok(())
+}

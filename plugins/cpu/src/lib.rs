@@ -59,9 +59,11 @@ fn schema() -> (Schema, Fields) {
         procs_running: s.gauge("procs_running", "tasks", "Tasks running or runnable"),
         procs_blocked: s.gauge("procs_blocked", "tasks", "Tasks blocked waiting for I/O"),
     };
-    // Shares of jiffies: two decimal places are all the kernel's counts carry.
+    // Shares of jiffies (1/100 s): over a 1 s interval one jiffy of one
+    // core is 1 %, over 10 s 0.1 %; a tenth of a percent is all the
+    // kernel's counts carry at the intervals collectors run at.
     for g in f.states.iter().chain([&f.busy]) {
-        s.precision(*g, 2);
+        s.precision(*g, 1);
     }
     (s, f)
 }

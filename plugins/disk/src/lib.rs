@@ -10,23 +10,23 @@
 //! the persisted state, so the first collect after a fresh start has none.
 //!
 //! Per mounted filesystem backed by a block device or a network/pool store
-//! (label `mount`): its type and source as text, whether it is mounted
-//! read-only (a filesystem remounted read-only after errors shows here), and
-//! the size of the block device it lives on.
-//!
-//! **No filesystem usage (used/free bytes or inodes).** That needs
-//! `statvfs(2)`, which WASI does not offer: `wasi:filesystem@0.2` has only
-//! `stat`/`stat-at`, whose `descriptor-stat` holds a file's type, link
-//! count, size and times, never figures of the filesystem holding it; and
-//! `/proc` does not publish usage either. `device_size_bytes` is
-//! the capacity of the underlying device, an upper bound of the filesystem
-//! size and not its usage. Usage would need a new host import.
+//! (label `mount`; pseudo filesystems such as proc, tmpfs and overlay are
+//! not reported): its type and source as text, whether it is mounted
+//! read-only (a filesystem remounted read-only after errors shows here), the
+//! size of the block device it lives on, and how full it is: size, free,
+//! available (to unprivileged users, as `df` shows) and used bytes, total
+//! and free inodes. Usage comes from the host's `filesystem.usage` import
+//! (`statvfs`), which answers only inside the manifest's grants: the shipped
+//! manifest grants `usage = ["/"]`, usage of every filesystem without read
+//! access to any file on it. Without that grant the usage fields are
+//! missing and the collector logs why, once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtap_collector::{
-    Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, TextField, config, log,
-    procfs, state,
+    Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, TextField, config,
+    filesystem, log, procfs, state,
 };
 
 struct Disk;
@@ -38,8 +38,9 @@ const MAX_LABEL: usize = 256;
 /// Most filesystems reported per collect.
 const MAX_MOUNTS: usize = 1000;
 
-static INCLUDE_PARTITIONS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+static INCLUDE_PARTITIONS: AtomicBool = AtomicBool::new(false);
+/// Whether a failed usage query has been logged (once per instance).
+static USAGE_WARNED: AtomicBool = AtomicBool::new(false);
 
 struct Fields {
     reads_per_sec: Gauge,
@@ -55,6 +56,12 @@ struct Fields {
     source: TextField,
     read_only: Gauge,
     device_size_bytes: Gauge,
+    fs_size_bytes: Gauge,
+    fs_free_bytes: Gauge,
+    fs_avail_bytes: Gauge,
+    fs_used_bytes: Gauge,
+    fs_files: Gauge,
+    fs_files_free: Gauge,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -83,8 +90,22 @@ fn schema() -> (Schema, Fields) {
         device_size_bytes: s.gauge(
             "device_size_bytes",
             "bytes",
-            "Size of the block device under the mount (not usage: WASI has no statvfs)",
+            "Size of the block device under the mount",
         ),
+        fs_size_bytes: s.gauge("fs_size_bytes", "bytes", "Size of the filesystem"),
+        fs_free_bytes: s.gauge(
+            "fs_free_bytes",
+            "bytes",
+            "Free bytes, including those reserved for root",
+        ),
+        fs_avail_bytes: s.gauge(
+            "fs_avail_bytes",
+            "bytes",
+            "Bytes available to unprivileged users (df's Avail)",
+        ),
+        fs_used_bytes: s.gauge("fs_used_bytes", "bytes", "Bytes in use: size - free (df's Used)"),
+        fs_files: s.gauge("fs_files", "inodes", "Inodes of the filesystem"),
+        fs_files_free: s.gauge("fs_files_free", "inodes", "Free inodes"),
     };
     // Rates over an interval of milliseconds: whole bytes, hundredths of an operation.
     for (g, places) in [
@@ -92,7 +113,7 @@ fn schema() -> (Schema, Fields) {
         (f.writes_per_sec, 2),
         (f.read_bytes_per_sec, 0),
         (f.written_bytes_per_sec, 0),
-        (f.io_time_percent, 2),
+        (f.io_time_percent, 1),
     ] {
         s.precision(g, places);
     }
@@ -296,8 +317,9 @@ fn filesystems(f: &Fields, sizes: &HashMap<(u64, u64), u64>) -> Result<Vec<Sampl
         if m.mount_point.len() > MAX_LABEL {
             continue;
         }
+        let mount_point = m.mount_point;
         let mut b = SampleBuilder::new()
-            .label("mount", m.mount_point)
+            .label("mount", mount_point.as_str())
             .text(f.fstype, truncate(m.fstype))
             .text(f.source, truncate(m.source))
             .gauge(f.read_only, if m.read_only { 1.0 } else { 0.0 });
@@ -306,9 +328,29 @@ fn filesystems(f: &Fields, sizes: &HashMap<(u64, u64), u64>) -> Result<Vec<Sampl
         {
             b = b.gauge(f.device_size_bytes, *size as f64);
         }
+        match filesystem::usage(&mount_point) {
+            Ok(u) => {
+                let used = u.total_bytes.saturating_sub(u.free_bytes);
+                b = b
+                    .gauge(f.fs_size_bytes, u.total_bytes as f64)
+                    .gauge(f.fs_free_bytes, u.free_bytes as f64)
+                    .gauge(f.fs_avail_bytes, u.available_bytes as f64)
+                    .gauge(f.fs_used_bytes, used as f64)
+                    .gauge(f.fs_files, u.total_inodes as f64)
+                    .gauge(f.fs_files_free, u.free_inodes as f64);
+            }
+            Err(e) => once(&USAGE_WARNED, &format!("no usage of {mount_point}: {e}")),
+        }
         out.push(b.build());
     }
     Ok(out)
+}
+
+/// Logs `message` the first time `flag` is seen unset.
+fn once(flag: &AtomicBool, message: &str) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        log::warn(message);
+    }
 }
 
 /// Cuts text to 1 KiB on a character boundary (the host refuses texts over 4 KiB).
@@ -331,14 +373,14 @@ impl Guest for Disk {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
         config::only(&config, &["include_partitions"])?;
         let p = config::flag(&config, "include_partitions", false)?;
-        INCLUDE_PARTITIONS.store(p, std::sync::atomic::Ordering::Relaxed);
+        INCLUDE_PARTITIONS.store(p, Ordering::Relaxed);
         Ok(())
     }
 
     fn collect() -> Result<Vec<Sample>, String> {
         let (_, f) = schema();
         let all = parse_diskstats(&procfs::read("/proc/diskstats")?)?;
-        let disks = reported(&all, INCLUDE_PARTITIONS.load(std::sync::atomic::Ordering::Relaxed));
+        let disks = reported(&all, INCLUDE_PARTITIONS.load(Ordering::Relaxed));
         let sizes = procfs::read("/proc/partitions")
             .and_then(|t| parse_partitions(&t))
             .unwrap_or_else(|e| {

@@ -92,7 +92,8 @@ fn schema() -> (Schema, Fields) {
         ),
         rss_bytes: s.gauge("rss_bytes", "bytes", "Resident memory"),
     };
-    s.precision(f.cpu_percent, 2);
+    // Jiffies (1/100 s) over the interval: tenths of a percent at most.
+    s.precision(f.cpu_percent, 1);
     (s, f)
 }
 

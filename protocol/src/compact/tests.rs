@@ -135,26 +135,38 @@ fn the_dictionary_starts_over_when_full() {
 #[test]
 fn hostile_heads_are_errors_not_panics() {
     let mut dec = Decoder::new();
-    let head = |samples, defs| CompactHead { seq: 1, reset: false, defs, samples };
+    let head = |samples, defs, texts: &[&str]| CompactHead {
+        seq: 1,
+        reset: false,
+        defs,
+        samples,
+        texts: texts.iter().map(|t| t.to_string()).collect(),
+    };
     let def = SeriesDef {
         collector: "c".into(),
         labels: vec![],
         fields: vec![("g".into(), FieldKind::Gauge), ("t".into(), FieldKind::Text)],
     };
-    let s = |series, texts: &[&str]| CompactSample {
-        series,
-        time: 0,
-        texts: texts.iter().map(|t| t.to_string()).collect(),
+    let s = |series| CompactSample { series, time: 0 };
+    let one_number = || {
+        let mut w = NumericWriter::new();
+        w.u64(1).i64(5);
+        vec![w.finish()]
     };
-    assert_eq!(dec.decode(head(vec![s(7, &[])], vec![]), &[]), Err(DecodeError::UnknownSeries(7)));
-    let mut dec = Decoder::new();
-    assert_eq!(
-        dec.decode(head(vec![s(0, &[])], vec![def.clone()]), &[]),
-        Err(DecodeError::TextCount(0, 1, 0))
-    );
+    assert_eq!(dec.decode(head(vec![s(7)], vec![], &[]), &[]), Err(DecodeError::UnknownSeries(7)));
+    for (texts, error) in [
+        (&[][..], DecodeError::Texts("fewer texts than fields")),
+        (&["x", "y"], DecodeError::Texts("more texts than fields")),
+    ] {
+        let mut dec = Decoder::new();
+        assert_eq!(
+            dec.decode(head(vec![s(0)], vec![def.clone()], texts), &one_number()),
+            Err(error)
+        );
+    }
     let mut dec = Decoder::new();
     assert!(matches!(
-        dec.decode(head(vec![s(0, &["x"])], vec![def.clone()]), &[]),
+        dec.decode(head(vec![s(0)], vec![def.clone()], &["x"]), &[]),
         Err(DecodeError::Numbers(_))
     ));
     // A delta with no decimal before it, an unknown tag, a scale out of range.
@@ -162,12 +174,12 @@ fn hostile_heads_are_errors_not_panics() {
         let mut w = NumericWriter::new();
         w.u64(words[0]).u64(words[1]);
         let mut dec = Decoder::new();
-        let r = dec.decode(head(vec![s(0, &["x"])], vec![def.clone()]), &[w.finish()]);
+        let r = dec.decode(head(vec![s(0)], vec![def.clone()], &["x"]), &[w.finish()]);
         assert!(matches!(r, Err(DecodeError::Numbers(_))), "{words:?}: {r:?}");
     }
     let mut dec = Decoder::new();
     let too_many = vec![def; MAX_SERIES + 1];
-    assert_eq!(dec.decode(head(vec![], too_many), &[]), Err(DecodeError::TooManySeries));
+    assert_eq!(dec.decode(head(vec![], too_many, &[]), &[]), Err(DecodeError::TooManySeries));
 }
 
 #[test]
@@ -197,7 +209,8 @@ fn a_mantissa_of_i64_min_is_refused_not_a_panic() {
         seq: 1,
         reset: false,
         defs,
-        samples: vec![CompactSample { series: 0, time: 0, texts: vec![] }; n],
+        samples: vec![CompactSample { series: 0, time: 0 }; n],
+        texts: vec![],
     };
     // A decimal at a new scale whose mantissa is i64::MIN.
     let mut w = NumericWriter::new();
