@@ -72,6 +72,7 @@ impl<'a> Link<'a> {
             idle_timeout: limits.idle_timeout,
             dictionary_bytes: limits.session_memory_bytes,
             max_skew_ms: u64::try_from(limits.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
+            ..ProxyConfig::default()
         };
         let conn = ProxyConn::new(session, decoder, config, Instant::now().into_std());
         Link {

@@ -187,6 +187,11 @@ impl AgentConn {
     pub fn drain(&mut self, now: Instant, until: Instant) {
         if self.state == State::Open {
             self.state = State::Draining { until };
+            // The proxy holds acknowledgements for a while and sends what
+            // it holds on a ping: ask at once rather than wait for them.
+            if !self.in_flight.is_empty() {
+                self.next_ping = now;
+            }
             self.finish_drain(now);
         }
     }

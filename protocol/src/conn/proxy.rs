@@ -19,6 +19,13 @@ pub struct ProxyConfig {
     pub dictionary_bytes: usize,
     /// How far ahead of the proxy's clock a batch sequence's time part may be, ms.
     pub max_skew_ms: u64,
+    /// Acknowledgements are cumulative: after one is sent, batches stored
+    /// within this time are acknowledged together when it has passed (or
+    /// at once on a ping, on close, or when [`ProxyConfig::ack_batches`]
+    /// wait), instead of one frame per batch.
+    pub ack_interval: Duration,
+    /// Held acknowledgements that are sent at once.
+    pub ack_batches: usize,
 }
 
 impl Default for ProxyConfig {
@@ -27,6 +34,8 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(120),
             dictionary_bytes: 32 << 20,
             max_skew_ms: crate::handshake::DEFAULT_MAX_SKEW_MS,
+            ack_interval: Duration::from_secs(5),
+            ack_batches: 8,
         }
     }
 }
@@ -50,6 +59,11 @@ pub struct ProxyConn {
     batches: Decoder,
     /// Batches received and not yet acknowledged, in arrival order.
     unacked: VecDeque<u64>,
+    /// The newest stored batch whose acknowledgement is held back, and how
+    /// many are held.
+    ack_held: Option<(u64, usize)>,
+    /// When the last acknowledgement was sent.
+    last_ack: Option<Instant>,
     last_heard: Instant,
     closed: bool,
     outbox: Vec<u8>,
@@ -66,6 +80,8 @@ impl ProxyConn {
             decoder,
             batches: Decoder::with_limit(config.dictionary_bytes),
             unacked: VecDeque::new(),
+            ack_held: None,
+            last_ack: None,
             last_heard: now,
             closed: false,
             outbox: Vec::new(),
@@ -107,7 +123,7 @@ impl ProxyConn {
                 Err(e) => return Err(self.fail(e.into())),
             };
             self.last_heard = now;
-            if let Err(e) = self.frame(frame, wall_ms) {
+            if let Err(e) = self.frame(frame, now, wall_ms) {
                 return Err(self.fail(e));
             }
         }
@@ -117,7 +133,9 @@ impl ProxyConn {
 
     /// Acknowledges the oldest unacknowledged batch, which must be `seq`
     /// (batches are acknowledged in arrival order). Returns `false`, and
-    /// sends nothing, when `seq` is not the oldest.
+    /// sends nothing, when `seq` is not the oldest. The `Ack` frame goes
+    /// out now if none was sent for [`ProxyConfig::ack_interval`], else
+    /// when that time has passed, covering every batch stored meanwhile.
     pub fn acknowledge(&mut self, seq: u64, now: Instant) -> Result<bool, ConnError> {
         if self.closed {
             return Err(ConnError::Closed);
@@ -126,9 +144,30 @@ impl ProxyConn {
             return Ok(false);
         }
         self.unacked.pop_front();
-        self.session.seal_into(FrameKind::Ack, &message::encode(&Ack { seq }), &mut self.outbox)?;
+        let held = self.ack_held.map_or(0, |(_, n)| n) + 1;
+        self.ack_held = Some((seq, held));
+        if held >= self.config.ack_batches || self.ack_due().is_none_or(|due| now >= due) {
+            self.send_ack(now)?;
+        }
         self.maybe_update_keys(now)?;
         Ok(true)
+    }
+
+    /// When the held acknowledgement must go out, if one is held and one
+    /// was sent before.
+    fn ack_due(&self) -> Option<Instant> {
+        self.ack_held?;
+        self.last_ack.map(|t| t + self.config.ack_interval)
+    }
+
+    /// Sends the held acknowledgement, if any.
+    fn send_ack(&mut self, now: Instant) -> Result<(), ConnError> {
+        if let Some((seq, _)) = self.ack_held.take() {
+            let ack = message::encode(&Ack { seq });
+            self.session.seal_into(FrameKind::Ack, &ack, &mut self.outbox)?;
+            self.last_ack = Some(now);
+        }
+        Ok(())
     }
 
     /// Seals a control request for the agent.
@@ -141,8 +180,21 @@ impl ProxyConn {
         Ok(())
     }
 
-    /// Queues a close with `code` and ends the connection.
+    /// Queues a close with `code` and ends the connection; a held
+    /// acknowledgement goes out first.
     pub fn close(&mut self, code: CloseCode, message: &str) {
+        if !self.closed
+            && let Some((seq, _)) = self.ack_held.take()
+        {
+            let ack = message::encode(&Ack { seq });
+            // Best effort: a session that cannot seal any more closes anyway.
+            let _ = self.session.seal_into(FrameKind::Ack, &ack, &mut self.outbox);
+        }
+        self.close_now(code, message);
+    }
+
+    /// Queues a close with `code` and ends the connection, sending nothing else.
+    fn close_now(&mut self, code: CloseCode, message: &str) {
         if !self.closed {
             seal_close(&mut self.session, code, message, &mut self.outbox);
             self.closed = true;
@@ -151,7 +203,8 @@ impl ProxyConn {
 
     /// The next moment [`ProxyConn::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.closed).then(|| self.last_heard + self.config.idle_timeout)
+        let idle = self.last_heard + self.config.idle_timeout;
+        (!self.closed).then(|| self.ack_due().map_or(idle, |due| due.min(idle)))
     }
 
     /// Acts on passed deadlines: the idle check, and a key update when due.
@@ -161,6 +214,9 @@ impl ProxyConn {
         }
         if now >= self.last_heard + self.config.idle_timeout {
             return Err(self.fail(ConnError::Idle(self.config.idle_timeout.as_secs())));
+        }
+        if self.ack_due().is_some_and(|due| now >= due) {
+            self.send_ack(now)?;
         }
         self.maybe_update_keys(now)
     }
@@ -185,13 +241,13 @@ impl ProxyConn {
 
     fn fail(&mut self, e: ConnError) -> ConnError {
         if !matches!(e, ConnError::PeerClosed(_)) {
-            self.close(e.close_code(), &e.to_string());
+            self.close_now(e.close_code(), &e.to_string());
         }
         self.closed = true;
         e
     }
 
-    fn frame(&mut self, frame: Frame, wall_ms: u64) -> Result<(), ConnError> {
+    fn frame(&mut self, frame: Frame, now: Instant, wall_ms: u64) -> Result<(), ConnError> {
         if frame.kind == FrameKind::Simple {
             return Ok(self.session.open_simple(frame)?);
         }
@@ -209,6 +265,9 @@ impl ProxyConn {
             }
             FrameKind::Ping => {
                 let ping: Ping = message::decode(&body).map_err(malformed)?;
+                // A ping asks for everything held: an agent draining before
+                // it stops pings so that it need not wait for the interval.
+                self.send_ack(now)?;
                 let pong = Pong { t1_ms: ping.t1_ms, t2_ms: wall_ms, t3_ms: wall_ms };
                 self.session.seal_into(
                     FrameKind::Pong,

@@ -89,10 +89,65 @@ fn batches_flow_and_acks_settle_them() {
     for i in 0..3 {
         assert_eq!(p.acknowledge(seq(i), t0), Ok(true));
     }
+    // The first acknowledgement goes out at once; the next two are held
+    // for the ack interval, then go out as one cumulative Ack.
     down(&mut p, &mut a, t0).expect("agent reads");
-    let acks = events(|| a.poll_event());
-    assert_eq!(acks.last(), Some(&AgentEvent::Acked { seq: seq(2), batches: 1 }));
+    assert_eq!(events(|| a.poll_event()), vec![AgentEvent::Acked { seq: seq(0), batches: 1 }]);
+    let due = t0 + ProxyConfig::default().ack_interval;
+    assert_eq!(p.poll_timeout(), Some(due));
+    p.handle_timeout(due).expect("interval passed");
+    down(&mut p, &mut a, due).expect("agent reads");
+    assert_eq!(events(|| a.poll_event()), vec![AgentEvent::Acked { seq: seq(2), batches: 2 }]);
     assert_eq!(a.in_flight(), 0);
+    assert_eq!(p.poll_timeout(), Some(t0 + ProxyConfig::default().idle_timeout), "nothing held");
+}
+
+#[test]
+fn held_acknowledgements_go_out_on_a_ping_a_full_hold_and_a_close() {
+    let t0 = Instant::now();
+    let (mut a, mut p) = pair(t0);
+    let acked = |p: &mut ProxyConn, a: &mut AgentConn| {
+        down(p, a, t0).expect("agent reads");
+        events(|| a.poll_event())
+    };
+    // An Ack went out just now: the next ones are held.
+    a.send_batch(&batch(seq(0), 0.0), t0).expect("send");
+    up(&mut a, &mut p, t0).expect("read");
+    p.acknowledge(seq(0), t0).expect("ack");
+    assert_eq!(acked(&mut p, &mut a).len(), 1);
+    a.send_batch(&batch(seq(1), 0.0), t0).expect("send");
+    up(&mut a, &mut p, t0).expect("read");
+    p.acknowledge(seq(1), t0).expect("ack");
+    assert!(acked(&mut p, &mut a).is_empty(), "held");
+    // A draining agent pings at once; the ping releases what is held.
+    a.drain(t0, t0 + Duration::from_secs(5));
+    assert_eq!(a.poll_timeout(), Some(t0), "the drain asks for a ping now");
+    a.handle_timeout(t0, WALL).expect("ping");
+    up(&mut a, &mut p, t0).expect("read ping");
+    let got = acked(&mut p, &mut a);
+    assert!(got.contains(&AgentEvent::Acked { seq: seq(1), batches: 1 }), "{got:?}");
+    assert!(got.contains(&AgentEvent::Drained { unacknowledged: 0 }), "{got:?}");
+
+    // A full hold goes out without waiting.
+    let (mut a, mut p) = pair(t0);
+    let hold = ProxyConfig::default().ack_batches as u64;
+    for i in 0..=hold {
+        a.send_batch(&batch(seq(i), 0.0), t0).expect("send");
+    }
+    up(&mut a, &mut p, t0).expect("read");
+    for i in 0..=hold {
+        p.acknowledge(seq(i), t0).expect("ack");
+    }
+    let got = acked(&mut p, &mut a);
+    assert_eq!(got.last(), Some(&AgentEvent::Acked { seq: seq(hold), batches: hold as usize }));
+
+    // A close sends what is held before the Close frame.
+    a.send_batch(&batch(seq(hold + 1), 0.0), t0).expect("send");
+    up(&mut a, &mut p, t0).expect("read");
+    p.acknowledge(seq(hold + 1), t0).expect("ack");
+    p.close(CloseCode::Shutdown, "bye");
+    let bytes = p.poll_transmit().expect("bytes");
+    assert_eq!(kinds(&bytes), [FrameKind::Ack, FrameKind::Close]);
 }
 
 #[test]
@@ -197,7 +252,9 @@ fn a_drain_gives_up_at_its_deadline() {
     a.send_batch(&batch(seq(0), 0.0), t0).expect("send");
     let until = t0 + Duration::from_secs(5);
     a.drain(t0, until);
-    assert_eq!(a.poll_timeout(), Some(until));
+    assert_eq!(a.poll_timeout(), Some(t0), "a ping asks for held acknowledgements first");
+    a.handle_timeout(t0, WALL).expect("ping");
+    assert!(a.poll_timeout().is_some_and(|t| t > t0 && t <= until));
     a.handle_timeout(until, WALL).expect("deadline");
     assert_eq!(events(|| a.poll_event()), vec![AgentEvent::Drained { unacknowledged: 1 }]);
 }
@@ -224,10 +281,12 @@ fn keys_are_updated_after_an_hour_and_data_keeps_flowing() {
     p.handle_input(&bytes, later, WALL).expect("proxy follows the update");
     assert_eq!(events(|| p.poll_event()).len(), 3);
     p.acknowledge(seq(1), later).expect("ack, then the proxy's own update");
-    p.acknowledge(seq(2), later).expect("ack under new keys");
+    p.acknowledge(seq(2), later).expect("held");
+    let due = later + ProxyConfig::default().ack_interval;
+    p.handle_timeout(due).expect("the held ack, under new keys");
     let bytes = p.poll_transmit().expect("bytes");
     assert_eq!(kinds(&bytes), [FrameKind::Ack, FrameKind::KeyUpdate, FrameKind::Ack]);
-    a.handle_input(&bytes, later, WALL).expect("agent follows");
+    a.handle_input(&bytes, due, WALL).expect("agent follows");
     assert_eq!(a.in_flight(), 0);
 }
 
