@@ -13,12 +13,26 @@ use crate::paths;
 
 /// The component of `plugins/testing/<name>/collector.wat`.
 pub fn from_wat(name: &str) -> anyhow::Result<Vec<u8>> {
+    from_wat_as(name, "0.1.0")
+}
+
+/// The component of `plugins/testing/<name>/collector.wat`, with the 0.1.0
+/// world's types under the package version `version`: a component that
+/// targets a version of the world the agent may not know.
+pub fn from_wat_as(name: &str, version: &str) -> anyhow::Result<Vec<u8>> {
     let source = paths::root().join("plugins/testing").join(name).join("collector.wat");
     let mut module =
         wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
+    let wit = paths::root().join("wit/v0.1.0/collector.wit");
+    let text = std::fs::read_to_string(&wit)
+        .with_context(|| format!("reading {}", wit.display()))?
+        .replace(
+            "package wasmtap:collector@0.1.0;",
+            &format!("package wasmtap:collector@{version};"),
+        );
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) =
-        resolve.push_dir(paths::root().join("wit/v0.1.0")).context("reading wit/v0.1.0/")?;
+    let package =
+        resolve.push_str("collector.wit", &text).context("parsing the collector world")?;
     let world = resolve.select_world(&[package], Some("collector"))?;
     wit_component::embed_component_metadata(
         &mut module,

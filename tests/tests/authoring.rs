@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
+use wasmtap_tests::{Agent, Proxy, component, new_key, paths, wait};
 
 fn wasmtap(args: &[&str]) -> anyhow::Result<Output> {
     Command::new(paths::bin_dir()?.join("wasmtap"))
@@ -89,6 +89,23 @@ fn check_prints_fields_and_grants_and_refuses_garbage() -> anyhow::Result<()> {
     let out = wasmtap(&["plugin", "check", &junk.to_string_lossy()])?;
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("is not a valid component"), "{}", text(&out.stderr));
+
+    // A collector of the 0.1.0 world says so; one of a world version this
+    // agent does not know is refused, naming it and the versions it loads.
+    for (version, ok) in [("0.1.0", true), ("0.3.0", false)] {
+        let wasm = dir.path().join(format!("v{version}.wasm"));
+        std::fs::write(&wasm, component::from_wat_as("two-memories", version)?)?;
+        std::fs::write(wasm.with_extension("toml"), "memory = \"64MiB\"\n")?;
+        let out = wasmtap(&["plugin", "check", &wasm.to_string_lossy()])?;
+        assert_eq!(out.status.success(), ok, "{version}: {}", text(&out.stderr));
+        let said = if ok { text(&out.stdout) } else { text(&out.stderr) };
+        let needle = if ok {
+            "valid wasmtap:collector@0.1.0 component".to_owned()
+        } else {
+            "targets wasmtap:collector@0.3.0; this agent loads versions 0.2.0 and 0.1.0".to_owned()
+        };
+        assert!(said.contains(&needle), "{version}: {said}");
+    }
     Ok(())
 }
 
