@@ -47,7 +47,7 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
         "web-01",
         proxy.addr.port(),
         &key,
-        &["load", "testing/probe", "testing/sockets"],
+        &["load", "testing/probe", "testing/socket-client"],
         "",
     )?;
     std::fs::write(
@@ -68,11 +68,11 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
     let ctl = Ctl::new(&proxy, "web-01");
 
     // The socket user is refused at load, saying why, and never runs.
-    wait::until(Duration::from_secs(30), "the sockets collector refused", || {
+    wait::until(Duration::from_secs(30), "the socket-client collector refused", || {
         Ok(agent
             .log_text()
             .lines()
-            .any(|l| l.contains("sockets.wasm imports `wasi:sockets/"))
+            .any(|l| l.contains("socket-client.wasm imports `wasi:sockets/"))
             .then_some(()))
     })
     .with_context(|| agent.log_text())?;
@@ -111,7 +111,10 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
         .as_array()
         .map(|l| l.iter().map(|c| c["name"].clone()).collect())
         .unwrap_or_default();
-    assert!(names.contains(&"probe".into()) && !names.contains(&"sockets".into()), "{names:?}");
+    assert!(
+        names.contains(&"probe".into()) && !names.contains(&"socket-client".into()),
+        "{names:?}"
+    );
     // The secret never left the agent.
     let stored = proxy.query(&[])?;
     assert!(!format!("{stored:?}").contains(SECRET), "the agent's environment leaked");

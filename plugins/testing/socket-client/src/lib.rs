@@ -1,4 +1,4 @@
-//! Test collector `sockets`: opens a TCP connection in `collect`, so the
+//! Test collector `socket-client`: opens a TCP connection in `collect`, so the
 //! component imports `wasi:sockets`. The agent must refuse to load it,
 //! saying why; it never runs.
 
@@ -13,7 +13,7 @@ impl Guest for Sockets {
     fn describe() -> Descriptor {
         let mut s = Schema::new();
         s.gauge("connected", "", "1 if a TCP connection to 127.0.0.1:9 was made");
-        s.into_descriptor("sockets", env!("CARGO_PKG_VERSION"), 1_000)
+        s.into_descriptor("socket-client", env!("CARGO_PKG_VERSION"), 1_000)
     }
 
     fn init(_config: Vec<(String, String)>) -> Result<(), String> {
