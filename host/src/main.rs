@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use wasmtap_host::config::LogFormat;
 use wasmtap_host::logring::LogRing;
 
+mod arenas;
 mod authoring_tools;
 
 #[derive(Parser)]
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
+            arenas::one_arena();
             let mut cfg = wasmtap_host::config::Config::load(&config)
                 .with_context(|| format!("loading config {}", config.display()))?;
             cfg.compile_with = std::env::current_exe().ok();

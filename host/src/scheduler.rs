@@ -3,6 +3,11 @@
 //! and host calls never block a thread, so a collector that spins or
 //! blocks until its deadline delays nobody else, and is cut off on time.
 //!
+//! The first call comes at once; later ones fall on multiples of the
+//! interval in wall-clock time, so collectors of one interval run together:
+//! the agent wakes once per tick for all of them (and its epoch ticker runs
+//! once), not once per collector, and their samples share a batch.
+//!
 //! A failed call (trap, timeout, limit breach, or an error the collector
 //! reports) fails only that tick. The next attempt waits `interval × 2^(n-1)`
 //! after the n-th consecutive failure (at most [`MAX_RESTART_BACKOFF`]), and
@@ -40,6 +45,19 @@ pub fn restart_delay(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_RESTART_BACKOFF).max(interval)
 }
 
+/// The wait from `now_ms` (Unix time, when the first call was made) to the
+/// second call: the next multiple of `interval`, or the one after it when
+/// that is less than half an interval away (a rate over a few milliseconds
+/// would say little).
+pub fn until_aligned(interval: Duration, now_ms: u64) -> Duration {
+    let period = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    let mut wait = period - now_ms % period;
+    if wait < period / 2 {
+        wait = wait.saturating_add(period);
+    }
+    Duration::from_millis(wait)
+}
+
 /// Spawns the task that calls `collector` on `schedule` until `shutdown` flips.
 pub fn spawn(
     name: String,
@@ -52,12 +70,18 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     health.update(&name, |h| *h = Health::default());
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(schedule.interval);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + until_aligned(schedule.interval, now_ms()),
+            schedule.interval,
+        );
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.changed() => break,
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
             }
             let mut c = collector.lock().await;
             let started = Instant::now();
@@ -125,6 +149,16 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_fall_on_multiples_of_the_interval() {
+        let s = Duration::from_secs(1);
+        assert_eq!(until_aligned(s, 10_250), Duration::from_millis(750));
+        assert_eq!(until_aligned(s, 10_000), s, "on a multiple: the next one");
+        assert_eq!(until_aligned(s, 10_900), Duration::from_millis(1_100), "not 100 ms later");
+        assert_eq!(until_aligned(Duration::from_secs(10), 12_345), Duration::from_millis(7_655));
+        assert_eq!(until_aligned(Duration::ZERO, 5), Duration::from_millis(1));
+    }
 
     #[test]
     fn restart_delay_doubles_and_is_capped() {

@@ -8,7 +8,14 @@
 //!   disk and processes at a 1 s interval, sent encrypted by its network
 //!   plugin through a counting relay to a collectd server;
 //! - node_exporter (Debian's `prometheus-node-exporter`), its default
-//!   collectors scraped once a second through a counting relay.
+//!   collectors scraped once a second through a counting relay;
+//! - the floor: a second agent in the same window with six no-op
+//!   collectors (`plugins/testing/noop`: one constant value per collect, no
+//!   file reads, no state), to its own proxy. It pays everything the agent
+//!   spends per call and per tick (the guest call, its epoch deadline,
+//!   checks, encoding, spool, encryption, sending) and nothing of the
+//!   collectors' own work, so the two agent rows separate what wasmtime and
+//!   the agent cost from what reading and parsing `/proc` costs.
 //!
 //! After a warm-up, each tool's CPU time (user + system, all threads) is
 //! measured over the same window; resident memory at its end; wire bytes
@@ -33,6 +40,8 @@ use crate::{packages, plugins, util};
 
 /// The standard collectors the agent runs.
 const STANDARD: [&str; 6] = ["cpu", "memory", "disk", "net", "load", "process"];
+/// No-op collectors of the floor agent, one per standard collector.
+const NOOPS: usize = STANDARD.len();
 /// The baselines' binaries.
 const COLLECTD: &str = "/usr/sbin/collectd";
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
@@ -104,6 +113,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (proxy, proxy_addr) = start_proxy(&bin, &work.join("proxy"), &key)?;
     let (agent_relay, agent_bytes) = relay::tcp(proxy_addr)?;
     let agent = start_agent(&bin, &work.join("agent"), agent_relay, &key, &built, &STANDARD)?;
+    // The floor: six no-op collectors, to a proxy of their own.
+    let (floor_proxy, floor_proxy_addr) = start_proxy(&bin, &work.join("floor-proxy"), &key)?;
+    let (floor_relay, floor_bytes) = relay::tcp(floor_proxy_addr)?;
+    let floor = start_noop_agent(&bin, &work.join("floor-agent"), floor_relay, &key, &built)?;
     // collectd: server, relay, client.
     let collectd_listen = free_udp()?;
     let _collectd_server = Proc(collectd::server(&work.join("collectd-server"), collectd_listen)?);
@@ -124,13 +137,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     eprintln!("footprint: warming up for {WARM_UP:?}, then measuring {window:?}");
     std::thread::sleep(WARM_UP);
-    let pids = [agent.pid(), collectd_client.pid(), exporter.pid()];
+    let pids = [agent.pid(), collectd_client.pid(), exporter.pid(), floor.pid()];
     let before: Vec<procfs::Sample> =
         pids.iter().map(|p| procfs::sample(*p, ticks)).collect::<Result<_, _>>()?;
     let counts_before = [
         (agent_bytes.get(), wasmtap_values(&bin, &work.join("proxy"))?),
         (collectd_bytes.get(), collectd::values_received(&work.join("collectd-server"))?),
         (exporter_bytes.get(), scraper.values()),
+        (floor_bytes.get(), wasmtap_values(&bin, &work.join("floor-proxy"))?),
     ];
     std::thread::sleep(window);
     let after: Vec<procfs::Sample> =
@@ -139,9 +153,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         (agent_bytes.get(), wasmtap_values(&bin, &work.join("proxy"))?),
         (collectd_bytes.get(), collectd::values_received(&work.join("collectd-server"))?),
         (exporter_bytes.get(), scraper.values()),
+        (floor_bytes.get(), wasmtap_values(&bin, &work.join("floor-proxy"))?),
     ];
-    let names = ["wasmtap agent", "collectd", "node_exporter"];
-    let rows: Vec<Row> = (0..3)
+    let names =
+        ["wasmtap agent", "collectd", "node_exporter", "wasmtap agent, six no-op collectors"];
+    let rows: Vec<Row> = (0..4)
         .map(|i| Row {
             name: names[i],
             cpu_s: after[i].cpu_s - before[i].cpu_s,
@@ -150,7 +166,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             values: counts_after[i].1.saturating_sub(counts_before[i].1),
         })
         .collect();
-    drop((agent, collectd_client, exporter, proxy));
+    drop((agent, collectd_client, exporter, proxy, floor, floor_proxy));
 
     // An agent with no collectors, alone.
     let idle_window = Duration::from_secs(30.min(seconds.max(10)));
@@ -198,8 +214,16 @@ fn report(
             per
         );
     }
-    let (agent, collectd) = (&rows[0], &rows[1]);
+    let (agent, collectd, floor) = (&rows[0], &rows[1], &rows[3]);
     let ratio = agent.cpu_s / collectd.cpu_s;
+    println!(
+        "\nThe floor (six no-op collectors, same window) is {:.2}× collectd's CPU and {:.1} MiB: \
+         what the agent costs with collectors that do nothing; the standard collectors' own \
+         work is the difference, {:.2} CPU-s.",
+        floor.cpu_s / collectd.cpu_s,
+        floor.rss_kib as f64 / 1024.0,
+        agent.cpu_s - floor.cpu_s
+    );
     let per_value = agent.bytes as f64 / agent.values.max(1) as f64;
     let mib = agent.rss_kib as f64 / 1024.0;
     let stripped_mb = stripped as f64 / 1e6;
@@ -273,19 +297,57 @@ fn start_agent(
     for c in collectors {
         std::fs::copy(built.join(format!("{c}.wasm")), plugins.join(format!("{c}.wasm")))?;
         let manifest = std::fs::read_to_string(built.join(format!("{c}.toml")))?;
-        let at_1s: String = manifest
-            .lines()
-            .map(|l| {
-                if l.starts_with("interval") {
-                    "interval = \"1s\"".to_owned()
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(plugins.join(format!("{c}.toml")), at_1s)?;
+        std::fs::write(plugins.join(format!("{c}.toml")), at_1s(&manifest, None))?;
     }
+    spawn_agent(bin, dir, proxy, key, &[])
+}
+
+/// An agent with [`NOOPS`] copies of the no-op collector at a 1 s
+/// interval. The agent refuses two collectors of one name, so copy `i` is
+/// granted the environment variable `NOOP_NAME_i`, whose value it takes as
+/// its name.
+fn start_noop_agent(
+    bin: &Path,
+    dir: &Path,
+    proxy: std::net::SocketAddr,
+    key: &str,
+    built: &Path,
+) -> anyhow::Result<Proc> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let manifest = std::fs::read_to_string(built.join("testing/noop.toml"))?;
+    let mut env = Vec::new();
+    for i in 1..=NOOPS {
+        std::fs::copy(built.join("testing/noop.wasm"), plugins.join(format!("noop-{i}.wasm")))?;
+        let var = format!("NOOP_NAME_{i}");
+        std::fs::write(plugins.join(format!("noop-{i}.toml")), at_1s(&manifest, Some(&var)))?;
+        env.push((var, format!("noop_{i}")));
+    }
+    spawn_agent(bin, dir, proxy, key, &env)
+}
+
+/// `manifest` with a 1 s interval and, if given, `env_grant` as its only
+/// granted environment variable.
+fn at_1s(manifest: &str, env_grant: Option<&str>) -> String {
+    manifest
+        .lines()
+        .map(|l| match env_grant {
+            _ if l.starts_with("interval") => "interval = \"1s\"".to_owned(),
+            Some(var) if l.starts_with("env") => format!("env = [\"{var}\"]"),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the agent in `dir` (its plugins already laid out) with `env` added.
+fn spawn_agent(
+    bin: &Path,
+    dir: &Path,
+    proxy: std::net::SocketAddr,
+    key: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<Proc> {
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
@@ -299,6 +361,7 @@ fn start_agent(
         Command::new(bin.join("wasmtap"))
             .args(["run", "--config"])
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("agent.log"))?)
             .spawn()

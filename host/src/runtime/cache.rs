@@ -170,7 +170,13 @@ pub fn compile_child(dir: &Path, mut input: impl std::io::Read) -> anyhow::Resul
 }
 
 fn write_entry(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A temporary name of this writer's own: compilers of one component
+    // running at once (two copies of a collector) must not rename each
+    // other's file away, or the one that loses falls back to compiling in
+    // the agent.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&Sha256::digest(artifact))?;
     f.write_all(artifact)?;
@@ -236,6 +242,22 @@ mod tests {
             assert_eq!(origin, Origin::Compiled, "{exe}");
             std::fs::remove_file(cache.entry(EMPTY_COMPONENT)).expect("entry written here");
         }
+    }
+
+    #[test]
+    fn compilers_of_one_component_at_once_all_write_their_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || super::compile_child(&dir, EMPTY_COMPONENT))
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("thread").expect("each compiler writes its entry");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+        assert_eq!(left.len(), 1, "one entry, no temporary files: {left:?}");
     }
 
     #[test]

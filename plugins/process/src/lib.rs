@@ -1,6 +1,8 @@
 //! The `process` collector: processes by state, process and thread totals,
 //! and the processes that used the most CPU since the previous collect,
-//! from `/proc/[pid]/stat` and `/proc/[pid]/statm` (what `top` shows).
+//! from `/proc/[pid]/stat` (what `top` shows), one read per process per
+//! collect and nothing else of the process: its resident pages are in
+//! `stat` too (the same count `statm` gives).
 //!
 //! Samples:
 //! - no labels: `processes` and `threads` in all;
@@ -32,7 +34,7 @@ struct Process;
 /// Clock ticks per second of `/proc/[pid]/stat` times (`USER_HZ`, 100 on
 /// every Linux architecture that matters; WASI cannot ask `sysconf`).
 pub const CLOCK_TICKS: f64 = 100.0;
-/// Bytes in a page of `/proc/[pid]/statm` (4 KiB on x86-64 and most arm64).
+/// Bytes in a page of `/proc/[pid]/stat`'s `rss` (4 KiB on x86-64 and most arm64).
 pub const PAGE_SIZE: u64 = 4096;
 /// State key holding the previous CPU times.
 const STATE_KEY: &str = "cpu_ticks";
@@ -128,10 +130,16 @@ pub fn parse_stat(bytes: &[u8]) -> Result<ProcStat, String> {
     let pid: u32 = pid.parse().map_err(|_| format!("bad pid `{}`", pid.escape_debug()))?;
     let name = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|_| "stat is not text")?;
-    let w: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state(0) ppid … utime(11) stime(12) … num_threads(17) itrealvalue starttime(19) vsize rss(21)
-    if w.len() < 22 {
-        return Err(format!("stat of {pid} has {} fields after the name", w.len()));
+    // (the first 22 words, without allocating: this runs for every process at every collect).
+    let mut w = [""; 22];
+    let mut found = 0;
+    for (slot, word) in w.iter_mut().zip(rest.split_ascii_whitespace()) {
+        *slot = word;
+        found += 1;
+    }
+    if found < w.len() {
+        return Err(format!("stat of {pid} has {found} fields after the name"));
     }
     let state = match w[0].as_bytes() {
         [c] => *c,
@@ -148,12 +156,6 @@ pub fn parse_stat(bytes: &[u8]) -> Result<ProcStat, String> {
         start_ticks: num(19, "starttime")?,
         rss_pages: rss.max(0).unsigned_abs(),
     })
-}
-
-/// Resident pages from `/proc/[pid]/statm` (`size resident shared …`).
-pub fn parse_statm(text: &str) -> Result<u64, String> {
-    let word = text.split_whitespace().nth(1).ok_or("truncated statm")?;
-    procfs::parse_u64(word, "statm resident")
 }
 
 /// Seconds since boot from `/proc/uptime` (`2757.15 1433.69`).
@@ -368,10 +370,7 @@ fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> std::io::Result<&'a [u8]> {
 }
 
 fn rss_bytes(p: &ProcStat) -> u64 {
-    let pages = procfs::read(&format!("/proc/{}/statm", p.pid))
-        .and_then(|t| parse_statm(&t))
-        .unwrap_or(p.rss_pages);
-    pages.saturating_mul(PAGE_SIZE)
+    p.rss_pages.saturating_mul(PAGE_SIZE)
 }
 
 impl Guest for Process {
@@ -500,10 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn statm_and_uptime() {
-        assert_eq!(parse_statm("765 409 381 5 0 123 0\n"), Ok(409));
-        assert!(parse_statm("765").is_err());
-        assert!(parse_statm("765 x").is_err());
+    fn uptime() {
         assert_eq!(parse_uptime("2757.15 1433.69\n"), Ok(2757.15));
         for bad in ["", "x 1", "-1 2", "inf 1", "NaN 1"] {
             assert!(parse_uptime(bad).is_err(), "{bad:?}");
