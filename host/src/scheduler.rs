@@ -4,9 +4,12 @@
 //! blocks until its deadline delays nobody else, and is cut off on time.
 //!
 //! The first call comes at once; later ones fall on multiples of the
-//! interval in wall-clock time, so collectors of one interval run together:
-//! the agent wakes once per tick for all of them (and its epoch ticker runs
-//! once), not once per collector, and their samples share a batch.
+//! interval in wall-clock time, shifted by the agent's own phase, so
+//! collectors of one interval run together: the agent wakes once per tick
+//! for all of them (and its epoch ticker runs once), not once per
+//! collector, and their samples share a batch. The phase is drawn at
+//! random when the agent starts, so a fleet's agents do not all send at
+//! the same instant of every second.
 //!
 //! A failed call (trap, timeout, limit breach, or an error the collector
 //! reports) fails only that tick. The next attempt waits `interval × 2^(n-1)`
@@ -45,8 +48,9 @@ pub fn restart_delay(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_RESTART_BACKOFF).max(interval)
 }
 
-/// The wait from `now_ms` (Unix time, when the first call was made) to the
-/// second call: the next multiple of `interval`, or the one after it when
+/// The wait from `now_ms` (when the first call was made, in Unix time
+/// shifted by the agent's phase) to the second call: the next multiple of
+/// `interval`, or the one after it when
 /// that is less than half an interval away (a rate over a few milliseconds
 /// would say little).
 pub fn until_aligned(interval: Duration, now_ms: u64) -> Duration {
@@ -56,6 +60,13 @@ pub fn until_aligned(interval: Duration, now_ms: u64) -> Duration {
         wait = wait.saturating_add(period);
     }
     Duration::from_millis(wait)
+}
+
+/// This agent's phase: where in every interval its ticks fall, the same
+/// for all its collectors, random across agents.
+fn phase_ms() -> u64 {
+    static PHASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PHASE.get_or_init(rand::random)
 }
 
 /// Spawns the task that calls `collector` on `schedule` until `shutdown` flips.
@@ -71,7 +82,8 @@ pub fn spawn(
     health.update(&name, |h| *h = Health::default());
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(
-            tokio::time::Instant::now() + until_aligned(schedule.interval, now_ms()),
+            tokio::time::Instant::now()
+                + until_aligned(schedule.interval, now_ms().wrapping_add(phase_ms())),
             schedule.interval,
         );
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
