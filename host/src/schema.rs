@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use wasmtap_protocol::decimal;
 use wasmtap_protocol::message::{Sample, Value};
 
 use crate::runtime::bindings::wasmtap::collector::types as wit;
@@ -20,7 +21,7 @@ pub const MAX_NAME: usize = 64;
 /// Longest unit or help text, in bytes.
 pub const MAX_DOC: usize = 256;
 /// Most decimal places a field may declare (the compact codec's largest scale).
-pub const MAX_PRECISION: u8 = wasmtap_protocol::compact::MAX_SCALE;
+pub const MAX_PRECISION: u8 = decimal::MAX_SCALE;
 
 /// Caps on what one `collect` may return.
 #[derive(Debug, Clone, Copy)]
@@ -79,21 +80,10 @@ pub struct FieldSpec {
 }
 
 impl FieldSpec {
-    /// `v` rounded to the declared precision, half away from zero; a value
-    /// that rounds to zero is +0 (−0 would not be a decimal). Values too
-    /// large for the precision to matter (beyond 2^53 units of the last
-    /// place), NaN and infinities pass unchanged.
+    /// `v` rounded to the declared precision ([`decimal::round`]); as
+    /// given when the field declares none.
     pub fn round(&self, v: f64) -> f64 {
-        let Some(places) = self.precision else { return v };
-        let scale = 10f64.powi(i32::from(places));
-        let scaled = (v * scale).round();
-        if scaled == 0.0 {
-            0.0
-        } else if scaled.is_finite() && scaled.abs() <= (1u64 << 53) as f64 {
-            scaled / scale
-        } else {
-            v
-        }
+        self.precision.map_or(v, |places| decimal::round(v, places))
     }
 }
 

@@ -29,6 +29,21 @@ pub fn at_scale(v: f64, e: u8) -> Option<i64> {
     (value(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 
+/// `v` rounded to `e` decimal places (at most [`MAX_SCALE`]), half away
+/// from zero, as the exact decimal `m / 10^e` nearest to it; a value that
+/// rounds to zero is +0 (−0 is not a decimal). Values whose last place
+/// lies beyond 2^53 units, NaN and infinities are returned unchanged.
+pub fn round(v: f64, e: u8) -> f64 {
+    let scaled = (v * POW10[usize::from(e.min(MAX_SCALE))]).round();
+    if scaled == 0.0 {
+        0.0
+    } else if scaled.is_finite() && scaled.abs() <= MAX_MANTISSA as f64 {
+        value(scaled as i64, e)
+    } else {
+        v
+    }
+}
+
 /// `v` as `m / 10^e` exactly, with the fewest decimal places.
 pub fn fewest(v: f64) -> Option<(i64, u8)> {
     if !v.is_finite() {

@@ -9,6 +9,7 @@
 //! - [`proxy`]: a running proxy process with its config and store.
 //! - [`agent`]: a running agent process with its own plugins dir.
 //! - [`ctl`]: control requests to an agent through a proxy (its own counters).
+//! - [`df`]: what `df` says of a filesystem, to compare usage with.
 //! - [`component`]: collector components assembled from hand-written WAT.
 //! - [`relay`]: a recording TCP relay for black-box wire checks.
 //! - [`outage`]: a TCP forwarder that can be taken down and brought back (backend outages).
@@ -23,6 +24,7 @@
 pub mod agent;
 pub mod component;
 pub mod ctl;
+pub mod df;
 pub mod http;
 pub mod outage;
 pub mod paths;

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use wasmtap_tests::df::df;
 use wasmtap_tests::{Agent, Proxy, new_key, wait};
 
 fn now_ms() -> u64 {
@@ -151,18 +152,10 @@ fn standard_collectors_report_and_filesystem_usage_matches_df() -> anyhow::Resul
                 .and_then(|o| o["value"].as_f64())
                 .with_context(|| format!("no {field} for {mount}"))
         };
-        let out = std::process::Command::new("df")
-            .args(["-B1", "--output=size,used,avail"])
-            .arg(mount)
-            .output()?;
-        let df: Vec<f64> = String::from_utf8(out.stdout)?
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        anyhow::ensure!(df.len() == 3, "df {mount} printed {df:?}");
-        let tolerance = df[0] * 0.01;
+        let df = df(std::path::Path::new(mount))?;
+        let tolerance = df.size * 0.01;
         for (field, expected) in
-            [("fs_size_bytes", df[0]), ("fs_used_bytes", df[1]), ("fs_avail_bytes", df[2])]
+            [("fs_size_bytes", df.size), ("fs_used_bytes", df.used), ("fs_avail_bytes", df.avail)]
         {
             let got = value(field)?;
             assert!((got - expected).abs() <= tolerance, "{mount} {field}: {got} vs df {expected}");

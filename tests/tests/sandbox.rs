@@ -5,15 +5,31 @@
 //! covers all of a collector's memories together.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
 use wasmtap_tests::ctl::{Ctl, admin_section};
+use wasmtap_tests::df::df;
 use wasmtap_tests::{Agent, Proxy, component, new_key, wait};
 
 const SECRET: &str = "agent-only-3f9a2c";
+
+/// A running proxy with an admin API under `dir`, and an agent `web-01`
+/// prepared (not started) with `collectors`: the proxy, the agent's
+/// directory, its config and its plugins directory.
+fn proxy_and_agent(
+    dir: &Path,
+    collectors: &[&str],
+) -> anyhow::Result<(Proxy, PathBuf, PathBuf, PathBuf)> {
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.join("proxy"), &[("shop", &key)], &admin_section())?;
+    let agent_dir = dir.join("agent");
+    let (config, plugins) =
+        Agent::prepare(&agent_dir, "web-01", proxy.addr.port(), &key, collectors, "")?;
+    Ok((proxy, agent_dir, config, plugins))
+}
 
 /// The latest value of each of `collector`'s fields in the store, once it
 /// has stored at least one sample.
@@ -39,17 +55,8 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
     std::fs::create_dir_all(dir.path().join("outside"))?;
     std::fs::write(&outside, "not granted")?;
 
-    let key = new_key("shop")?;
-    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
-    let agent_dir = dir.path().join("agent");
-    let (config, plugins) = Agent::prepare(
-        &agent_dir,
-        "web-01",
-        proxy.addr.port(),
-        &key,
-        &["load", "testing/probe", "testing/socket-client"],
-        "",
-    )?;
+    let (proxy, agent_dir, config, plugins) =
+        proxy_and_agent(dir.path(), &["load", "testing/probe", "testing/socket-client"])?;
     std::fs::write(
         plugins.join("probe.toml"),
         format!(
@@ -127,10 +134,7 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
 #[test]
 fn memory_cap_covers_all_memories_of_a_collector() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let key = new_key("shop")?;
-    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
-    let agent_dir = dir.path().join("agent");
-    let (config, plugins) = Agent::prepare(&agent_dir, "web-01", proxy.addr.port(), &key, &[], "")?;
+    let (proxy, agent_dir, config, plugins) = proxy_and_agent(dir.path(), &[])?;
     let wasm = component::install("two-memories", &plugins)?;
     let manifest = wasm.with_extension("toml");
     let capped = std::fs::read_to_string(&manifest)?;
@@ -177,17 +181,8 @@ fn filesystem_usage_inside_grants_only_and_old_collectors_still_run() -> anyhow:
     let granted = dir.path().join("granted");
     std::fs::create_dir_all(&granted)?;
     std::os::unix::fs::symlink("/", granted.join("up"))?;
-    let key = new_key("shop")?;
-    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
-    let agent_dir = dir.path().join("agent");
-    let (config, plugins) = Agent::prepare(
-        &agent_dir,
-        "web-01",
-        proxy.addr.port(),
-        &key,
-        &["testing/usage", "testing/legacy"],
-        "",
-    )?;
+    let (proxy, agent_dir, config, plugins) =
+        proxy_and_agent(dir.path(), &["testing/usage", "testing/legacy"])?;
     let g = granted.display().to_string();
     let asked = [g.clone(), "/".into(), format!("{g}/../"), format!("{g}/up")];
     std::fs::write(
@@ -213,17 +208,11 @@ fn filesystem_usage_inside_grants_only_and_old_collectors_still_run() -> anyhow:
             .map(|r| r["value"].clone())
     };
     // Inside the grant: what df says, within 1 % (free space moves).
-    let df = std::process::Command::new("df")
-        .args(["-B1", "--output=size,avail"])
-        .arg(&granted)
-        .output()?;
-    let df = String::from_utf8(df.stdout)?;
-    let numbers: Vec<f64> = df.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    anyhow::ensure!(numbers.len() == 2, "df printed {df:?}");
+    let df = df(&granted)?;
     let total = field(&g, "total_bytes").and_then(|v| v.as_f64()).context("no total")?;
     let avail = field(&g, "available_bytes").and_then(|v| v.as_f64()).context("no available")?;
-    assert!((total - numbers[0]).abs() <= numbers[0] * 0.01, "total {total} vs df {df}");
-    assert!((avail - numbers[1]).abs() <= numbers[0] * 0.01, "available {avail} vs df {df}");
+    assert!((total - df.size).abs() <= df.size * 0.01, "total {total} vs df {df:?}");
+    assert!((avail - df.avail).abs() <= df.size * 0.01, "available {avail} vs df {df:?}");
     assert_eq!(field(&g, "error"), None);
     // Outside it: refused with the reason, no numbers.
     for (path, reason) in [

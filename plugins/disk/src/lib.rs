@@ -39,8 +39,8 @@ const MAX_LABEL: usize = 256;
 const MAX_MOUNTS: usize = 1000;
 
 static INCLUDE_PARTITIONS: AtomicBool = AtomicBool::new(false);
-/// Whether a failed usage query has been logged (once per instance).
-static USAGE_WARNED: AtomicBool = AtomicBool::new(false);
+/// A failed usage query is logged once per instance.
+static USAGE_WARNED: log::Once = log::Once::new();
 
 struct Fields {
     reads_per_sec: Gauge,
@@ -339,18 +339,15 @@ fn filesystems(f: &Fields, sizes: &HashMap<(u64, u64), u64>) -> Result<Vec<Sampl
                     .gauge(f.fs_files, u.total_inodes as f64)
                     .gauge(f.fs_files_free, u.free_inodes as f64);
             }
-            Err(e) => once(&USAGE_WARNED, &format!("no usage of {mount_point}: {e}")),
+            Err(e) => {
+                if USAGE_WARNED.first() {
+                    log::warn(&format!("no usage of {mount_point}: {e}"));
+                }
+            }
         }
         out.push(b.build());
     }
     Ok(out)
-}
-
-/// Logs `message` the first time `flag` is seen unset.
-fn once(flag: &AtomicBool, message: &str) {
-    if !flag.swap(true, Ordering::Relaxed) {
-        log::warn(message);
-    }
 }
 
 /// Cuts text to 1 KiB on a character boundary (the host refuses texts over 4 KiB).

@@ -25,7 +25,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtap_collector::{Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log};
 
@@ -35,7 +34,7 @@ struct Hwmon;
 pub const DEFAULT_PATH: &str = "/sys/class/hwmon";
 
 static PATH: Mutex<String> = Mutex::new(String::new());
-static LOGGED_ABSENT: AtomicBool = AtomicBool::new(false);
+static LOGGED_ABSENT: log::Once = log::Once::new();
 
 struct Fields {
     temp: Gauge,
@@ -311,7 +310,7 @@ impl Guest for Hwmon {
         let root = path();
         let chips = scan(Path::new(&root))?.unwrap_or_default();
         if chips.is_empty() {
-            if !LOGGED_ABSENT.swap(true, Ordering::Relaxed) {
+            if LOGGED_ABSENT.first() {
                 log::info(&format!("no hardware monitoring chips in {root}; reporting nothing"));
             }
             return Ok(Vec::new());

@@ -19,8 +19,6 @@
 //! `psi=0`) `/proc/pressure` does not exist: the collector then reports
 //! nothing and logs that once, rather than failing every tick.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use wasmtap_collector::{
     Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log,
 };
@@ -31,7 +29,7 @@ struct Pressure;
 /// first three are optional.
 pub const RESOURCES: [&str; 4] = ["cpu", "memory", "io", "irq"];
 
-static LOGGED_ABSENT: AtomicBool = AtomicBool::new(false);
+static LOGGED_ABSENT: log::Once = log::Once::new();
 
 struct Fields {
     avg10: Gauge,
@@ -202,7 +200,7 @@ impl Guest for Pressure {
                 );
             }
         }
-        if found == 0 && !LOGGED_ABSENT.swap(true, Ordering::Relaxed) {
+        if found == 0 && LOGGED_ABSENT.first() {
             log::info(
                 "no /proc/pressure: the kernel has no pressure stall information \
                  (CONFIG_PSI off or psi=0); reporting nothing",

@@ -26,7 +26,7 @@
 //! are a lower bound, and the collector logs that once.
 
 use std::io::BufRead;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtap_collector::{
     Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log, procfs,
@@ -53,7 +53,7 @@ pub const PAGE_SIZE: u64 = 4096;
 const DEFAULT_MAX: u64 = 100_000;
 
 static MAX_CONNECTIONS: AtomicU64 = AtomicU64::new(DEFAULT_MAX);
-static LOGGED_CAP: AtomicBool = AtomicBool::new(false);
+static LOGGED_CAP: log::Once = log::Once::new();
 
 struct Fields {
     tcp_states: Gauge,
@@ -243,7 +243,7 @@ fn read_tcp(file: &str, cap: u64) -> Result<Option<TcpCounts>, String> {
     };
     let counts = count_tcp(std::io::BufReader::with_capacity(64 << 10, handle), cap)
         .map_err(|e| format!("{path}: {e}"))?;
-    if counts.truncated && !LOGGED_CAP.swap(true, Ordering::Relaxed) {
+    if counts.truncated && LOGGED_CAP.first() {
         log::warn(&format!(
             "{path} has more than {cap} connections: counted the first {cap} \
              (raise [config] max_connections and the timeout)"

@@ -160,14 +160,20 @@ impl ProxyConn {
         self.last_ack.map(|t| t + self.config.ack_interval)
     }
 
-    /// Sends the held acknowledgement, if any.
+    /// Sends the held acknowledgement, if any, and starts the interval.
     fn send_ack(&mut self, now: Instant) -> Result<(), ConnError> {
-        if let Some((seq, _)) = self.ack_held.take() {
-            let ack = message::encode(&Ack { seq });
-            self.session.seal_into(FrameKind::Ack, &ack, &mut self.outbox)?;
+        if self.seal_held_ack()? {
             self.last_ack = Some(now);
         }
         Ok(())
+    }
+
+    /// Seals the held acknowledgement into the outbox; whether there was one.
+    fn seal_held_ack(&mut self) -> Result<bool, ConnError> {
+        let Some((seq, _)) = self.ack_held.take() else { return Ok(false) };
+        let ack = message::encode(&Ack { seq });
+        self.session.seal_into(FrameKind::Ack, &ack, &mut self.outbox)?;
+        Ok(true)
     }
 
     /// Seals a control request for the agent.
@@ -183,12 +189,9 @@ impl ProxyConn {
     /// Queues a close with `code` and ends the connection; a held
     /// acknowledgement goes out first.
     pub fn close(&mut self, code: CloseCode, message: &str) {
-        if !self.closed
-            && let Some((seq, _)) = self.ack_held.take()
-        {
-            let ack = message::encode(&Ack { seq });
+        if !self.closed {
             // Best effort: a session that cannot seal any more closes anyway.
-            let _ = self.session.seal_into(FrameKind::Ack, &ack, &mut self.outbox);
+            let _ = self.seal_held_ack();
         }
         self.close_now(code, message);
     }
