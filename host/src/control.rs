@@ -138,6 +138,7 @@ impl Control {
                 "dropped_samples": spool.dropped_samples,
                 "corrupt_batches": spool.corrupt_batches,
                 "corrupt_samples": spool.corrupt_samples,
+                "renumbered_batches": spool.renumbered_batches,
             },
             "collectors": {
                 "total": health.len(),

@@ -64,6 +64,7 @@ pub fn samples(
         field("spool_dropped_samples", Value::Counter(spool.dropped_samples as f64)),
         field("spool_corrupt_batches", Value::Counter(spool.corrupt_batches as f64)),
         field("spool_corrupt_samples", Value::Counter(spool.corrupt_samples as f64)),
+        field("spool_renumbered_batches", Value::Counter(spool.renumbered_batches as f64)),
         field("lost_samples", c(&stats.lost_samples)),
         field("connect_attempts", c(&stats.connect_attempts)),
         field("sessions", c(&stats.sessions)),
@@ -135,6 +136,7 @@ mod tests {
             pending_batches: 2,
             dropped_samples: 7,
             corrupt_batches: 3,
+            renumbered_batches: 4,
             ..SpoolStats::default()
         };
         let s = samples(5, &health, &stats, spool);
@@ -150,6 +152,7 @@ mod tests {
         assert_eq!(get(1, "spool_dropped_samples"), Some(Value::Counter(7.0)));
         assert_eq!(get(1, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
         assert_eq!(get(1, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
+        assert_eq!(get(1, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
         assert_eq!(get(1, "rtt_ms"), None, "no probe yet");
     }
 }

@@ -19,7 +19,11 @@
 //! segment is deleted and its unacknowledged batches are counted as dropped
 //! and logged. Batch sequence numbers continue across restarts; a fresh
 //! spool starts them from the clock (`now_ms << 16`), so a lost spool never
-//! makes new batches look like old ones.
+//! makes new batches look like old ones. Numbers taken while the clock was
+//! ahead, which a proxy refuses, are renumbered before they are sent
+//! (`renumber.rs`): the pending batches are rewritten into a new segment
+//! that begins with a record of kind `3` (`u64` LE: the highest number
+//! issued before it), which supersedes every earlier segment.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -32,6 +36,7 @@ use wasmtap_protocol::record;
 
 mod read_back;
 mod recover;
+mod renumber;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +52,9 @@ const MAX_RECORD: u32 = 64 << 20;
 pub const MAX_READ_ATTEMPTS: u8 = 3;
 const KIND_BATCH: u8 = 1;
 const KIND_ACK: u8 = 2;
+const KIND_RENUMBERED: u8 = 3;
+/// The name a segment has while renumbering writes it.
+const TMP_SUFFIX: &str = ".seg.tmp";
 
 /// Spool failures.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +124,9 @@ pub struct SpoolStats {
     pub corrupt_batches: u64,
     /// Samples in the lost batches, where known (those read back).
     pub corrupt_samples: u64,
+    /// Pending batches given new sequence numbers because theirs lay
+    /// beyond a proxy's clock plus the allowed skew.
+    pub renumbered_batches: u64,
 }
 
 /// The spool directory, open.
@@ -130,6 +141,8 @@ pub struct Spool {
     acked: u64,
     next_seq: u64,
     stats: SpoolStats,
+    /// Whether the refusal to renumber (see `renumber.rs`) was logged.
+    future_logged: bool,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -176,6 +189,7 @@ impl Spool {
             acked,
             next_seq,
             stats: SpoolStats { corrupt_batches, ..SpoolStats::default() },
+            future_logged: false,
         };
         spool.stats.pending_batches = spool.pending.len() as u64;
         spool.stats.pending_samples = spool.pending.iter().map(|p| p.samples as u64).sum();
@@ -200,11 +214,7 @@ impl Spool {
 
     /// Writes `batch` durably and adds it to the pending batches.
     pub fn append(&mut self, batch: Batch) -> Result<(), SpoolError> {
-        let mut bytes = Vec::new();
-        record::append_with(&mut bytes, |out| {
-            out.push(KIND_BATCH);
-            out.extend_from_slice(&message::encode(&batch));
-        });
+        let bytes = batch_record(&batch);
         if self.active_bytes() > 0 && self.active_bytes() + bytes.len() as u64 > self.segment_cap()
         {
             self.roll()?;
@@ -247,10 +257,7 @@ impl Spool {
         while self.pending.front().is_some_and(|p| p.seq <= seq) {
             self.pop_pending();
         }
-        let mut payload = vec![KIND_ACK];
-        payload.extend_from_slice(&seq.to_le_bytes());
-        let mut bytes = Vec::new();
-        record::encode(&payload, &mut bytes);
+        let bytes = u64_record(KIND_ACK, seq);
         let seg = self.segments.back_mut().ok_or_else(|| missing_active(&self.dir))?;
         self.active.write_all(&bytes).map_err(io_err(&seg.path))?;
         seg.bytes += bytes.len() as u64;
@@ -365,14 +372,39 @@ impl Spool {
 enum Record {
     Batch(Batch),
     Ack(u64),
+    /// Every earlier record, in this segment and before it, is superseded
+    /// by the records after this one; numbers up to the value were issued.
+    Renumbered(u64),
 }
 
 fn decode_record(payload: &[u8]) -> Option<Record> {
     match payload.split_first()? {
         (&KIND_BATCH, body) => message::decode(body).ok().map(Record::Batch),
         (&KIND_ACK, body) => Some(Record::Ack(u64::from_le_bytes(body.try_into().ok()?))),
+        (&KIND_RENUMBERED, body) => {
+            Some(Record::Renumbered(u64::from_le_bytes(body.try_into().ok()?)))
+        }
         _ => None,
     }
+}
+
+/// A batch record: its bytes on disk.
+fn batch_record(batch: &Batch) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    record::append_with(&mut bytes, |out| {
+        out.push(KIND_BATCH);
+        out.extend_from_slice(&message::encode(batch));
+    });
+    bytes
+}
+
+/// A record of `kind` whose body is `value` (u64 LE).
+fn u64_record(kind: u8, value: u64) -> Vec<u8> {
+    let mut payload = vec![kind];
+    payload.extend_from_slice(&value.to_le_bytes());
+    let mut bytes = Vec::new();
+    record::encode(&payload, &mut bytes);
+    bytes
 }
 
 fn open_append(path: &Path) -> Result<File, SpoolError> {

@@ -263,6 +263,18 @@ impl Session {
         self.send.bytes >= REKEY_BYTES || now.saturating_duration_since(since) >= REKEY_AFTER
     }
 
+    /// When the sending keys reach [`REKEY_AFTER`]: `None` until their
+    /// clock starts, at the first [`Session::rekey_due`] under them.
+    pub fn rekey_deadline(&self) -> Option<Instant> {
+        self.send.since.map(|since| since + REKEY_AFTER)
+    }
+
+    /// Whether the sending keys may change now: no simple frame waits for
+    /// its checkpoint ([`Session::update_keys`] refuses otherwise).
+    pub fn may_update_keys(&self) -> bool {
+        self.send.simple.is_idle()
+    }
+
     /// Appends a `KeyUpdate` frame to `out` and moves the sending direction
     /// to its next keys. Only between simple-path epochs, that is right
     /// after a checkpoint was taken and before the next simple frame.

@@ -4,8 +4,9 @@
 //! frames that carry only the ciphertext. Each frame is one message of the
 //! session's simple-path [`SimpleSuite`] (an AEAD: AEGIS-128L, or
 //! ChaCha20-Poly1305 where the agent's CPU has no AES instructions) under
-//! the direction's simple key, with the frame header as associated data and
-//! the frame's number under that key as the nonce. Its tag does not travel
+//! the direction's simple key, with no associated data (see `state` for why
+//! none is needed) and the frame's number under that key as the nonce. Its
+//! tag does not travel
 //! with it: the sender collects the tags of a batch's frames and the next
 //! sealed message carries them in a [`Checkpoint`]. The receiver holds the
 //! frames, still encrypted, until the checkpoint arrives, then opens each

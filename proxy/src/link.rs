@@ -51,22 +51,19 @@ pub(crate) struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
-    /// Registers the new session (a plain function, so that nothing of the
-    /// handshake's result stays in the session task's state).
+    /// Starts the registered session (a plain function, so that nothing of
+    /// the handshake's result stays in the session task's state).
     pub(crate) fn open(
         stream: TcpStream,
         decoder: FrameDecoder,
         est: ServerEstablished,
         peer: SocketAddr,
         hub: &'a Hub,
+        registration: Registration,
+        requests: mpsc::Receiver<Pending>,
     ) -> Self {
         let ServerEstablished { session, project, agent, agent_identity, .. } = est;
         tracing::info!(%peer, %project, %agent, identity = %agent_identity, session = session.id(), "agent connected");
-        let now = crate::now_ms();
-        let (registration, requests) = hub.sessions.register(
-            session.id(),
-            info(&project, &agent, &agent_identity, peer, session.id(), now),
-        );
         let limits = &hub.config.limits;
         let config = ProxyConfig {
             idle_timeout: limits.idle_timeout,
@@ -244,7 +241,8 @@ impl<'a> Link<'a> {
     }
 }
 
-fn info(
+/// How the admin API shows a session established at `now` (ms).
+pub(crate) fn info(
     project: &ProjectId,
     agent: &str,
     identity: &Identity,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use wasmtap_protocol::close::{Close, CloseCode};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError, FrameKind};
 use wasmtap_protocol::handshake::{
@@ -23,8 +23,8 @@ use wasmtap_protocol::identity::StaticKey;
 use crate::bindings::{Bindings, Verdict};
 use crate::config::Config;
 use crate::gate::{Gate, Ticket};
-use crate::link::{Link, SHUTDOWN_SETTLE};
-use crate::sessions::Sessions;
+use crate::link::{self, Link, SHUTDOWN_SETTLE};
+use crate::sessions::{Pending, Registration, Sessions};
 use crate::store::{Store, StoreError};
 
 /// Largest frame accepted before the handshake completes (a ClientHello
@@ -270,24 +270,50 @@ async fn serve(
         () = evicted.notified() => return Err(ConnError::Evicted),
     };
     drop(ticket);
-    if let Err(close) = admit(&est, hub).await {
-        // Sealed: the agent can trust why it was refused.
-        let mut session = est.session;
-        let mut body = Vec::new();
-        close.encode(&mut body);
-        if let Ok(bytes) = session.seal(FrameKind::Close, &body) {
-            let _ = stream.write_all(&bytes).await;
+    let registered = match admit(&est, hub).await {
+        Ok(max_sessions) => register(&est, peer, hub, max_sessions),
+        Err(close) => Err(close),
+    };
+    let (registration, requests) = match registered {
+        Ok(r) => r,
+        Err(close) => {
+            // Sealed: the agent can trust why it was refused.
+            let mut session = est.session;
+            let mut body = Vec::new();
+            close.encode(&mut body);
+            if let Ok(bytes) = session.seal(FrameKind::Close, &body) {
+                let _ = stream.write_all(&bytes).await;
+            }
+            let _ = stream.shutdown().await;
+            return Err(ConnError::Refused(close.message));
         }
-        let _ = stream.shutdown().await;
-        return Err(ConnError::Refused(close.message));
-    }
+    };
     decoder.set_max(wasmtap_protocol::frame::DEFAULT_MAX_PAYLOAD);
-    Link::open(stream, decoder, est, peer, hub).serve(shutdown).await
+    Link::open(stream, decoder, est, peer, hub, registration, requests).serve(shutdown).await
+}
+
+/// Registers an admitted session unless its project already holds
+/// `max_sessions`. The count and the registration happen under one lock,
+/// so handshakes that finish at the same time cannot exceed the cap.
+fn register(
+    est: &ServerEstablished,
+    peer: SocketAddr,
+    hub: &Hub,
+    max_sessions: usize,
+) -> Result<(Registration, mpsc::Receiver<Pending>), Close> {
+    let id = est.session.id();
+    let info = link::info(&est.project, &est.agent, &est.agent_identity, peer, id, crate::now_ms());
+    hub.sessions.try_register(id, info, max_sessions).map_err(|_| {
+        let (project, agent) = (&est.project, &est.agent);
+        tracing::warn!(%project, %agent, max = max_sessions, "project at its session cap; session refused");
+        Close::new(CloseCode::Overloaded, "project at its session cap")
+    })
 }
 
 /// Whether an authenticated agent may go on: its name belongs to the
-/// identity it proved, and its project has room for another session.
-async fn admit(est: &ServerEstablished, hub: &Hub) -> Result<(), Close> {
+/// identity it proved. Returns its project's session cap, which
+/// [`register`] enforces.
+async fn admit(est: &ServerEstablished, hub: &Hub) -> Result<usize, Close> {
     let (project, agent, identity) = (&est.project, est.agent.as_str(), est.agent_identity);
     let Some(settings) = hub.config.projects.get(project) else {
         return Err(Close::new(CloseCode::Refused, "project no longer served"));
@@ -340,9 +366,5 @@ async fn admit(est: &ServerEstablished, hub: &Hub) -> Result<(), Close> {
             return Err(Close::new(CloseCode::Overloaded, "proxy cannot record identities"));
         }
     }
-    if hub.sessions.count(project.as_str()) >= settings.max_sessions {
-        tracing::warn!(%project, %agent, max = settings.max_sessions, "project at its session cap; session refused");
-        return Err(Close::new(CloseCode::Overloaded, "project at its session cap"));
-    }
-    Ok(())
+    Ok(settings.max_sessions)
 }

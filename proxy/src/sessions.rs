@@ -74,6 +74,14 @@ pub enum RequestError {
     },
 }
 
+/// A project already holds as many sessions as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("project at its session cap ({held} sessions)")]
+pub struct AtCap {
+    /// Sessions it holds.
+    pub held: usize,
+}
+
 /// A request on its way to a session, with where its answer goes.
 #[derive(Debug)]
 pub struct Pending {
@@ -114,8 +122,35 @@ impl Sessions {
         session_id: u64,
         info: AgentInfo,
     ) -> (Registration, mpsc::Receiver<Pending>) {
+        let mut entries = self.lock();
+        self.insert(&mut entries, session_id, info)
+    }
+
+    /// Registers an established session unless its project already holds
+    /// `max_sessions`; the count and the insertion happen under one lock,
+    /// so sessions registering at the same time never exceed the cap.
+    pub fn try_register(
+        self: &Arc<Self>,
+        session_id: u64,
+        info: AgentInfo,
+        max_sessions: usize,
+    ) -> Result<(Registration, mpsc::Receiver<Pending>), AtCap> {
+        let mut entries = self.lock();
+        let held = entries.values().filter(|e| e.info.project == info.project).count();
+        if held >= max_sessions {
+            return Err(AtCap { held });
+        }
+        Ok(self.insert(&mut entries, session_id, info))
+    }
+
+    fn insert(
+        self: &Arc<Self>,
+        entries: &mut HashMap<u64, Entry>,
+        session_id: u64,
+        info: AgentInfo,
+    ) -> (Registration, mpsc::Receiver<Pending>) {
         let (tx, rx) = mpsc::channel(MAX_PENDING_REQUESTS);
-        self.lock().insert(session_id, Entry { info, requests: tx });
+        entries.insert(session_id, Entry { info, requests: tx });
         (Registration { sessions: self.clone(), key: session_id }, rx)
     }
 
@@ -244,6 +279,41 @@ mod tests {
         assert_eq!(r, Err(RequestError::SessionEnded("a".into())));
         drop(reg);
         assert!(sessions.agents().is_empty());
+    }
+
+    /// Handshakes that finish at the same time register at once: however
+    /// they interleave, a project never holds more than its cap, and the
+    /// cap frees up when a session ends.
+    #[test]
+    fn the_session_cap_holds_under_concurrent_registrations() {
+        const CAP: usize = 3;
+        let sessions = Arc::new(Sessions::default());
+        let (_other, _) = sessions.register(1000, in_project("bank", "a", 1));
+        let start = Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16u64)
+            .map(|i| {
+                let (sessions, start) = (sessions.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    sessions.try_register(i, in_project("shop", &format!("a{i}"), i), CAP).ok()
+                })
+            })
+            .collect();
+        let mut admitted: Vec<Registration> = threads
+            .into_iter()
+            .filter_map(|t| t.join().expect("thread"))
+            .map(|(registration, _)| registration)
+            .collect();
+        assert_eq!(admitted.len(), CAP, "exactly the cap is admitted");
+        assert_eq!((sessions.count("shop"), sessions.count("bank")), (CAP, 1));
+        let refused = sessions.try_register(99, in_project("shop", "late", 9), CAP);
+        assert_eq!(refused.err(), Some(AtCap { held: CAP }));
+        assert!(sessions.try_register(98, in_project("bank", "b", 9), CAP).is_ok(), "per project");
+        admitted.pop();
+        assert!(
+            sessions.try_register(99, in_project("shop", "late", 9), CAP).is_ok(),
+            "room again"
+        );
     }
 
     /// An agent of another project that calls itself by the same name never

@@ -49,3 +49,20 @@ pub fn batches(data_dir: &Path) -> anyhow::Result<Vec<Spooled>> {
     }
     Ok(out)
 }
+
+/// Writes `batches` into `<data_dir>/spool/` as the first segment, as an
+/// agent that spooled them and never reached a proxy would have left them.
+pub fn seed(data_dir: &Path, batches: &[Batch]) -> anyhow::Result<()> {
+    let dir = data_dir.join("spool");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut bytes = Vec::new();
+    for batch in batches {
+        // Kind 1: a batch.
+        record::append_with(&mut bytes, |out| {
+            out.push(1);
+            out.extend_from_slice(&message::encode(batch));
+        });
+    }
+    let path = dir.join(format!("{:020}.seg", 1));
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+}

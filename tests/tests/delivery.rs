@@ -208,6 +208,62 @@ fn a_killed_agent_delivers_its_spool_after_a_restart() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Batches spooled by a run whose clock was an hour ahead carry sequence
+/// numbers every proxy with a right clock refuses; after the handshake the
+/// agent gives them new ones, in order, and they arrive.
+#[test]
+fn batches_numbered_while_the_clock_was_ahead_are_renumbered_and_delivered() -> anyhow::Result<()> {
+    use wasmtap_protocol::message::{Batch, Sample, Value};
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let home = dir.path().join("agent");
+    let (config, plugins) =
+        agent_dir(&home, &["127.0.0.1"], proxy.addr.port(), &key, &["testing/ticker"], "")?;
+    let now = now_ms();
+    let ahead = now + 3_600_000;
+    let seeded: Vec<Batch> = (0..3u64)
+        .map(|i| Batch {
+            seq: (ahead << 16) + i,
+            samples: vec![Sample {
+                collector: "seeded".into(),
+                time_ms: now,
+                labels: vec![("i".to_owned(), i.to_string())].into(),
+                values: vec![("n".into(), Value::Gauge((i + 1) as f64))],
+            }],
+        })
+        .collect();
+    spool::seed(&home.join("data"), &seeded)?;
+    let agent = Agent::start_with_config(&home, &config, plugins)?;
+    let rows = wait::until(Duration::from_secs(60), "the batches from the future", || {
+        let rows = proxy.query(&["--collector", "seeded"])?;
+        Ok((rows.len() >= 3).then_some(rows))
+    })
+    .with_context(|| format!("agent:\n{}\nproxy:\n{}", agent.log_text(), proxy.log_text()))?;
+    let log = agent.log_text();
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "{status:?}");
+    let mut by_value: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            Ok((r["value"].as_f64().context("value")? as u64, r["seq"].as_u64().context("seq")?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    by_value.sort_unstable();
+    assert_eq!(by_value.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2, 3], "each once");
+    let seqs: Vec<u64> = by_value.iter().map(|(_, s)| *s).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in their order: {seqs:?}");
+    assert!(seqs.iter().all(|s| s >> 16 < ahead - 3_000_000), "renumbered: {seqs:?}");
+    assert!(log.contains("renumbered"), "{log}");
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[test]
 fn a_legacy_whatap_conf_is_accepted_and_a_malformed_one_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

@@ -11,13 +11,13 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wasmtap_protocol::record;
 
 use super::{
-    MAX_RECORD, Pending, Record, Segment, SpoolError, decode_record, io_err, list_segments,
-    segment_path,
+    MAX_RECORD, Pending, Record, Segment, SpoolError, TMP_SUFFIX, decode_record, io_err,
+    list_segments, segment_path,
 };
 
 /// What the segments on disk hold.
@@ -50,10 +50,12 @@ struct Found {
 
 /// Reads every segment of `dir`, oldest first.
 pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
+    remove_unfinished(dir)?;
     let ids = list_segments(dir)?;
     let last = ids.last().copied();
     let mut out = Recovered::default();
     let mut found: Vec<Found> = Vec::new();
+    let mut superseded: Vec<PathBuf> = Vec::new();
     for id in ids {
         let path = segment_path(dir, id);
         let mut bytes = Vec::new();
@@ -83,6 +85,15 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                     out.acked = out.acked.max(seq);
                     out.max_seq = out.max_seq.max(seq);
                 }
+                Some(Record::Renumbered(issued)) => {
+                    superseded.extend(out.segments.drain(..).map(|s| s.path));
+                    out.batches.clear();
+                    (out.acked, out.max_seq) = (0, issued);
+                    found.clear();
+                    spans.clear();
+                    seqs.clear();
+                    seg.max_seq = issued;
+                }
                 // Intact but not a spool record (a newer agent's, say): skipped like damage.
                 None => spans.push(Span { offset, len }),
             }
@@ -105,6 +116,10 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         found.push(Found { id, spans, batches: seqs });
         out.segments.push_back(seg);
     }
+    for path in superseded {
+        tracing::info!(path = %path.display(), "spool: deleting a segment superseded by renumbering");
+        super::remove(&path);
+    }
     for Found { id, spans, batches } in found {
         for span in spans {
             let lost = count_lost(span, &batches, out.acked);
@@ -121,6 +136,17 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         }
     }
     Ok(out)
+}
+
+/// Deletes segments that renumbering began and never finished (`*.seg.tmp`).
+fn remove_unfinished(dir: &Path) -> Result<(), SpoolError> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.to_str().is_some_and(|p| p.ends_with(TMP_SUFFIX)) {
+            super::remove(&path);
+        }
+    }
+    Ok(())
 }
 
 /// What a damaged span cost.

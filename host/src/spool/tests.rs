@@ -245,3 +245,113 @@ fn a_segment_deleted_under_the_agent_counts_its_batches_as_lost() {
     }
     assert_eq!(spool.stats().corrupt_samples, 6);
 }
+
+/// A right clock, one an hour ahead, and the skew a proxy allows (ms).
+const NOW: u64 = 10_000_000;
+const AHEAD: u64 = NOW + 3_600_000;
+const SKEW: u64 = 120_000;
+
+/// The pending batches with their numbers left out, in order.
+fn contents(spool: &mut Spool) -> Vec<Batch> {
+    pending(spool)
+        .into_iter()
+        .map(|seq| Batch { seq: 0, ..(*spool.get(seq).expect("read").expect("pending")).clone() })
+        .collect()
+}
+
+#[test]
+fn numbers_taken_while_the_clock_was_ahead_are_renumbered_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A run with a right clock: two batches, the first acknowledged.
+    let early = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, NOW).expect("open");
+        let seqs = fill(&mut spool, 2, 1);
+        spool.ack(seqs[0]).expect("ack");
+        seqs
+    };
+    // A run started with the clock an hour ahead, that reached no proxy.
+    let late = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, AHEAD).expect("open");
+        fill(&mut spool, 3, 2)
+    };
+    assert_eq!(late[0] >> 16, AHEAD);
+    let now = NOW + 1_000;
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, now).expect("clock right again");
+    let before = contents(&mut spool);
+    assert_eq!(spool.renumber_future(now, SKEW).expect("renumber"), Some(3));
+    let seqs = pending(&spool);
+    assert_eq!(seqs, [early[1], now << 16, (now << 16) + 1, (now << 16) + 2]);
+    assert!(seqs.iter().all(|s| *s <= renumber::highest_accepted(now, SKEW)));
+    assert_eq!(contents(&mut spool), before, "the same batches in the same order");
+    assert_eq!(spool.stats().renumbered_batches, 3);
+    assert_eq!(spool.stats().pending_batches, 4);
+    assert_eq!(spool.renumber_future(now, SKEW).expect("again"), None, "nothing left beyond");
+    let next = spool.next_seq();
+    assert_eq!(next, seqs[3] + 1, "new batches follow");
+    spool.append(batch(next, 1)).expect("append after renumbering");
+
+    // A restart finds the new numbers only.
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, now).expect("reopen");
+    assert_eq!(pending(&spool), [&seqs[..], &[next]].concat());
+    assert_eq!(contents(&mut spool)[..4], before);
+    assert!(spool.next_seq() > next);
+    spool.ack(next).expect("ack");
+    assert_eq!(spool.stats().pending_batches, 0);
+}
+
+/// A proxy whose clock was ahead too acknowledged a number beyond the
+/// limit: new numbers below it could be ones it holds, so none are given.
+#[test]
+fn numbers_a_proxy_acknowledged_beyond_the_limit_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, AHEAD).expect("open");
+        let seqs = fill(&mut spool, 3, 1);
+        spool.ack(seqs[0]).expect("ack");
+        seqs
+    };
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, NOW).expect("reopen");
+    assert_eq!(spool.renumber_future(NOW, SKEW).expect("checked"), None);
+    assert_eq!(pending(&spool), seqs[1..]);
+    assert_eq!(spool.stats().renumbered_batches, 0);
+    // Within the skew of a clock as far ahead, nothing is beyond.
+    assert_eq!(spool.renumber_future(AHEAD, SKEW).expect("checked"), None);
+}
+
+/// The new segment supersedes the old ones once it has its name: a crash
+/// before that leaves the old numbers, a crash after it the new ones only.
+#[test]
+fn a_crash_while_renumbering_leaves_one_numbering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, AHEAD).expect("open");
+        fill(&mut spool, 3, 2)
+    };
+    let copies: Vec<(PathBuf, Vec<u8>)> = list_segments(dir.path())
+        .expect("list")
+        .into_iter()
+        .map(|id| segment_path(dir.path(), id))
+        .map(|p| (p.clone(), std::fs::read(&p).expect("read")))
+        .collect();
+    // Before the rename: an unfinished segment is ignored and deleted.
+    let unfinished = dir.path().join(format!("{:020}{TMP_SUFFIX}", 99));
+    std::fs::write(&unfinished, &copies[0].1).expect("write");
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, NOW).expect("reopen");
+    assert!(!unfinished.exists());
+    assert_eq!(pending(&spool), old);
+    let before = contents(&mut spool);
+    assert_eq!(spool.renumber_future(NOW, SKEW).expect("renumber"), Some(3));
+    let new = pending(&spool);
+    assert!(new.iter().all(|s| *s < old[0]));
+    // After it, the old segments were not deleted yet.
+    for (path, bytes) in &copies {
+        std::fs::write(path, bytes).expect("restore");
+    }
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, NOW).expect("reopen");
+    assert_eq!(pending(&spool), new, "the new numbers only");
+    assert_eq!(contents(&mut spool), before);
+    assert!(copies.iter().all(|(p, _)| !p.exists()), "superseded segments deleted");
+    assert_eq!(spool.stats().corrupt_batches, 0);
+}

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use wasmtap_protocol::close::CloseCode;
 use wasmtap_protocol::conn::{AgentConfig, AgentConn, ConnError};
 use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameError};
-use wasmtap_protocol::handshake::{ClientHandshake, HandshakeError};
+use wasmtap_protocol::handshake::{ClientHandshake, DEFAULT_MAX_SKEW_MS, HandshakeError};
 
 use crate::backoff::DEFAULT_BASE;
 use crate::clock::now_ms;
@@ -156,11 +156,12 @@ impl Uplink {
                 _ = done.wait_for(|d| *d) => return,
             };
             let error = match connected {
-                Ok((stream, conn)) => {
+                Ok((stream, conn, proxy_ms)) => {
                     reconnect.connected(i);
                     AgentStats::add(&self.shared.stats.sessions, 1);
                     self.shared.stats.set_proxy(Some(addr.clone()));
                     tracing::info!(proxy = %addr, session = conn.id(), "session established");
+                    self.renumber_future(proxy_ms).await;
                     let live = Live::new(&self.shared, stream, conn, &mut self.highest_sent);
                     let ended = live.run(input_done.clone()).await;
                     self.shared.stats.set_proxy(None);
@@ -177,23 +178,51 @@ impl Uplink {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(TcpStream, AgentConn), UplinkError> {
+    /// Before anything is sent: pending batches numbered while this
+    /// agent's clock was ahead, which this proxy (its clock read `proxy_ms`
+    /// when it answered) would refuse, get new numbers where that is safe
+    /// (see the spool's `renumber`).
+    async fn renumber_future(&mut self, proxy_ms: u64) {
+        let spool = self.shared.spool.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            spool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .renumber_future(proxy_ms, DEFAULT_MAX_SKEW_MS)
+        })
+        .await;
+        match done {
+            // Lower numbers than those sent before: none of them is a resend.
+            Ok(Ok(Some(_))) => self.highest_sent = 0,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "spool: cannot renumber batches from the future; they stay as they are")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "spool: renumbering failed; the batches stay as they are")
+            }
+        }
+    }
+
+    /// Connects and shakes hands; returns the proxy's clock as it answered.
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, AgentConn, u64), UplinkError> {
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| UplinkError::Timeout("connect"))?
             .map_err(|source| UplinkError::Connect { addr: addr.to_owned(), source })?;
         stream.set_nodelay(true)?;
-        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream, addr))
-            .await
-            .map_err(|_| UplinkError::Timeout("handshake"))??;
-        Ok((stream, conn))
+        let (conn, proxy_ms) =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream, addr))
+                .await
+                .map_err(|_| UplinkError::Timeout("handshake"))??;
+        Ok((stream, conn, proxy_ms))
     }
 
     async fn handshake(
         &self,
         stream: &mut TcpStream,
         addr: &str,
-    ) -> Result<AgentConn, UplinkError> {
+    ) -> Result<(AgentConn, u64), UplinkError> {
         let (expect, hello) = ClientHandshake::start(
             &self.config.access_key,
             &self.identities.agent,
@@ -216,7 +245,8 @@ impl Uplink {
         }
         stream.write_all(&established.finished).await?;
         let config = AgentConfig::default();
-        Ok(AgentConn::new(established.session, decoder, config, Instant::now().into_std()))
+        let conn = AgentConn::new(established.session, decoder, config, Instant::now().into_std());
+        Ok((conn, established.server_time_ms))
     }
 
     fn log_failure(&self, addr: &str, error: &UplinkError) {

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{ConnError, seal_close};
+use super::{ConnError, seal_close, update_keys_if_due};
 use crate::close::{Close, CloseCode};
 use crate::compact::Encoder;
 use crate::frame::{Frame, FrameDecoder, FrameKind};
@@ -98,7 +98,14 @@ pub struct AgentConn {
 impl AgentConn {
     /// Wraps an established session at `now`. Pass the decoder used for the
     /// handshake: it may already hold the proxy's first frames.
-    pub fn new(session: Session, decoder: FrameDecoder, config: AgentConfig, now: Instant) -> Self {
+    pub fn new(
+        mut session: Session,
+        decoder: FrameDecoder,
+        config: AgentConfig,
+        now: Instant,
+    ) -> Self {
+        // Starts the keys' clock: they are updated REKEY_AFTER from now.
+        session.rekey_due(now);
         Self {
             session,
             config,
@@ -149,10 +156,8 @@ impl AgentConn {
         let checkpoint = self.session.simple_checkpoint();
         let body = message::encode(&SealedBatch { head, checkpoint });
         self.session.seal_into(FrameKind::Sealed, &body, &mut self.outbox)?;
-        // Right after a checkpoint is the one moment keys may change.
-        if self.session.rekey_due(now) {
-            self.session.update_keys(&mut self.outbox)?;
-        }
+        // Right after a checkpoint: keys may change.
+        update_keys_if_due(&mut self.session, now, &mut self.outbox)?;
         self.in_flight.push_back(batch.seq);
         self.highest_sent = Some(self.highest_sent.map_or(batch.seq, |h| h.max(batch.seq)));
         let numbers = batch
@@ -236,20 +241,28 @@ impl AgentConn {
     /// The next moment [`AgentConn::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.last_heard + self.config.idle_timeout;
+        let next = idle.min(self.next_ping);
+        let next = self.session.rekey_deadline().map_or(next, |r| r.min(next));
         match self.state {
-            State::Open => Some(idle.min(self.next_ping)),
-            State::Draining { until } => Some(idle.min(self.next_ping).min(until)),
+            State::Open => Some(next),
+            State::Draining { until } => Some(next.min(until)),
             State::Closed => None,
         }
     }
 
-    /// Acts on passed deadlines: idle check, ping, drain deadline, key update.
+    /// Acts on passed deadlines: idle check, key update, ping, drain deadline.
     pub fn handle_timeout(&mut self, now: Instant, wall_ms: u64) -> Result<(), ConnError> {
         if self.state == State::Closed {
             return Err(ConnError::Closed);
         }
         if now >= self.last_heard + self.config.idle_timeout {
             return Err(self.fail(ConnError::Idle(self.config.idle_timeout.as_secs())));
+        }
+        // Every batch ends with its checkpoint, so between calls no simple
+        // frame waits for one and the keys may change: a session that only
+        // pings updates them on time too.
+        if let Err(e) = update_keys_if_due(&mut self.session, now, &mut self.outbox) {
+            return Err(self.fail(e.into()));
         }
         if now >= self.next_ping {
             self.session.seal_into(

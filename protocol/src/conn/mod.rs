@@ -96,6 +96,21 @@ impl ConnError {
     }
 }
 
+/// Updates the sending keys if they are due at `now` (by bytes or by time)
+/// and may change (between simple-path epochs), and starts the new keys'
+/// clock, so that [`Session::rekey_deadline`] always names the next one.
+fn update_keys_if_due(
+    session: &mut crate::session::Session,
+    now: std::time::Instant,
+    out: &mut Vec<u8>,
+) -> Result<(), SessionError> {
+    if session.rekey_due(now) && session.may_update_keys() {
+        session.update_keys(out)?;
+        session.rekey_due(now);
+    }
+    Ok(())
+}
+
 /// Seals a close frame into `out`, best effort (the session may be failed).
 fn seal_close(
     session: &mut crate::session::Session,

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{ConnError, seal_close};
+use super::{ConnError, seal_close, update_keys_if_due};
 use crate::close::{Close, CloseCode};
 use crate::compact::Decoder;
 use crate::frame::{Frame, FrameDecoder, FrameKind};
@@ -73,7 +73,14 @@ pub struct ProxyConn {
 impl ProxyConn {
     /// Wraps an established session at `now`. Pass the handshake's decoder:
     /// it may already hold the agent's first frames.
-    pub fn new(session: Session, decoder: FrameDecoder, config: ProxyConfig, now: Instant) -> Self {
+    pub fn new(
+        mut session: Session,
+        decoder: FrameDecoder,
+        config: ProxyConfig,
+        now: Instant,
+    ) -> Self {
+        // Starts the keys' clock: they are updated REKEY_AFTER from now.
+        session.rekey_due(now);
         Self {
             session,
             config,
@@ -207,10 +214,13 @@ impl ProxyConn {
     /// The next moment [`ProxyConn::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.last_heard + self.config.idle_timeout;
-        (!self.closed).then(|| self.ack_due().map_or(idle, |due| due.min(idle)))
+        let next = self.ack_due().map_or(idle, |due| due.min(idle));
+        let next = self.session.rekey_deadline().map_or(next, |r| r.min(next));
+        (!self.closed).then_some(next)
     }
 
-    /// Acts on passed deadlines: the idle check, and a key update when due.
+    /// Acts on passed deadlines: the idle check, a held acknowledgement,
+    /// and a key update when due (a session that only pings included).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
         if self.closed {
             return Err(ConnError::Closed);
@@ -236,10 +246,7 @@ impl ProxyConn {
 
     fn maybe_update_keys(&mut self, now: Instant) -> Result<(), ConnError> {
         // The proxy sends no simple frames, so it may update at any time.
-        if self.session.rekey_due(now) {
-            self.session.update_keys(&mut self.outbox)?;
-        }
-        Ok(())
+        Ok(update_keys_if_due(&mut self.session, now, &mut self.outbox)?)
     }
 
     fn fail(&mut self, e: ConnError) -> ConnError {

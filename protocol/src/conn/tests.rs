@@ -322,3 +322,41 @@ fn empty_simple_frames_and_stray_kinds_are_refused() {
         .expect("seal");
     assert_eq!(a.handle_input(&stray, t0, WALL), Err(ConnError::Unexpected(FrameKind::Ping)));
 }
+
+/// A session that carries no batch, only pings, still updates its keys
+/// on time, on both sides, and goes on working under the new ones.
+#[test]
+fn keys_are_updated_on_time_in_a_session_that_only_pings() {
+    let t0 = Instant::now();
+    let (mut a, mut p) = pair(t0);
+    let end = t0 + REKEY_AFTER + Duration::from_secs(60);
+    let (mut agent_updates, mut proxy_updates) = (0, 0);
+    let mut now = t0;
+    while now < end {
+        let (at, pt) = (a.poll_timeout().expect("open"), p.poll_timeout().expect("open"));
+        now = at.min(pt);
+        if at <= now {
+            a.handle_timeout(now, WALL).expect("agent deadline");
+        }
+        if pt <= now {
+            p.handle_timeout(now).expect("proxy deadline");
+        }
+        let bytes = a.poll_transmit().unwrap_or_default();
+        agent_updates += kinds(&bytes).iter().filter(|k| **k == FrameKind::KeyUpdate).count();
+        p.handle_input(&bytes, now, WALL).expect("proxy reads");
+        let bytes = p.poll_transmit().unwrap_or_default();
+        proxy_updates += kinds(&bytes).iter().filter(|k| **k == FrameKind::KeyUpdate).count();
+        a.handle_input(&bytes, now, WALL).expect("agent reads");
+        while a.poll_event().is_some() {}
+    }
+    assert_eq!((agent_updates, proxy_updates), (1, 1), "each side updated once in the hour");
+    // The next update is due an hour after this one.
+    assert!(a.poll_timeout().is_some_and(|t| t < end + REKEY_AFTER));
+    // Data, acknowledgements and pings go on under the new keys.
+    a.send_batch(&batch(seq(0), 1.0), now).expect("send");
+    up(&mut a, &mut p, now).expect("proxy reads the batch");
+    assert_eq!(p.poll_event(), Some(ProxyEvent::Batch(batch(seq(0), 1.0))));
+    p.acknowledge(seq(0), now).expect("ack");
+    down(&mut p, &mut a, now).expect("agent reads the ack");
+    assert_eq!(a.poll_event(), Some(AgentEvent::Acked { seq: seq(0), batches: 1 }));
+}

@@ -279,19 +279,23 @@ fn stale_and_replayed_hellos_are_refused_before_any_key_exchange() {
 fn a_hello_replayed_elsewhere_yields_no_session() {
     let e = ends();
     let original = run(&e, 10);
-    // Another proxy (a fresh guard) answers the replayed hello…
-    let read = ServerHandshake::read_hello(
-        frame(&original.client_hello),
-        &store(&[&e.psk]),
-        &mut guard(),
-        NOW,
-    )
-    .expect("the hello itself authenticates");
+    // Another proxy, or this one after a restart (a fresh guard: the memory
+    // of hellos is not saved), answers the replayed hello once…
+    let mut g = guard();
+    let read =
+        ServerHandshake::read_hello(frame(&original.client_hello), &store(&[&e.psk]), &mut g, NOW)
+            .expect("the hello itself authenticates");
     let (pending, _) = read.respond(&e.proxy, NOW, &mut rng(11)).expect("answer");
-    // …but the recorded finished does not confirm it.
+    // …but the recorded finished does not confirm it…
     assert_eq!(
         pending.receive_finished(frame(&original.client.finished)).err(),
         Some(HandshakeError::ConfirmationFailed)
+    );
+    // …and it now remembers the hello.
+    assert_eq!(
+        ServerHandshake::read_hello(frame(&original.client_hello), &store(&[&e.psk]), &mut g, NOW)
+            .err(),
+        Some(HandshakeError::Replayed)
     );
 }
 
