@@ -8,7 +8,8 @@
 //!   at the start of an untouched record), every record the damage did not
 //!   touch is read back, in order, and nothing else.
 //!
-//! The spool uses the same scanner; only its payload decoding differs.
+//! The spool uses the same scanner; `spool_recovery` opens a damaged spool
+//! through the agent's own code.
 
 #![no_main]
 

@@ -43,6 +43,9 @@ enum Command {
     },
 }
 
+/// How long the agent waits at exit for blocking threads still at work.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -60,7 +63,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(async move {
+            let ran = rt.block_on(async move {
                 let (stop, shutdown) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
                     wait_for_signal().await;
@@ -68,7 +71,13 @@ fn main() -> anyhow::Result<()> {
                     let _ = stop.send(true);
                 });
                 wasmtap_host::agent::run(cfg, logs, shutdown).await
-            })?;
+            });
+            // A blocking thread may still wait in the kernel for a call the
+            // agent already dropped (a collector's open of a FIFO or read of
+            // a hung network file); dropping the runtime would wait for it
+            // forever. What the agent writes itself was awaited by `run`.
+            rt.shutdown_timeout(EXIT_GRACE);
+            ran?;
         }
         Command::CompileCollector { cache } => {
             wasmtap_host::runtime::cache::compile_child(&cache, std::io::stdin().lock())

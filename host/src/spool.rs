@@ -178,7 +178,9 @@ impl Spool {
         let path = segment_path(dir, next_id);
         let active = open_append(&path)?;
         segments.push_back(Segment { id: next_id, path, bytes: 0, max_seq: 0 });
-        let next_seq = (max_seq + 1).max(now_ms << 16);
+        // Saturating: a stored record (an acknowledgement an older agent
+        // took from a rogue proxy, say) may hold u64::MAX.
+        let next_seq = max_seq.saturating_add(1).max(now_ms << 16);
         let mut spool = Self {
             dir: dir.to_owned(),
             cap,
@@ -208,7 +210,7 @@ impl Spool {
     /// The sequence number the next batch gets.
     pub fn next_seq(&mut self) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         seq
     }
 

@@ -4,6 +4,7 @@
 //! a whole such block as easily as one address), and eviction: when the
 //! global table is full, the oldest unauthenticated connection is dropped
 //! to admit the new one, so idle sockets cannot lock reconnecting agents out.
+//! Its counters appear on `/metrics` ([`Gate::render`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use crate::config::Limits;
+use crate::exposition::{self, Kind};
 
 /// Sources tracked before idle ones are forgotten.
 const SWEEP_AT: usize = 4_096;
@@ -50,7 +52,52 @@ struct State {
     open: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
     next: u64,
     sources: HashMap<IpAddr, Source>,
-    evicted: u64,
+    counts: Counts,
+}
+
+/// What the gate did so far, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Connections dropped unauthenticated to admit newer ones.
+    pub evicted: u64,
+    /// Connections refused: their network had its share mid-handshake.
+    pub refused_source: u64,
+    /// Connections refused: their network opened connections too fast.
+    pub refused_rate: u64,
+    /// Connections dropped for sending no first frame in time.
+    pub first_frame_timeouts: u64,
+    /// Connections dropped for not completing the handshake in time.
+    pub handshake_timeouts: u64,
+}
+
+impl Counts {
+    /// Connections refused so far, for every reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_source + self.refused_rate
+    }
+
+    /// Connections dropped so far for missing either deadline.
+    pub fn timeouts(&self) -> u64 {
+        self.first_frame_timeouts + self.handshake_timeouts
+    }
+}
+
+/// Which deadline an unauthenticated connection missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// `first_frame_timeout`: no hello.
+    FirstFrame,
+    /// `handshake_timeout`: the handshake did not complete.
+    Handshake,
+}
+
+impl std::fmt::Display for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Deadline::FirstFrame => "first frame",
+            Deadline::Handshake => "handshake",
+        })
+    }
 }
 
 /// Why a connection was turned away.
@@ -84,7 +131,12 @@ pub struct Ticket {
 impl Gate {
     /// A gate enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        let state = State { open: BTreeMap::new(), next: 0, sources: HashMap::new(), evicted: 0 };
+        let state = State {
+            open: BTreeMap::new(),
+            next: 0,
+            sources: HashMap::new(),
+            counts: Counts::default(),
+        };
         Self { limits, state: Arc::new(Mutex::new(state)) }
     }
 
@@ -113,9 +165,11 @@ impl Gate {
         src.tokens = (src.tokens + elapsed * rate).min(2.0 * rate);
         src.refilled = now;
         if src.unauthenticated >= self.limits.max_unauthenticated_per_source {
+            s.counts.refused_source += 1;
             return Err(Refused::Source);
         }
         if src.tokens < 1.0 {
+            s.counts.refused_rate += 1;
             return Err(Refused::Rate);
         }
         src.tokens -= 1.0;
@@ -125,7 +179,7 @@ impl Gate {
             if let Some(src) = s.sources.get_mut(&old_net) {
                 src.unauthenticated -= 1;
             }
-            s.evicted += 1;
+            s.counts.evicted += 1;
             signal.notify_one();
         }
         let id = s.next;
@@ -142,7 +196,70 @@ impl Gate {
 
     /// Connections dropped so far to make room for newer ones.
     pub fn evicted(&self) -> u64 {
-        self.lock().evicted
+        self.lock().counts.evicted
+    }
+
+    /// Everything the gate counted so far.
+    pub fn counts(&self) -> Counts {
+        self.lock().counts
+    }
+
+    /// The `wasmtap_proxy_unauthenticated_*` families.
+    pub fn render(&self, out: &mut String) {
+        let (open, c) = {
+            let s = self.lock();
+            (s.open.len(), s.counts)
+        };
+        let name = "wasmtap_proxy_unauthenticated_connections";
+        let help = "Connections admitted that have not completed the handshake.";
+        exposition::family(out, name, help, Kind::Gauge);
+        exposition::sample(out, name, &[], open as f64, None);
+        let name = "wasmtap_proxy_unauthenticated_max";
+        let help = "How many unauthenticated connections are admitted at once (max_unauthenticated); when full, the oldest is dropped for a new one.";
+        exposition::family(out, name, help, Kind::Gauge);
+        exposition::sample(out, name, &[], self.limits.max_unauthenticated as f64, None);
+        let name = "wasmtap_proxy_unauthenticated_evicted_total";
+        let help =
+            "Unauthenticated connections dropped to admit a newer one because the table was full.";
+        exposition::family(out, name, help, Kind::Counter);
+        exposition::sample(out, name, &[], c.evicted as f64, None);
+        let refused = [("network_share", c.refused_source), ("network_rate", c.refused_rate)];
+        labelled_counter(
+            out,
+            "wasmtap_proxy_unauthenticated_refused_total",
+            "Connections refused before the handshake, by reason (network_share: max_unauthenticated_per_source reached; network_rate: handshakes_per_source exceeded).",
+            "reason",
+            &refused,
+        );
+        let timeouts =
+            [("first_frame", c.first_frame_timeouts), ("handshake", c.handshake_timeouts)];
+        labelled_counter(
+            out,
+            "wasmtap_proxy_unauthenticated_timeouts_total",
+            "Unauthenticated connections dropped for missing a deadline (first_frame_timeout, handshake_timeout).",
+            "deadline",
+            &timeouts,
+        );
+    }
+}
+
+/// A counter family with one sample per value of `label`.
+fn labelled_counter(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+    exposition::family(out, name, help, Kind::Counter);
+    for (value, n) in values {
+        let labels = [(label.to_owned(), (*value).to_owned())];
+        exposition::sample(out, name, &labels, *n as f64, None);
+    }
+}
+
+impl Ticket {
+    /// Counts this connection as dropped for missing `deadline`.
+    pub fn timed_out(&self, deadline: Deadline) {
+        let mut s = self.gate.lock();
+        match deadline {
+            Deadline::FirstFrame => s.counts.first_frame_timeouts += 1,
+            Deadline::Handshake => s.counts.handshake_timeouts += 1,
+        }
     }
 }
 
@@ -214,6 +331,55 @@ mod tests {
         let again: Vec<Ticket> =
             (0..3).map(|_| g.admit([10, 0, 0, 1].into(), later).expect("quota back")).collect();
         assert_eq!(again.len(), 3);
+    }
+
+    #[test]
+    fn refusals_evictions_and_timeouts_are_counted_on_metrics() {
+        let g = gate();
+        let t0 = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let held: Vec<Ticket> = (0..3).map(|_| g.admit(a, t0).expect("share")).collect();
+        assert_eq!(g.admit(a, t0).err(), Some(Refused::Source));
+        drop(held);
+        let oldest = g.admit(a, t0).expect("last of the burst");
+        assert_eq!(g.admit(a, t0).err(), Some(Refused::Rate));
+        // Four more fill the table; the fifth evicts the oldest.
+        let others: Vec<Ticket> =
+            (1..=5u8).map(|i| g.admit([10, i, 0, 1].into(), t0).expect("room")).collect();
+        others[0].timed_out(Deadline::FirstFrame);
+        others[1].timed_out(Deadline::Handshake);
+        others[2].timed_out(Deadline::Handshake);
+        let c = g.counts();
+        assert_eq!(
+            c,
+            Counts {
+                evicted: 1,
+                refused_source: 1,
+                refused_rate: 1,
+                first_frame_timeouts: 1,
+                handshake_timeouts: 2,
+            }
+        );
+        assert_eq!((c.refused(), c.timeouts()), (2, 3));
+        let mut text = String::new();
+        g.render(&mut text);
+        for line in [
+            "# TYPE wasmtap_proxy_unauthenticated_connections gauge\n",
+            "\nwasmtap_proxy_unauthenticated_connections 5.0\n",
+            "\nwasmtap_proxy_unauthenticated_max 5.0\n",
+            "# TYPE wasmtap_proxy_unauthenticated_evicted_total counter\n",
+            "\nwasmtap_proxy_unauthenticated_evicted_total 1.0\n",
+            "\nwasmtap_proxy_unauthenticated_refused_total{reason=\"network_share\"} 1.0\n",
+            "\nwasmtap_proxy_unauthenticated_refused_total{reason=\"network_rate\"} 1.0\n",
+            "\nwasmtap_proxy_unauthenticated_timeouts_total{deadline=\"first_frame\"} 1.0\n",
+            "\nwasmtap_proxy_unauthenticated_timeouts_total{deadline=\"handshake\"} 2.0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        drop((oldest, others));
+        let mut text = String::new();
+        g.render(&mut text);
+        assert!(text.contains("\nwasmtap_proxy_unauthenticated_connections 0.0\n"), "{text}");
     }
 
     /// Whether a future is ready on its first poll.

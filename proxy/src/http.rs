@@ -44,6 +44,8 @@ pub struct HttpState {
     pub remote_write: Vec<Arc<RemoteWrite>>,
     /// The store, whose damage counters `/metrics` shows.
     pub store: Arc<Store>,
+    /// The admission gate, whose counters `/metrics` shows.
+    pub gate: crate::gate::Gate,
 }
 
 /// A response body: held in memory, or streamed.
@@ -137,6 +139,7 @@ async fn metrics(state: &Arc<HttpState>) -> HttpResponse {
         remote_write::render_families(&state.remote_write, &mut text);
         state.store.damage().render(&mut text);
         state.store.usage().render(&mut text);
+        state.gate.render(&mut text);
         text
     })
     .await;

@@ -23,6 +23,7 @@ use wasmtap_protocol::keyfile::{self, KeyFileError, Origin};
 use crate::bindings::{Bindings, BindingsError};
 use crate::config::{Config, HttpConfig};
 use crate::display::Print;
+use crate::gate::Gate;
 use crate::http::{self, HttpState};
 use crate::latest::Latest;
 use crate::remote_write::{RemoteWrite, RemoteWriteError};
@@ -144,6 +145,7 @@ impl Bound {
         }
         let commits = store.commits().clone();
         let sessions = Arc::new(Sessions::default());
+        let gate = Gate::new(config.limits);
         if let Some((http_listener, http_cfg)) = http {
             let latest = Arc::new(Latest::new(http_cfg.max_series, http_cfg.series_ttl));
             // The table is rebuilt from what arrived within its TTL.
@@ -162,6 +164,7 @@ impl Bound {
                 latest,
                 remote_write: remote,
                 store: store.clone(),
+                gate: gate.clone(),
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -175,7 +178,7 @@ impl Bound {
             sinks.push(tokio::spawn(live::run(tail, Arc::new(Print), commits, sinks_stop)));
         }
         let hub = Arc::new(Hub::new(config, identity, bindings, store.clone(), sessions));
-        let served = server::run(listener, hub, shutdown).await;
+        let served = server::run(listener, hub, gate, shutdown).await;
         tracing::info!("shutting down: sessions closed, delivering what is stored");
         store.close();
         let _ = stop_sinks.send(true);

@@ -245,6 +245,7 @@ mod tests {
             latest: Arc::new(crate::latest::Latest::new(10, D::from_secs(60))),
             remote_write: Vec::new(),
             store: store.clone(),
+            gate: crate::gate::Gate::new(crate::config::Limits::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

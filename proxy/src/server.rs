@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use wasmtap_protocol::identity::StaticKey;
 
 use crate::bindings::{Bindings, Verdict};
 use crate::config::Config;
-use crate::gate::{Gate, Ticket};
+use crate::gate::{Deadline, Gate, Ticket};
 use crate::link::{self, Link, SHUTDOWN_SETTLE};
 use crate::sessions::{Pending, Registration, Sessions};
 use crate::store::{Store, StoreError};
@@ -43,9 +42,9 @@ pub enum ConnError {
     /// The agent hung up.
     #[error("agent closed the connection")]
     Eof,
-    /// A deadline passed.
+    /// A deadline before authentication passed.
     #[error("{0} timed out")]
-    Timeout(&'static str),
+    Timeout(Deadline),
     /// The agent sent bytes that are not valid frames.
     #[error("invalid frame: {0}")]
     Frame(#[from] FrameError),
@@ -119,13 +118,13 @@ impl Hub {
 
 /// Serves agents on `listener` until `shutdown` flips, then waits (a
 /// bounded time) for the sessions to acknowledge what is stored and close.
+/// Connections are admitted through `gate` (shared with `/metrics`).
 pub async fn run(
     listener: TcpListener,
     hub: Arc<Hub>,
+    gate: Gate,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let gate = Gate::new(hub.config.limits);
-    let refused = AtomicU64::new(0);
     // Every session task holds a sender: once all are dropped, all ended.
     let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
     loop {
@@ -145,7 +144,7 @@ pub async fn run(
         let ticket = match gate.admit(peer.ip(), std::time::Instant::now()) {
             Ok(t) => t,
             Err(why) => {
-                let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = gate.counts().refused();
                 if n.is_power_of_two() {
                     tracing::warn!(%peer, reason = %why, refused = n, "connection refused before the handshake");
                 }
@@ -156,12 +155,22 @@ pub async fn run(
         let hub = hub.clone();
         let shutdown = shutdown.clone();
         let alive = alive.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let _alive = alive;
             match serve(stream, peer, &hub, ticket, shutdown).await {
                 Ok(()) | Err(ConnError::Eof) => tracing::info!(%peer, "agent disconnected"),
                 Err(ConnError::Evicted) => {
                     tracing::debug!(%peer, "unauthenticated connection dropped")
+                }
+                Err(e @ ConnError::Timeout(_)) => {
+                    // Before authentication: sampled, so idle sockets do not flood the log.
+                    let n = gate.counts().timeouts();
+                    if n.is_power_of_two() {
+                        tracing::warn!(%peer, error = %e, timeouts = n, "connection ended before the handshake");
+                    } else {
+                        tracing::debug!(%peer, error = %e, "connection ended before the handshake");
+                    }
                 }
                 Err(ConnError::Handshake(_)) => {} // logged where it was refused
                 Err(e) => tracing::warn!(%peer, error = %e, "connection ended"),
@@ -225,7 +234,7 @@ async fn handshake(
     let hello =
         tokio::time::timeout(hub.config.limits.first_frame_timeout, read_frame(stream, decoder))
             .await
-            .map_err(|_| ConnError::Timeout("first frame"))??;
+            .map_err(|_| ConnError::Timeout(Deadline::FirstFrame))??;
     let now = crate::now_ms();
     let read = {
         let mut guard = hub.replays.lock().unwrap_or_else(PoisonError::into_inner);
@@ -262,12 +271,20 @@ async fn serve(
     let evicted = ticket.evicted.clone();
     // Boxed: the handshake's state (key material, several KiB) lives on the
     // heap only until the session is up.
-    let est = tokio::select! {
+    let handshaken = tokio::select! {
         r = tokio::time::timeout(
             hub.config.limits.handshake_timeout,
             Box::pin(handshake(&mut stream, peer, &mut decoder, hub)),
-        ) => r.map_err(|_| ConnError::Timeout("handshake"))??,
+        ) => r.unwrap_or(Err(ConnError::Timeout(Deadline::Handshake))),
         () = evicted.notified() => return Err(ConnError::Evicted),
+    };
+    let est = match handshaken {
+        Ok(est) => est,
+        Err(ConnError::Timeout(deadline)) => {
+            ticket.timed_out(deadline);
+            return Err(ConnError::Timeout(deadline));
+        }
+        Err(e) => return Err(e),
     };
     drop(ticket);
     let registered = match admit(&est, hub).await {

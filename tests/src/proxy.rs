@@ -134,6 +134,21 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The value of `series` (a metric name with its labels, as printed:
+    /// `name{label="value"}`) on the proxy's `/metrics`; `None` if absent.
+    pub fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let addr = self.http.context("the proxy has no [http] listener")?;
+        let response = crate::http::get(addr, "/metrics", &[])?;
+        anyhow::ensure!(response.status == 200, "GET /metrics: {}", response.status);
+        let prefix = format!("{series} ");
+        Ok(response
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok()))
+    }
+
     /// `wasmtap-proxy query --json` with extra arguments, one value per line.
     pub fn query(&self, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
         query(&self.config, args)

@@ -163,3 +163,85 @@ fn collectors_blocked_in_host_calls_are_cut_off_at_their_deadline() -> anyhow::R
     })?;
     Ok(())
 }
+
+/// A collector blocked in a file operation on a real filesystem (opening a
+/// FIFO no one writes to, in a granted temporary directory: the open waits
+/// in the kernel on one of the agent's blocking threads) is cut off at its
+/// 100 ms deadline all the same, counted as a timeout and quarantined,
+/// while `load` keeps its schedule. A grant outside `/proc` and `/sys` is
+/// what puts the collector's file operations on the blocking threads.
+#[test]
+fn a_collector_blocked_opening_a_slow_file_is_cut_off_at_its_deadline() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let grant = dir.path().join("grant");
+    std::fs::create_dir_all(&grant)?;
+    // The `probe` collector's first operation reads `<grant>/inside.txt`:
+    // here a FIFO without a writer, so the open never returns by itself.
+    let fifo = grant.join("inside.txt");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o644))?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) = Agent::prepare(
+        &agent_dir,
+        "web-01",
+        proxy.addr.port(),
+        &key,
+        &["load", "testing/probe"],
+        "quarantine_after = 3",
+    )?;
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(
+        plugins.join("probe.toml"),
+        format!(
+            "interval = \"1s\"\ntimeout = \"100ms\"\n[grants]\nread = [{grant:?}]\nenv = []\n[config]\ngrant = {grant:?}\noutside = {outside:?}\n",
+            grant = grant.display().to_string(),
+            outside = outside.display().to_string(),
+        ),
+    )?;
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins)?;
+    let ctl = Ctl::new(&proxy, "web-01");
+
+    let entries = quarantined(&ctl, &agent, &["probe"])?;
+    let c = &entries[0];
+    assert_eq!((count(c, "calls"), count(c, "timeouts")), (3, 3), "{c}");
+    assert_eq!(count(c, "failures"), 3, "{c}");
+    let per_call = c["call_time_ms"].as_f64().unwrap_or(f64::MAX) / 3.0;
+    eprintln!("probe: {per_call:.1} ms per call blocked opening a FIFO under a 100 ms deadline");
+    assert!(per_call < 500.0, "a blocked open ran {per_call} ms past a 100 ms deadline: {c}");
+    assert!(c["reason"].as_str().is_some_and(|r| r.contains("timed out")), "{c}");
+    assert!(proxy.query(&["--collector", "probe"])?.is_empty(), "nothing of the probe stored");
+
+    // `load` kept its 1 s schedule while the probe's opens hung, and goes on.
+    let calls = |c: Option<Value>| c.map_or(0, |c| count(&c, "calls"));
+    let before = calls(ctl.collector("load")?);
+    wait::until(Duration::from_secs(20), "load to keep being called", || {
+        Ok((calls(ctl.collector("load")?) >= before + 2).then_some(()))
+    })?;
+    let mut times: Vec<u64> = proxy
+        .query(&["--collector", "load"])?
+        .iter()
+        .filter(|r| r["field"] == "load1")
+        .filter_map(|r| r["time"].as_u64())
+        .collect();
+    times.sort_unstable();
+    assert!(times.len() >= 5, "{times:?}");
+    let worst = times.windows(2).map(|w| (w[1] - w[0]).abs_diff(1_000)).max().unwrap_or(0);
+    assert!(worst <= 500, "a load tick was {worst} ms off schedule: {times:?}");
+
+    // The opens still wait in the kernel on blocking threads (one per call;
+    // quarantine ends the calls); the agent nevertheless exits on SIGTERM.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", agent.pid()))?;
+    let waits: Vec<String> =
+        tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("wchan")).ok()).collect();
+    eprintln!("agent threads: {}, waiting in: {waits:?}", waits.len());
+    let log = agent.log.clone();
+    let stopping = std::time::Instant::now();
+    let status = agent.terminate(Duration::from_secs(20)).with_context(|| {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("SIGTERM with opens still waiting in the kernel; agent log:\n{log}")
+    })?;
+    assert!(status.success(), "{status}");
+    eprintln!("the agent exited {:?} after SIGTERM", stopping.elapsed());
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! from another network, hundreds of connections that never speak and
 //! hundreds that send junk, reconnecting as fast as they are dropped; and
 //! 2,000 idle connections from 200 networks, more than the whole
-//! unauthenticated table holds.
+//! unauthenticated table holds. What the admission gate did is read from
+//! the proxy's own counters on `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,7 +70,9 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
     let proxy = Proxy::start_with(
         &dir.path().join("proxy"),
         &[("shop", &key)],
-        "[limits]\nhandshake_timeout = \"5s\"\nmax_unauthenticated = 256\nmax_unauthenticated_per_source = 32\nhandshakes_per_source = 100\n",
+        &format!(
+            "{HTTP}[limits]\nhandshake_timeout = \"5s\"\nmax_unauthenticated = 256\nmax_unauthenticated_per_source = 32\nhandshakes_per_source = 100\n"
+        ),
     )?;
     let target = proxy.addr;
     let until = Instant::now() + Duration::from_secs(25);
@@ -101,9 +104,28 @@ fn real_agents_connect_through_a_flood_of_junk_and_silent_connections() -> anyho
     attacker.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
     let opened = opened.load(Ordering::Relaxed);
     assert!(opened > 1_000, "the flood was real: {opened} connections");
-    let log = proxy.log_text();
-    assert!(log.contains("connection refused before the handshake"), "the gate turned some away");
+    // The flooding network was turned away for its share or its rate.
+    let refused = REFUSED
+        .iter()
+        .map(|series| Ok(proxy.metric(series)?.unwrap_or(0.0)))
+        .sum::<anyhow::Result<f64>>()?;
+    assert!(refused > 0.0, "the gate turned some away (refused {refused})");
     Ok(())
+}
+
+/// An `[http]` listener, for the gate's counters on `/metrics`.
+const HTTP: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
+const OPEN: &str = "wasmtap_proxy_unauthenticated_connections";
+const MAX: &str = "wasmtap_proxy_unauthenticated_max";
+const EVICTED: &str = "wasmtap_proxy_unauthenticated_evicted_total";
+const REFUSED: [&str; 2] = [
+    "wasmtap_proxy_unauthenticated_refused_total{reason=\"network_share\"}",
+    "wasmtap_proxy_unauthenticated_refused_total{reason=\"network_rate\"}",
+];
+
+/// A gauge or counter of the gate that must be on `/metrics`.
+fn gate_metric(proxy: &Proxy, series: &str) -> anyhow::Result<f64> {
+    proxy.metric(series)?.with_context(|| format!("{series} missing from /metrics"))
 }
 
 fn tail(text: &str) -> String {
@@ -165,7 +187,9 @@ fn idle_connections_from_200_networks_do_not_lock_a_fresh_agent_out() -> anyhow:
     let key = new_key("shop")?;
     // Default limits: 1,024 unauthenticated in all, 64 per network, the
     // first frame within 2 s.
-    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], HTTP)?;
+    let max = gate_metric(&proxy, MAX)?;
+    assert_eq!(max, 1_024.0, "the default table size");
     let target = proxy.addr;
     let until = Instant::now() + Duration::from_secs(20);
     // 127.1.0.1 .. 127.1.219.1: 220 different /24s of 127.0.0.0/8.
@@ -176,7 +200,13 @@ fn idle_connections_from_200_networks_do_not_lock_a_fresh_agent_out() -> anyhow:
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(rt.block_on(hold_idle(networks, 10, target, until)))
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the idle connections build up: the table is full and the gate has
+    // begun to drop its oldest entries.
+    let evicted_before = wait::until(Duration::from_secs(15), "the table full", || {
+        let evicted = gate_metric(&proxy, EVICTED)?;
+        Ok((evicted > 0.0).then_some(evicted))
+    })
+    .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
     let _agent = Agent::start(
         &dir.path().join("agent"),
         "edge-1",
@@ -189,6 +219,16 @@ fn idle_connections_from_200_networks_do_not_lock_a_fresh_agent_out() -> anyhow:
         Ok((rows.len() >= 5).then_some(()))
     })
     .with_context(|| format!("proxy log tail:\n{}", tail(&proxy.log_text())))?;
+    // The agent got in while the gate was still dropping the oldest
+    // unauthenticated connections for newer ones, and the table never held
+    // more than its size.
+    let (evicted, open) = (gate_metric(&proxy, EVICTED)?, gate_metric(&proxy, OPEN)?);
+    assert!(
+        evicted > evicted_before,
+        "evictions went on while the agent connected ({evicted_before} before, {evicted} after)"
+    );
+    assert!(open <= max, "{open} unauthenticated connections held, more than {max}");
+    eprintln!("evicted: {evicted_before} before the agent started, {evicted} once it delivered");
     let (opened, peak) = attacker.join().map_err(|_| anyhow::anyhow!("attacker panicked"))??;
     // Every attacker socket connected at least once, and more were held at
     // once than the proxy admits before the handshake (1,024), so the gate had

@@ -121,8 +121,19 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         super::remove(&path);
     }
     for Found { id, spans, batches } in found {
+        // Damaged spans between the same two intact batches (on both sides
+        // of an intact acknowledgement, say) share one loss: the numbers
+        // between the two, counted with the first of them.
+        let mut last_between = None;
         for span in spans {
-            let lost = count_lost(span, &batches, out.acked);
+            let mut lost = count_lost(span, &batches, out.acked);
+            let between = lost.after.zip(lost.before);
+            if between.is_some() {
+                if between == last_between {
+                    lost.batches = 0;
+                }
+                last_between = between;
+            }
             out.corrupt_batches += lost.batches;
             tracing::warn!(
                 path = %segment_path(dir, id).display(),

@@ -76,6 +76,25 @@ fn a_torn_tail_is_truncated_and_the_rest_kept() {
 }
 
 #[test]
+fn sequence_numbers_at_the_top_of_the_range_do_not_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        spool.append(Batch { seq: u64::MAX - 1, samples: batch(1, 1).samples }).expect("append");
+    }
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), [u64::MAX - 1]);
+    assert_eq!((spool.next_seq(), spool.next_seq()), (u64::MAX, u64::MAX), "saturated");
+    // An acknowledgement of everything there could be, as a rogue proxy
+    // sent them to agents that did not check yet.
+    spool.ack(u64::MAX).expect("ack");
+    drop(spool);
+    let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert!(pending(&spool).is_empty());
+    assert_eq!(spool.next_seq(), u64::MAX);
+}
+
+#[test]
 fn over_the_cap_the_oldest_are_dropped_and_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = 64 * 1024;
@@ -190,6 +209,27 @@ fn a_damaged_run_of_records_is_counted_by_the_sequence_numbers_around_it() {
     let spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
     assert_eq!(pending(&spool), [&seqs[..2], &seqs[6..]].concat());
     assert_eq!(spool.stats().corrupt_batches, 4);
+}
+
+#[test]
+fn damage_on_both_sides_of_an_acknowledgement_is_counted_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seqs = {
+        let mut spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("open");
+        let mut seqs = fill(&mut spool, 2, 3);
+        spool.ack(seqs[0]).expect("ack");
+        seqs.extend(fill(&mut spool, 2, 3));
+        seqs
+    };
+    // Batch 0, batch 1, the acknowledgement of batch 0, batch 2, batch 3.
+    let (path, offsets) = only_segment(dir.path());
+    assert_eq!(offsets.len(), 5);
+    damage(&path, (offsets[1] + offsets[2]) / 2, &[0x20]);
+    damage(&path, (offsets[3] + offsets[4]) / 2, &[0x20]);
+    let spool = Spool::open(dir.path(), DEFAULT_CAP_BYTES, 1).expect("reopen");
+    assert_eq!(pending(&spool), [seqs[3]]);
+    // Two damaged spans between batches 0 and 3: batches 1 and 2 lost, once.
+    assert_eq!(spool.stats().corrupt_batches, 2);
 }
 
 #[test]
