@@ -17,6 +17,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wasmtap_protocol::message::{Batch, Sample, Value};
 use wasmtap_protocol::record;
+use wasmtap_protocol_fuzz::damage::{self, Op, Span};
 use wasmtap_protocol_fuzz::records as model;
 use wasmtap_proxy::store::recover::recover;
 use wasmtap_proxy::store::{MAX_RECORD, StoredBatch, format};
@@ -43,14 +44,6 @@ struct RecordSpec {
     received_ms: u64,
     legacy: bool,
     samples: Vec<SampleSpec>,
-}
-
-#[derive(Debug, Arbitrary)]
-enum Op {
-    Flip { at: u16, mask: u8 },
-    Overwrite { at: u16, bytes: Vec<u8> },
-    Insert { at: u16, bytes: Vec<u8> },
-    Cut { at: u16 },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -89,24 +82,10 @@ fn stored(spec: RecordSpec) -> StoredBatch {
     }
 }
 
-/// A record's span in the current bytes, and whether damage touched it.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    end: usize,
-    alive: bool,
-}
-
 fn encoded(r: &StoredBatch) -> Vec<u8> {
     let mut out = Vec::new();
     format::encode(r, &mut out);
     out
-}
-
-fn kill_at(spans: &mut [Span], i: usize) {
-    for s in spans.iter_mut().filter(|s| s.start <= i && i < s.end) {
-        s.alive = false;
-    }
 }
 
 fuzz_target!(|input: Input| {
@@ -127,51 +106,10 @@ fuzz_target!(|input: Input| {
         } else {
             record::append_with(&mut bytes, |out| format::encode(&r, out));
         }
-        spans.push(Span { start, end: bytes.len(), alive: true });
+        spans.push(Span::new(start, bytes.len()));
         records.push(r);
     }
-    for op in input.ops.into_iter().take(8) {
-        match op {
-            Op::Flip { at, mask } if !bytes.is_empty() && mask != 0 => {
-                let i = usize::from(at) % bytes.len();
-                bytes[i] ^= mask;
-                kill_at(&mut spans, i);
-            }
-            Op::Overwrite { at, bytes: with } if !bytes.is_empty() => {
-                let i = usize::from(at) % bytes.len();
-                for (j, b) in with.into_iter().take(64).enumerate() {
-                    if let Some(old) = bytes.get_mut(i + j).filter(|old| **old != b) {
-                        *old = b;
-                        kill_at(&mut spans, i + j);
-                    }
-                }
-            }
-            Op::Insert { at, bytes: with } => {
-                let with: Vec<u8> = with.into_iter().take(64).collect();
-                let i = usize::from(at) % (bytes.len() + 1);
-                for s in spans.iter_mut() {
-                    if s.start < i && i < s.end {
-                        s.alive = false;
-                    }
-                    if s.start >= i {
-                        s.start += with.len();
-                    }
-                    if s.end > i {
-                        s.end += with.len();
-                    }
-                }
-                bytes.splice(i..i, with);
-            }
-            Op::Cut { at } => {
-                let i = usize::from(at) % (bytes.len() + 1);
-                bytes.truncate(i);
-                for s in spans.iter_mut().filter(|s| s.end > i) {
-                    s.alive = false;
-                }
-            }
-            _ => {}
-        }
-    }
+    damage::apply(&mut bytes, &mut spans, |s| s, input.ops.into_iter().take(8));
 
     let got = recover(&bytes);
     if !got.gave_up {

@@ -27,6 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use wasmtap_host::spool::Spool;
 use wasmtap_protocol::message::{self, Batch, Sample, Value};
 use wasmtap_protocol::record;
+use wasmtap_protocol_fuzz::damage::{self, Op, Span};
 use wasmtap_protocol_fuzz::records as model;
 
 /// The spool's largest record (`MAX_RECORD` in `host/src/spool.rs`).
@@ -45,14 +46,6 @@ enum RecordSpec {
 }
 
 #[derive(Debug, Arbitrary)]
-enum Op {
-    Flip { at: u16, mask: u8 },
-    Overwrite { at: u16, bytes: Vec<u8> },
-    Insert { at: u16, bytes: Vec<u8> },
-    Cut { at: u16 },
-}
-
-#[derive(Debug, Arbitrary)]
 enum SegmentSpec {
     /// Records as the agent writes them, then damage.
     Records { skip: u8, records: Vec<RecordSpec>, ops: Vec<Op> },
@@ -66,14 +59,10 @@ struct Input {
     segments: Vec<SegmentSpec>,
 }
 
-/// What a record in a segment is, where it lies, whether damage touched
-/// it, and whether a cut removed every byte of it (leaving no trace).
+/// What a record in a segment is, and where it lies after the damage.
 #[derive(Debug)]
 struct Written {
-    start: usize,
-    end: usize,
-    alive: bool,
-    gone: bool,
+    span: Span,
     kind: Kind,
 }
 
@@ -103,12 +92,6 @@ fn batch(seq: u64, values: Vec<(u16, f64)>) -> Batch {
         })
         .collect();
     Batch { seq, samples }
-}
-
-fn kill_at(records: &mut [Written], i: usize) {
-    for r in records.iter_mut().filter(|r| r.start <= i && i < r.end) {
-        r.alive = false;
-    }
 }
 
 /// Builds one segment from `spec`; `seq` is the sequence number the next
@@ -153,51 +136,9 @@ fn build(spec: SegmentSpec, seq: &mut Option<u64>, newest: &mut Option<u64>) -> 
                 Kind::Foreign
             }
         };
-        records.push(Written { start, end: bytes.len(), alive: true, gone: false, kind });
+        records.push(Written { span: Span::new(start, bytes.len()), kind });
     }
-    for op in ops.into_iter().take(6) {
-        match op {
-            Op::Flip { at, mask } if !bytes.is_empty() && mask != 0 => {
-                let i = usize::from(at) % bytes.len();
-                bytes[i] ^= mask;
-                kill_at(&mut records, i);
-            }
-            Op::Overwrite { at, bytes: with } if !bytes.is_empty() => {
-                let i = usize::from(at) % bytes.len();
-                for (j, b) in with.into_iter().take(64).enumerate() {
-                    if let Some(old) = bytes.get_mut(i + j).filter(|old| **old != b) {
-                        *old = b;
-                        kill_at(&mut records, i + j);
-                    }
-                }
-            }
-            Op::Insert { at, bytes: with } => {
-                let with: Vec<u8> = with.into_iter().take(64).collect();
-                let i = usize::from(at) % (bytes.len() + 1);
-                for r in records.iter_mut() {
-                    if r.start < i && i < r.end {
-                        r.alive = false;
-                    }
-                    if r.start >= i {
-                        r.start += with.len();
-                    }
-                    if r.end > i {
-                        r.end += with.len();
-                    }
-                }
-                bytes.splice(i..i, with);
-            }
-            Op::Cut { at } => {
-                let i = usize::from(at) % (bytes.len() + 1);
-                bytes.truncate(i);
-                for r in records.iter_mut().filter(|r| r.end > i) {
-                    r.alive = false;
-                    r.gone |= r.start >= i;
-                }
-            }
-            _ => {}
-        }
-    }
+    damage::apply(&mut bytes, &mut records, |r| &mut r.span, ops.into_iter().take(6));
     Segment { bytes, records, raw: false }
 }
 
@@ -210,9 +151,9 @@ fn unpredictable(seg: &Segment) -> bool {
         return true;
     }
     let m = model::scan(&seg.bytes, MAX_RECORD);
-    m.records
-        .iter()
-        .any(|(offset, _)| seg.raw || !seg.records.iter().any(|r| r.alive && r.start == *offset))
+    m.records.iter().any(|(offset, _)| {
+        seg.raw || !seg.records.iter().any(|r| r.span.alive && r.span.start == *offset)
+    })
 }
 
 /// The pending sequence numbers as `next_pending` walks them (stopping
@@ -259,7 +200,7 @@ fuzz_target!(|input: Input| {
             .iter()
             .flat_map(|s| &s.records)
             .filter_map(|r| match r.kind {
-                Kind::Ack(a) if r.alive => Some(a),
+                Kind::Ack(a) if r.span.alive => Some(a),
                 _ => None,
             })
             .max()
@@ -268,7 +209,7 @@ fuzz_target!(|input: Input| {
             .iter()
             .flat_map(|s| &s.records)
             .filter_map(|r| match &r.kind {
-                Kind::Batch(b) if r.alive && b.seq > acked => Some(b),
+                Kind::Batch(b) if r.span.alive && b.seq > acked => Some(b),
                 _ => None,
             })
             .collect();
@@ -287,7 +228,7 @@ fuzz_target!(|input: Input| {
             let tail = if last { scanned.valid_len } else { usize::MAX };
             let mut spans: Vec<usize> = scanned.damaged.iter().map(|d| d.offset).collect();
             spans.extend(seg.records.iter().filter_map(|r| match r.kind {
-                Kind::Foreign if r.alive => Some(r.start),
+                Kind::Foreign if r.span.alive => Some(r.span.start),
                 _ => None,
             }));
             if !last && scanned.valid_len < seg.bytes.len() {
@@ -296,8 +237,8 @@ fuzz_target!(|input: Input| {
             let intact: Vec<usize> = seg
                 .records
                 .iter()
-                .filter(|r| r.alive && matches!(r.kind, Kind::Batch(_)))
-                .map(|r| r.start)
+                .filter(|r| r.span.alive && matches!(r.kind, Kind::Batch(_)))
+                .map(|r| r.span.start)
                 .collect();
             let inside =
                 |at: usize| intact.iter().any(|&s| s < at) && intact.iter().any(|&s| s > at);
@@ -306,14 +247,14 @@ fuzz_target!(|input: Input| {
                 .records
                 .iter()
                 .filter_map(|r| match &r.kind {
-                    Kind::Batch(b) => Some((r.alive, b.seq, r)),
+                    Kind::Batch(b) => Some((r.span.alive, b.seq, r)),
                     _ => None,
                 })
                 .collect();
             for (j, &(alive, s, r)) in batches.iter().enumerate() {
                 // A batch cut off whole leaves nothing to find (a segment
                 // may end anywhere between two records).
-                if alive || r.gone || s <= acked || r.start >= tail {
+                if alive || r.span.gone || s <= acked || r.span.start >= tail {
                     continue;
                 }
                 destroyed += 1;

@@ -6,9 +6,10 @@
 //! (and `protocol/src/handshake/mod.rs`); the targets check it too: a
 //! well-formed hand-built body must be accepted by the real code.
 //!
-//! [`records`] is a naive model of the record scanner, for the `recovery`
-//! target.
+//! [`records`] is a naive model of the record scanner, and [`damage`] the
+//! damage the recovery targets do to segments of records.
 
+pub mod damage;
 pub mod records;
 
 use std::collections::HashMap;
