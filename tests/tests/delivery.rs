@@ -220,7 +220,7 @@ fn batches_numbered_while_the_clock_was_ahead_are_renumbered_and_delivered() -> 
     let home = dir.path().join("agent");
     let (config, plugins) =
         agent_dir(&home, &["127.0.0.1"], proxy.addr.port(), &key, &["testing/ticker"], "")?;
-    let now = now_ms();
+    let now = wait::now_ms();
     let ahead = now + 3_600_000;
     let seeded: Vec<Batch> = (0..3u64)
         .map(|i| Batch {
@@ -256,12 +256,6 @@ fn batches_numbered_while_the_clock_was_ahead_are_renumbered_and_delivered() -> 
     assert!(seqs.iter().all(|s| s >> 16 < ahead - 3_000_000), "renumbered: {seqs:?}");
     assert!(log.contains("renumbered"), "{log}");
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[test]

@@ -1,15 +1,12 @@
 //! The walking skeleton, end to end: a real proxy, a real agent and the
 //! compiled `load` collector on 127.0.0.1.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtap_tests::df::df;
+use wasmtap_tests::wait::now_ms;
 use wasmtap_tests::{Agent, Proxy, new_key, wait};
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 #[test]
 fn load_samples_reach_the_store() -> anyhow::Result<()> {

@@ -3,14 +3,11 @@
 //! restart loads them from the compile cache.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use wasmtap_tests::wait::now_ms;
 use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// Copies like an operator's deploy script should: write aside, then rename.
 fn install(src: &Path, dest: &Path) -> anyhow::Result<()> {
