@@ -97,6 +97,23 @@ struct Pending {
     read_failures: u8,
 }
 
+impl Pending {
+    /// `batch`, just written as a record of `len` bytes at `offset` of
+    /// `segment`; kept in memory when `cache`.
+    fn written(batch: Batch, segment: u64, offset: u64, len: usize, cache: bool) -> Self {
+        Self {
+            seq: batch.seq,
+            samples: batch.samples.len(),
+            segment,
+            offset,
+            len,
+            size: len - record::OVERHEAD - 1,
+            cached: cache.then(|| Arc::new(batch)),
+            read_failures: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Segment {
     id: u64,
@@ -230,20 +247,11 @@ impl Spool {
         }
         seg.bytes += bytes.len() as u64;
         seg.max_seq = seg.max_seq.max(batch.seq);
-        let size = bytes.len() - record::OVERHEAD - 1;
-        self.cached_bytes += size;
+        let pending = Pending::written(batch, seg.id, offset, bytes.len(), true);
+        self.cached_bytes += pending.size;
         self.stats.pending_batches += 1;
-        self.stats.pending_samples += batch.samples.len() as u64;
-        self.pending.push_back(Pending {
-            seq: batch.seq,
-            samples: batch.samples.len(),
-            segment: seg.id,
-            offset,
-            len: bytes.len(),
-            cached: Some(Arc::new(batch)),
-            size,
-            read_failures: 0,
-        });
+        self.stats.pending_samples += pending.samples as u64;
+        self.pending.push_back(pending);
         self.trim_cache();
         self.enforce_cap();
         self.refresh_bytes();

@@ -57,8 +57,6 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmtap_protocol::record;
-
 use super::{
     KIND_ACK, KIND_RENUMBERED, Pending, Segment, Spool, SpoolError, TMP_SUFFIX, batch_record,
     io_err, remove, segment_path, u64_record,
@@ -205,16 +203,7 @@ impl Spool {
             }
             let bytes = batch_record(&batch);
             out.write_all(&bytes).map_err(io_err(tmp))?;
-            pending.push_back(Pending {
-                seq: batch.seq,
-                samples: batch.samples.len(),
-                segment: id,
-                offset,
-                len: bytes.len(),
-                size: bytes.len() - record::OVERHEAD - 1,
-                cached: cached.then(|| Arc::new(batch)),
-                read_failures: 0,
-            });
+            pending.push_back(Pending::written(batch, id, offset, bytes.len(), cached));
             offset += bytes.len() as u64;
         }
         if self.acked > 0 {
