@@ -82,6 +82,11 @@ pub struct AtCap {
     pub held: usize,
 }
 
+/// Sessions of `project` among `entries`.
+fn held(entries: &HashMap<u64, Entry>, project: &str) -> usize {
+    entries.values().filter(|e| e.info.project == project).count()
+}
+
 /// A request on its way to a session, with where its answer goes.
 #[derive(Debug)]
 pub struct Pending {
@@ -136,7 +141,7 @@ impl Sessions {
         max_sessions: usize,
     ) -> Result<(Registration, mpsc::Receiver<Pending>), AtCap> {
         let mut entries = self.lock();
-        let held = entries.values().filter(|e| e.info.project == info.project).count();
+        let held = held(&entries, &info.project);
         if held >= max_sessions {
             return Err(AtCap { held });
         }
@@ -163,7 +168,7 @@ impl Sessions {
 
     /// Sessions of `project` now.
     pub fn count(&self, project: &str) -> usize {
-        self.lock().values().filter(|e| e.info.project == project).count()
+        held(&self.lock(), project)
     }
 
     /// Sends `command args` to the agent named `agent` of `project` (its
