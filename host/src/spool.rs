@@ -210,8 +210,7 @@ impl Spool {
             stats: SpoolStats { corrupt_batches, ..SpoolStats::default() },
             future_logged: false,
         };
-        spool.stats.pending_batches = spool.pending.len() as u64;
-        spool.stats.pending_samples = spool.pending.iter().map(|p| p.samples as u64).sum();
+        spool.recount_pending();
         spool.delete_acked_segments();
         spool.refresh_bytes();
         if spool.stats.pending_batches > 0 {
@@ -372,6 +371,14 @@ impl Spool {
         self.stats.pending_batches -= 1;
         self.stats.pending_samples -= p.samples as u64;
         Some(p)
+    }
+
+    /// Sets the pending counts and the cache's size from `pending`.
+    fn recount_pending(&mut self) {
+        self.stats.pending_batches = self.pending.len() as u64;
+        self.stats.pending_samples = self.pending.iter().map(|p| p.samples as u64).sum();
+        self.cached_bytes =
+            self.pending.iter().filter(|p| p.cached.is_some()).map(|p| p.size).sum();
     }
 
     fn refresh_bytes(&mut self) {

@@ -161,10 +161,8 @@ impl Spool {
         let Rewritten { file, pending, bytes, next, renumbered } = new;
         self.segments.push_back(Segment { id, path, bytes, max_seq: next - 1 });
         self.active = file;
-        self.cached_bytes = pending.iter().filter(|p| p.cached.is_some()).map(|p| p.size).sum();
-        self.stats.pending_batches = pending.len() as u64;
-        self.stats.pending_samples = pending.iter().map(|p| p.samples as u64).sum();
         self.pending = pending;
+        self.recount_pending();
         self.next_seq = next;
         self.trim_cache();
         self.refresh_bytes();
