@@ -15,7 +15,11 @@
 //!   spends per call and per tick (the guest call, its epoch deadline,
 //!   checks, encoding, spool, encryption, sending) and nothing of the
 //!   collectors' own work, so the two agent rows separate what wasmtime and
-//!   the agent cost from what reading and parsing `/proc` costs.
+//!   the agent cost from what reading and parsing `/proc` costs;
+//! - the reading floor ([`native`]): the six collectors' file reads and
+//!   parsing done natively once a second by a small process, what reading
+//!   `/proc` costs without a sandbox. The no-op agent plus this row is the
+//!   least the agent could cost.
 //!
 //! After a warm-up, each tool's CPU time (user + system, all threads) is
 //! measured over the same window; resident memory at its end; wire bytes
@@ -25,6 +29,7 @@
 //! targets of the footprint issue.
 
 mod collectd;
+pub(crate) mod native;
 pub(crate) mod procfs;
 mod relay;
 mod scrape;
@@ -134,10 +139,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     );
     let (exporter_relay, exporter_bytes) = relay::tcp(exporter_addr)?;
     let scraper = scrape::every_second(exporter_relay);
+    // The native reading floor: this program, reading as the collectors do.
+    let reads = Proc(
+        Command::new(std::env::current_exe()?)
+            .arg("footprint-reads")
+            .spawn()
+            .context("starting the native reader")?,
+    );
 
     eprintln!("footprint: warming up for {WARM_UP:?}, then measuring {window:?}");
     std::thread::sleep(WARM_UP);
-    let pids = [agent.pid(), collectd_client.pid(), exporter.pid(), floor.pid()];
+    let pids = [agent.pid(), collectd_client.pid(), exporter.pid(), floor.pid(), reads.pid()];
     let before: Vec<procfs::Sample> =
         pids.iter().map(|p| procfs::sample(*p, ticks)).collect::<Result<_, _>>()?;
     let counts_before = [
@@ -145,6 +157,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         (collectd_bytes.get(), collectd::values_received(&work.join("collectd-server"))?),
         (exporter_bytes.get(), scraper.values()),
         (floor_bytes.get(), wasmtap_values(&bin, &work.join("floor-proxy"))?),
+        (0, 0),
     ];
     std::thread::sleep(window);
     let after: Vec<procfs::Sample> =
@@ -154,10 +167,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         (collectd_bytes.get(), collectd::values_received(&work.join("collectd-server"))?),
         (exporter_bytes.get(), scraper.values()),
         (floor_bytes.get(), wasmtap_values(&bin, &work.join("floor-proxy"))?),
+        (0, 0),
     ];
-    let names =
-        ["wasmtap agent", "collectd", "node_exporter", "wasmtap agent, six no-op collectors"];
-    let rows: Vec<Row> = (0..4)
+    let names = [
+        "wasmtap agent",
+        "collectd",
+        "node_exporter",
+        "wasmtap agent, six no-op collectors",
+        "the collectors' reads, native",
+    ];
+    let rows: Vec<Row> = (0..names.len())
         .map(|i| Row {
             name: names[i],
             cpu_s: after[i].cpu_s - before[i].cpu_s,
@@ -166,7 +185,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             values: counts_after[i].1.saturating_sub(counts_before[i].1),
         })
         .collect();
-    drop((agent, collectd_client, exporter, proxy, floor, floor_proxy));
+    drop((agent, collectd_client, exporter, proxy, floor, floor_proxy, reads));
 
     // An agent with no collectors, alone.
     let idle_window = Duration::from_secs(30.min(seconds.max(10)));
@@ -202,19 +221,20 @@ fn report(
     );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
-        let per = if r.values > 0 { r.bytes as f64 / r.values as f64 } else { f64::NAN };
+        let wire = if r.values > 0 {
+            format!("{} | {} | {:.2}", r.bytes, r.values, r.bytes as f64 / r.values as f64)
+        } else {
+            "— | — | —".to_owned()
+        };
         println!(
-            "| {} | {:.2} | {:.2} % | {:.1} MiB | {} | {} | {:.2} |",
+            "| {} | {:.2} | {:.2} % | {:.1} MiB | {wire} |",
             r.name,
             r.cpu_s,
             100.0 * r.cpu_s / secs,
             r.rss_kib as f64 / 1024.0,
-            r.bytes,
-            r.values,
-            per
         );
     }
-    let (agent, collectd, floor) = (&rows[0], &rows[1], &rows[3]);
+    let (agent, collectd, floor, reads) = (&rows[0], &rows[1], &rows[3], &rows[4]);
     let ratio = agent.cpu_s / collectd.cpu_s;
     println!(
         "\nThe floor (six no-op collectors, same window) is {:.2}× collectd's CPU and {:.1} MiB: \
@@ -223,6 +243,15 @@ fn report(
         floor.cpu_s / collectd.cpu_s,
         floor.rss_kib as f64 / 1024.0,
         agent.cpu_s - floor.cpu_s
+    );
+    println!(
+        "The same reads and parsing done natively cost {:.2} CPU-s ({:.2}× collectd's): \
+         with the no-op agent, a floor of {:.2}× collectd's CPU for the agent; the standard \
+         collectors' work costs {:.1}× what it costs natively.",
+        reads.cpu_s,
+        reads.cpu_s / collectd.cpu_s,
+        (floor.cpu_s + reads.cpu_s) / collectd.cpu_s,
+        (agent.cpu_s - floor.cpu_s) / reads.cpu_s.max(f64::EPSILON),
     );
     let per_value = agent.bytes as f64 / agent.values.max(1) as f64;
     let mib = agent.rss_kib as f64 / 1024.0;

@@ -26,6 +26,8 @@ fn main() -> anyhow::Result<()> {
         Some("examples") => authoring::build_examples().map(|_| ()),
         Some("demo") => demo::run(&args[1..]),
         Some("footprint") => footprint::run(&args[1..]),
+        // Started by `footprint` itself: the native reading floor.
+        Some("footprint-reads") => footprint::native::run(),
         Some("bench-store") => bench_store::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
