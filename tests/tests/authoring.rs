@@ -75,7 +75,7 @@ fn check_prints_fields_and_grants_and_refuses_garbage() -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     for needle in [
-        "valid wasmtap:collector@0.2.0 component",
+        "valid wasmtap:collector@0.2.1 component",
         "load1",
         "gauge",
         "read: /proc",
@@ -100,9 +100,10 @@ fn check_prints_fields_and_grants_and_refuses_garbage() -> anyhow::Result<()> {
         assert_eq!(out.status.success(), ok, "{version}: {}", text(&out.stderr));
         let said = if ok { text(&out.stdout) } else { text(&out.stderr) };
         let needle = if ok {
-            "valid wasmtap:collector@0.1.0 component".to_owned()
+            format!("valid wasmtap:collector@{version} component")
         } else {
-            "targets wasmtap:collector@0.3.0; this agent loads versions 0.2.0 and 0.1.0".to_owned()
+            "targets wasmtap:collector@0.3.0; this agent loads versions 0.2.1, 0.2.0 and 0.1.0"
+                .to_owned()
         };
         assert!(said.contains(&needle), "{version}: {said}");
     }
@@ -252,7 +253,7 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let out = wasmtap(&["plugin", "check", &wasm])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
-    for needle in ["valid wasmtap:collector@0.2.0 component", "uptime", "gauge", "read: /proc"] {
+    for needle in ["valid wasmtap:collector@0.2.1 component", "uptime", "gauge", "read: /proc"] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
 
@@ -311,12 +312,17 @@ fn build_names_a_missing_tool_and_how_to_install_it() -> anyhow::Result<()> {
 }
 
 /// The Python and JavaScript examples under the real agent: their samples
-/// reach the proxy's store.
+/// reach the proxy's store. They carry copies of the 0.2.0 WIT, so they are
+/// also the check that collectors built against 0.2.0 run on an agent of
+/// 0.2.1.
 #[test]
 fn python_and_js_examples_reach_the_store() -> anyhow::Result<()> {
     for name in ["python-vmstat", "js-meminfo"] {
-        paths::plugin(&format!("examples/{name}"))
+        let (wasm, _) = paths::plugin(&format!("examples/{name}"))
             .context("the examples are built by `cargo xtask examples` (or `cargo xtask test`)")?;
+        let out = wasmtap(&["plugin", "check", &wasm.to_string_lossy()])?;
+        let report = text(&out.stdout);
+        assert!(report.contains("valid wasmtap:collector@0.2.0 component"), "{name}: {report}");
     }
     let dir = tempfile::tempdir()?;
     let key = new_key("shop")?;

@@ -54,6 +54,7 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
     let outside = dir.path().join("outside/secret.txt");
     std::fs::create_dir_all(dir.path().join("outside"))?;
     std::fs::write(&outside, "not granted")?;
+    std::os::unix::fs::symlink(&outside, grant.join("link.txt"))?;
 
     let (proxy, agent_dir, config, plugins) =
         proxy_and_agent(dir.path(), &["load", "testing/probe", "testing/socket-client"])?;
@@ -94,6 +95,8 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
     let errors = probe.get("errors").and_then(Value::as_str).unwrap_or_default();
     // What a collector may do: read inside its grant, see granted variables.
     assert_eq!(value("read_grant"), Some(1.0), "the granted file must be readable: {errors}");
+    assert_eq!(value("files_read_grant"), Some(1.0), "and through the files import: {errors}");
+    assert_eq!(value("files_list_grant"), Some(1.0), "the grant must list: {errors}");
     assert_eq!(value("granted_env"), Some(1.0), "{probe:?}");
     // What it may not.
     for denied in [
@@ -105,10 +108,20 @@ fn sandbox_refuses_sockets_writes_foreign_paths_and_the_environment() -> anyhow:
         "read_etc",
         "list_root",
         "secret_env",
+        "files_read_outside",
+        "files_read_etc",
+        "files_read_link",
     ] {
         assert_eq!(value(denied), Some(0.0), "{denied} must fail: {probe:?}");
     }
     assert_eq!(value("env_vars"), Some(1.0), "only the granted variable is visible: {probe:?}");
+    for refused in [
+        "files outside: FileError::Refused",
+        "files etc: FileError::Refused",
+        "files link: FileError::Refused",
+    ] {
+        assert!(errors.contains(refused), "the files import must say `{refused}`: {errors}");
+    }
     // And the grant is as it was.
     assert_eq!(std::fs::read_to_string(grant.join("inside.txt"))?, "granted");
     assert!(!grant.join("created.txt").exists() && !grant.join("made").exists());

@@ -1,7 +1,7 @@
 // The {{name}} collector: time since boot, from /proc/uptime.
 //
 // jco componentize wraps this module into a component of the world in
-// wit/world.wit: the agent's `wasmtap:collector/collector@0.2.0` plus WASI
+// wit/world.wit: the agent's `wasmtap:collector/collector@0.2.1` plus WASI
 // filesystem imports to read granted files with.
 
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';

@@ -1,7 +1,7 @@
 """The {{name}} collector: time since boot, from /proc/uptime.
 
 componentize-py wraps this module into a component of the world
-`wasmtap:collector/collector@0.2.0` (wit/collector.wit). The generated
+`wasmtap:collector/collector@0.2.1` (wit/collector.wit). The generated
 `wit_world` package holds the WIT types; `wit_world.imports.host` is the
 agent's log and persisted state.
 """

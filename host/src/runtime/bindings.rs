@@ -1,6 +1,7 @@
 //! Host bindings of the `wasmtap:collector` worlds: the current one
-//! (`wit/collector.wit`, 0.2.0) and the previous one (`wit/v0.1.0/`), which
-//! collectors built before 0.2.0 target.
+//! (`wit/collector.wit`, 0.2.1, which 0.2.0 collectors also load through)
+//! and the previous one (`wit/v0.1.0/`), which collectors built before
+//! 0.2.0 target.
 //!
 //! These are the only `bindgen!`s in the agent. The exports are called as
 //! async functions (so a call can be dropped at its deadline); the host's
@@ -9,7 +10,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "collector",
-    imports: { "wasmtap:collector/filesystem.usage": async },
+    imports: {
+        "wasmtap:collector/filesystem.usage": async,
+        "wasmtap:collector/files.read": async,
+        "wasmtap:collector/files.read-dir": async,
+    },
     exports: { default: async },
 });
 

@@ -50,7 +50,7 @@ pub enum LoadError {
     /// does not know.
     #[error(
         "{path} targets wasmtap:collector@{version}; this agent loads versions {}",
-        super::world::SUPPORTED.join(" and ")
+        super::world::supported_list()
     )]
     UnsupportedWorld {
         /// The file.

@@ -23,6 +23,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::Runtime;
 use super::collector::{CallError, LoadError};
+use super::files::FileGrants;
 use super::kv::KvState;
 use super::limiter::Limiter;
 use super::logs::{CollectorLog, Level};
@@ -126,6 +127,8 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
     wasi.stderr(r.log.pipe(Level::Warn));
     let cap = usize::try_from(r.manifest.memory).unwrap_or(usize::MAX);
     let usage = UsageGrants::new(r.manifest.read.iter().chain(&r.manifest.usage).cloned());
+    let files = FileGrants::open(&r.manifest.read, reads_only_kernel_state(&r.manifest.read), cap)
+        .map_err(|(path, e)| LoadError::Grant { path, reason: e.to_string() })?;
     let state = CollectorState::new(
         r.name.to_owned(),
         wasi.build(),
@@ -133,6 +136,7 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
         r.kv.clone(),
         r.log.clone(),
         usage,
+        files,
     );
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);

@@ -6,10 +6,12 @@
 //! linker): each runs as a future under a wall-clock deadline, so a call
 //! blocked anywhere, in wasm or in a host call, is dropped on time.
 //!
-//! - [`bindings`]: the generated host bindings of the WIT worlds (0.2.0 and 0.1.0).
+//! - [`bindings`]: the generated host bindings of the WIT worlds (0.2.1 and 0.1.0).
 //! - [`world`]: which world version a component targets, calls in the current types.
 //! - [`state`]: per-collector store data and the host imports.
 //! - [`usage`]: the `filesystem` import (statvfs inside the grants).
+//! - [`files`]: the `files` import (whole files and listings inside the grants).
+//! - `inflight`: paths with a query still running on a blocking thread.
 //! - [`collector`]: one loaded collector: load, describe, init, collect.
 //! - [`instance`]: its sandboxed instance and calls under a deadline.
 //! - [`limiter`]: one memory budget across all memories and tables.
@@ -21,6 +23,8 @@
 pub mod bindings;
 pub mod cache;
 pub mod collector;
+pub mod files;
+mod inflight;
 mod instance;
 pub mod kv;
 pub mod limiter;

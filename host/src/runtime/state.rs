@@ -1,5 +1,6 @@
 //! What each collector's `Store` holds, and the host side of the
-//! `wasmtap:collector/host` import.
+//! `wasmtap:collector/host` import (the `filesystem` and `files` imports
+//! are answered by [`super::usage`] and [`super::files`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -9,8 +10,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_1::wasmtap::collector as v0_1;
+use super::bindings::wasmtap::collector::files::{self, FileError};
 use super::bindings::wasmtap::collector::filesystem::{self, FsUsage};
 use super::bindings::wasmtap::collector::host::{Host, Level};
+use super::files::FileGrants;
 use super::kv::KvState;
 use super::logs::{self, CollectorLog};
 use super::usage::UsageGrants;
@@ -34,6 +37,8 @@ pub struct CollectorState {
     pub deadline: Instant,
     /// Where it may ask how full a filesystem is.
     pub usage: UsageGrants,
+    /// Where it may read whole files and list directories.
+    pub files: FileGrants,
 }
 
 impl std::fmt::Debug for CollectorState {
@@ -51,6 +56,7 @@ impl CollectorState {
         kv: Arc<Mutex<KvState>>,
         log: CollectorLog,
         usage: UsageGrants,
+        files: FileGrants,
     ) -> Self {
         Self {
             name,
@@ -61,6 +67,7 @@ impl CollectorState {
             log,
             deadline: Instant::now(),
             usage,
+            files,
         }
     }
 
@@ -105,6 +112,16 @@ impl super::bindings::wasmtap::collector::types::Host for CollectorState {}
 impl filesystem::Host for CollectorState {
     async fn usage(&mut self, path: String) -> Result<FsUsage, String> {
         self.usage.usage(path).await
+    }
+}
+
+impl files::Host for CollectorState {
+    async fn read(&mut self, path: String) -> Result<Vec<u8>, FileError> {
+        self.files.read(path).await
+    }
+
+    async fn read_dir(&mut self, path: String) -> Result<Vec<String>, FileError> {
+        self.files.read_dir(path).await
     }
 }
 

@@ -10,23 +10,23 @@
 //! query of the same path has not returned, a new one fails at once rather
 //! than parking another thread.
 
-use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::bindings::wasmtap::collector::filesystem::FsUsage;
+use super::inflight::InFlightSet;
 
 /// Where one collector may ask for filesystem usage.
 #[derive(Debug, Clone, Default)]
 pub struct UsageGrants {
     roots: Arc<[PathBuf]>,
-    in_flight: Arc<Mutex<HashSet<PathBuf>>>,
+    in_flight: InFlightSet,
 }
 
 impl UsageGrants {
     /// Grants for the given roots (the manifest's `read` and `usage` paths).
     pub fn new(roots: impl IntoIterator<Item = PathBuf>) -> Self {
-        Self { roots: roots.into_iter().collect(), in_flight: Arc::default() }
+        Self { roots: roots.into_iter().collect(), in_flight: InFlightSet::default() }
     }
 
     /// The usage of the filesystem holding `path`, or why it is refused.
@@ -38,7 +38,7 @@ impl UsageGrants {
                 path.display()
             ));
         }
-        let guard = InFlight::enter(&self.in_flight, &path).ok_or_else(|| {
+        let guard = self.in_flight.enter(&path).ok_or_else(|| {
             format!("an earlier usage query of {} has not returned yet", path.display())
         })?;
         let roots = self.roots.clone();
@@ -56,7 +56,7 @@ impl UsageGrants {
 }
 
 /// Absolute, and free of `..` (which `starts_with` would not see through).
-fn clean_absolute(path: &Path) -> bool {
+pub(super) fn clean_absolute(path: &Path) -> bool {
     path.is_absolute() && path.components().all(|c| !matches!(c, Component::ParentDir))
 }
 
@@ -84,26 +84,6 @@ fn statvfs_within(path: &Path, roots: &[PathBuf]) -> Result<FsUsage, String> {
         total_inodes: st.f_files,
         free_inodes: st.f_ffree,
     })
-}
-
-/// A path being queried; removed from the set when the query returns,
-/// even if the call that asked has been cut off since.
-struct InFlight {
-    set: Arc<Mutex<HashSet<PathBuf>>>,
-    path: PathBuf,
-}
-
-impl InFlight {
-    fn enter(set: &Arc<Mutex<HashSet<PathBuf>>>, path: &Path) -> Option<Self> {
-        let fresh = set.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_owned());
-        fresh.then(|| Self { set: set.clone(), path: path.to_owned() })
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.path);
-    }
 }
 
 #[cfg(test)]
@@ -165,15 +145,5 @@ mod tests {
             .await
             .expect_err("missing");
         assert!(err.contains("gone"), "{err}");
-    }
-
-    #[test]
-    fn a_path_in_flight_is_not_queried_twice() {
-        let set = Arc::default();
-        let first = InFlight::enter(&set, Path::new("/mnt/nfs")).expect("first");
-        assert!(InFlight::enter(&set, Path::new("/mnt/nfs")).is_none());
-        assert!(InFlight::enter(&set, Path::new("/mnt/other")).is_some());
-        drop(first);
-        assert!(InFlight::enter(&set, Path::new("/mnt/nfs")).is_some());
     }
 }

@@ -1,10 +1,12 @@
 //! Which version of the `wasmtap:collector` world a component targets, and
 //! calls into it that answer in the current version's types.
 //!
-//! A component names the version in its imports (`wasmtap:collector/types@0.1.0`
-//! or `@0.2.0`); every collector imports `types`, since its exports return
-//! them. 0.1.0 values are converted on the way out: the same samples, and
-//! fields without a precision.
+//! A component names the version in its imports (`wasmtap:collector/types@0.1.0`,
+//! `@0.2.0` or `@0.2.1`); every collector imports `types`, since its exports
+//! return them. 0.2.1 only adds the `files` interface, so a 0.2.0
+//! collector's imports resolve to the 0.2.1 definitions (the linker matches
+//! semver-compatible names). 0.1.0 values are converted on the way out: the
+//! same samples, and fields without a precision.
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
@@ -13,7 +15,16 @@ use super::bindings::{self, v0_1, wasmtap::collector::types as wit};
 use super::state::CollectorState;
 
 /// Versions of the world this agent loads, newest first.
-pub const SUPPORTED: &[&str] = &["0.2.0", "0.1.0"];
+pub const SUPPORTED: &[&str] = &["0.2.1", "0.2.0", "0.1.0"];
+
+/// [`SUPPORTED`] as a sentence: `0.2.1, 0.2.0 and 0.1.0`.
+pub fn supported_list() -> String {
+    match SUPPORTED.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
 const PACKAGE: &str = "wasmtap:collector/";
 
@@ -26,7 +37,8 @@ pub fn version_of(name: &str) -> Option<&str> {
 
 /// A component ready to instantiate, in the world version it targets.
 pub(super) enum Pre {
-    V0_2(bindings::CollectorPre<CollectorState>),
+    /// 0.2.0 or 0.2.1, as named.
+    V0_2(bindings::CollectorPre<CollectorState>, &'static str),
     V0_1(v0_1::CollectorPre<CollectorState>),
 }
 
@@ -45,18 +57,18 @@ impl Pre {
     ) -> wasmtime::Result<Self> {
         let pre = linker.instantiate_pre(component)?;
         let ty = component.component_type();
-        let old = ty.imports(engine).any(|(name, _)| version_of(name) == Some("0.1.0"));
-        Ok(if old {
-            Self::V0_1(v0_1::CollectorPre::new(pre)?)
-        } else {
-            Self::V0_2(bindings::CollectorPre::new(pre)?)
+        let named = |v: &str| ty.imports(engine).any(|(name, _)| version_of(name) == Some(v));
+        // The newest version it names (every collector imports `types`).
+        Ok(match SUPPORTED.iter().copied().find(|v| named(v)).unwrap_or(SUPPORTED[0]) {
+            "0.1.0" => Self::V0_1(v0_1::CollectorPre::new(pre)?),
+            version => Self::V0_2(bindings::CollectorPre::new(pre)?, version),
         })
     }
 
     /// The version of the world it targets.
     pub(super) fn version(&self) -> &'static str {
         match self {
-            Self::V0_2(_) => "0.2.0",
+            Self::V0_2(_, version) => version,
             Self::V0_1(_) => "0.1.0",
         }
     }
@@ -66,7 +78,7 @@ impl Pre {
         store: &mut Store<CollectorState>,
     ) -> wasmtime::Result<Exports> {
         Ok(match self {
-            Self::V0_2(pre) => Exports::V0_2(pre.instantiate_async(store).await?),
+            Self::V0_2(pre, _) => Exports::V0_2(pre.instantiate_async(store).await?),
             Self::V0_1(pre) => Exports::V0_1(pre.instantiate_async(store).await?),
         })
     }
@@ -146,7 +158,7 @@ fn sample(s: v0_1::wasmtap::collector::types::Sample) -> wit::Sample {
 
 #[cfg(test)]
 mod tests {
-    use super::version_of;
+    use super::{supported_list, version_of};
 
     #[test]
     fn versions_come_from_the_agents_own_imports_only() {
@@ -154,5 +166,10 @@ mod tests {
         assert_eq!(version_of("wasmtap:collector/host@0.2.0"), Some("0.2.0"));
         assert_eq!(version_of("wasmtap:collector/host"), Some(""));
         assert_eq!(version_of("wasi:io/poll@0.2.12"), None);
+    }
+
+    #[test]
+    fn the_supported_versions_read_as_a_list() {
+        assert_eq!(supported_list(), "0.2.1, 0.2.0 and 0.1.0");
     }
 }

@@ -1,7 +1,7 @@
 //! The `load` collector: run-queue load averages and task counts from
 //! `/proc/loadavg` (what collectd's `load` plugin reports).
 
-use wasmtap_collector::{Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema};
+use wasmtap_collector::{Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, procfs};
 
 struct Load;
 
@@ -60,8 +60,7 @@ impl Guest for Load {
     }
 
     fn collect() -> Result<Vec<Sample>, String> {
-        let text = std::fs::read_to_string("/proc/loadavg")
-            .map_err(|e| format!("reading /proc/loadavg: {e}"))?;
+        let text = procfs::read("/proc/loadavg")?;
         let l = parse(&text)?;
         let (_, f) = schema();
         Ok(vec![

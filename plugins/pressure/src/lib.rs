@@ -20,7 +20,7 @@
 //! nothing and logs that once, rather than failing every tick.
 
 use wasmtap_collector::{
-    Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log,
+    Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log, procfs,
 };
 
 struct Pressure;
@@ -162,12 +162,7 @@ fn parse_line(raw: &str) -> Result<Line, String> {
 
 /// The content of `/proc/pressure/<resource>`, `None` when it does not exist.
 fn read(resource: &str) -> Result<Option<String>, String> {
-    let path = format!("/proc/pressure/{resource}");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading {path}: {e}")),
-    }
+    procfs::read_if_exists(&format!("/proc/pressure/{resource}"))
 }
 
 impl Guest for Pressure {

@@ -329,44 +329,22 @@ pub fn count_states(procs: &[ProcStat]) -> Vec<(&'static str, u64)> {
     out
 }
 
-/// Reads `/proc/[pid]/stat` of every process; processes that vanish (or
-/// whose files are unreadable) while being read are skipped.
+/// Reads `/proc/[pid]/stat` of every process (one host call each);
+/// processes that vanish (or whose files are unreadable) while being read
+/// are skipped.
 fn scan() -> Result<Vec<ProcStat>, String> {
-    let dir = std::fs::read_dir("/proc").map_err(|e| format!("listing /proc: {e}"))?;
-    let mut pids = Vec::new();
-    for entry in dir {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        pids.push(pid);
-    }
     let mut out = Vec::new();
-    for pid in pids {
-        let mut buf = [0u8; 4096];
-        let Ok(bytes) = read_small(&format!("/proc/{pid}/stat"), &mut buf) else {
+    for name in procfs::list("/proc")? {
+        let Ok(pid) = name.parse::<u32>() else { continue };
+        let Ok(bytes) = procfs::read_bytes(&format!("/proc/{pid}/stat")) else {
             continue;
         };
-        match parse_stat(bytes) {
+        match parse_stat(&bytes) {
             Ok(p) => out.push(p),
             Err(e) => log::debug(&format!("skipping pid {pid}: {e}")),
         }
     }
     Ok(out)
-}
-
-/// Reads a small `/proc` file into `buf` with as few calls through the
-/// sandbox as possible (each is a round trip to the host): an open and a
-/// single read, as procfs hands over a whole `stat` line in one read. A file
-/// that fills `buf` is refused rather than cut.
-fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> std::io::Result<&'a [u8]> {
-    use std::io::Read as _;
-    let n = std::fs::File::open(path)?.read(buf)?;
-    if n == buf.len() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large"));
-    }
-    Ok(&buf[..n])
 }
 
 fn rss_bytes(p: &ProcStat) -> u64 {

@@ -12,7 +12,8 @@
 //! - [`filesystem`]: how full a filesystem is (statvfs, inside the grants).
 //! - [`state`]: persisted key-value state, counter rates, rates of named series.
 //! - [`config`]: reading the manifest's `[config]` values passed to `init`.
-//! - [`procfs`]: reading and parsing `/proc` files with errors, not panics.
+//! - [`procfs`]: reading `/proc` and `/sys` files and directories in one host call
+//!   each (the `files` import), and parsing them with errors, not panics.
 //!
 //! ## Example
 //! ```ignore

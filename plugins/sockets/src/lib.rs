@@ -255,10 +255,9 @@ fn read_tcp(file: &str, cap: u64) -> Result<Option<TcpCounts>, String> {
 /// Parses `/proc/net/<file>`; a missing file (no IPv6) lists nothing.
 fn read_sockstat(file: &str) -> Result<Vec<SockstatLine>, String> {
     let path = format!("/proc/net/{file}");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_sockstat(&text).map_err(|e| format!("{path}: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("reading {path}: {e}")),
+    match procfs::read_if_exists(&path)? {
+        Some(text) => parse_sockstat(&text).map_err(|e| format!("{path}: {e}")),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -4,17 +4,20 @@
 //! `inside.txt`), read the file `[config] outside` and `/etc/passwd`, and
 //! see the environment variables `WASMTAP_PROBE_GRANTED` and
 //! `WASMTAP_PROBE_SECRET`; plus how many environment variables it sees at
-//! all, and the reasons the operations failed.
+//! all, and the reasons the operations failed. The reads and listings are
+//! tried twice: through WASI and through the host's `files` import (which
+//! also follows `link.txt` in the grant, a link the test points outside it).
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use wasmtap_collector::bindings::wasmtap::collector::files::{self, FileError};
 use wasmtap_collector::bindings::wasmtap::collector::types::{Number, Text};
 use wasmtap_collector::{Descriptor, Guest, Sample, Schema, config};
 
 /// The operations, in field order.
-const FIELDS: [(&str, &str); 11] = [
+const FIELDS: [(&str, &str); 16] = [
     ("read_grant", "1 if inside.txt in the grant could be read"),
     ("write_grant", "1 if inside.txt in the grant could be opened for writing and written"),
     ("create_grant", "1 if a new file could be created in the grant"),
@@ -26,6 +29,11 @@ const FIELDS: [(&str, &str); 11] = [
     ("granted_env", "1 if WASMTAP_PROBE_GRANTED is visible"),
     ("secret_env", "1 if WASMTAP_PROBE_SECRET is visible"),
     ("env_vars", "How many environment variables are visible"),
+    ("files_read_grant", "1 if inside.txt could be read through the files import"),
+    ("files_list_grant", "1 if the grant could be listed through the files import"),
+    ("files_read_outside", "1 if the file outside could be read through the files import"),
+    ("files_read_etc", "1 if /etc/passwd could be read through the files import"),
+    ("files_read_link", "1 if link.txt in the grant could be read through the files import"),
 ];
 
 static PATHS: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
@@ -37,6 +45,16 @@ fn outcome<T>(name: &str, r: std::io::Result<T>, errors: &mut Vec<String>) -> f6
         Ok(_) => 1.0,
         Err(e) => {
             errors.push(format!("{name}: {e}"));
+            0.0
+        }
+    }
+}
+
+fn files_outcome<T>(name: &str, r: Result<T, FileError>, errors: &mut Vec<String>) -> f64 {
+    match r {
+        Ok(_) => 1.0,
+        Err(e) => {
+            errors.push(format!("{name}: {e:?}"));
             0.0
         }
     }
@@ -70,6 +88,15 @@ impl Guest for Probe {
         let inside = grant.join("inside.txt");
         let mut errors = Vec::new();
         let e = &mut errors;
+        let text = |p: &std::path::Path| p.display().to_string();
+        // Through the files import first: the WASI probes below may remove inside.txt.
+        let through_files = [
+            files_outcome("files read", files::read(&text(&inside)), e),
+            files_outcome("files list", files::read_dir(&text(&grant)), e),
+            files_outcome("files outside", files::read(&text(&outside)), e),
+            files_outcome("files etc", files::read("/etc/passwd"), e),
+            files_outcome("files link", files::read(&text(&grant.join("link.txt"))), e),
+        ];
         let values = [
             outcome("read", std::fs::read(&inside), e),
             outcome(
@@ -90,7 +117,10 @@ impl Guest for Probe {
             f64::from(u8::from(std::env::var_os("WASMTAP_PROBE_SECRET").is_some())),
             std::env::vars_os().count() as f64,
         ];
-        let numbers = (0u32..).zip(values).map(|(field, value)| Number { field, value }).collect();
+        let numbers = (0u32..)
+            .zip(values.into_iter().chain(through_files))
+            .map(|(field, value)| Number { field, value })
+            .collect();
         let texts = vec![Text { field: FIELDS.len() as u32, value: errors.join("; ") }];
         Ok(vec![Sample { labels: vec![], numbers, texts }])
     }
