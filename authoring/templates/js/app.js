@@ -1,34 +1,25 @@
 // The {{name}} collector: time since boot, from /proc/uptime.
 //
 // jco componentize wraps this module into a component of the world in
-// wit/world.wit: the agent's `wasmtap:collector/collector@0.2.1` plus WASI
-// filesystem imports to read granted files with.
+// wit/world.wit: the agent's `wasmtap:collector/collector@0.2.1`. Granted
+// files are read through the agent's `files` import.
 
-import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
+import { read } from 'wasmtap:collector/files@0.2.1';
 
 // Values name their field by its index in FIELDS.
 const UPTIME = 0;
 // `precision`: decimal places the host keeps (leave it out to keep all).
 const FIELDS = [{ name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 }];
 
-/** The text of `path`, read through the granted directory that holds it. */
+/** The text of `path`, read by the agent in one call (inside [grants] read). */
 function readText(path) {
-  for (const [dir, root] of getDirectories()) {
-    const prefix = root.endsWith('/') ? root : `${root}/`;
-    if (!path.startsWith(prefix)) continue;
-    const file = dir.openAt({}, path.slice(prefix.length), {}, { read: true });
-    const chunks = [];
-    for (let offset = 0n; ;) {
-      const [bytes, end] = file.read(65536n, offset);
-      chunks.push(bytes);
-      offset += BigInt(bytes.length);
-      if (end || bytes.length === 0) break;
-    }
-    const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    chunks.reduce((at, c) => (all.set(c, at), at + c.length), 0);
-    return new TextDecoder().decode(all);
+  try {
+    return new TextDecoder().decode(read(path));
+  } catch (e) {
+    // The agent's `file-error`: `not-found`, or `refused`/`failed` with a reason.
+    const why = e.payload ?? e;
+    throw `reading ${path}: ${why.tag ?? why}${why.val ? `: ${why.val}` : ''}`;
   }
-  throw `reading ${path}: not granted (add its directory to [grants] read)`;
 }
 
 export function describe() {
