@@ -139,7 +139,10 @@ fn read_beneath(dir: &File, rel: &Path, limit: usize) -> io::Result<Vec<u8>> {
         buf.resize(filled + want, 0);
         let n = match file.read(&mut buf[filled..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                buf.truncate(filled);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         buf.truncate(filled + n);
