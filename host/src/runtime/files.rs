@@ -210,6 +210,15 @@ mod tests {
         p.display().to_string()
     }
 
+    /// A temporary directory holding `granted/` (empty) and `secret` beside it.
+    fn granted_and_secret() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let granted = dir.path().join("granted");
+        std::fs::create_dir(&granted).expect("mkdir");
+        std::fs::write(dir.path().join("secret"), b"s").expect("write");
+        (dir, granted)
+    }
+
     #[tokio::test]
     async fn reads_files_and_lists_directories_inside_grants() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -243,10 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_paths_outside_grants() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let granted = dir.path().join("granted");
-        std::fs::create_dir(&granted).expect("mkdir");
-        std::fs::write(dir.path().join("secret"), b"s").expect("write");
+        let (dir, granted) = granted_and_secret();
         let g = grants(&[&granted], true);
         for p in [
             "/etc/hostname".to_owned(),
@@ -266,10 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn links_out_of_a_grant_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let granted = dir.path().join("granted");
-        std::fs::create_dir(&granted).expect("mkdir");
-        std::fs::write(dir.path().join("secret"), b"s").expect("write");
+        let (dir, granted) = granted_and_secret();
         std::os::unix::fs::symlink(dir.path().join("secret"), granted.join("abs")).expect("link");
         std::os::unix::fs::symlink("../secret", granted.join("rel")).expect("link");
         std::os::unix::fs::symlink("/", granted.join("root")).expect("link");

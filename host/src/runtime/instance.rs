@@ -112,7 +112,8 @@ pub(super) struct Recipe<'a> {
 /// A fresh, sandboxed instance; its start-up code runs under the manifest's timeout.
 pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance, LoadError> {
     let mut wasi = WasiCtx::builder();
-    wasi.allow_blocking_current_thread(reads_only_kernel_state(&r.manifest.read));
+    let kernel_state_only = reads_only_kernel_state(&r.manifest.read);
+    wasi.allow_blocking_current_thread(kernel_state_only);
     for dir in &r.manifest.read {
         let guest = dir.to_string_lossy();
         wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
@@ -127,7 +128,7 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
     wasi.stderr(r.log.pipe(Level::Warn));
     let cap = usize::try_from(r.manifest.memory).unwrap_or(usize::MAX);
     let usage = UsageGrants::new(r.manifest.read.iter().chain(&r.manifest.usage).cloned());
-    let files = FileGrants::open(&r.manifest.read, reads_only_kernel_state(&r.manifest.read), cap)
+    let files = FileGrants::open(&r.manifest.read, kernel_state_only, cap)
         .map_err(|(path, e)| LoadError::Grant { path, reason: e.to_string() })?;
     let state = CollectorState::new(
         r.name.to_owned(),

@@ -11,7 +11,7 @@
 
 /// Reads a whole file as text; the error names the file.
 pub fn read(path: &str) -> Result<String, String> {
-    String::from_utf8(read_bytes(path)?).map_err(|_| format!("reading {path}: not UTF-8 text"))
+    read_if_exists(path)?.ok_or_else(|| format!("reading {path}: not found"))
 }
 
 /// Reads a whole file; the error names the file.
