@@ -4,6 +4,10 @@
 //! - `collect/values`: one `collect` returning 10,000 numbers, host side
 //!   included (lifting, schema checks, conversion); `collect/empty` is the
 //!   same collector returning nothing, the per-call baseline of the same run.
+//! - `stall/flood`: the longest time one call of the `flood` test collector
+//!   (a million samples, far over the caps) holds the executor's thread,
+//!   which is what every other collector waits for; `stall/values` is the
+//!   same for the well-behaved 10,000-number call.
 //! - `compile/<name>`: cold compilation of each standard collector.
 //! - `load_cached/<name>`: compile-cache hit, instantiate, describe, init.
 //! - `agent_start/six_collectors`: a fresh runtime with a warm cache loads
@@ -14,6 +18,8 @@
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmtap_host::manifest::Manifest;
@@ -55,6 +61,60 @@ fn collect(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("empty", |b| {
         b.iter(|| black_box(exec.block_on(empty.collect(&rt, 0)).expect("collects")))
+    });
+    g.finish();
+}
+
+/// The longest gap between the ticks of a 1 ms timer task while `call`
+/// runs on the same current-thread executor.
+fn stall<F: std::future::Future>(exec: &tokio::runtime::Runtime, call: F) -> Duration {
+    exec.block_on(async {
+        let worst = Arc::new(AtomicU64::new(0));
+        let seen = worst.clone();
+        let probe = tokio::spawn(async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = Instant::now();
+                let gap = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
+                seen.fetch_max(gap, Ordering::Relaxed);
+                last = now;
+            }
+        });
+        tokio::task::yield_now().await;
+        black_box(call.await);
+        // One more wake of the probe closes the gap the call may have left open.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        probe.abort();
+        Duration::from_nanos(worst.load(Ordering::Relaxed))
+    })
+}
+
+fn stalls(c: &mut Criterion) {
+    let exec = executor();
+    let rt = Runtime::without_storage().expect("runtime");
+    let (wasm, m) = plugin("testing/flood");
+    let mut flood = exec.block_on(Collector::load(&rt, &wasm, m)).expect("loads");
+    let (wasm, m) = bulk(10_000);
+    let mut full = exec.block_on(Collector::load(&rt, &wasm, m)).expect("loads");
+    let mut g = c.benchmark_group("stall");
+    g.sample_size(10);
+    g.bench_function("flood", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    stall(&exec, async {
+                        let refused = flood.collect(&rt, 0).await;
+                        assert!(refused.is_err(), "the flood is over the caps");
+                    })
+                })
+                .sum()
+        })
+    });
+    g.bench_function("values", |b| {
+        b.iter_custom(|iters| {
+            (0..iters).map(|_| stall(&exec, async { full.collect(&rt, 0).await.is_ok() })).sum()
+        })
     });
     g.finish();
 }
@@ -140,5 +200,5 @@ fn agent_start(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, collect, compile, load_cached, agent_start);
+criterion_group!(benches, collect, stalls, compile, load_cached, agent_start);
 criterion_main!(benches);

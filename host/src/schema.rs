@@ -40,6 +40,37 @@ pub struct OutputLimits {
     pub max_text_bytes: usize,
 }
 
+impl OutputLimits {
+    /// The most data the host copies out of a collector in one call (its
+    /// return value, or the arguments of one import call), counted as
+    /// wasmtime counts it: each list's length times the host size of its
+    /// element, plus each string's bytes. This is the store's *hostcall
+    /// fuel*: any output within the caps fits, and a larger one is refused
+    /// as soon as it is seen, before the host copies it: a collector
+    /// returning a million samples is refused from the list's length
+    /// alone, instead of holding the thread every collector runs on while
+    /// the host copies output it would refuse.
+    pub fn copy_budget(&self) -> usize {
+        use std::mem::size_of;
+        let samples = self.max_samples.saturating_mul(size_of::<wit::Sample>());
+        let labels = self
+            .max_samples
+            .saturating_mul(self.max_labels)
+            .saturating_mul(size_of::<(String, String)>());
+        let values =
+            self.max_values.saturating_mul(size_of::<wit::Number>().max(size_of::<wit::Text>()));
+        samples
+            .saturating_add(labels)
+            .saturating_add(values)
+            .saturating_add(self.max_text_bytes)
+            .saturating_add(COPY_SLACK)
+    }
+}
+
+/// Room in [`OutputLimits::copy_budget`] for the result's own wrapping and
+/// an error message.
+const COPY_SLACK: usize = 64 << 10;
+
 impl Default for OutputLimits {
     fn default() -> Self {
         Self {

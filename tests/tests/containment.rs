@@ -73,7 +73,8 @@ fn misbehaving_collectors_are_contained_while_load_keeps_its_schedule() -> anyho
         let reason = c["reason"].as_str().unwrap_or_default();
         let expected = match *name {
             "spin" => "timed out",
-            "flood" => "the limit is",
+            // Refused from the list's length, before the host copies it.
+            "flood" => "too much data",
             _ => "trapped",
         };
         assert!(reason.contains(expected), "{name} quarantined for {reason:?}, not {expected:?}");
@@ -87,7 +88,10 @@ fn misbehaving_collectors_are_contained_while_load_keeps_its_schedule() -> anyho
     assert!(log.contains("init failed: timed out"), "slow-init must fail its init deadline: {log}");
 
     // `load` kept its 1 s schedule throughout: no gap between its samples
-    // is far from a second (its ticks are not delayed by the others).
+    // is far from a second (its ticks are not delayed by the others). The
+    // first gap is not a tick's: the first call comes at once and the
+    // second on the agent's phase, half an interval to an interval and a
+    // half later.
     let mut times: Vec<u64> = wait::until(Duration::from_secs(20), "ten load samples", || {
         let times: Vec<u64> = proxy
             .query(&["--collector", "load"])?
@@ -98,7 +102,7 @@ fn misbehaving_collectors_are_contained_while_load_keeps_its_schedule() -> anyho
         Ok((times.len() >= 10).then_some(times))
     })?;
     times.sort_unstable();
-    let worst = times.windows(2).map(|w| (w[1] - w[0]).abs_diff(1_000)).max().unwrap_or(0);
+    let worst = times.windows(2).skip(1).map(|w| (w[1] - w[0]).abs_diff(1_000)).max().unwrap_or(0);
     assert!(worst <= 500, "a load tick was {worst} ms off schedule: {times:?}");
     let load = ctl.collector("load")?.context("load listed")?;
     assert_eq!((load["state"].as_str(), count(&load, "failures")), (Some("running"), 0), "{load}");
@@ -226,7 +230,7 @@ fn a_collector_blocked_opening_a_slow_file_is_cut_off_at_its_deadline() -> anyho
         .collect();
     times.sort_unstable();
     assert!(times.len() >= 5, "{times:?}");
-    let worst = times.windows(2).map(|w| (w[1] - w[0]).abs_diff(1_000)).max().unwrap_or(0);
+    let worst = times.windows(2).skip(1).map(|w| (w[1] - w[0]).abs_diff(1_000)).max().unwrap_or(0);
     assert!(worst <= 500, "a load tick was {worst} ms off schedule: {times:?}");
 
     // The opens still wait in the kernel on blocking threads (one per call;

@@ -168,7 +168,15 @@ impl Collector {
         let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let kv = Arc::new(Mutex::new(KvState::default()));
         let log = CollectorLog::new(&label);
-        let recipe = Recipe { pre: &pre, manifest: &manifest, name: &label, kv: &kv, log: &log };
+        let limits = OutputLimits::default();
+        let recipe = Recipe {
+            pre: &pre,
+            manifest: &manifest,
+            name: &label,
+            kv: &kv,
+            log: &log,
+            limits: &limits,
+        };
         let mut instance = instance::instantiate(rt, recipe).await?;
         instance.arm(manifest.timeout);
         let descriptor =
@@ -183,17 +191,7 @@ impl Collector {
         }
         instance::init(rt, &mut instance, &manifest).await?;
         persist(&kv, &schema.name).await;
-        Ok(Self {
-            path,
-            schema,
-            manifest,
-            pre,
-            instance: Some(instance),
-            limits: OutputLimits::default(),
-            kv,
-            log,
-            origin,
-        })
+        Ok(Self { path, schema, manifest, pre, instance: Some(instance), limits, kv, log, origin })
     }
 
     /// The collector's validated schema.
@@ -244,6 +242,7 @@ impl Collector {
                     name: &self.schema.name,
                     kv: &self.kv,
                     log: &self.log,
+                    limits: &self.limits,
                 };
                 restart(rt, recipe).await?
             }

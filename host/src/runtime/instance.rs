@@ -3,8 +3,9 @@
 //!
 //! An instance gets its own `Store`: a WASI context with read-only access to
 //! the manifest's granted paths and only its granted environment variables,
-//! stdout and stderr into the agent's log, and one memory budget for all its
-//! memories and tables ([`Limiter`]).
+//! stdout and stderr into the agent's log, one memory budget for all its
+//! memories and tables ([`Limiter`]), and a cap on the data the host copies
+//! out of it in one call ([`OutputLimits::copy_budget`]).
 //!
 //! Every call into the guest runs as a future under a wall-clock deadline
 //! (the manifest's `timeout`), so a guest blocked in a host call (sleeping,
@@ -31,6 +32,7 @@ use super::state::CollectorState;
 use super::usage::UsageGrants;
 use super::world::{Exports, Pre};
 use crate::manifest::Manifest;
+use crate::schema::OutputLimits;
 
 /// A live instance: its store and its exports.
 pub(super) struct Instance {
@@ -107,6 +109,7 @@ pub(super) struct Recipe<'a> {
     pub(super) name: &'a str,
     pub(super) kv: &'a Arc<Mutex<KvState>>,
     pub(super) log: &'a CollectorLog,
+    pub(super) limits: &'a OutputLimits,
 }
 
 /// A fresh, sandboxed instance; its start-up code runs under the manifest's timeout.
@@ -141,6 +144,7 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
     );
     let mut store = Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
+    store.set_hostcall_fuel(r.limits.copy_budget());
     store.epoch_deadline_callback(on_epoch);
     arm(&mut store, r.manifest.timeout);
     let exports = within(rt, r.manifest.timeout, r.pre.instantiate(&mut store))

@@ -183,3 +183,61 @@ fn a_precision_beyond_nine_places_is_refused() {
     assert_eq!(err, SchemaError::BadPrecision { field: "x".into(), places: 10 });
     assert!(err.to_string().contains("at most 9"), "{err}");
 }
+
+/// The data wasmtime counts against the hostcall fuel when it copies
+/// `samples` out of a guest: each list's length times its element's host
+/// size, and each string's bytes.
+fn copied(samples: &[wit::Sample]) -> usize {
+    use std::mem::size_of;
+    let strings = |s: &wit::Sample| {
+        s.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + s.texts.iter().map(|t| t.value.len()).sum::<usize>()
+    };
+    samples.len() * size_of::<wit::Sample>()
+        + samples
+            .iter()
+            .map(|s| {
+                s.labels.len() * size_of::<(String, String)>()
+                    + s.numbers.len() * size_of::<wit::Number>()
+                    + s.texts.len() * size_of::<wit::Text>()
+                    + strings(s)
+            })
+            .sum::<usize>()
+}
+
+#[test]
+fn output_at_every_cap_fits_the_copy_budget_and_a_flood_does_not() {
+    let limits = OutputLimits::default();
+    let label = "l".repeat(limits.max_label_len);
+    // Every sample at the label cap, as many values as allowed, and the
+    // text budget spent: the largest output the caps let through.
+    let per_sample = limits.max_values / limits.max_samples;
+    let mut text_left = limits.max_text_bytes;
+    let widest: Vec<wit::Sample> = (0..limits.max_samples)
+        .map(|_| {
+            let labels = (0..limits.max_labels)
+                .map(|_| {
+                    let take = label.len().min(text_left / 2);
+                    text_left -= 2 * take;
+                    (label[..take].to_owned(), label[..take].to_owned())
+                })
+                .collect();
+            let texts = (0..per_sample)
+                .map(|i| wit::Text { field: i as u32, value: String::new() })
+                .collect();
+            wit::Sample { labels, numbers: Vec::new(), texts }
+        })
+        .collect();
+    assert!(schema().enforce(widest.clone(), 0, &limits).is_ok(), "within the caps");
+    assert!(
+        copied(&widest) <= limits.copy_budget(),
+        "{} > {}",
+        copied(&widest),
+        limits.copy_budget()
+    );
+
+    // The `flood` test collector's million empty samples: refused from the
+    // outer list's length alone.
+    let flood = 1_000_000 * std::mem::size_of::<wit::Sample>();
+    assert!(flood > limits.copy_budget());
+}
