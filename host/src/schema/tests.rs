@@ -188,12 +188,12 @@ fn a_precision_beyond_nine_places_is_refused() {
 /// `samples` out of a guest: each list's length times its element's host
 /// size, and each string's bytes.
 fn copied(samples: &[wit::Sample]) -> usize {
-    use std::mem::size_of;
+    use std::mem::{size_of, size_of_val};
     let strings = |s: &wit::Sample| {
         s.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             + s.texts.iter().map(|t| t.value.len()).sum::<usize>()
     };
-    samples.len() * size_of::<wit::Sample>()
+    size_of_val(samples)
         + samples
             .iter()
             .map(|s| {
