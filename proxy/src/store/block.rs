@@ -13,11 +13,12 @@
 //!   samples' series. Sinks rebuild each stored batch from it exactly as
 //!   it was written (`load.rs`), and the writer reads the sequence
 //!   numbers from it when it replays.
-//! - `C`: a chunk of one series' samples (`chunk.rs`): the series
-//!   (agent, collector, labels, fields) and its columns, deflated: batch
-//!   numbers and times as deltas of deltas (`ints.rs`), each field's
-//!   numbers as decimal deltas or XORed bits (`values.rs`), texts as
-//!   strings.
+//! - `Z`: a chunk of one series' samples (`chunk.rs`): the series
+//!   (agent, collector, labels, fields) and its columns, each compressed
+//!   with zstd: batch numbers and times as deltas of deltas (`ints.rs`),
+//!   each field's numbers as decimal deltas or XORed bits (`values.rs`),
+//!   texts as strings. Blocks written before have `C` chunks, the same
+//!   with each column deflated; they are read as they were.
 //!
 //! The index (`index.rs`) lists where each table part and chunk is, with
 //! each chunk's series and time range, so that a query reads only the

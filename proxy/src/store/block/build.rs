@@ -9,7 +9,7 @@ use wasmtap_protocol::compact::FieldKind;
 use wasmtap_protocol::record;
 
 use super::Header;
-use super::chunk::{ChunkWriter, MAX_SAMPLES, SeriesDef};
+use super::chunk::{ChunkWriter, MAX_SAMPLES, Packer, SeriesDef};
 use super::index::{ChunkRef, Index, TableRef};
 use super::table::{self, BatchMeta, runs_of};
 use crate::store::format::{self, FormatError, SampleView, View, Viewed};
@@ -62,6 +62,7 @@ pub struct Builder {
     by_hash: HashMap<u64, Vec<u32>>,
     /// Finished chunks: series and record payload.
     chunks: Vec<(u64, Vec<u8>)>,
+    packer: Packer,
     agents: HashMap<String, Arc<str>>,
     header: Header,
 }
@@ -74,6 +75,7 @@ impl Builder {
             series: Vec::new(),
             by_hash: HashMap::new(),
             chunks: Vec::new(),
+            packer: Packer::default(),
             agents: HashMap::new(),
             header: Header { segment, min_time: u64::MAX, ..Header::default() },
         }
@@ -154,7 +156,7 @@ impl Builder {
                 let kinds = series.def.fields.iter().map(|(_, k)| *k);
                 let full = std::mem::replace(&mut series.chunk, ChunkWriter::new(kinds));
                 let mut payload = Vec::new();
-                full.finish(u64::from(id), &series.def, &mut payload);
+                full.finish(u64::from(id), &series.def, &mut self.packer, &mut payload);
                 self.chunks.push((u64::from(id), payload));
             }
             let h = &mut self.header;
@@ -196,7 +198,7 @@ impl Builder {
                 let kinds = s.def.fields.iter().map(|(_, k)| *k);
                 let last = std::mem::replace(&mut s.chunk, ChunkWriter::new(kinds));
                 let mut payload = Vec::new();
-                last.finish(id as u64, &s.def, &mut payload);
+                last.finish(id as u64, &s.def, &mut self.packer, &mut payload);
                 self.chunks.push((id as u64, payload));
             }
         }

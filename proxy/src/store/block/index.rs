@@ -158,7 +158,7 @@ impl Index {
                     let count = batches.len() as u64;
                     index.tables.push(TableRef { offset, len, first, count });
                 }
-                Some(&chunk::KIND) => {
+                Some(&kind) if chunk::is_chunk(kind) => {
                     let c = chunk::parse(payload)?;
                     let (count, min_time, max_time) = (c.count as u64, c.min_time, c.max_time);
                     let series = c.series;
