@@ -19,9 +19,31 @@ pub fn in_range(m: i64) -> bool {
     m.unsigned_abs() <= MAX_MANTISSA.unsigned_abs()
 }
 
+/// `x` rounded half away from zero, as `f64::round`, without its call into
+/// the C library (x86-64's baseline has no rounding instruction, and the
+/// coders round every value they see): below 2^53 an `f64` splits exactly
+/// into its integer part and its fraction; from 2^53 on, every `f64` is an
+/// integer already. NaN and the infinities come back as they are.
+fn round_half_away(x: f64) -> f64 {
+    const INTEGERS_FROM: f64 = 9_007_199_254_740_992.0; // 2^53
+    if !(x.abs() < INTEGERS_FROM) {
+        return x;
+    }
+    let whole = x as i64 as f64;
+    let fraction = x - whole;
+    if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
+    } else {
+        // Keeps the sign of zero: -0.3 rounds to -0, as `f64::round` does.
+        whole.copysign(x)
+    }
+}
+
 /// `v` as `m / 10^e` exactly at scale `e` (bit for bit), if it is one.
 pub fn at_scale(v: f64, e: u8) -> Option<i64> {
-    let scaled = (v * POW10[usize::from(e.min(MAX_SCALE))]).round();
+    let scaled = round_half_away(v * POW10[usize::from(e.min(MAX_SCALE))]);
     if scaled.is_nan() || scaled.abs() > MAX_MANTISSA as f64 {
         return None;
     }
@@ -34,7 +56,7 @@ pub fn at_scale(v: f64, e: u8) -> Option<i64> {
 /// rounds to zero is +0 (−0 is not a decimal). Values whose last place
 /// lies beyond 2^53 units, NaN and infinities are returned unchanged.
 pub fn round(v: f64, e: u8) -> f64 {
-    let scaled = (v * POW10[usize::from(e.min(MAX_SCALE))]).round();
+    let scaled = round_half_away(v * POW10[usize::from(e.min(MAX_SCALE))]);
     if scaled == 0.0 {
         0.0
     } else if scaled.is_finite() && scaled.abs() <= MAX_MANTISSA as f64 {
@@ -67,5 +89,51 @@ mod tests {
         assert_eq!(at_scale(12.3, 2), Some(1230), "a coarser value at a finer scale");
         assert_eq!(at_scale(12.35, 1), None);
         assert!(in_range(MAX_MANTISSA) && !in_range(i64::MIN));
+    }
+
+    #[test]
+    fn rounding_is_the_standard_librarys() {
+        let edges = [
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            0.3,
+            -0.3,
+            0.0,
+            -0.0,
+            4_503_599_627_370_495.5,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            1e300,
+            -1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for x in edges {
+            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x:e}");
+        }
+        assert!(round_half_away(f64::NAN).is_nan());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rounding_agrees_for_any_value(bits: u64, scale in 0u8..=MAX_SCALE) {
+            let x = f64::from_bits(bits);
+            proptest::prop_assume!(!x.is_nan());
+            let scaled = x * POW10[usize::from(scale)];
+            proptest::prop_assert_eq!(round_half_away(scaled).to_bits(), scaled.round().to_bits());
+        }
+
+        #[test]
+        fn rounding_agrees_near_halves(whole in -1i64 << 52..1i64 << 52, tenths in 0u8..10) {
+            let x = whole as f64 + f64::from(tenths) / 10.0;
+            proptest::prop_assert_eq!(round_half_away(x).to_bits(), x.round().to_bits());
+        }
     }
 }

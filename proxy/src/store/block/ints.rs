@@ -1,7 +1,7 @@
 //! Integer columns (sample times, batch numbers): the first value as a
 //! varint, then each value as `zigzag(delta − previous delta)` (delta of
 //! delta), a varint: a regular step costs one zero byte, which the chunk's
-//! deflate then all but removes. Arithmetic wraps, so any `u64` sequence
+//! zstd then all but removes. Arithmetic wraps, so any `u64` sequence
 //! round-trips.
 
 use wasmtap_protocol::codec::{DecodeError, Reader, put_varint};

@@ -9,7 +9,7 @@
 //! - anything else (NaN, infinities, −0, long fractions): `3`, then the
 //!   XOR of its IEEE-754 bits with the previous value's, as a varint.
 //!
-//! The chunk's deflate then codes these bytes by how often each occurs.
+//! The chunk's zstd then codes these bytes by how often each occurs.
 //! Values round-trip bit for bit.
 
 use wasmtap_protocol::codec::{Reader, put_varint};
