@@ -193,6 +193,11 @@ pub fn check(wasm: &Path, manifest_path: Option<&Path>) -> Result<String, Author
         "grants     read: {}",
         list(manifest.read.iter().map(|p| p.display().to_string()).collect())
     );
+    let _ = writeln!(
+        out,
+        "           usage: {}",
+        list(manifest.usage.iter().map(|p| p.display().to_string()).collect())
+    );
     let _ = writeln!(out, "           env: {}", list(manifest.env.clone()));
     let _ = writeln!(
         out,

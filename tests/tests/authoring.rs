@@ -224,8 +224,22 @@ fn uptime() -> anyhow::Result<f64> {
     Ok(text.split_whitespace().next().context("empty /proc/uptime")?.parse()?)
 }
 
+/// What `df` calls Avail on the filesystem holding `/`, and its size, in bytes.
+fn root_available() -> anyhow::Result<(f64, f64)> {
+    let s = rustix::fs::statvfs("/")?;
+    Ok(((s.f_bavail * s.f_frsize) as f64, (s.f_blocks * s.f_frsize) as f64))
+}
+
+/// The value a `plugin run --once` report shows for `field`.
+fn reported(report: &str, field: &str) -> anyhow::Result<f64> {
+    let line = report.lines().find_map(|l| l.trim().strip_prefix(field));
+    let value = line.with_context(|| format!("no {field} value in:\n{report}"))?;
+    Ok(value.trim().parse()?)
+}
+
 /// `plugin new`, `plugin build`, `plugin check` and `plugin run --once` of
-/// the template of `lang`, which reports `uptime` from /proc/uptime.
+/// the template of `lang`, which reports `uptime` from /proc/uptime and
+/// `root_available` through the agent's `filesystem` import.
 fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let name = format!("my-{lang}");
@@ -253,7 +267,14 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let out = wasmtap(&["plugin", "check", &wasm])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
-    for needle in ["valid wasmtap:collector@0.2.1 component", "uptime", "gauge", "read: /proc"] {
+    for needle in [
+        "valid wasmtap:collector@0.2.1 component",
+        "uptime",
+        "root_available",
+        "gauge",
+        "read: /proc",
+        "usage: /",
+    ] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
 
@@ -263,13 +284,12 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     assert!(report.contains(&format!("{name} {{}}")) && report.contains("call 1:"), "{report}");
-    let value: f64 = report
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("uptime"))
-        .context("no uptime value")?
-        .trim()
-        .parse()?;
+    let value = reported(&report, "uptime")?;
     assert!(value >= before - 0.01 && value <= after + 0.01, "{value} not in {before}..{after}");
+    // As `df` sees it, give or take what others wrote meanwhile (1 % of the disk).
+    let (available, size) = root_available()?;
+    let value = reported(&report, "root_available")?;
+    assert!((value - available).abs() <= size / 100.0, "{value} against df's {available}");
     Ok(())
 }
 

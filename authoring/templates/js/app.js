@@ -1,15 +1,27 @@
-// The {{name}} collector: time since boot, from /proc/uptime.
+// The {{name}} collector: time since boot, from /proc/uptime, and the space
+// left on the root filesystem, from the agent's `filesystem` import.
 //
 // jco componentize wraps this module into a component of the world in
 // wit/world.wit: the agent's `wasmtap:collector/collector@0.2.1`. Granted
 // files are read through the agent's `files` import.
 
 import { read } from 'wasmtap:collector/files@0.2.1';
+import { usage } from 'wasmtap:collector/filesystem@0.2.1';
 
 // Values name their field by its index in FIELDS.
 const UPTIME = 0;
+const ROOT_AVAILABLE = 1;
 // `precision`: decimal places the host keeps (leave it out to keep all).
-const FIELDS = [{ name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 }];
+const FIELDS = [
+  { name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 },
+  {
+    name: 'root_available',
+    kind: 'gauge',
+    unit: 'bytes',
+    help: 'Space unprivileged users may still use on the root filesystem',
+    precision: 0,
+  },
+];
 
 /** The text of `path`, read by the agent in one call (inside [grants] read). */
 function readText(path) {
@@ -33,5 +45,16 @@ export function init(config) {
 export function collect() {
   const seconds = Number.parseFloat(readText('/proc/uptime').split(' ')[0]);
   if (!Number.isFinite(seconds)) throw 'bad /proc/uptime';
-  return [{ labels: [], numbers: [{ field: UPTIME, value: seconds }], texts: [] }];
+  // Inside the manifest's `usage` grant; u64 fields arrive as BigInt.
+  let root;
+  try {
+    root = usage('/');
+  } catch (e) {
+    throw `usage of /: ${e.payload ?? e}`;
+  }
+  const numbers = [
+    { field: UPTIME, value: seconds },
+    { field: ROOT_AVAILABLE, value: Number(root.availableBytes) },
+  ];
+  return [{ labels: [], numbers, texts: [] }];
 }
