@@ -26,7 +26,7 @@ pub fn in_range(m: i64) -> bool {
 /// integer already. NaN and the infinities come back as they are.
 fn round_half_away(x: f64) -> f64 {
     const INTEGERS_FROM: f64 = 9_007_199_254_740_992.0; // 2^53
-    if !(x.abs() < INTEGERS_FROM) {
+    if x.is_nan() || x.abs() >= INTEGERS_FROM {
         return x;
     }
     let whole = x as i64 as f64;
