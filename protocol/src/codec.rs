@@ -103,6 +103,11 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
+    /// Everything not yet read, left unread.
+    pub fn unread(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Everything not yet read.
     pub fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)

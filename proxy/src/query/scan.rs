@@ -14,8 +14,9 @@ use wasmtap_protocol::message::{Sample, Value};
 
 use super::Filter;
 use crate::store::block::BlockError;
-use crate::store::block::chunk::{self, Cursor, SeriesDef};
-use crate::store::block::index::ChunkRef;
+use crate::store::block::Header;
+use crate::store::block::chunk::{self, Cursor, SeriesView};
+use crate::store::block::index::Select;
 use crate::store::block::table::BatchMeta;
 use crate::store::blocks;
 use crate::store::catalog::{self, Form, block_path, row_path};
@@ -72,14 +73,27 @@ pub enum QueryError {
     Output(std::io::Error),
 }
 
-impl Filter {
-    fn series(&self, def: &SeriesDef) -> bool {
-        self.agent.as_ref().is_none_or(|a| *a == def.agent)
-            && self.collector.as_ref().is_none_or(|c| *c == def.collector)
-            && self.labels.iter().all(|want| def.labels.contains(want))
-            && self.field.as_ref().is_none_or(|f| def.fields.iter().any(|(n, _)| n == f))
+/// A compressed segment's chunks are chosen in its index: by the block's
+/// time range first, then each chunk's series and time range.
+impl Select for Filter {
+    fn block(&self, header: &Header) -> bool {
+        header.overlaps(self.since_ms, self.until_ms)
     }
 
+    fn chunk(&self, series: &SeriesView<'_>, min_time: u64, max_time: u64) -> bool {
+        self.since_ms.is_none_or(|s| max_time >= s)
+            && self.until_ms.is_none_or(|u| min_time < u)
+            && self.agent.as_ref().is_none_or(|a| a == series.agent)
+            && self.collector.as_ref().is_none_or(|c| c == series.collector)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| series.labels().any(|l| l == (k.as_str(), v.as_str())))
+            && self.field.as_ref().is_none_or(|f| series.field_names().any(|n| n == f))
+    }
+}
+
+impl Filter {
     fn time(&self, t: u64) -> bool {
         self.since_ms.is_none_or(|s| t >= s) && self.until_ms.is_none_or(|u| t < u)
     }
@@ -133,13 +147,8 @@ fn block(
     emit: &mut dyn FnMut(&Found<'_>) -> std::io::Result<()>,
     stats: &mut Stats,
 ) -> Result<bool, QueryError> {
-    let Some(index) = blocks::index(dir, id)? else { return Ok(false) };
-    let wanted: Vec<&ChunkRef> = if index.header.overlaps(filter.since_ms, filter.until_ms) {
-        let overlaps = |c: &&ChunkRef| c.overlaps(filter.since_ms, filter.until_ms);
-        index.chunks.iter().filter(overlaps).filter(|c| filter.series(&c.def)).collect()
-    } else {
-        Vec::new()
-    };
+    let Some(index) = blocks::index_where(dir, id, filter)? else { return Ok(false) };
+    let wanted = &index.chunks;
     if wanted.is_empty() {
         stats.skipped += 1;
         return Ok(true);

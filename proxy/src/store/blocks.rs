@@ -9,7 +9,7 @@ use std::path::Path;
 
 use wasmtap_protocol::record::{self, OVERHEAD};
 
-use super::block::index::{ChunkRef, TableRef};
+use super::block::index::{All, ChunkRef, Select, TableRef};
 use super::block::table::{self, BatchMeta};
 use super::block::{BlockError, Index};
 use super::catalog::{block_path, index_path};
@@ -46,6 +46,11 @@ fn damaged(path: &Path, e: BlockError) -> StoreError {
 /// damaged or of another block, rebuilt from the block (and written again,
 /// if the directory allows). `None` if the block is gone.
 pub fn index(dir: &Path, id: u64) -> Result<Option<Index>, StoreError> {
+    index_where(dir, id, &All)
+}
+
+/// [`index`] with only the chunk entries `select` wants.
+pub fn index_where(dir: &Path, id: u64, select: &dyn Select) -> Result<Option<Index>, StoreError> {
     let path = block_path(dir, id);
     let len = match std::fs::metadata(&path) {
         Ok(m) => m.len(),
@@ -54,7 +59,7 @@ pub fn index(dir: &Path, id: u64) -> Result<Option<Index>, StoreError> {
     };
     let idx = index_path(dir, id);
     if let Ok(bytes) = std::fs::read(&idx)
-        && let Ok(index) = Index::from_bytes(&bytes)
+        && let Ok(index) = Index::from_bytes_where(&bytes, select)
         && index.block_len == len
     {
         return Ok(Some(index));
@@ -68,7 +73,8 @@ pub fn index(dir: &Path, id: u64) -> Result<Option<Index>, StoreError> {
     for d in &damage {
         tracing::error!(block = %path.display(), offset = d.offset, bytes = d.len, "damaged records in a compressed segment; the rest of it is kept");
     }
-    match write_atomic(&idx, &index.to_bytes()) {
+    let bytes = index.to_bytes();
+    match write_atomic(&idx, &bytes) {
         Ok(()) => {
             tracing::warn!(index = %idx.display(), "index missing or damaged: rebuilt from its block")
         }
@@ -76,7 +82,8 @@ pub fn index(dir: &Path, id: u64) -> Result<Option<Index>, StoreError> {
             tracing::warn!(index = %idx.display(), error = %e, "index rebuilt in memory; it could not be written")
         }
     }
-    Ok(Some(index))
+    // Selected as a read of the file would have been.
+    Index::from_bytes_where(&bytes, select).map(Some).map_err(|e| damaged(&idx, e))
 }
 
 /// The payload of the record at `offset` (`len` bytes, header included)

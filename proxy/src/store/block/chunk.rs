@@ -101,6 +101,80 @@ impl SeriesDef {
     }
 }
 
+/// A series' definition as it lies in a record's bytes, read without
+/// copying: a query compares thousands of them in an index to keep a few.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesView<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// The collector.
+    pub collector: &'a str,
+    labels: (usize, &'a [u8]),
+    fields: (usize, &'a [u8]),
+}
+
+impl<'a> SeriesView<'a> {
+    /// Reads a definition (as [`SeriesDef::encode`] wrote it), checking it
+    /// as [`SeriesDef::decode`] does.
+    pub fn decode(r: &mut Reader<'a>) -> Result<Self, BlockError> {
+        let agent = r.str()?;
+        let collector = r.str()?;
+        let labels = Self::region(r, |r| {
+            r.str()?;
+            r.str()?;
+            Ok(())
+        })?;
+        let fields = Self::region(r, |r| {
+            kind_from_byte(r.u8()?).ok_or(BlockError::Malformed("field kind"))?;
+            r.str()?;
+            Ok(())
+        })?;
+        Ok(Self { agent, collector, labels, fields })
+    }
+
+    /// A count, then that many items read by `item`: the count and the items' bytes.
+    fn region(
+        r: &mut Reader<'a>,
+        item: impl Fn(&mut Reader<'a>) -> Result<(), BlockError>,
+    ) -> Result<(usize, &'a [u8]), BlockError> {
+        let n = r.count()?;
+        let start = r.unread();
+        for _ in 0..n {
+            item(r)?;
+        }
+        let len = start.len() - r.remaining();
+        Ok((n, &start[..len]))
+    }
+
+    /// The labels, in order.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let mut r = Reader::new(self.labels.1);
+        // Checked by `decode`: every read succeeds.
+        (0..self.labels.0).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+    }
+
+    /// The fields' names, in order.
+    pub fn field_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut r = Reader::new(self.fields.1);
+        (0..self.fields.0).map_while(move |_| {
+            r.u8().ok()?;
+            r.str().ok()
+        })
+    }
+
+    /// The owned definition.
+    pub fn to_def(&self) -> Result<SeriesDef, BlockError> {
+        let mut bytes = Vec::new();
+        put_str(&mut bytes, self.agent);
+        put_str(&mut bytes, self.collector);
+        put_varint(&mut bytes, self.labels.0 as u64);
+        bytes.extend_from_slice(self.labels.1);
+        put_varint(&mut bytes, self.fields.0 as u64);
+        bytes.extend_from_slice(self.fields.1);
+        SeriesDef::decode(&mut Reader::new(&bytes))
+    }
+}
+
 #[derive(Debug)]
 enum Column {
     Numbers(Vec<u8>, ValueEncoder),

@@ -21,7 +21,7 @@ use wasmtap_protocol::codec::{Reader, put_varint};
 use wasmtap_protocol::compact::FieldKind;
 use wasmtap_protocol::record::{self, Damage};
 
-use super::chunk::{self, SeriesDef};
+use super::chunk::{self, SeriesDef, SeriesView};
 use super::{BlockError, HEADER_KIND, Header, check_version, table};
 use crate::store::MAX_RECORD;
 
@@ -64,6 +64,30 @@ impl ChunkRef {
     /// Whether any sample may fall in `[since, until)`.
     pub fn overlaps(&self, since: Option<u64>, until: Option<u64>) -> bool {
         since.is_none_or(|s| self.max_time >= s) && until.is_none_or(|u| self.min_time < u)
+    }
+}
+
+/// Which entries of an index a reader wants; the others are passed over
+/// without being copied ([`Index::from_bytes_where`]).
+pub trait Select {
+    /// Whether any chunk of a block with `header` may be wanted; if not,
+    /// no chunk entry is read.
+    fn block(&self, header: &Header) -> bool;
+    /// Whether the chunk of `series` with samples from `min_time` to
+    /// `max_time` is wanted.
+    fn chunk(&self, series: &SeriesView<'_>, min_time: u64, max_time: u64) -> bool;
+}
+
+/// Every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct All;
+
+impl Select for All {
+    fn block(&self, _: &Header) -> bool {
+        true
+    }
+    fn chunk(&self, _: &SeriesView<'_>, _: u64, _: u64) -> bool {
+        true
     }
 }
 
@@ -110,6 +134,13 @@ impl Index {
 
     /// Reads an index file's bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BlockError> {
+        Self::from_bytes_where(bytes, &All)
+    }
+
+    /// Reads an index file's bytes, keeping only the chunk entries
+    /// `select` wants (none when it does not want the block). Every entry
+    /// read is checked as [`Index::from_bytes`] checks it.
+    pub fn from_bytes_where(bytes: &[u8], select: &dyn Select) -> Result<Self, BlockError> {
         let (payload, end) =
             record::intact_at(bytes, 0, MAX_RECORD).ok_or(BlockError::Malformed("index record"))?;
         if end != bytes.len() {
@@ -127,12 +158,19 @@ impl Index {
             let (offset, len, first, count) = (r.varint()?, r.varint()?, r.varint()?, r.varint()?);
             tables.push(TableRef { offset, len, first, count });
         }
-        let mut chunks = Vec::with_capacity(r.count()?);
-        for _ in 0..chunks.capacity() {
+        if !select.block(&header) {
+            return Ok(Self { block_len, header, tables, chunks: Vec::new() });
+        }
+        let entries = r.count()?;
+        let mut chunks = Vec::new();
+        for _ in 0..entries {
             let (offset, len, series) = (r.varint()?, r.varint()?, r.varint()?);
-            let def = SeriesDef::decode(&mut r)?;
+            let view = SeriesView::decode(&mut r)?;
             let (count, min_time, max_time) = (r.varint()?, r.varint()?, r.varint()?);
-            chunks.push(ChunkRef { offset, len, series, def, count, min_time, max_time });
+            if select.chunk(&view, min_time, max_time) {
+                let def = view.to_def()?;
+                chunks.push(ChunkRef { offset, len, series, def, count, min_time, max_time });
+            }
         }
         r.finish()?;
         Ok(Self { block_len, header, tables, chunks })

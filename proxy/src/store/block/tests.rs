@@ -248,3 +248,44 @@ fn a_block_whose_chunks_deflate_each_column_on_its_own_still_reads() {
     let (new, index) = build(&records);
     assert!(chunk_kinds(&new, &index).iter().all(|k| *k == chunk::KIND));
 }
+
+#[test]
+fn an_index_read_by_selection_keeps_only_the_wanted_chunks() {
+    use super::chunk::SeriesView;
+    use super::index::Select;
+    struct Load;
+    impl Select for Load {
+        fn block(&self, _: &Header) -> bool {
+            true
+        }
+        fn chunk(&self, s: &SeriesView<'_>, _: u64, _: u64) -> bool {
+            s.collector == "load" && s.labels().eq([("cpu", "-")]) && s.field_names().eq(["load1"])
+        }
+    }
+    struct Nothing;
+    impl Select for Nothing {
+        fn block(&self, _: &Header) -> bool {
+            false
+        }
+        fn chunk(&self, _: &SeriesView<'_>, _: u64, _: u64) -> bool {
+            unreachable!("no entry is read once the block is not wanted")
+        }
+    }
+    let (_, index) = build(&batches(40));
+    let bytes = index.to_bytes();
+    let load = Index::from_bytes_where(&bytes, &Load).expect("reads");
+    let expected: Vec<_> = index.chunks.iter().filter(|c| c.def.collector == "load").collect();
+    assert_eq!(expected.len(), 2, "one series of `load` per agent");
+    assert_eq!(
+        load.chunks.iter().collect::<Vec<_>>(),
+        expected,
+        "the same entries, defined the same"
+    );
+    assert_eq!((load.header, load.tables.clone()), (index.header, index.tables.clone()));
+    let none = Index::from_bytes_where(&bytes, &Nothing).expect("reads");
+    assert!(none.chunks.is_empty() && none.header == index.header);
+    // Damage is found in entries that are not kept, too.
+    let mut cut = bytes.clone();
+    cut.truncate(bytes.len() - 3);
+    assert!(Index::from_bytes_where(&cut, &Load).is_err());
+}
