@@ -3,11 +3,17 @@
 //!
 //! An entry is `<cache_dir>/<sha256 of the wasm>-<engine hash>.cwasm`, where
 //! the engine hash covers wasmtime's version and every compilation setting
-//! (`Engine::precompile_compatibility_hash`). Its content is the SHA-256 of
-//! the compiled artifact followed by the artifact. Loading native code is
-//! only as safe as the directory it comes from, so the directory is created
-//! for the agent's user alone (mode 0700) and an entry whose checksum does not
-//! match, or that wasmtime refuses, is recompiled and rewritten, never used.
+//! (`Engine::precompile_compatibility_hash`). Its content is the compiled
+//! artifact followed by its SHA-256. Loading native code is only as safe as
+//! the directory it comes from, so the directory is created for the agent's
+//! user alone (mode 0700) and an entry whose checksum does not match, or
+//! that wasmtime refuses, is recompiled and rewritten, never used.
+//!
+//! An entry is checked by reading it in pieces, then mapped, not copied,
+//! into the agent (`Component::deserialize_file`): the pages of a
+//! collector's code that never run (a third to a half of it for the
+//! standard collectors) are never resident, and those that are belong to
+//! the page cache rather than the agent's heap.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -100,30 +106,28 @@ impl CompileCache {
     }
 
     fn read(&self, engine: &Engine, path: &Path) -> Option<Component> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        match verify(path) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(path = %path.display(), "compile cache entry corrupt or truncated; recompiling");
+                return None;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read compile cache entry");
                 return None;
             }
-        };
-        let Some((sum, artifact)) = bytes.split_first_chunk::<32>() else {
-            tracing::warn!(path = %path.display(), "compile cache entry truncated; recompiling");
-            return None;
-        };
-        if Sha256::digest(artifact).as_slice() != sum {
-            tracing::warn!(path = %path.display(), "compile cache entry corrupt; recompiling");
-            return None;
         }
         #[expect(unsafe_code, reason = "loading precompiled code is unsafe in wasmtime's API")]
-        // SAFETY: wasmtime requires that the bytes were produced by
-        // `Component::serialize` of a compatible engine and not altered since.
-        // The entry lives in a directory only the agent writes (mode 0700),
-        // its name binds the engine's compatibility hash, and its SHA-256
-        // checksum was just verified; wasmtime additionally checks the
+        // SAFETY: wasmtime requires that the file holds what
+        // `Component::serialize` of a compatible engine produced and is not
+        // altered while mapped. The entry lives in a directory only the
+        // agent writes (mode 0700), its name binds the engine's
+        // compatibility hash, its SHA-256 checksum was just verified, and
+        // entries are only ever replaced by renaming a new file over them
+        // (a mapping keeps the old one); wasmtime additionally checks the
         // artifact's header and engine settings and refuses a mismatch.
-        let loaded = unsafe { Component::deserialize(engine, artifact) };
+        let loaded = unsafe { Component::deserialize_file(engine, path) };
         match loaded {
             Ok(c) => Some(c),
             Err(e) => {
@@ -132,6 +136,32 @@ impl CompileCache {
             }
         }
     }
+}
+
+/// Bytes of an entry's checksum trailer.
+const SUM_LEN: u64 = 32;
+
+/// Whether the entry at `path` ends with the SHA-256 of what precedes it,
+/// read in pieces (an artifact is never held in memory whole).
+fn verify(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let Some(body) = file.metadata()?.len().checked_sub(SUM_LEN) else { return Ok(false) };
+    let mut hasher = Sha256::new();
+    let mut left = body;
+    let mut buf = vec![0u8; 64 << 10];
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut sum = [0u8; SUM_LEN as usize];
+    file.read_exact(&mut sum)?;
+    Ok(hasher.finalize().as_slice() == sum)
 }
 
 /// Runs `exe compile-collector --cache dir` with `wasm` on its stdin.
@@ -178,8 +208,8 @@ fn write_entry(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&Sha256::digest(artifact))?;
     f.write_all(artifact)?;
+    f.write_all(&Sha256::digest(artifact))?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
@@ -298,6 +328,24 @@ mod tests {
             cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
             Origin::Cache
         );
+    }
+
+    #[test]
+    fn an_entry_of_the_earlier_layout_is_recompiled() {
+        // Before entries were mapped, the checksum came first.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine();
+        let cache = CompileCache::open(dir.path(), &e).expect("open");
+        let compiled = Component::new(&e, EMPTY_COMPONENT).expect("compiles");
+        let artifact = compiled.serialize().expect("serialize");
+        let mut old = Sha256::digest(&artifact).to_vec();
+        old.extend_from_slice(&artifact);
+        std::fs::write(cache.entry(EMPTY_COMPONENT), old).expect("write");
+        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+        assert_eq!(origin, Origin::Compiled);
+        let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+        assert_eq!(origin, Origin::Cache, "rewritten in today's layout");
     }
 
     #[test]
