@@ -161,9 +161,11 @@ impl Uplink {
                     AgentStats::add(&self.shared.stats.sessions, 1);
                     self.shared.stats.set_proxy(Some(addr.clone()));
                     tracing::info!(proxy = %addr, session = conn.id(), "session established");
+                    let started = Instant::now();
                     self.renumber_future(proxy_ms).await;
                     let live = Live::new(&self.shared, stream, conn, &mut self.highest_sent);
                     let ended = live.run(input_done.clone()).await;
+                    reconnect.ended(started.elapsed());
                     self.shared.stats.set_proxy(None);
                     match ended {
                         Ended::Done => return,

@@ -1,6 +1,10 @@
 //! The reconnect policy: fail over at once while some proxy has not failed
 //! recently; once every proxy has, wait with exponential backoff and full
-//! jitter (capped) before each attempt. A completed handshake resets it.
+//! jitter (capped) before each attempt. Only a session that lasted
+//! [`STABLE_SESSION`] resets it: a proxy that completes the handshake and
+//! then refuses the agent (an identity bound to another host, a second
+//! session of one agent) is retried ever more slowly, not ten times a
+//! second.
 
 use std::time::Duration;
 
@@ -8,6 +12,10 @@ use tokio::time::Instant;
 
 use super::proxies::Proxies;
 use crate::backoff::Backoff;
+
+/// How long a session must have lasted for its end to count as a fresh
+/// start rather than one more failure.
+pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// Where to connect next, and when.
 #[derive(Debug, Clone)]
@@ -42,10 +50,18 @@ impl Reconnect {
         self.proxies.failed(i, now);
     }
 
-    /// Proxy `i` completed a handshake.
+    /// Proxy `i` completed a handshake: it is tried first again, but the
+    /// backoff only starts over once the session has proved stable.
     pub fn connected(&mut self, i: usize) {
         self.proxies.succeeded(i);
-        self.backoff.reset();
+    }
+
+    /// A session that had lasted `lasted` ended; one of [`STABLE_SESSION`]
+    /// or more resets the backoff.
+    pub fn ended(&mut self, lasted: Duration) {
+        if lasted >= STABLE_SESSION {
+            self.backoff.reset();
+        }
     }
 }
 
@@ -103,7 +119,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_handshake_resets_the_backoff() {
+    async fn sessions_refused_right_after_the_handshake_keep_backing_off() {
+        let hosts = ["a".to_owned()];
+        let cap = Duration::from_secs(30);
+        let mut r = Reconnect::new(Proxies::new(&hosts, 6600), Duration::from_millis(200), cap);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let start = Instant::now();
+        for _ in 0..20 {
+            let (i, delay) = r.next(Instant::now(), &mut rng);
+            tokio::time::sleep(delay).await;
+            // The handshake completes, then the proxy refuses at once.
+            r.connected(i);
+            r.ended(Duration::from_millis(2));
+            r.failed(i, Instant::now());
+        }
+        // Twenty refusals take minutes, not two seconds.
+        assert!(Instant::now() - start > Duration::from_secs(60), "{:?}", Instant::now() - start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stable_session_resets_the_backoff() {
         let hosts = ["a".to_owned()];
         let mut r = Reconnect::new(
             Proxies::new(&hosts, 6600),
@@ -115,6 +150,7 @@ mod tests {
         r.connected(0);
         let (_, delay) = r.next(Instant::now(), &mut rand::rng());
         assert_eq!(delay, Duration::ZERO, "a proxy that just worked is tried at once");
+        r.ended(STABLE_SESSION);
         r.failed(0, Instant::now());
         let (_, delay) = r.next(Instant::now(), &mut rand::rng());
         assert!(delay <= Duration::from_millis(200), "backoff starts over: {delay:?}");
