@@ -98,6 +98,14 @@ fn a_name_belongs_to_its_identity_until_forgotten_and_requests_route_by_project(
     wait::until(Duration::from_secs(30), "the second agent to report the refusal", || {
         Ok(second.log_text().contains("refused this agent's identity").then_some(()))
     })?;
+    // Refused after a completed handshake, it backs off (max_backoff 2 s)
+    // instead of reconnecting as fast as the proxy answers (about ten
+    // times a second before).
+    let refusals = |a: &Agent| a.log_text().matches("refused this agent's identity").count();
+    let before = refusals(&second);
+    std::thread::sleep(Duration::from_secs(4));
+    let during = refusals(&second) - before;
+    assert!(during <= 12, "{during} refusals in 4 s:\n{}", second.log_text());
     assert!(rows(&proxy, "load")?.is_empty(), "a refused agent's data was stored");
     let bindings = proxy.ctl(&["bindings", "--project", "shop"])?;
     assert!(bindings.ok, "{}", bindings.stderr);
