@@ -10,10 +10,10 @@
 //! that wasmtime refuses, is recompiled and rewritten, never used.
 //!
 //! An entry is checked by reading it in pieces, then mapped, not copied,
-//! into the agent (`Component::deserialize_file`): the pages of a
-//! collector's code that never run (a third to a half of it for the
-//! standard collectors) are never resident, and those that are belong to
-//! the page cache rather than the agent's heap.
+//! into the agent (`Component::deserialize_file`): the collector's code is
+//! clean file pages the kernel can drop under memory pressure rather than
+//! anonymous heap (the resident size is the same, as every page of the
+//! standard collectors' code is touched).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;

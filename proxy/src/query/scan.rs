@@ -13,11 +13,10 @@ use wasmtap_protocol::access_key::ProjectId;
 use wasmtap_protocol::message::{Sample, Value};
 
 use super::Filter;
-use crate::store::block::BlockError;
-use crate::store::block::Header;
 use crate::store::block::chunk::{self, Cursor, SeriesView};
 use crate::store::block::index::Select;
 use crate::store::block::table::BatchMeta;
+use crate::store::block::{self, BlockError, Header};
 use crate::store::blocks;
 use crate::store::catalog::{self, Form, block_path, row_path};
 use crate::store::format::{self, FormatError, Viewed};
@@ -81,8 +80,7 @@ impl Select for Filter {
     }
 
     fn chunk(&self, series: &SeriesView<'_>, min_time: u64, max_time: u64) -> bool {
-        self.since_ms.is_none_or(|s| max_time >= s)
-            && self.until_ms.is_none_or(|u| min_time < u)
+        block::overlaps(min_time, max_time, self.since_ms, self.until_ms)
             && self.agent.as_ref().is_none_or(|a| a == series.agent)
             && self.collector.as_ref().is_none_or(|c| c == series.collector)
             && self

@@ -144,10 +144,13 @@ impl Header {
 
     /// Whether any sample may fall in `[since, until)`.
     pub fn overlaps(&self, since: Option<u64>, until: Option<u64>) -> bool {
-        self.min_time <= self.max_time
-            && since.is_none_or(|s| self.max_time >= s)
-            && until.is_none_or(|u| self.min_time < u)
+        self.min_time <= self.max_time && overlaps(self.min_time, self.max_time, since, until)
     }
+}
+
+/// Whether samples from `min_time` to `max_time` may fall in `[since, until)`.
+pub fn overlaps(min_time: u64, max_time: u64, since: Option<u64>, until: Option<u64>) -> bool {
+    since.is_none_or(|s| max_time >= s) && until.is_none_or(|u| min_time < u)
 }
 
 fn check_version(v: u8) -> Result<(), BlockError> {

@@ -86,18 +86,7 @@ impl SeriesDef {
 
     /// Reads a definition.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, BlockError> {
-        let agent = r.str()?.to_owned();
-        let collector = r.str()?.to_owned();
-        let mut labels = Vec::with_capacity(r.count()?);
-        for _ in 0..labels.capacity() {
-            labels.push((r.str()?.to_owned(), r.str()?.to_owned()));
-        }
-        let mut fields = Vec::with_capacity(r.count()?);
-        for _ in 0..fields.capacity() {
-            let kind = kind_from_byte(r.u8()?).ok_or(BlockError::Malformed("field kind"))?;
-            fields.push((r.str()?.to_owned(), kind));
-        }
-        Ok(Self { agent, collector, labels, fields })
+        SeriesView::decode(r).map(|v| v.to_def())
     }
 }
 
@@ -114,8 +103,8 @@ pub struct SeriesView<'a> {
 }
 
 impl<'a> SeriesView<'a> {
-    /// Reads a definition (as [`SeriesDef::encode`] wrote it), checking it
-    /// as [`SeriesDef::decode`] does.
+    /// Reads a definition (as [`SeriesDef::encode`] wrote it), checking
+    /// every string and field kind in it.
     pub fn decode(r: &mut Reader<'a>) -> Result<Self, BlockError> {
         let agent = r.str()?;
         let collector = r.str()?;
@@ -153,25 +142,28 @@ impl<'a> SeriesView<'a> {
         (0..self.labels.0).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
     }
 
-    /// The fields' names, in order.
-    pub fn field_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+    /// The fields, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, FieldKind)> + 'a {
         let mut r = Reader::new(self.fields.1);
         (0..self.fields.0).map_while(move |_| {
-            r.u8().ok()?;
-            r.str().ok()
+            let kind = kind_from_byte(r.u8().ok()?)?;
+            Some((r.str().ok()?, kind))
         })
     }
 
+    /// The fields' names, in order.
+    pub fn field_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields().map(|(name, _)| name)
+    }
+
     /// The owned definition.
-    pub fn to_def(&self) -> Result<SeriesDef, BlockError> {
-        let mut bytes = Vec::new();
-        put_str(&mut bytes, self.agent);
-        put_str(&mut bytes, self.collector);
-        put_varint(&mut bytes, self.labels.0 as u64);
-        bytes.extend_from_slice(self.labels.1);
-        put_varint(&mut bytes, self.fields.0 as u64);
-        bytes.extend_from_slice(self.fields.1);
-        SeriesDef::decode(&mut Reader::new(&bytes))
+    pub fn to_def(&self) -> SeriesDef {
+        SeriesDef {
+            agent: self.agent.to_owned(),
+            collector: self.collector.to_owned(),
+            labels: self.labels().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            fields: self.fields().map(|(n, k)| (n.to_owned(), k)).collect(),
+        }
     }
 }
 

@@ -60,13 +60,6 @@ pub struct ChunkRef {
     pub max_time: u64,
 }
 
-impl ChunkRef {
-    /// Whether any sample may fall in `[since, until)`.
-    pub fn overlaps(&self, since: Option<u64>, until: Option<u64>) -> bool {
-        since.is_none_or(|s| self.max_time >= s) && until.is_none_or(|u| self.min_time < u)
-    }
-}
-
 /// Which entries of an index a reader wants; the others are passed over
 /// without being copied ([`Index::from_bytes_where`]).
 pub trait Select {
@@ -168,7 +161,7 @@ impl Index {
             let view = SeriesView::decode(&mut r)?;
             let (count, min_time, max_time) = (r.varint()?, r.varint()?, r.varint()?);
             if select.chunk(&view, min_time, max_time) {
-                let def = view.to_def()?;
+                let def = view.to_def();
                 chunks.push(ChunkRef { offset, len, series, def, count, min_time, max_time });
             }
         }
