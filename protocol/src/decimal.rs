@@ -68,10 +68,21 @@ pub fn round(v: f64, e: u8) -> f64 {
 
 /// `v` as `m / 10^e` exactly, with the fewest decimal places.
 pub fn fewest(v: f64) -> Option<(i64, u8)> {
-    if !v.is_finite() {
+    if !v.is_finite() || !near_whole_at_max_scale(v) {
         return None;
     }
     (0..=MAX_SCALE).find_map(|e| at_scale(v, e).map(|m| (m, e)))
+}
+
+/// Whether `v · 10^9` is within a few units in the last place of a whole
+/// number, which every decimal `m / 10^e` (`e ≤ 9`) is: `v` is within half
+/// an ulp of `m / 10^e` and the product adds half an ulp more, so the
+/// product is within 2^-52 of its size from the whole `m · 10^(9−e)`. A
+/// ratio or other long fraction fails this one multiplication instead of
+/// ten attempts at a scale; what passes is still checked exactly.
+fn near_whole_at_max_scale(v: f64) -> bool {
+    let s = v * POW10[usize::from(MAX_SCALE)];
+    (s - round_half_away(s)).abs() <= s.abs() * 1e-15
 }
 
 #[cfg(test)]
@@ -128,6 +139,25 @@ mod tests {
             proptest::prop_assume!(!x.is_nan());
             let scaled = x * POW10[usize::from(scale)];
             proptest::prop_assert_eq!(round_half_away(scaled).to_bits(), scaled.round().to_bits());
+        }
+
+        #[test]
+        fn fewest_is_the_exhaustive_search(bits: u64, m in -MAX_MANTISSA..=MAX_MANTISSA, e in 0u8..=MAX_SCALE) {
+            let exhaustive = |v: f64| {
+                v.is_finite().then(|| (0..=MAX_SCALE).find_map(|e| at_scale(v, e).map(|m| (m, e)))).flatten()
+            };
+            let any = f64::from_bits(bits);
+            proptest::prop_assert_eq!(fewest(any), exhaustive(any));
+            let small = (m % 1_000_000_000) as f64 / POW10[usize::from(e)];
+            // Decimals and the values one ulp beside them.
+            for v in [value(m, e), small] {
+                for v in [v, f64::from_bits(v.to_bits() + 1), f64::from_bits(v.to_bits().wrapping_sub(1))] {
+                    proptest::prop_assert_eq!(fewest(v), exhaustive(v), "{:e}", v);
+                }
+            }
+            for v in [small, -small] {
+                proptest::prop_assert!(fewest(v).is_some(), "{:e} is a decimal", v);
+            }
         }
 
         #[test]

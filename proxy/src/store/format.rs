@@ -27,6 +27,7 @@ use wasmtap_protocol::compact::FieldKind;
 use wasmtap_protocol::message::{self, Batch, CollectorName, FieldName, Sample, Value};
 
 use super::StoredBatch;
+use super::block::chunk::Cell;
 
 const MARKER: u8 = 0x00;
 const VERSION: u8 = 0x02;
@@ -328,6 +329,21 @@ impl<'a> SampleView<'a> {
         let mut r = Reader::new(self.labels);
         let n = r.varint().unwrap_or(0);
         (0..n).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+    }
+
+    /// Its values as a chunk takes them (text borrowed), as `layout` says.
+    pub fn cells<'l>(
+        &self,
+        layout: &'l [(&'a str, FieldKind)],
+    ) -> impl Iterator<Item = Cell<'a>> + 'l
+    where
+        'a: 'l,
+    {
+        let mut r = Reader::new(self.values);
+        layout.iter().map_while(move |(_, kind)| match kind {
+            FieldKind::Text => Some(Cell::Text(r.str().ok()?)),
+            _ => Some(Cell::Number(f64::from_le_bytes(r.array().ok()?))),
+        })
     }
 
     /// Its values, each with its field, as `layout` (its view's) says.

@@ -16,9 +16,10 @@ use wasmtap_protocol::access_key::ProjectId;
 
 use super::catalog::{self, Form, block_path, index_path, row_path};
 use super::compact::{self, Compacted};
+use super::format::{self, Viewed};
 use super::rows::{Item, RowFile};
 use super::usage::{Reason, Usage};
-use super::{StoreConfig, StoreError, blocks, format, io_err};
+use super::{StoreConfig, StoreError, blocks, io_err};
 
 /// How often every project is looked at without being asked.
 const SWEEP: Duration = Duration::from_secs(60);
@@ -84,11 +85,16 @@ fn newest_in_rows(path: &Path) -> Result<Option<u64>, StoreError> {
     while at < len {
         at = file
             .window(at, len, true, |item| {
-                if let Item::Record { payload, .. } = item
-                    && let Ok(r) = format::decode(payload)
-                {
-                    newest = newest.max(r.received_ms);
-                }
+                // The record's header is all that is needed.
+                let received = match item {
+                    Item::Record { payload, .. } => match format::view(payload) {
+                        Ok(Viewed::View(v)) => Some(v.received_ms),
+                        Ok(Viewed::Decoded(r)) => Some(r.received_ms),
+                        Err(_) => None,
+                    },
+                    Item::Damage { .. } => None,
+                };
+                newest = newest.max(received.unwrap_or(0));
             })
             .map_err(io_err(path))?;
     }

@@ -287,12 +287,6 @@ impl Writer {
                 }
             }
             self.group(group);
-            for (project, log) in &mut self.logs {
-                if std::mem::take(&mut log.sealed) {
-                    log.checkpoint();
-                    let _ = self.maint.send(maint::Job::Sealed(project.clone()));
-                }
-            }
         }
         for log in self.logs.values_mut() {
             log.checkpoint();
@@ -405,6 +399,14 @@ impl Writer {
             finals.push(result);
         }
         self.publish(&jobs, stored_values);
+        // Before any answer: once a batch is acknowledged, the segments
+        // closed before it are in the maintenance thread's queue.
+        for (project, log) in &mut self.logs {
+            if std::mem::take(&mut log.sealed) {
+                log.checkpoint();
+                let _ = self.maint.send(maint::Job::Sealed(project.clone()));
+            }
+        }
         for (job, result) in jobs.into_iter().zip(finals) {
             let _ = job.reply.send(result);
         }

@@ -151,7 +151,7 @@ impl Builder {
             ids.push(u64::from(id));
             let series = &mut self.series[id as usize];
             let numeric = layout.iter().filter(|(_, k)| *k != FieldKind::Text).count();
-            series.chunk.push(batch, s.time_ms, s.values(layout).map(|(_, v)| v));
+            series.chunk.push(batch, s.time_ms, s.cells(layout));
             if series.chunk.len() >= MAX_SAMPLES {
                 let kinds = series.def.fields.iter().map(|(_, k)| *k);
                 let full = std::mem::replace(&mut series.chunk, ChunkWriter::new(kinds));

@@ -167,6 +167,25 @@ impl<'a> SeriesView<'a> {
     }
 }
 
+/// A value as a chunk takes it: a number, or text borrowed from where it
+/// is read (a row record or a batch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// A gauge or counter.
+    Number(f64),
+    /// A text value.
+    Text(&'a str),
+}
+
+impl<'a> From<&'a Value> for Cell<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Gauge(n) | Value::Counter(n) => Cell::Number(*n),
+            Value::Text(t) => Cell::Text(t),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Column {
     Numbers(Vec<u8>, ValueEncoder),
@@ -217,7 +236,7 @@ impl ChunkWriter {
     /// series' fields (a value of another kind is stored as the field's
     /// kind: the series' definition includes the kinds, so this does not
     /// happen).
-    pub fn push(&mut self, batch: u64, time: u64, values: impl Iterator<Item = Value>) {
+    pub fn push<'v>(&mut self, batch: u64, time: u64, values: impl Iterator<Item = Cell<'v>>) {
         self.count += 1;
         self.min_time = self.min_time.min(time);
         self.max_time = self.max_time.max(time);
@@ -225,15 +244,15 @@ impl ChunkWriter {
         self.times.1.push(&mut self.times.0, time);
         for (column, value) in self.fields.iter_mut().zip(values) {
             match (column, value) {
-                (Column::Numbers(w, e), Value::Gauge(v) | Value::Counter(v)) => e.push(w, v),
-                (Column::Numbers(w, e), Value::Text(_)) => e.push(w, f64::NAN),
-                (Column::Texts(out, prev), Value::Text(t)) => {
-                    if prev.as_deref() == Some(t.as_str()) {
+                (Column::Numbers(w, e), Cell::Number(v)) => e.push(w, v),
+                (Column::Numbers(w, e), Cell::Text(_)) => e.push(w, f64::NAN),
+                (Column::Texts(out, prev), Cell::Text(t)) => {
+                    if prev.as_deref() == Some(t) {
                         put_varint(out, 0);
                     } else {
                         put_varint(out, t.len() as u64 + 1);
                         out.extend_from_slice(t.as_bytes());
-                        *prev = Some(t);
+                        *prev = Some(t.to_owned());
                     }
                 }
                 (Column::Texts(out, prev), _) => {

@@ -16,9 +16,9 @@ use wasmtap_protocol::codec::{Reader, put_varint};
 use wasmtap_protocol::decimal::{self, MAX_SCALE, at_scale, in_range};
 
 use super::ints::{unzigzag, zigzag};
-/// After this many values in a row that were not decimals, the encoder
-/// looks for a decimal form only at every such count (a series of long
-/// fractions does not pay for the search every time).
+/// After this many values in a row that were not decimals at the scale of
+/// the one before, the encoder looks for a decimal form only at every such
+/// count (a series of long fractions does not pay for the search every time).
 const NOT_DECIMAL_RUN: u32 = 16;
 
 /// Why a number column cannot be read.
@@ -38,7 +38,7 @@ pub enum ValueError {
 pub struct ValueEncoder {
     bits: u64,
     decimal: Option<(i64, u8)>,
-    /// Values in a row that were not decimals.
+    /// Values in a row that were not decimals at the last decimal's scale.
     not_decimal: u32,
 }
 
@@ -53,15 +53,17 @@ impl ValueEncoder {
             (self.decimal, self.bits, self.not_decimal) = (Some((m, e)), bits, 0);
             return;
         }
+        // A value not at the last one's scale is a miss, even when the
+        // search finds it at another (a ratio is now and then a short decimal).
         let search =
             self.not_decimal < NOT_DECIMAL_RUN || self.not_decimal.is_multiple_of(NOT_DECIMAL_RUN);
-        if let Some((m, e)) = decimal::fewest(v).filter(|_| search) {
+        self.not_decimal = self.not_decimal.saturating_add(1);
+        if let Some((m, e)) = search.then(|| decimal::fewest(v)).flatten() {
             put_varint(out, 1 | u64::from(e) << 2);
             put_varint(out, zigzag(m));
-            (self.decimal, self.bits, self.not_decimal) = (Some((m, e)), bits, 0);
+            (self.decimal, self.bits) = (Some((m, e)), bits);
             return;
         }
-        self.not_decimal = self.not_decimal.saturating_add(1);
         put_varint(out, 3);
         put_varint(out, bits ^ self.bits);
         self.bits = bits;
