@@ -10,6 +10,7 @@
 //! | `run NAME` | calls the collector now; its samples (not shipped) |
 //! | `config` | the effective configuration, without the access key |
 //! | `logs [N]` | the agent's newest `N` log lines (default 100) |
+//! | `describe` | every collector's fields with kind, unit and help (the proxy asks, to name and explain series) |
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -21,13 +22,15 @@ use wasmtap_protocol::message::{ControlRequest, ControlResponse, Sample, Value};
 use crate::config::Config;
 use crate::health::{Registry, State};
 use crate::logring::LogRing;
+use crate::schema::{Kind, Schema};
+use crate::selfwatch;
 use crate::spool::Spool;
 use crate::stats::AgentStats;
 use crate::supervisor::Command;
 
 /// The commands this agent knows.
-pub const COMMANDS: [&str; 8] =
-    ["info", "collectors", "reload", "enable", "disable", "run", "config", "logs"];
+pub const COMMANDS: [&str; 9] =
+    ["info", "collectors", "reload", "enable", "disable", "run", "config", "logs", "describe"];
 /// Log lines `logs` returns unless asked for another number.
 pub const DEFAULT_LOG_LINES: usize = 100;
 
@@ -78,6 +81,10 @@ impl Control {
                     _ => return Err("usage: logs [N]".into()),
                 };
                 Ok(json!(self.logs.tail(n)))
+            }
+            "describe" => {
+                let schemas = self.ask(Command::Describe).await?;
+                Ok(describe(&schemas))
             }
             "reload" => {
                 let running = self.ask(Command::Reload).await?;
@@ -223,4 +230,74 @@ fn sample_json(s: &Sample) -> Json {
     let labels: serde_json::Map<String, Json> =
         s.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     json!({ "collector": s.collector, "time_ms": s.time_ms, "labels": labels, "values": values })
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+        Kind::Text => "text",
+    }
+}
+
+/// The answer to `describe`: every loaded collector, then the agent's own.
+fn describe(schemas: &[Arc<Schema>]) -> Json {
+    let mut collectors: Vec<Json> = schemas
+        .iter()
+        .map(|s| {
+            let fields: Vec<Json> = s
+                .fields
+                .iter()
+                .map(|f| json!({ "name": &*f.name, "kind": kind_name(f.kind), "unit": f.unit, "help": f.help }))
+                .collect();
+            json!({ "name": s.name, "version": s.version, "fields": fields })
+        })
+        .collect();
+    let own = selfwatch::COLLECTOR_FIELDS.iter().chain(&selfwatch::AGENT_FIELDS);
+    let fields: Vec<Json> = own
+        .map(|(name, kind, unit, help)| json!({ "name": name, "kind": kind_name(*kind), "unit": unit, "help": help }))
+        .collect();
+    collectors.push(json!({
+        "name": selfwatch::COLLECTOR,
+        "version": env!("CARGO_PKG_VERSION"),
+        "fields": fields,
+    }));
+    json!({ "collectors": collectors })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::schema::FieldSpec;
+
+    #[test]
+    fn describe_lists_every_field_and_the_agents_own() {
+        let schema = Schema {
+            name: "net".into(),
+            version: "1.2.0".into(),
+            default_interval: Duration::from_secs(1),
+            fields: vec![FieldSpec {
+                name: "rx_bytes".into(),
+                kind: Kind::Counter,
+                unit: "bytes".into(),
+                help: "Bytes received.".into(),
+                precision: None,
+            }],
+        };
+        let json = describe(&[Arc::new(schema)]);
+        let collectors = json["collectors"].as_array().expect("a list");
+        assert_eq!(collectors.len(), 2);
+        assert_eq!(
+            collectors[0],
+            json!({ "name": "net", "version": "1.2.0", "fields": [
+                { "name": "rx_bytes", "kind": "counter", "unit": "bytes", "help": "Bytes received." }
+            ]})
+        );
+        assert_eq!(collectors[1]["name"], "agent");
+        let own = collectors[1]["fields"].as_array().expect("fields");
+        assert_eq!(own.len(), selfwatch::COLLECTOR_FIELDS.len() + selfwatch::AGENT_FIELDS.len());
+        assert!(own.iter().all(|f| !f["help"].as_str().unwrap_or("").is_empty()));
+    }
 }

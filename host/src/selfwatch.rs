@@ -14,6 +14,7 @@ use wasmtap_protocol::message::{FieldName, Sample, Value};
 
 use crate::control::state_name;
 use crate::health::{Registry, State};
+use crate::schema::Kind;
 use crate::spool::{Spool, SpoolStats};
 use crate::stats::AgentStats;
 
@@ -21,6 +22,64 @@ use crate::stats::AgentStats;
 pub const COLLECTOR: &str = "agent";
 /// How often the agent reports on itself.
 pub const INTERVAL: Duration = Duration::from_secs(10);
+
+/// A field of the agent's own samples: name, kind, unit and help, as the
+/// `describe` control command reports them.
+pub type OwnField = (&'static str, Kind, &'static str, &'static str);
+
+/// The fields of the agent's samples about each collector (label `collector`).
+pub const COLLECTOR_FIELDS: [OwnField; 7] = [
+    ("state", Kind::Text, "", "The collector's state: running, backoff, quarantined or disabled."),
+    ("quarantined", Kind::Gauge, "", "1 while the collector is quarantined, else 0."),
+    ("calls", Kind::Counter, "", "Calls of the collector since the agent started."),
+    ("failures", Kind::Counter, "", "Calls that failed (trap, error, refused output)."),
+    ("timeouts", Kind::Counter, "", "Calls stopped at their deadline."),
+    ("call_time_seconds", Kind::Counter, "seconds", "Time spent in the collector's calls."),
+    ("dropped_values", Kind::Counter, "", "Values dropped for not matching the declared fields."),
+];
+
+/// The fields of the agent's sample about itself (no labels).
+pub const AGENT_FIELDS: [OwnField; 24] = [
+    ("queued_samples", Kind::Gauge, "", "Samples waiting to be put into a batch."),
+    ("spool_batches", Kind::Gauge, "", "Batches in the spool, not yet acknowledged."),
+    ("spool_samples", Kind::Gauge, "", "Samples in the spool, not yet acknowledged."),
+    ("spool_bytes", Kind::Gauge, "bytes", "Bytes of the spool's files."),
+    ("spool_dropped_samples", Kind::Counter, "", "Samples dropped because the spool was full."),
+    ("spool_corrupt_batches", Kind::Counter, "", "Batches lost to damaged spool files."),
+    ("spool_corrupt_samples", Kind::Counter, "", "Samples lost to damaged spool files."),
+    (
+        "spool_renumbered_batches",
+        Kind::Counter,
+        "",
+        "Batches given new sequence numbers the proxy accepts.",
+    ),
+    ("lost_samples", Kind::Counter, "", "Samples lost before reaching the spool."),
+    ("connect_attempts", Kind::Counter, "", "Connections tried to a proxy."),
+    ("sessions", Kind::Counter, "", "Sessions established with a proxy."),
+    ("session_failures", Kind::Counter, "", "Sessions that ended in an error."),
+    ("batches_sent", Kind::Counter, "", "Batches sent, resends included."),
+    (
+        "batches_resent",
+        Kind::Counter,
+        "",
+        "Batches sent again after a session ended unacknowledged.",
+    ),
+    ("batches_acked", Kind::Counter, "", "Batches the proxy acknowledged as stored."),
+    ("sealed_bytes", Kind::Counter, "bytes", "Bytes sent on the sealed (AES-256-GCM) path."),
+    ("simple_bytes", Kind::Counter, "bytes", "Bytes sent on the simple-cipher path."),
+    ("numbers_sent", Kind::Counter, "", "Numbers sent on the simple-cipher path."),
+    ("control_requests", Kind::Counter, "", "Control requests answered."),
+    ("identity_refusals", Kind::Counter, "", "Sessions a proxy refused for the agent's identity."),
+    ("acks_refused", Kind::Counter, "", "Acknowledgements refused for naming unsent batches."),
+    ("rtt_seconds", Kind::Gauge, "seconds", "Round-trip time to the proxy, from the last ping."),
+    (
+        "clock_offset_seconds",
+        Kind::Gauge,
+        "seconds",
+        "The proxy's clock minus the agent's, from the last ping.",
+    ),
+    ("up", Kind::Gauge, "", "1: the agent is running (its samples arrive)."),
+];
 
 fn field(name: &str, v: Value) -> (FieldName, Value) {
     (FieldName::from(name), v)
@@ -49,7 +108,10 @@ pub fn samples(
                 field("calls", Value::Counter(h.calls as f64)),
                 field("failures", Value::Counter(h.failures as f64)),
                 field("timeouts", Value::Counter(h.timeouts as f64)),
-                field("call_time_ms", Value::Counter((h.call_time.as_secs_f64() * 1e3).round())),
+                field(
+                    "call_time_seconds",
+                    Value::Counter((h.call_time.as_secs_f64() * 1e3).round() / 1e3),
+                ),
                 field("dropped_values", Value::Counter(h.dropped_values as f64)),
             ],
         })
@@ -72,8 +134,8 @@ pub fn samples(
         field("batches_sent", c(&stats.batches_sent)),
         field("batches_resent", c(&stats.batches_resent)),
         field("batches_acked", c(&stats.batches_acked)),
-        field("bytes_sealed", c(&stats.bytes_sealed)),
-        field("bytes_simple", c(&stats.bytes_simple)),
+        field("sealed_bytes", c(&stats.bytes_sealed)),
+        field("simple_bytes", c(&stats.bytes_simple)),
         field("numbers_sent", c(&stats.numbers_sent)),
         field("control_requests", c(&stats.control_requests)),
         field("identity_refusals", c(&stats.identity_refusals)),
@@ -81,12 +143,11 @@ pub fn samples(
     ];
     let rtt = stats.rtt_ms.load(Ordering::Relaxed);
     if rtt >= 0 {
-        values.push(field("rtt_ms", Value::Gauge(rtt as f64)));
-        values.push(field(
-            "clock_offset_ms",
-            Value::Gauge(stats.clock_offset_ms.load(Ordering::Relaxed) as f64),
-        ));
+        values.push(field("rtt_seconds", Value::Gauge(rtt as f64 / 1e3)));
+        let offset = stats.clock_offset_ms.load(Ordering::Relaxed) as f64 / 1e3;
+        values.push(field("clock_offset_seconds", Value::Gauge(offset)));
     }
+    values.push(field("up", g(1)));
     out.push(Sample {
         collector: COLLECTOR.into(),
         time_ms: now_ms,
@@ -147,12 +208,33 @@ mod tests {
         };
         assert_eq!(get(0, "state"), Some(Value::Text("quarantined".into())));
         assert_eq!(get(0, "quarantined"), Some(Value::Gauge(1.0)));
-        assert_eq!(get(1, "bytes_simple"), Some(Value::Counter(42.0)));
+        assert_eq!(get(1, "simple_bytes"), Some(Value::Counter(42.0)));
         assert_eq!(get(1, "spool_batches"), Some(Value::Gauge(2.0)));
         assert_eq!(get(1, "spool_dropped_samples"), Some(Value::Counter(7.0)));
         assert_eq!(get(1, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
         assert_eq!(get(1, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
         assert_eq!(get(1, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
-        assert_eq!(get(1, "rtt_ms"), None, "no probe yet");
+        assert_eq!(get(1, "rtt_seconds"), None, "no probe yet");
+        stats.rtt_ms.store(1500, Ordering::Relaxed);
+        let s = samples(5, &health, &stats, SpoolStats::default());
+        // Every field reported is declared, with its kind.
+        for (sample, declared) in s.iter().zip([&COLLECTOR_FIELDS[..], &AGENT_FIELDS[..]]) {
+            for (name, value) in &sample.values {
+                let kind = match value {
+                    Value::Gauge(_) => Kind::Gauge,
+                    Value::Counter(_) => Kind::Counter,
+                    Value::Text(_) => Kind::Text,
+                };
+                assert!(
+                    declared.iter().any(|f| f.0 == &**name && f.1 == kind),
+                    "{name} undeclared"
+                );
+            }
+        }
+        assert_eq!(s[1].values.len(), AGENT_FIELDS.len(), "every agent field is reported");
+        assert_eq!(
+            s[1].values.iter().find(|(n, _)| &**n == "rtt_seconds").map(|(_, v)| v.clone()),
+            Some(Value::Gauge(1.5))
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::health::{Registry, State};
 use crate::manifest::Manifest;
 use crate::runtime::{Collector, Prepared, Runtime};
 use crate::scheduler::{self, Schedule};
+use crate::schema::Schema;
 use crate::signing::{self, PublicKey};
 
 /// What the supervisor enforces.
@@ -44,6 +45,8 @@ struct Candidate {
 
 struct Running {
     name: String,
+    /// What it declared at load.
+    schema: Arc<Schema>,
     fingerprint: [u8; 32],
     collector: Arc<Mutex<Collector>>,
     schedule: Schedule,
@@ -64,6 +67,8 @@ pub enum Command {
     Disable(String, oneshot::Sender<Result<(), String>>),
     /// Call a collector now and answer with its samples (they are not shipped).
     Run(String, oneshot::Sender<Result<Vec<Sample>, String>>),
+    /// What every loaded collector declared (its fields, units and help).
+    Describe(oneshot::Sender<Vec<Arc<Schema>>>),
 }
 
 /// Owns the collector tasks.
@@ -219,6 +224,7 @@ impl Supervisor {
         let enabled = collector.manifest().enabled;
         let mut r = Running {
             name,
+            schema: Arc::new(collector.schema().clone()),
             fingerprint: c.fingerprint,
             collector: Arc::new(Mutex::new(collector)),
             schedule,
@@ -298,6 +304,9 @@ impl Supervisor {
                     }
                 };
                 let _ = reply.send(result);
+            }
+            Command::Describe(reply) => {
+                let _ = reply.send(self.running.values().map(|r| r.schema.clone()).collect());
             }
             Command::Disable(name, reply) => {
                 let result = match self.find(&name) {

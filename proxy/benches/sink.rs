@@ -106,7 +106,7 @@ fn main() {
             max_backoff: Duration::from_millis(100),
         };
         // Opened on the empty store: its position is the start of what follows.
-        let (rw, follower) = RemoteWrite::open(&store, rw_config).expect("remote write");
+        let (rw, follower) = RemoteWrite::open(&store, rw_config, Default::default()).expect("remote write");
         fill(&store, batches).await;
 
         let (t0, c0) = (Instant::now(), cpu());

@@ -200,7 +200,7 @@ impl Gate {
     }
 
     /// The `wasmtap_proxy_unauthenticated_*` families.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut exposition::Exposition) {
         let (open, c) = {
             let s = self.lock();
             (s.open.len(), s.counts)
@@ -239,7 +239,13 @@ impl Gate {
 }
 
 /// A counter family with one sample per value of `label`.
-fn labelled_counter(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+fn labelled_counter(
+    out: &mut exposition::Exposition,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
     exposition::family(out, name, help, Kind::Counter);
     for (value, n) in values {
         let labels = [(label.to_owned(), (*value).to_owned())];
@@ -356,8 +362,9 @@ mod tests {
             }
         );
         assert_eq!((c.refused(), c.timeouts()), (2, 3));
-        let mut text = String::new();
+        let mut text = crate::exposition::Exposition::new(crate::exposition::Format::Prometheus);
         g.render(&mut text);
+        let text = text.finish();
         for line in [
             "# TYPE wasmtap_proxy_unauthenticated_connections gauge\n",
             "\nwasmtap_proxy_unauthenticated_connections 5.0\n",
@@ -372,8 +379,9 @@ mod tests {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }
         drop((oldest, others));
-        let mut text = String::new();
+        let mut text = crate::exposition::Exposition::new(crate::exposition::Format::Prometheus);
         g.render(&mut text);
+        let text = text.finish();
         assert!(text.contains("\nwasmtap_proxy_unauthenticated_connections 0.0\n"), "{text}");
     }
 

@@ -121,7 +121,10 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> HttpResponse {
     let get = req.method() == Method::GET;
     match path {
         "/healthz" if get => response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/metrics" if get => metrics(state).await,
+        "/metrics" if get => {
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            metrics(state, exposition::Format::negotiate(accept)).await
+        }
         "/healthz" | "/metrics" => {
             let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
@@ -131,20 +134,21 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: &Arc<HttpState>) -> HttpResponse {
+async fn metrics(state: &Arc<HttpState>, format: exposition::Format) -> HttpResponse {
     let state = state.clone();
     // Rendering a large table is CPU work; keep it off the async workers.
     let text = tokio::task::spawn_blocking(move || {
-        let mut text = state.latest.render();
+        let mut text = exposition::Exposition::new(format);
+        state.latest.render(&mut text);
         remote_write::render_families(&state.remote_write, &mut text);
         state.store.damage().render(&mut text);
         state.store.usage().render(&mut text);
         state.gate.render(&mut text);
-        text
+        text.finish()
     })
     .await;
     match text {
-        Ok(text) => response(StatusCode::OK, exposition::CONTENT_TYPE, Bytes::from(text)),
+        Ok(text) => response(StatusCode::OK, format.content_type(), Bytes::from(text)),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

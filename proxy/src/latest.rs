@@ -6,7 +6,9 @@
 //! arrival time of its newest batch) leaves it. Text values have no
 //! Prometheus representation and are skipped. The table is fed from the
 //! store's tail, so at start it is rebuilt from what the store received
-//! within `ttl`.
+//! within `ttl`. Names, units and help come from the collectors'
+//! descriptions (`descriptors.rs`) when the table is rendered, so a
+//! description that arrives after the values still names them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use wasmtap_protocol::message::Value;
 
-use crate::exposition::{self, Kind};
+use crate::descriptors::Descriptors;
+use crate::exposition::{self, Exposition, Kind};
 use crate::series;
 use crate::sink::Sink;
 use crate::store::StoredBatch;
@@ -25,16 +28,18 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Drops are logged at most this often (with the running total).
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A series: its metric name and full label set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A series: its project, collector, field and kind, and full label set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    name: Arc<str>,
+    project: Arc<str>,
+    collector: Arc<str>,
+    field: Arc<str>,
+    counter: bool,
     labels: Arc<[(String, String)]>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Point {
-    kind: Kind,
     value: f64,
     time_ms: u64,
     /// When the proxy received it, ms since the epoch.
@@ -51,6 +56,7 @@ struct Table {
 /// The latest value of every numeric series; see the module docs.
 #[derive(Debug)]
 pub struct Latest {
+    descriptors: Arc<Descriptors>,
     max_series: usize,
     ttl: Duration,
     table: Mutex<Table>,
@@ -59,11 +65,12 @@ pub struct Latest {
 
 impl Latest {
     /// An empty table holding at most `max_series` series, each for `ttl`
-    /// after its last update.
-    pub fn new(max_series: usize, ttl: Duration) -> Self {
+    /// after its last update, named from `descriptors`.
+    pub fn new(max_series: usize, ttl: Duration, descriptors: Arc<Descriptors>) -> Self {
         let table =
             Table { series: HashMap::new(), last_sweep: Instant::now(), last_drop_log: None };
-        Self { max_series, ttl, table: Mutex::new(table), dropped: AtomicU64::new(0) }
+        let dropped = AtomicU64::new(0);
+        Self { descriptors, max_series, ttl, table: Mutex::new(table), dropped }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -97,49 +104,62 @@ impl Latest {
 
     /// The table as a text exposition, sorted by metric name then labels,
     /// followed by the table's own size and drop counters.
-    pub fn render(&self) -> String {
-        self.render_at(crate::now_ms())
+    pub fn render(&self, out: &mut Exposition) {
+        self.render_at(out, crate::now_ms());
     }
 
-    fn render_at(&self, now_ms: u64) -> String {
-        let mut points: Vec<(Key, Point)> = {
+    fn render_at(&self, out: &mut Exposition, now_ms: u64) {
+        let points: Vec<(Key, Point)> = {
             let mut table = self.lock();
             self.sweep(&mut table, Instant::now(), now_ms);
             table.series.iter().map(|(k, p)| (k.clone(), *p)).collect()
         };
-        points.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut out = String::with_capacity(points.len() * 128 + 512);
-        for family in points.chunk_by(|a, b| a.0.name == b.0.name) {
-            let name = &family[0].0.name;
-            let first = family[0].1.kind;
-            let kind =
-                if family.iter().all(|(_, p)| p.kind == first) { first } else { Kind::Untyped };
-            exposition::family(
-                &mut out,
-                name,
-                "Latest value reported by a wasmtap collector.",
-                kind,
+        // Each series' name, kind and help; a family of mixed kinds is untyped.
+        let mut named: Vec<(String, Kind, Arc<str>, Key, Point)> = points
+            .into_iter()
+            .map(|(key, p)| {
+                let meta = self.descriptors.field(&key.project, &key.collector, &key.field);
+                let meta = meta.unwrap_or_default();
+                let name = series::metric_name(&key.collector, &key.field, key.counter, &meta.unit);
+                let kind = if key.counter { Kind::Counter } else { Kind::Gauge };
+                (name, kind, meta.help, key, p)
+            })
+            .collect();
+        named.sort_unstable_by(|a, b| (&a.0, &a.3.labels).cmp(&(&b.0, &b.3.labels)));
+        for family in named.chunk_by(|a, b| a.0 == b.0) {
+            let (name, first) = (&family[0].0, family[0].1);
+            let kind = if family.iter().all(|f| f.1 == first) { first } else { Kind::Untyped };
+            let help = family.iter().map(|f| &*f.2).find(|h| !h.is_empty());
+            let help = help.map_or_else(
+                || {
+                    format!(
+                        "{} of collector {} (not described).",
+                        family[0].3.field, family[0].3.collector
+                    )
+                },
+                str::to_owned,
             );
-            for (key, p) in family {
-                exposition::sample(&mut out, name, &key.labels, p.value, Some(p.time_ms));
+            exposition::family(out, name, &help, kind);
+            for (_, _, _, key, p) in family {
+                exposition::sample(out, name, &key.labels, p.value, Some(p.time_ms));
             }
         }
+        let held = named.len() as f64;
         exposition::family(
-            &mut out,
+            out,
             "wasmtap_proxy_latest_series",
             "Series held for /metrics.",
             Kind::Gauge,
         );
-        exposition::sample(&mut out, "wasmtap_proxy_latest_series", &[], points.len() as f64, None);
+        exposition::sample(out, "wasmtap_proxy_latest_series", &[], held, None);
         exposition::family(
-            &mut out,
+            out,
             "wasmtap_proxy_latest_dropped_total",
             "New series not held for /metrics because the table was full.",
             Kind::Counter,
         );
         let dropped = self.dropped() as f64;
-        exposition::sample(&mut out, "wasmtap_proxy_latest_dropped_total", &[], dropped, None);
-        out
+        exposition::sample(out, "wasmtap_proxy_latest_dropped_total", &[], dropped, None);
     }
 }
 
@@ -157,21 +177,25 @@ impl Latest {
         let now = Instant::now();
         let mut refused = 0u64;
         let mut table = self.lock();
+        let project: Arc<str> = project.into();
         for sample in &record.batch.samples {
             let labels: Arc<[(String, String)]> =
-                series::labels(project, &record.agent, sample).into();
+                series::labels(&project, &record.agent, sample).into();
             for (field, value) in &sample.values {
-                let (kind, value) = match value {
-                    Value::Gauge(v) => (Kind::Gauge, *v),
-                    Value::Counter(v) => (Kind::Counter, *v),
+                let (counter, value) = match value {
+                    Value::Gauge(v) => (false, *v),
+                    Value::Counter(v) => (true, *v),
                     Value::Text(_) => continue,
                 };
                 let key = Key {
-                    name: series::metric_name(&sample.collector, field).into(),
+                    project: project.clone(),
+                    collector: sample.collector.clone(),
+                    field: field.clone(),
+                    counter,
                     labels: labels.clone(),
                 };
                 let updated_ms = record.received_ms;
-                let point = Point { kind, value, time_ms: sample.time_ms, updated_ms };
+                let point = Point { value, time_ms: sample.time_ms, updated_ms };
                 if let Some(old) = table.series.get_mut(&key) {
                     if sample.time_ms >= old.time_ms {
                         *old = point;
@@ -229,9 +253,19 @@ mod tests {
         }
     }
 
+    fn latest(max_series: usize, ttl: Duration) -> Latest {
+        Latest::new(max_series, ttl, Arc::new(Descriptors::in_memory()))
+    }
+
+    fn text(latest: &Latest, now_ms: u64) -> String {
+        let mut out = Exposition::new(exposition::Format::Prometheus);
+        latest.render_at(&mut out, now_ms);
+        out.finish()
+    }
+
     #[test]
     fn renders_the_latest_value_per_series_with_types() {
-        let latest = Latest::new(100, Duration::from_secs(60));
+        let latest = latest(100, Duration::from_secs(60));
         let accept =
             |agent, time, values| latest.accept_at("shop", &record(agent, time, values), T);
         accept("web", 1000, vec![("rx_bytes", Value::Counter(5.0))]);
@@ -243,21 +277,29 @@ mod tests {
         accept("web", 1500, vec![("rx_bytes", Value::Counter(6.0))]);
         accept("db", 2000, vec![("rx_rate", Value::Gauge(0.5))]);
         assert_eq!(
-            latest.render_at(T).split("# HELP wasmtap_proxy").next(),
+            text(&latest, T).split("# HELP wasmtap_proxy").next(),
             Some(
-                "# HELP wasmtap_net_rx_bytes Latest value reported by a wasmtap collector.\n\
-                 # TYPE wasmtap_net_rx_bytes counter\n\
-                 wasmtap_net_rx_bytes{project=\"shop\",agent=\"web\",collector=\"net\",interface=\"eth\\\"0\"} 7.0 2000\n\
-                 # HELP wasmtap_net_rx_rate Latest value reported by a wasmtap collector.\n\
+                "# HELP wasmtap_net_rx_bytes_total rx_bytes of collector net (not described).\n\
+                 # TYPE wasmtap_net_rx_bytes_total counter\n\
+                 wasmtap_net_rx_bytes_total{project=\"shop\",agent=\"web\",collector=\"net\",interface=\"eth\\\"0\"} 7.0 2000\n\
+                 # HELP wasmtap_net_rx_rate rx_rate of collector net (not described).\n\
                  # TYPE wasmtap_net_rx_rate gauge\n\
                  wasmtap_net_rx_rate{project=\"shop\",agent=\"db\",collector=\"net\",interface=\"eth\\\"0\"} 0.5 2000\n"
             )
         );
+        // A description that arrives later names and explains the series.
+        let answer = r#"{"collectors":[{"name":"net","fields":[
+            {"name":"rx_bytes","kind":"counter","unit":"bytes","help":"Bytes received."},
+            {"name":"rx_rate","kind":"gauge","unit":"bytes","help":"Bytes per second."}]}]}"#;
+        latest.descriptors.update("shop", answer).expect("described");
+        let described = text(&latest, T);
+        assert!(described.contains("# HELP wasmtap_net_rx_bytes_total Bytes received.\n"));
+        assert!(described.contains("\nwasmtap_net_rx_rate_bytes{project=\"shop\""), "{described}");
     }
 
     #[test]
     fn full_table_drops_and_counts_new_series_and_expiry_frees_room() {
-        let latest = Latest::new(2, Duration::from_millis(50));
+        let latest = latest(2, Duration::from_millis(50));
         let values =
             vec![("a", Value::Gauge(1.0)), ("b", Value::Gauge(2.0)), ("c", Value::Gauge(3.0))];
         latest.accept_at("p", &record("x", 1, values), T);
@@ -265,8 +307,8 @@ mod tests {
         // Updates to held series are never dropped.
         latest.accept_at("p", &record("x", 2, vec![("a", Value::Gauge(9.0))]), T);
         assert_eq!(latest.dropped(), 1);
-        assert!(latest.render_at(T).contains("wasmtap_proxy_latest_dropped_total 1.0\n"));
-        assert!(latest.render_at(T + 50).contains("wasmtap_proxy_latest_series 0.0\n"));
+        assert!(text(&latest, T).contains("wasmtap_proxy_latest_dropped_total 1.0\n"));
+        assert!(text(&latest, T + 50).contains("wasmtap_proxy_latest_series 0.0\n"));
         assert!(latest.is_empty());
         let mut fresh = record("x", 3, vec![("c", Value::Gauge(3.0))]);
         fresh.received_ms = T + 50;
@@ -276,7 +318,7 @@ mod tests {
 
     #[test]
     fn batches_older_than_the_ttl_are_not_taken_when_the_table_is_rebuilt() {
-        let latest = Latest::new(10, Duration::from_secs(60));
+        let latest = latest(10, Duration::from_secs(60));
         latest.accept_at("p", &record("x", 1, vec![("a", Value::Gauge(1.0))]), T + 60_000);
         assert!(latest.is_empty());
         latest.accept_at("p", &record("x", 1, vec![("a", Value::Gauge(1.0))]), T + 59_999);

@@ -23,6 +23,7 @@
 //! - [`tail`]: sinks read the store back, each from its own position.
 //! - [`sink`]: the [`sink::Sink`] hook of in-memory consumers fed from the tail.
 //! - [`series`]: Prometheus metric and label names for a sample's values.
+//! - [`descriptors`]: the collectors' fields (unit, help) as agents describe them.
 //! - [`latest`]: the sink holding the latest value of every series, for `/metrics`.
 //! - [`exposition`]: the Prometheus text exposition format.
 //! - [`remote_write`]: the sink pushing to Prometheus remote-write endpoints.
@@ -51,6 +52,7 @@ pub mod bindings;
 pub mod config;
 pub mod ctl;
 pub mod dedup;
+pub mod descriptors;
 pub mod display;
 pub mod exposition;
 pub mod gate;

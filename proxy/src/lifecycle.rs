@@ -22,6 +22,7 @@ use wasmtap_protocol::keyfile::{self, KeyFileError, Origin};
 
 use crate::bindings::{Bindings, BindingsError};
 use crate::config::{Config, HttpConfig};
+use crate::descriptors::Descriptors;
 use crate::display::Print;
 use crate::gate::Gate;
 use crate::http::{self, HttpState};
@@ -138,8 +139,9 @@ impl Bound {
         let (stop_sinks, sinks_stop) = watch::channel(false);
         let mut sinks: Vec<JoinHandle<()>> = Vec::new();
         let mut remote = Vec::new();
+        let descriptors = Arc::new(Descriptors::open(&config.data_dir));
         for endpoint in &config.remote_write {
-            let (rw, follower) = RemoteWrite::open(&store, endpoint.clone())?;
+            let (rw, follower) = RemoteWrite::open(&store, endpoint.clone(), descriptors.clone())?;
             sinks.push(tokio::spawn(follower.run(sinks_stop.clone())));
             remote.push(rw);
         }
@@ -147,7 +149,11 @@ impl Bound {
         let sessions = Arc::new(Sessions::default());
         let gate = Gate::new(config.limits);
         if let Some((http_listener, http_cfg)) = http {
-            let latest = Arc::new(Latest::new(http_cfg.max_series, http_cfg.series_ttl));
+            let latest = Arc::new(Latest::new(
+                http_cfg.max_series,
+                http_cfg.series_ttl,
+                descriptors.clone(),
+            ));
             // The table is rebuilt from what arrived within its TTL.
             let ttl_ms = u64::try_from(http_cfg.series_ttl.as_millis()).unwrap_or(u64::MAX);
             let tail = Tail::since(&store, crate::now_ms().saturating_sub(ttl_ms))?;
@@ -177,7 +183,8 @@ impl Bound {
             let tail = Tail::at_end(&store)?;
             sinks.push(tokio::spawn(live::run(tail, Arc::new(Print), commits, sinks_stop)));
         }
-        let hub = Arc::new(Hub::new(config, identity, bindings, store.clone(), sessions));
+        let hub =
+            Arc::new(Hub::new(config, identity, bindings, store.clone(), sessions, descriptors));
         let served = server::run(listener, hub, gate, shutdown).await;
         tracing::info!("shutting down: sessions closed, delivering what is stored");
         store.close();

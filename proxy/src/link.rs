@@ -3,11 +3,15 @@
 //! hands each decoded batch to the store, acknowledges batches in arrival
 //! order once the store has answered (reading goes on meanwhile, up to
 //! [`MAX_INFLIGHT`](crate::inflight::MAX_INFLIGHT) batches), and relays
-//! control requests from the admin API by request id.
+//! control requests from the admin API by request id. It asks the agent
+//! to `describe` its collectors when the session starts and when a batch
+//! names a collector not described yet (at most once a minute), and keeps
+//! the answer in the proxy's [`Descriptors`](crate::descriptors).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -20,6 +24,7 @@ use wasmtap_protocol::conn::{ConnError as Protocol, ProxyConfig, ProxyConn, Prox
 use wasmtap_protocol::frame::FrameDecoder;
 use wasmtap_protocol::handshake::ServerEstablished;
 use wasmtap_protocol::identity::Identity;
+use wasmtap_protocol::message::ControlRequest;
 
 use crate::inflight::{Inflight, Settled};
 use crate::server::{ConnError, Hub};
@@ -31,6 +36,10 @@ use crate::store::{Appended, StoredBatch};
 pub(crate) const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// The control command that asks an agent for its collectors' fields.
+pub(crate) const DESCRIBE: &str = "describe";
+/// Least time between two `describe` requests of a session.
+const DESCRIBE_AGAIN: Duration = Duration::from_secs(60);
 
 /// One established session.
 pub(crate) struct Link<'a> {
@@ -48,6 +57,12 @@ pub(crate) struct Link<'a> {
     peer: SocketAddr,
     registration: Registration,
     requests: mpsc::Receiver<Pending>,
+    /// Collectors of this project known to be described.
+    described: HashSet<Arc<str>>,
+    /// When `describe` was last asked.
+    asked: Option<Instant>,
+    /// The agent answered `describe` with an error (it predates it).
+    refused: Arc<AtomicBool>,
 }
 
 impl<'a> Link<'a> {
@@ -83,7 +98,61 @@ impl<'a> Link<'a> {
             peer,
             registration,
             requests,
+            described: HashSet::new(),
+            asked: None,
+            refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Asks the agent to describe its collectors; the answer goes to the
+    /// proxy's descriptors when it comes.
+    fn describe(&mut self) -> Result<(), ConnError> {
+        let id = self.hub.sessions.next_request_id();
+        let request = ControlRequest { id, command: DESCRIBE.to_owned(), args: Vec::new() };
+        self.conn.send_request(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.waiting.insert(id, reply);
+        self.asked = Some(Instant::now());
+        let descriptors = self.hub.descriptors.clone();
+        let (project, agent, refused) =
+            (self.project.clone(), self.agent.clone(), self.refused.clone());
+        tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(json)) => {
+                    if let Err(e) = descriptors.update(project.as_str(), &json) {
+                        tracing::warn!(%project, %agent, error = %e, "agent's description of its collectors not taken");
+                    }
+                }
+                Ok(Err(message)) => {
+                    refused.store(true, Ordering::Relaxed);
+                    tracing::info!(%project, %agent, answer = %message, "agent does not describe its collectors; series are named from their kind alone");
+                }
+                Err(_) => {}
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether `batch` names a collector not described yet, and it is
+    /// time to ask again.
+    fn needs_describing(&mut self, batch: &wasmtap_protocol::message::Batch) -> bool {
+        if self.refused.load(Ordering::Relaxed)
+            || self.asked.is_some_and(|t| t.elapsed() < DESCRIBE_AGAIN)
+        {
+            return false;
+        }
+        let mut unknown = false;
+        for s in &batch.samples {
+            if self.described.contains(&s.collector) {
+                continue;
+            }
+            if self.hub.descriptors.knows(self.project.as_str(), &s.collector) {
+                self.described.insert(s.collector.clone());
+            } else {
+                unknown = true;
+            }
+        }
+        unknown
     }
 
     /// Runs the session to its end, then settles what is still open.
@@ -118,6 +187,8 @@ impl<'a> Link<'a> {
 
     async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ConnError> {
         let mut settled = Vec::new();
+        self.describe()?;
+        self.flush().await?;
         loop {
             let reading = !self.inflight.is_full();
             let deadline = self.conn.poll_timeout().map(Instant::from_std);
@@ -170,7 +241,12 @@ impl<'a> Link<'a> {
         self.registration.update(|i| i.last_seen_ms = now);
         while let Some(event) = self.conn.poll_event() {
             match event {
-                ProxyEvent::Batch(batch) => self.submit(batch),
+                ProxyEvent::Batch(batch) => {
+                    if self.needs_describing(&batch) {
+                        self.describe()?;
+                    }
+                    self.submit(batch);
+                }
                 ProxyEvent::Response(resp) => match self.waiting.remove(&resp.id) {
                     Some(reply) => {
                         let _ = reply.send(resp.result);

@@ -242,7 +242,7 @@ mod tests {
             token: Some(Token::new(TOKEN.into()).expect("token")),
             sessions: Arc::default(),
             bindings: Arc::new(crate::bindings::Bindings::open(dir.path()).expect("bindings")),
-            latest: Arc::new(crate::latest::Latest::new(10, D::from_secs(60))),
+            latest: Arc::new(crate::latest::Latest::new(10, D::from_secs(60), Arc::default())),
             remote_write: Vec::new(),
             store: store.clone(),
             gate: crate::gate::Gate::new(crate::config::Limits::default()),

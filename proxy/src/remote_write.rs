@@ -23,6 +23,7 @@ pub use crate::tail::follow::MAX_RETRY_AFTER;
 pub use endpoint::{Endpoint, Point};
 
 use crate::config::RemoteWriteConfig;
+use crate::descriptors::Descriptors;
 use crate::exposition::{self, Kind};
 use crate::http_client::{Client, ClientError};
 use crate::store::Store;
@@ -68,11 +69,12 @@ fn file_name(config: &RemoteWriteConfig) -> String {
 }
 
 impl RemoteWrite {
-    /// The endpoint of `config` following `store`: run the follower
-    /// (`follower.run(stop)`) to deliver.
+    /// The endpoint of `config` following `store`, naming series from
+    /// `descriptors`: run the follower (`follower.run(stop)`) to deliver.
     pub fn open(
         store: &Store,
         config: RemoteWriteConfig,
+        descriptors: Arc<Descriptors>,
     ) -> Result<(Arc<Self>, Follower<Endpoint>), RemoteWriteError> {
         let origin = match (config.url.scheme_str(), config.url.authority()) {
             (Some(scheme), Some(a)) => format!("{scheme}://{a}"),
@@ -88,7 +90,7 @@ impl RemoteWrite {
         let progress = Arc::new(Progress::new(store.commits().clone()));
         let shared = Arc::new(Self { origin, stats: Stats::default(), progress: progress.clone() });
         let (name, file) = (format!("remote write {}", config.url), file_name(&config));
-        let backend = Endpoint { shared: shared.clone(), config, client };
+        let backend = Endpoint { shared: shared.clone(), config, client, descriptors };
         let follower = Follower::open(store, &name, &file, backend, settings, progress)?;
         tracing::info!(endpoint = %shared.origin, "remote write started");
         Ok((shared, follower))
@@ -108,7 +110,7 @@ impl RemoteWrite {
 type Getter = fn(&RemoteWrite) -> f64;
 
 /// The counters and lag of every endpoint, as exposition families.
-pub fn render_families(endpoints: &[Arc<RemoteWrite>], out: &mut String) {
+pub fn render_families(endpoints: &[Arc<RemoteWrite>], out: &mut exposition::Exposition) {
     if endpoints.is_empty() {
         return;
     }

@@ -21,6 +21,7 @@ use wasmtap_protocol::identity::StaticKey;
 
 use crate::bindings::{Bindings, Verdict};
 use crate::config::Config;
+use crate::descriptors::Descriptors;
 use crate::gate::{Deadline, Gate, Ticket};
 use crate::link::{self, Link, SHUTDOWN_SETTLE};
 use crate::sessions::{Pending, Registration, Sessions};
@@ -78,6 +79,8 @@ pub struct Hub {
     pub store: Arc<Store>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
+    /// What agents said of their collectors.
+    pub descriptors: Arc<Descriptors>,
     /// Hellos seen within the clock-skew window.
     replays: Mutex<ReplayGuard>,
     /// Handshake refusals so far, by reason (for sampled logging).
@@ -92,6 +95,7 @@ impl Hub {
         bindings: Arc<Bindings>,
         store: Arc<Store>,
         sessions: Arc<Sessions>,
+        descriptors: Arc<Descriptors>,
     ) -> Self {
         let skew = u64::try_from(config.limits.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let replays = ReplayGuard::new(skew, wasmtap_protocol::handshake::DEFAULT_REPLAY_CAPACITY);
@@ -101,6 +105,7 @@ impl Hub {
             bindings,
             store,
             sessions,
+            descriptors,
             replays: Mutex::new(replays),
             refusals: Mutex::new(HashMap::new()),
         }

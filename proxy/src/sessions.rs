@@ -159,6 +159,12 @@ impl Sessions {
         (Registration { sessions: self.clone(), key: session_id }, rx)
     }
 
+    /// A request id no other request of this proxy has (for requests a
+    /// session sends of its own accord).
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Every connected agent, sorted by project then agent name.
     pub fn agents(&self) -> Vec<AgentInfo> {
         let mut all: Vec<AgentInfo> = self.lock().values().map(|e| e.info.clone()).collect();
@@ -202,7 +208,7 @@ impl Sessions {
                 .map(|e| e.requests.clone())
                 .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))?
         };
-        let id = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_request_id();
         let (reply, answer) = oneshot::channel();
         let request = ControlRequest { id, command: command.to_owned(), args };
         target.try_send(Pending { request, reply }).map_err(|e| match e {

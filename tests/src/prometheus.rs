@@ -1,6 +1,7 @@
 //! A real Prometheus server (Debian's `prometheus` package, installed by
 //! `cargo xtask test`) on 127.0.0.1 with a temporary store and its
-//! remote-write receiver on, for round trips through remote write.
+//! remote-write receiver on, for round trips through remote write, or
+//! scraping a `/metrics` endpoint every second; and its `promtool`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,31 @@ use crate::pki::Pki;
 
 /// Where Debian installs the server.
 pub const BINARY: &str = "/usr/bin/prometheus";
+/// Where Debian installs its tool.
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// What `promtool check metrics` says of an exposition: its problems, one
+/// per line (none when the exposition passes).
+pub fn promtool_problems(exposition: &str) -> anyhow::Result<Vec<String>> {
+    use std::io::Write as _;
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {PROMTOOL} (installed by `cargo xtask test`)"))?;
+    child.stdin.take().context("promtool stdin")?.write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<String> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+    if !out.status.success() && problems.is_empty() {
+        bail!("promtool failed without saying why ({})", out.status);
+    }
+    Ok(problems)
+}
 
 /// A running Prometheus; killed on drop.
 #[derive(Debug)]
@@ -35,15 +61,21 @@ fn free_port() -> anyhow::Result<u16> {
 impl Prometheus {
     /// Starts Prometheus with its store under `dir` and waits until it is ready.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        Self::launch(dir, None)
+        Self::launch(dir, None, None)
     }
 
     /// Like [`Prometheus::start`], serving HTTPS only, with `pki`'s server certificate.
     pub fn start_tls(dir: &Path, pki: &Pki) -> anyhow::Result<Self> {
-        Self::launch(dir, Some(pki))
+        Self::launch(dir, Some(pki), None)
     }
 
-    fn launch(dir: &Path, pki: Option<&Pki>) -> anyhow::Result<Self> {
+    /// Like [`Prometheus::start`], scraping `target`'s `/metrics` every
+    /// second as job `wasmtap` (Prometheus asks for OpenMetrics first).
+    pub fn start_scraping(dir: &Path, target: SocketAddr) -> anyhow::Result<Self> {
+        Self::launch(dir, None, Some(target))
+    }
+
+    fn launch(dir: &Path, pki: Option<&Pki>, scrape: Option<SocketAddr>) -> anyhow::Result<Self> {
         if !Path::new(BINARY).is_file() {
             bail!(
                 "{BINARY} is missing: run `cargo xtask test`, which installs Debian's `prometheus` package"
@@ -51,8 +83,14 @@ impl Prometheus {
         }
         std::fs::create_dir_all(dir)?;
         let config = dir.join("prometheus.yml");
-        // No scrape jobs: everything it holds arrives by remote write.
-        std::fs::write(&config, "global:\n  evaluation_interval: 1m\n")?;
+        // Without a target, no scrape jobs: everything arrives by remote write.
+        let mut yml = "global:\n  evaluation_interval: 1m\n".to_owned();
+        if let Some(target) = scrape {
+            yml.push_str(&format!(
+                "scrape_configs:\n  - job_name: wasmtap\n    scrape_interval: 1s\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ));
+        }
+        std::fs::write(&config, yml)?;
         let log = dir.join("prometheus.log");
         let web = dir.join("web.yml");
         if let Some(pki) = pki {
@@ -117,6 +155,18 @@ impl Prometheus {
     /// Everything it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What Prometheus holds of `metric`'s metadata (`/api/v1/metadata`):
+    /// a list of `{type, help, unit}`.
+    pub fn metadata(&self, metric: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let path = format!("/api/v1/metadata?metric={}", http::encode_query(metric));
+        let r = self.get(&path)?;
+        let v = r.json()?;
+        if r.status != 200 || v["status"] != "success" {
+            bail!("metadata of {metric:?} failed: HTTP {}: {}", r.status, r.body);
+        }
+        Ok(v["data"][metric].as_array().cloned().unwrap_or_default())
     }
 
     /// An instant PromQL query through `/api/v1/query`; the `data.result` vector.

@@ -117,8 +117,8 @@ fn corrupted_key_stops_the_agent_at_start_up() -> anyhow::Result<()> {
 
 /// The six standard collectors run with the manifests they ship with and
 /// report; the disk collector's filesystem usage matches `df` (within 1 %
-/// of the size, since free space moves); cpu's `busy`, declared with one
-/// decimal place, arrives rounded to it.
+/// of the size, since free space moves); cpu's `user_seconds`, declared
+/// with two decimal places, arrives rounded to them.
 #[test]
 fn standard_collectors_report_and_filesystem_usage_matches_df() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -129,11 +129,11 @@ fn standard_collectors_report_and_filesystem_usage_matches_df() -> anyhow::Resul
         Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &standard)?;
 
     let rows =
-        wait::until(Duration::from_secs(30), "every standard collector and cpu busy", || {
+        wait::until(Duration::from_secs(30), "every standard collector and cpu time", || {
             let rows = proxy.query(&[])?;
             let reported = |c: &str| rows.iter().any(|r| r["collector"] == c);
             let usage = rows.iter().any(|r| r["field"] == "fs_size_bytes");
-            let busy = rows.iter().any(|r| r["collector"] == "cpu" && r["field"] == "busy");
+            let busy = rows.iter().any(|r| r["collector"] == "cpu" && r["field"] == "user_seconds");
             Ok((standard.iter().all(|c| reported(c)) && usage && busy).then_some(rows))
         })
         .with_context(|| agent.log_text())?;
@@ -161,10 +161,13 @@ fn standard_collectors_report_and_filesystem_usage_matches_df() -> anyhow::Resul
     }
     assert!(mounts >= 1, "no mount reported its usage");
 
-    for r in rows.iter().filter(|r| r["collector"] == "cpu" && r["field"] == "busy") {
-        let busy = r["value"].as_f64().context("busy")?;
-        let tenths = busy * 10.0;
-        assert!((tenths - tenths.round()).abs() < 1e-6, "busy {busy} has more than 1 place");
+    for r in rows.iter().filter(|r| r["collector"] == "cpu" && r["field"] == "user_seconds") {
+        let seconds = r["value"].as_f64().context("user_seconds")?;
+        let hundredths = seconds * 100.0;
+        assert!(
+            (hundredths - hundredths.round()).abs() < 1e-6,
+            "user_seconds {seconds} has more than 2 places"
+        );
     }
     Ok(())
 }

@@ -135,12 +135,15 @@ fn collector_state_survives_an_agent_restart() -> anyhow::Result<()> {
     let (wasm, _) = paths::plugin("cpu")?;
     let plugins = agent_dir.join("plugins");
     std::fs::copy(wasm, plugins.join("cpu.wasm"))?;
-    std::fs::write(plugins.join("cpu.toml"), "interval = \"1s\"\n[grants]\nread = [\"/proc\"]\n")?;
+    std::fs::write(
+        plugins.join("cpu.toml"),
+        "interval = \"1s\"\n[grants]\nread = [\"/proc\"]\n[config]\npercent = \"true\"\n",
+    )?;
     let busy_times = |proxy: &Proxy| -> anyhow::Result<Vec<u64>> {
         Ok(proxy
             .query(&["--collector", "cpu"])?
             .iter()
-            .filter(|r| r["field"] == "busy")
+            .filter(|r| r["field"] == "busy_percent")
             .filter_map(|r| r["time"].as_u64())
             .collect())
     };

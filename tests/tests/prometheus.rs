@@ -66,6 +66,12 @@ fn remote_write_reaches_a_real_prometheus() -> anyhow::Result<()> {
         Some(4),
         "exactly name, project, agent, collector: {metric}"
     );
+    // Counters arrive under the same names as on /metrics: `_total`, unit first.
+    let sent = r#"wasmtap_agent_sealed_bytes_total{project="shop",agent="web-01"}"#;
+    wait::until(Duration::from_secs(30), "an agent counter in Prometheus", || {
+        Ok((!prometheus.query(sent)?.is_empty()).then_some(()))
+    })
+    .with_context(context)?;
     // [time in seconds, "value"]: the value is one the proxy stored.
     let value: f64 = result[0]["value"][1].as_str().context("value")?.parse()?;
     let stored = stored_load1(&proxy)?;
@@ -96,8 +102,9 @@ fn remote_write_reaches_a_real_prometheus() -> anyhow::Result<()> {
 
     // Counters with the series' own labels: the `net` collector's byte totals per interface.
     let rx = wait::until(Duration::from_secs(40), "net rx_bytes in Prometheus", || {
-        let r = prometheus
-            .query(r#"wasmtap_net_rx_bytes{project="shop",agent="web-01",collector="net"}"#)?;
+        let r = prometheus.query(
+            r#"wasmtap_net_rx_bytes_total{project="shop",agent="web-01",collector="net"}"#,
+        )?;
         Ok((!r.is_empty()).then_some(r))
     })
     .with_context(context)?;

@@ -230,9 +230,9 @@ fn standard_collectors_agree_with_this_machine() -> anyhow::Result<()> {
 
     // entropy: the pool's size is the file's, the estimate within it.
     let entropy = &rows["entropy"];
-    assert!(field(entropy, "pool_size_bits").all(|r| value(r) == pool_size));
-    assert!(field(entropy, "available_bits").all(|r| (0.0..=pool_size).contains(&value(r))));
-    assert!(field(entropy, "available_bits").count() >= 1);
+    assert!(field(entropy, "pool_size").all(|r| value(r) == pool_size));
+    assert!(field(entropy, "available").all(|r| (0.0..=pool_size).contains(&value(r))));
+    assert!(field(entropy, "available").count() >= 1);
 
     // hwmon: sensible temperatures where the machine has chips; otherwise
     // nothing, and one log line over several rounds.

@@ -1,14 +1,20 @@
-//! The `cpu` collector: CPU utilisation per core and in total, plus context
-//! switches, forks and run-queue counts, from `/proc/stat` (what collectd's
-//! `cpu` plugin and `vmstat` report).
+//! The `cpu` collector: the time each core spent in each state, plus
+//! context switches, forks and run-queue counts, from `/proc/stat` (what
+//! collectd's `cpu` plugin, node_exporter's `cpu` and `stat` collectors and
+//! `vmstat` report).
 //!
-//! Utilisation is the share of time each CPU spent in each state since the
-//! previous collect, computed from the jiffy counters kept in the persisted
-//! state: the first collect after a fresh start has no previous reading, so
-//! it reports only the counters and gauges; percentages follow from the
-//! second collect on. Samples carry the label `cpu`: `"total"` for the sum
-//! of all CPUs, `"0"`, `"1"`, … for each core. The counters and run-queue
-//! gauges are in one sample without labels.
+//! Each core's sample (label `cpu`: `"0"`, `"1"`, …) holds the seconds it
+//! spent in each state since boot as counters (`user_seconds`, …; the
+//! kernel counts in USER_HZ ticks, 1/100 s on Linux), from which
+//! Prometheus computes utilisation with `rate()`. With `[config] percent =
+//! "true"` the collector also reports the share of time in each state
+//! since the previous collect (`user_percent`, …, `busy_percent`), per
+//! core and for all cores (`cpu = "total"`), from the previous reading
+//! kept in the persisted state (the first collect after a fresh start has
+//! none). The counters and run-queue gauges are in one sample without
+//! labels.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtap_collector::state;
 use wasmtap_collector::{
@@ -17,13 +23,18 @@ use wasmtap_collector::{
 
 struct Cpu;
 
+static PERCENT: AtomicBool = AtomicBool::new(false);
+
 /// The CPU states of `/proc/stat`, in its column order.
 pub const STATES: [&str; 8] =
     ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
 const IDLE: usize = 3;
 const IOWAIT: usize = 4;
+/// Ticks per second of `/proc/stat`'s times (USER_HZ, 100 on Linux).
+pub const USER_HZ: f64 = 100.0;
 
 struct Fields {
+    seconds: [Counter; 8],
     states: [Gauge; 8],
     busy: Gauge,
     context_switches: Counter,
@@ -31,6 +42,12 @@ struct Fields {
     interrupts: Counter,
     procs_running: Gauge,
     procs_blocked: Gauge,
+}
+
+/// The field handles, built once (`schema` allocates every name).
+fn fields() -> &'static Fields {
+    static FIELDS: std::sync::OnceLock<Fields> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| schema().1)
 }
 
 fn schema() -> (Schema, Fields) {
@@ -45,13 +62,30 @@ fn schema() -> (Schema, Fields) {
         "Time spent servicing software interrupts",
         "Time stolen by the hypervisor for other guests",
     ];
-    let states = std::array::from_fn(|i| s.gauge(STATES[i], "percent", help[i]));
+    let seconds = std::array::from_fn(|i| {
+        let c = s.counter(
+            &format!("{}_seconds", STATES[i]),
+            "seconds",
+            &format!("{} since boot", help[i]),
+        );
+        // Ticks of 1/100 s: exact in two decimal places.
+        s.precision(c, 2);
+        c
+    });
+    let states = std::array::from_fn(|i| {
+        s.gauge(
+            &format!("{}_percent", STATES[i]),
+            "percent",
+            &format!("{}, as a share of the last interval (percent = true)", help[i]),
+        )
+    });
     let f = Fields {
+        seconds,
         states,
         busy: s.gauge(
-            "busy",
+            "busy_percent",
             "percent",
-            "Time not idle and not waiting for I/O (100 - idle - iowait)",
+            "Time not idle and not waiting for I/O (100 - idle - iowait) over the last interval (percent = true)",
         ),
         context_switches: s.counter("context_switches", "switches", "Context switches since boot"),
         forks: s.counter("forks", "processes", "Processes and threads created since boot"),
@@ -170,18 +204,29 @@ impl Guest for Cpu {
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        wasmtap_collector::config::only(&config, &[])
+        wasmtap_collector::config::only(&config, &["percent"])?;
+        let percent = wasmtap_collector::config::flag(&config, "percent", false)?;
+        PERCENT.store(percent, Ordering::Relaxed);
+        Ok(())
     }
 
     fn collect() -> Result<Vec<Sample>, String> {
         let stat = parse(&procfs::read("/proc/stat")?)?;
-        let (_, f) = schema();
-        let now = state::now_secs();
-        let counters: Vec<Vec<f64>> =
-            stat.cpus.iter().map(|c| c.jiffies.iter().map(|&j| j as f64).collect()).collect();
-        let series: Vec<(&str, &[f64])> =
-            stat.cpus.iter().zip(&counters).map(|(c, v)| (c.cpu.as_str(), v.as_slice())).collect();
-        let rates = state::series_rates("cpu:", &series, now);
+        let f = fields();
+        // Percentages only when asked for: without them nothing is persisted.
+        let rates = if PERCENT.load(Ordering::Relaxed) {
+            let counters: Vec<Vec<f64>> =
+                stat.cpus.iter().map(|c| c.jiffies.iter().map(|&j| j as f64).collect()).collect();
+            let series: Vec<(&str, &[f64])> = stat
+                .cpus
+                .iter()
+                .zip(&counters)
+                .map(|(c, v)| (c.cpu.as_str(), v.as_slice()))
+                .collect();
+            state::series_rates("cpu:", &series, state::now_secs())
+        } else {
+            stat.cpus.iter().map(|_| Ok(Vec::new())).collect()
+        };
         let mut out = Vec::with_capacity(stat.cpus.len() + 1);
         let mut warned = false;
         for (c, r) in stat.cpus.iter().zip(rates) {
@@ -191,12 +236,24 @@ impl Guest for Cpu {
                 }
                 Vec::new()
             });
-            let Some(p) = percents(&r) else { continue };
-            let mut b = SampleBuilder::new().label("cpu", c.cpu.as_str());
-            for (field, value) in f.states.iter().zip(p) {
-                b = b.gauge(*field, value);
+            let total = c.cpu == "total";
+            let p = percents(&r);
+            if total && p.is_none() {
+                continue;
             }
-            out.push(b.gauge(f.busy, busy(&p)).build());
+            let mut b = SampleBuilder::new().label("cpu", c.cpu.as_str());
+            if !total {
+                for (field, ticks) in f.seconds.iter().zip(c.jiffies) {
+                    b = b.counter(*field, ticks as f64 / USER_HZ);
+                }
+            }
+            if let Some(p) = p {
+                for (field, value) in f.states.iter().zip(p) {
+                    b = b.gauge(*field, value);
+                }
+                b = b.gauge(f.busy, busy(&p));
+            }
+            out.push(b.build());
         }
         let mut b = SampleBuilder::new();
         let counters = [

@@ -2,12 +2,14 @@
 //! mounted filesystems from `/proc/self/mountinfo`.
 //!
 //! Per block device (label `device`; `loop*` and `ram*` are skipped, and so
-//! are partitions unless `[config] include_partitions = "true"`): reads and
-//! writes per second, bytes read and written per second (sectors × 512),
-//! the share of time the device was busy (`io_time_percent`, what `iostat`
-//! calls `%util`), the I/Os in flight, the byte totals as counters, and the
-//! device size from `/proc/partitions`. The rates come from counters kept in
-//! the persisted state, so the first collect after a fresh start has none.
+//! are partitions unless `[config] include_partitions = "true"`): the
+//! kernel's counters of reads and writes completed, bytes read and written
+//! (sectors × 512) and seconds with I/O in flight (whose `rate()` is what
+//! `iostat` calls `%util`), the I/Os in flight, and the device size from
+//! `/proc/partitions`. With `[config] rates = "true"` the collector also
+//! reports reads, writes and bytes per second and the busy percentage over
+//! its interval, from the previous reading kept in the persisted state (the
+//! first collect after a fresh start has none).
 //!
 //! Per mounted filesystem backed by a block device or a network/pool store
 //! (label `mount`; pseudo filesystems such as proc, tmpfs and overlay are
@@ -39,18 +41,22 @@ const MAX_LABEL: usize = 256;
 const MAX_MOUNTS: usize = 1000;
 
 static INCLUDE_PARTITIONS: AtomicBool = AtomicBool::new(false);
+static RATES_TOO: AtomicBool = AtomicBool::new(false);
 /// A failed usage query is logged once per instance.
 static USAGE_WARNED: log::Once = log::Once::new();
 
 struct Fields {
-    reads_per_sec: Gauge,
-    writes_per_sec: Gauge,
-    read_bytes_per_sec: Gauge,
-    written_bytes_per_sec: Gauge,
+    reads_per_second: Gauge,
+    writes_per_second: Gauge,
+    read_bytes_per_second: Gauge,
+    written_bytes_per_second: Gauge,
     io_time_percent: Gauge,
     ios_in_progress: Gauge,
+    reads_completed: Counter,
+    writes_completed: Counter,
     read_bytes: Counter,
     written_bytes: Counter,
+    io_time_seconds: Counter,
     size_bytes: Gauge,
     fstype: TextField,
     source: TextField,
@@ -64,25 +70,54 @@ struct Fields {
     fs_files_free: Gauge,
 }
 
+/// The field handles, built once (`schema` allocates every name).
+fn fields() -> &'static Fields {
+    static FIELDS: std::sync::OnceLock<Fields> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| schema().1)
+}
+
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
     let f = Fields {
-        reads_per_sec: s.gauge("reads_per_sec", "operations/s", "Reads completed per second"),
-        writes_per_sec: s.gauge("writes_per_sec", "operations/s", "Writes completed per second"),
-        read_bytes_per_sec: s.gauge("read_bytes_per_sec", "bytes/s", "Bytes read per second"),
-        written_bytes_per_sec: s.gauge(
-            "written_bytes_per_sec",
+        reads_per_second: s.gauge(
+            "reads_per_second",
+            "operations/s",
+            "Reads completed per second (rates = true)",
+        ),
+        writes_per_second: s.gauge(
+            "writes_per_second",
+            "operations/s",
+            "Writes completed per second (rates = true)",
+        ),
+        read_bytes_per_second: s.gauge(
+            "read_bytes_per_second",
             "bytes/s",
-            "Bytes written per second",
+            "Bytes read per second (rates = true)",
+        ),
+        written_bytes_per_second: s.gauge(
+            "written_bytes_per_second",
+            "bytes/s",
+            "Bytes written per second (rates = true)",
         ),
         io_time_percent: s.gauge(
             "io_time_percent",
             "percent",
-            "Time the device had I/O in flight (busy, %util)",
+            "Time the device had I/O in flight over the interval (busy, %util; rates = true)",
         ),
         ios_in_progress: s.gauge("ios_in_progress", "operations", "I/Os in flight now"),
+        reads_completed: s.counter("reads_completed", "operations", "Reads completed since boot"),
+        writes_completed: s.counter(
+            "writes_completed",
+            "operations",
+            "Writes completed since boot",
+        ),
         read_bytes: s.counter("read_bytes", "bytes", "Bytes read since boot"),
         written_bytes: s.counter("written_bytes", "bytes", "Bytes written since boot"),
+        io_time_seconds: s.counter(
+            "io_time_seconds",
+            "seconds",
+            "Time with I/O in flight since boot (its rate is the busy share)",
+        ),
         size_bytes: s.gauge("size_bytes", "bytes", "Size of the block device"),
         fstype: s.text("fstype", "Filesystem type of the mount"),
         source: s.text("source", "What is mounted (device, export, pool)"),
@@ -109,14 +144,16 @@ fn schema() -> (Schema, Fields) {
     };
     // Rates over an interval of milliseconds: whole bytes, hundredths of an operation.
     for (g, places) in [
-        (f.reads_per_sec, 2),
-        (f.writes_per_sec, 2),
-        (f.read_bytes_per_sec, 0),
-        (f.written_bytes_per_sec, 0),
+        (f.reads_per_second, 2),
+        (f.writes_per_second, 2),
+        (f.read_bytes_per_second, 0),
+        (f.written_bytes_per_second, 0),
         (f.io_time_percent, 1),
     ] {
         s.precision(g, places);
     }
+    // Milliseconds, exact in three decimal places of a second.
+    s.precision(f.io_time_seconds, 3);
     (s, f)
 }
 
@@ -368,14 +405,15 @@ impl Guest for Disk {
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        config::only(&config, &["include_partitions"])?;
+        config::only(&config, &["include_partitions", "rates"])?;
         let p = config::flag(&config, "include_partitions", false)?;
         INCLUDE_PARTITIONS.store(p, Ordering::Relaxed);
+        RATES_TOO.store(config::flag(&config, "rates", false)?, Ordering::Relaxed);
         Ok(())
     }
 
     fn collect() -> Result<Vec<Sample>, String> {
-        let (_, f) = schema();
+        let f = fields();
         let all = parse_diskstats(&procfs::read("/proc/diskstats")?)?;
         let disks = reported(&all, INCLUDE_PARTITIONS.load(Ordering::Relaxed));
         let sizes = procfs::read("/proc/partitions")
@@ -384,10 +422,18 @@ impl Guest for Disk {
                 log::warn(&e);
                 HashMap::new()
             });
-        let counters: Vec<[f64; 5]> = disks.iter().map(|d| d.counters()).collect();
-        let series: Vec<(&str, &[f64])> =
-            disks.iter().zip(&counters).map(|(d, c)| (d.device.as_str(), c.as_slice())).collect();
-        let rates = state::series_rates("dev:", &series, state::now_secs());
+        // Rates only when asked for: without them nothing is persisted.
+        let rates = if RATES_TOO.load(Ordering::Relaxed) {
+            let counters: Vec<[f64; 5]> = disks.iter().map(|d| d.counters()).collect();
+            let series: Vec<(&str, &[f64])> = disks
+                .iter()
+                .zip(&counters)
+                .map(|(d, c)| (d.device.as_str(), c.as_slice()))
+                .collect();
+            state::series_rates("dev:", &series, state::now_secs())
+        } else {
+            disks.iter().map(|_| Ok(Vec::new())).collect()
+        };
         let mut out = Vec::with_capacity(disks.len());
         let mut warned = false;
         for (d, r) in disks.iter().zip(rates) {
@@ -400,10 +446,17 @@ impl Guest for Disk {
             let mut b = SampleBuilder::new()
                 .label("device", d.device.as_str())
                 .gauge(f.ios_in_progress, d.in_progress as f64)
+                .counter(f.reads_completed, d.reads as f64)
+                .counter(f.writes_completed, d.writes as f64)
                 .counter(f.read_bytes, d.sectors_read.saturating_mul(SECTOR) as f64)
-                .counter(f.written_bytes, d.sectors_written.saturating_mul(SECTOR) as f64);
-            let gauges =
-                [f.reads_per_sec, f.writes_per_sec, f.read_bytes_per_sec, f.written_bytes_per_sec];
+                .counter(f.written_bytes, d.sectors_written.saturating_mul(SECTOR) as f64)
+                .counter(f.io_time_seconds, d.io_ms as f64 / 1000.0);
+            let gauges = [
+                f.reads_per_second,
+                f.writes_per_second,
+                f.read_bytes_per_second,
+                f.written_bytes_per_second,
+            ];
             for (field, rate) in gauges.into_iter().zip(&r) {
                 if let Some(rate) = rate {
                     b = b.gauge(field, *rate);
@@ -417,7 +470,7 @@ impl Guest for Disk {
             }
             out.push(b.build());
         }
-        match filesystems(&f, &sizes) {
+        match filesystems(f, &sizes) {
             Ok(fs) => out.extend(fs),
             Err(e) => log::warn(&format!("no filesystems: {e}")),
         }

@@ -1,7 +1,9 @@
 //! The `entropy` collector: how many bits of entropy the kernel's random
 //! pool holds, from `/proc/sys/kernel/random/entropy_avail`, and the pool's
 //! size, from `/proc/sys/kernel/random/poolsize` (node_exporter's
-//! `node_entropy_available_bits` and `node_entropy_pool_size_bits`).
+//! `node_entropy_available_bits` and `node_entropy_pool_size_bits`; here
+//! `available` and `pool_size`, counted in bits, since Prometheus' naming
+//! rules take a `_bits` suffix for a unit that is not a base unit).
 //!
 //! A small collector of its own rather than part of `uptime`, so that its
 //! grant is only `/proc/sys/kernel/random` and it can be left out where it
@@ -25,8 +27,8 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
     let f = Fields {
-        available: s.gauge("available_bits", "bits", "Entropy the kernel's random pool holds"),
-        pool_size: s.gauge("pool_size_bits", "bits", "Size of the kernel's random pool"),
+        available: s.gauge("available", "", "Bits of entropy the kernel's random pool holds"),
+        pool_size: s.gauge("pool_size", "", "Size of the kernel's random pool, in bits"),
     };
     (s, f)
 }

@@ -3,10 +3,13 @@
 //! `interface` plugin reports.
 //!
 //! One sample per interface (label `interface`; `lo` only with `[config]
-//! include_loopback = "true"`): bytes, packets, errors and drops per second
-//! in each direction, from counters kept in the persisted state (so the
-//! first collect after a fresh start has no rates), and the raw byte totals
-//! as counters.
+//! include_loopback = "true"`): the kernel's counters of bytes, packets,
+//! errors and drops in each direction, as counters (Prometheus computes
+//! rates from them with `rate()`). With `[config] rates = "true"` the
+//! collector also reports each as a per-second rate over its interval,
+//! from the previous reading kept in the persisted state (so the first
+//! collect after a fresh start has no rates), for operators who read the
+//! embedded store directly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,39 +20,53 @@ use wasmtap_collector::{
 struct Net;
 
 static INCLUDE_LOOPBACK: AtomicBool = AtomicBool::new(false);
+static RATES_TOO: AtomicBool = AtomicBool::new(false);
 
-/// Names of the rate fields, in [`Interface::counters`] order.
+/// The counter fields, in [`Interface::counters`] order: name, unit, help.
+pub const COUNTERS: [(&str, &str, &str); 8] = [
+    ("rx_bytes", "bytes", "Bytes received since the interface came up"),
+    ("tx_bytes", "bytes", "Bytes sent since the interface came up"),
+    ("rx_packets", "packets", "Packets received since the interface came up"),
+    ("tx_packets", "packets", "Packets sent since the interface came up"),
+    ("rx_errors", "errors", "Receive errors since the interface came up"),
+    ("tx_errors", "errors", "Transmit errors since the interface came up"),
+    ("rx_drops", "packets", "Received packets dropped since the interface came up"),
+    ("tx_drops", "packets", "Packets to send dropped since the interface came up"),
+];
+
+/// The rate fields (`[config] rates = "true"`), in the same order.
 pub const RATES: [(&str, &str, &str); 8] = [
-    ("rx_bytes_per_sec", "bytes/s", "Bytes received per second"),
-    ("tx_bytes_per_sec", "bytes/s", "Bytes sent per second"),
-    ("rx_packets_per_sec", "packets/s", "Packets received per second"),
-    ("tx_packets_per_sec", "packets/s", "Packets sent per second"),
-    ("rx_errors_per_sec", "errors/s", "Receive errors per second"),
-    ("tx_errors_per_sec", "errors/s", "Transmit errors per second"),
-    ("rx_drops_per_sec", "packets/s", "Received packets dropped per second"),
-    ("tx_drops_per_sec", "packets/s", "Packets to send dropped per second"),
+    ("rx_bytes_per_second", "bytes/s", "Bytes received per second"),
+    ("tx_bytes_per_second", "bytes/s", "Bytes sent per second"),
+    ("rx_packets_per_second", "packets/s", "Packets received per second"),
+    ("tx_packets_per_second", "packets/s", "Packets sent per second"),
+    ("rx_errors_per_second", "errors/s", "Receive errors per second"),
+    ("tx_errors_per_second", "errors/s", "Transmit errors per second"),
+    ("rx_drops_per_second", "packets/s", "Received packets dropped per second"),
+    ("tx_drops_per_second", "packets/s", "Packets to send dropped per second"),
 ];
 
 struct Fields {
+    counters: [Counter; 8],
     rates: [Gauge; 8],
-    rx_bytes: Counter,
-    tx_bytes: Counter,
+}
+
+/// The field handles, built once (`schema` allocates every name).
+fn fields() -> &'static Fields {
+    static FIELDS: std::sync::OnceLock<Fields> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| schema().1)
 }
 
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
+    let counters = COUNTERS.map(|(name, unit, help)| s.counter(name, unit, help));
     let rates = RATES.map(|(name, unit, help)| {
         let g = s.gauge(name, unit, help);
         // Rates over an interval of milliseconds: whole bytes, hundredths of a packet.
         s.precision(g, if unit == "bytes/s" { 0 } else { 2 });
         g
     });
-    let f = Fields {
-        rates,
-        rx_bytes: s.counter("rx_bytes", "bytes", "Bytes received since the interface came up"),
-        tx_bytes: s.counter("tx_bytes", "bytes", "Bytes sent since the interface came up"),
-    };
-    (s, f)
+    (s, Fields { counters, rates })
 }
 
 /// One interface of `/proc/net/dev`.
@@ -76,7 +93,7 @@ pub struct Interface {
 }
 
 impl Interface {
-    /// The counters kept for rates, in [`RATES`] order.
+    /// The counters, in [`COUNTERS`] order.
     pub fn counters(&self) -> [f64; 8] {
         [
             self.rx_bytes,
@@ -138,33 +155,42 @@ impl Guest for Net {
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        config::only(&config, &["include_loopback"])?;
+        config::only(&config, &["include_loopback", "rates"])?;
         let lo = config::flag(&config, "include_loopback", false)?;
         INCLUDE_LOOPBACK.store(lo, Ordering::Relaxed);
+        RATES_TOO.store(config::flag(&config, "rates", false)?, Ordering::Relaxed);
         Ok(())
     }
 
     fn collect() -> Result<Vec<Sample>, String> {
         let all = parse(&procfs::read("/proc/net/dev")?)?;
         let ifaces = reported(all, INCLUDE_LOOPBACK.load(Ordering::Relaxed));
-        let (_, f) = schema();
+        let f = fields();
         let counters: Vec<[f64; 8]> = ifaces.iter().map(Interface::counters).collect();
-        let series: Vec<(&str, &[f64])> =
-            ifaces.iter().zip(&counters).map(|(i, c)| (i.name.as_str(), c.as_slice())).collect();
-        let rates = state::series_rates("if:", &series, state::now_secs());
+        // Rates only when asked for: without them nothing is persisted.
+        let rates = if RATES_TOO.load(Ordering::Relaxed) {
+            let series: Vec<(&str, &[f64])> = ifaces
+                .iter()
+                .zip(&counters)
+                .map(|(i, c)| (i.name.as_str(), c.as_slice()))
+                .collect();
+            state::series_rates("if:", &series, state::now_secs())
+        } else {
+            ifaces.iter().map(|_| Ok(Vec::new())).collect()
+        };
         let mut out = Vec::with_capacity(ifaces.len());
         let mut warned = false;
-        for (i, r) in ifaces.iter().zip(rates) {
+        for ((i, c), r) in ifaces.iter().zip(&counters).zip(rates) {
             let r = r.unwrap_or_else(|e| {
                 if !std::mem::replace(&mut warned, true) {
                     log::warn(&format!("no rates for {}: {e}", i.name));
                 }
                 Vec::new()
             });
-            let mut b = SampleBuilder::new()
-                .label("interface", i.name.as_str())
-                .counter(f.rx_bytes, i.rx_bytes as f64)
-                .counter(f.tx_bytes, i.tx_bytes as f64);
+            let mut b = SampleBuilder::new().label("interface", i.name.as_str());
+            for (field, v) in f.counters.iter().zip(c) {
+                b = b.counter(*field, *v);
+            }
             for (field, rate) in f.rates.iter().zip(&r) {
                 if let Some(rate) = rate {
                     b = b.gauge(*field, *rate);

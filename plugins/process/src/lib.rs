@@ -10,11 +10,14 @@
 //!   `stopped`, `idle`, …): `processes_in_state`; the common states are
 //!   always reported, zero or not;
 //! - labels `pid` and `name` (the process's `comm`: untrusted text, which
-//!   the host seals like every label): `cpu_percent` and `rss_bytes`, for
-//!   the `[config] top` processes (default 5) with the most CPU time since
-//!   the previous collect. 100 % is one CPU fully used, so a multithreaded
+//!   the host seals like every label): `cpu_seconds` (its CPU time since
+//!   it started, a counter), `cpu_percent` and `rss_bytes`, for the
+//!   `[config] top` processes (default 5) with the most CPU time since the
+//!   previous collect. 100 % is one CPU fully used, so a multithreaded
 //!   process can exceed it. The first collect after a fresh start has no
-//!   previous reading and reports no top processes.
+//!   previous reading and reports no top processes. Choosing the top
+//!   processes needs the previous reading anyway, so the share over the
+//!   interval comes with them; `cpu_seconds` is what `rate()` takes.
 //!
 //! Each process's CPU time (utime + stime, in clock ticks) is kept in the
 //! persisted state in a compact encoding (about 5 bytes a process); should a
@@ -26,7 +29,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasmtap_collector::{
-    Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log, procfs, state,
+    Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log, procfs, state,
 };
 
 struct Process;
@@ -74,6 +77,7 @@ struct Fields {
     threads: Gauge,
     processes_in_state: Gauge,
     cpu_percent: Gauge,
+    cpu_seconds: Counter,
     rss_bytes: Gauge,
 }
 
@@ -92,8 +96,15 @@ fn schema() -> (Schema, Fields) {
             "percent",
             "CPU used since the previous collect; 100 is one full CPU",
         ),
+        cpu_seconds: s.counter(
+            "cpu_seconds",
+            "seconds",
+            "CPU time (user and system) the process used since it started",
+        ),
         rss_bytes: s.gauge("rss_bytes", "bytes", "Resident memory"),
     };
+    // Clock ticks of 1/100 s: exact in two decimal places.
+    s.precision(f.cpu_seconds, 2);
     // Jiffies (1/100 s) over the interval: tenths of a percent at most.
     s.precision(f.cpu_percent, 1);
     (s, f)
@@ -397,6 +408,7 @@ impl Guest for Process {
                     .label("pid", u.proc.pid.to_string())
                     .label("name", u.proc.name.as_str())
                     .gauge(f.cpu_percent, u.percent)
+                    .counter(f.cpu_seconds, u.proc.cpu_ticks as f64 / CLOCK_TICKS)
                     .gauge(f.rss_bytes, rss_bytes(u.proc) as f64)
                     .build(),
             );

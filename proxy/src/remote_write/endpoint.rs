@@ -16,6 +16,7 @@ use wasmtap_protocol::message::{Sample, Value};
 
 use super::{RemoteWrite, wire};
 use crate::config::RemoteWriteConfig;
+use crate::descriptors::Descriptors;
 use crate::http_client::{Client, ClientError};
 use crate::series;
 use crate::store::StoredBatch;
@@ -32,6 +33,7 @@ pub struct Endpoint {
     pub(super) shared: Arc<RemoteWrite>,
     pub(super) config: RemoteWriteConfig,
     pub(super) client: Client,
+    pub(super) descriptors: Arc<Descriptors>,
 }
 
 fn sorted_labels(project: &str, agent: &str, s: &Sample) -> Arc<[(String, String)]> {
@@ -72,11 +74,14 @@ impl Deliver for Endpoint {
             let labels = sorted_labels(project.as_str(), &record.agent, sample);
             let time_ms = i64::try_from(sample.time_ms).unwrap_or(i64::MAX);
             for (field, value) in &sample.values {
-                let value = match value {
-                    Value::Gauge(v) | Value::Counter(v) => *v,
+                let (counter, value) = match value {
+                    Value::Gauge(v) => (false, *v),
+                    Value::Counter(v) => (true, *v),
                     Value::Text(_) => continue,
                 };
-                let name = series::metric_name(&sample.collector, field).into();
+                let meta = self.descriptors.field(project.as_str(), &sample.collector, field);
+                let unit = meta.as_ref().map_or("", |m| &m.unit);
+                let name = series::metric_name(&sample.collector, field, counter, unit).into();
                 out.push(Point { name, labels: labels.clone(), value, time_ms });
             }
         }

@@ -140,7 +140,7 @@ async fn retry_after_is_honoured_over_the_backoff() {
     let store = Store::open(dir.path()).expect("store");
     let down = Arc::new(AtomicBool::new(false));
     let (url, seen) = endpoint(vec![(StatusCode::TOO_MANY_REQUESTS, Some("1"))], down).await;
-    let (rw, follower) = RemoteWrite::open(&store, config(url)).expect("open");
+    let (rw, follower) = RemoteWrite::open(&store, config(url), Default::default()).expect("open");
     let (_stop, stop) = watch::channel(false);
     tokio::spawn(follower.run(stop));
     store_batch(&store, 1, 1).await;
@@ -159,7 +159,7 @@ async fn without_retry_after_the_backoff_applies_and_4xx_drops() {
     let store = Store::open(dir.path()).expect("store");
     let script = vec![(StatusCode::SERVICE_UNAVAILABLE, None), (StatusCode::BAD_REQUEST, None)];
     let (url, seen) = endpoint(script, Arc::default()).await;
-    let (rw, follower) = RemoteWrite::open(&store, config(url)).expect("open");
+    let (rw, follower) = RemoteWrite::open(&store, config(url), Default::default()).expect("open");
     let (_stop, stop) = watch::channel(false);
     tokio::spawn(follower.run(stop));
     store_batch(&store, 1, 1).await;
@@ -178,7 +178,8 @@ async fn a_new_endpoint_starts_at_the_end_then_resumes_where_it_stopped() {
     let store = Store::open(dir.path()).expect("store");
     let (url, seen) = endpoint(Vec::new(), Arc::default()).await;
     store_batch(&store, 1, 3).await; // before the endpoint existed: not sent
-    let (rw, follower) = RemoteWrite::open(&store, config(url.clone())).expect("open");
+    let (rw, follower) =
+        RemoteWrite::open(&store, config(url.clone()), Default::default()).expect("open");
     let (stop_tx, stop) = watch::channel(false);
     let running = tokio::spawn(follower.run(stop));
     store_batch(&store, 2, 2).await;
@@ -186,7 +187,8 @@ async fn a_new_endpoint_starts_at_the_end_then_resumes_where_it_stopped() {
     stop_tx.send(true).expect("stop");
     running.await.expect("stopped");
     store_batch(&store, 3, 4).await; // while it was stopped
-    let (rw, follower) = RemoteWrite::open(&store, config(url)).expect("reopen");
+    let (rw, follower) =
+        RemoteWrite::open(&store, config(url), Default::default()).expect("reopen");
     assert_eq!(rw.progress().lag_values(), 0, "counted once the follower runs");
     let (_stop, stop) = watch::channel(false);
     tokio::spawn(follower.run(stop));
@@ -202,7 +204,8 @@ async fn a_batch_in_flight_when_the_proxy_died_is_resent_alone_then_the_rest() {
     let store = Store::open(dir.path()).expect("store");
     let down = Arc::new(AtomicBool::new(true));
     let (url, seen) = endpoint(Vec::new(), down.clone()).await;
-    let (rw, follower) = RemoteWrite::open(&store, config(url.clone())).expect("open");
+    let (rw, follower) =
+        RemoteWrite::open(&store, config(url.clone()), Default::default()).expect("open");
     let (_stop, stop) = watch::channel(false);
     let running = tokio::spawn(follower.run(stop));
     for seq in 1..=3 {
@@ -216,7 +219,8 @@ async fn a_batch_in_flight_when_the_proxy_died_is_resent_alone_then_the_rest() {
     store_batch(&store, 4, 4).await;
     let tried = sizes(&seen).len();
     down.store(false, Ordering::SeqCst);
-    let (rw, follower) = RemoteWrite::open(&store, config(url)).expect("reopen");
+    let (rw, follower) =
+        RemoteWrite::open(&store, config(url), Default::default()).expect("reopen");
     let (_stop, stop) = watch::channel(false);
     tokio::spawn(follower.run(stop));
     until("everything sent", || rw.stats().sent.load(Ordering::Relaxed) == 16).await;

@@ -82,7 +82,7 @@ impl DamageCounters {
 
     /// The `wasmtap_proxy_store_damaged_*` families, one sample per project
     /// with damage.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut exposition::Exposition) {
         let map = self.by_project.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let families: [Family; 2] = [
             (
@@ -156,8 +156,9 @@ mod tests {
         c.add(&p, 40);
         c.add(&p, 2);
         assert_eq!(c.get(&p), (2, 42));
-        let mut text = String::new();
+        let mut text = crate::exposition::Exposition::new(crate::exposition::Format::Prometheus);
         c.render(&mut text);
+        let text = text.finish();
         assert!(
             text.contains("wasmtap_proxy_store_damaged_spans_total{project=\"shop\"} 2.0"),
             "{text}"

@@ -426,8 +426,9 @@ fn retention_deletes_the_oldest_closed_segments_across_projects_and_never_the_ne
     }
     assert!(store.usage().get(&old).expired_age.0 >= 1, "a day old: by age first");
     assert!(store.usage().get(&new).expired_size.0 >= 1, "fresh: by size");
-    let mut text = String::new();
+    let mut text = crate::exposition::Exposition::new(crate::exposition::Format::Prometheus);
     store.usage().render(&mut text);
+    let text = text.finish();
     for line in [
         "wasmtap_proxy_store_max_bytes 1.0",
         "wasmtap_proxy_store_retention_seconds 3600.0",

@@ -80,7 +80,7 @@ impl Usage {
     }
 
     /// The `wasmtap_proxy_store_*` families.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut exposition::Exposition) {
         let (retention_s, max_bytes) = *self.limits.lock().unwrap_or_else(PoisonError::into_inner);
         let limits: [(&str, &str, u64); 2] = [
             (

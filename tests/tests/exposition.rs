@@ -1,0 +1,97 @@
+//! The proxy's `/metrics` with every standard collector running in a real
+//! agent: `promtool check metrics` (Debian's prometheus package) finds no
+//! problem, every series is explained by its collector's description, and
+//! a real Prometheus scraping it in OpenMetrics gets the families with
+//! their types and units.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtap_tests::prometheus::promtool_problems;
+use wasmtap_tests::{Agent, Prometheus, Proxy, http, new_key, wait};
+
+const STANDARD: [&str; 13] = [
+    "cpu", "disk", "entropy", "filefd", "hwmon", "load", "memory", "net", "pressure", "process",
+    "sockets", "uptime", "vmstat",
+];
+
+/// The collectors whose samples must show on this machine: every standard
+/// one but `hwmon` without sensors and `pressure` without PSI, and the
+/// agent's own.
+fn expected() -> Vec<&'static str> {
+    let hwmon = std::fs::read_dir("/sys/class/hwmon").is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("hwmon")))
+    });
+    let psi = Path::new("/proc/pressure/cpu").exists();
+    STANDARD
+        .iter()
+        .copied()
+        .filter(|c| (*c != "hwmon" || hwmon) && (*c != "pressure" || psi))
+        .chain(["agent"])
+        .collect()
+}
+
+fn metrics(addr: SocketAddr, accept: Option<&str>) -> anyhow::Result<http::Response> {
+    let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
+    let r = http::get(addr, "/metrics", &headers)?;
+    anyhow::ensure!(r.status == 200, "GET /metrics: {}", r.status);
+    Ok(r)
+}
+
+#[test]
+fn every_standard_collector_passes_promtool_and_prometheus_scrapes_openmetrics()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let http_section = "[http]\nlisten = \"127.0.0.1:0\"\n";
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], http_section)?;
+    let addr = proxy.http.context("no [http] address")?;
+    let agent =
+        Agent::start(&dir.path().join("agent"), "web-01", proxy.addr.port(), &key, &STANDARD)?;
+    let expected = expected();
+    let body =
+        wait::until(Duration::from_secs(60), "every collector on /metrics, described", || {
+            let body = metrics(addr, None)?.body;
+            let all = expected.iter().all(|c| body.contains(&format!("collector=\"{c}\"")));
+            let described = !body.contains("(not described)");
+            Ok((all && described).then_some(body))
+        })
+        .with_context(|| {
+            format!("agent log:\n{}\nproxy log:\n{}", agent.log_text(), proxy.log_text())
+        })?;
+
+    let problems = promtool_problems(&body)?;
+    assert!(problems.is_empty(), "promtool check metrics:\n{}\n\n{body}", problems.join("\n"));
+    // Counters end in `_total`, with their unit before it.
+    for family in ["wasmtap_cpu_user_seconds_total", "wasmtap_disk_read_bytes_total"] {
+        assert!(body.contains(&format!("# TYPE {family} counter\n")), "{family} in\n{body}");
+    }
+    assert!(body.contains("# TYPE wasmtap_memory_total_bytes gauge\n"), "{body}");
+
+    let om = metrics(addr, Some("application/openmetrics-text; version=1.0.0"))?;
+    assert!(om.body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    assert!(om.body.contains(
+        "# TYPE wasmtap_cpu_user_seconds counter\n# UNIT wasmtap_cpu_user_seconds seconds\n"
+    ));
+
+    // A real Prometheus scrapes it (asking for OpenMetrics first) and keeps
+    // each family's type and unit.
+    let prometheus = Prometheus::start_scraping(&dir.path().join("prometheus"), addr)?;
+    let context = || format!("prometheus log:\n{}", prometheus.log_text());
+    wait::until(Duration::from_secs(30), "a scrape with samples", || {
+        let up = prometheus.query("up{job=\"wasmtap\"} == 1")?;
+        let user = prometheus.query("wasmtap_cpu_user_seconds_total{job=\"wasmtap\"}")?;
+        Ok((!up.is_empty() && !user.is_empty()).then_some(()))
+    })
+    .with_context(context)?;
+    let meta = wait::until(Duration::from_secs(15), "metadata of wasmtap_cpu_user_seconds", || {
+        let m = prometheus.metadata("wasmtap_cpu_user_seconds")?;
+        Ok((!m.is_empty()).then_some(m))
+    })
+    .with_context(context)?;
+    assert_eq!(meta[0]["type"], "counter", "{meta:?}");
+    assert_eq!(meta[0]["unit"], "seconds", "{meta:?}");
+    Ok(())
+}
