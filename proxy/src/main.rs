@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::keyfile;
+use wasmtap_protocol::message::Value;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
@@ -76,6 +77,10 @@ enum Command {
         /// Print what was read and skipped, the time taken and the peak memory on stderr.
         #[arg(long)]
         stats: bool,
+        /// Counters as per-second rates since the series' previous sample
+        /// (`<field>_per_second`; a reset counts from zero); gauges as stored.
+        #[arg(long)]
+        rate: bool,
     },
     /// Talk to a running proxy's admin API (address and token from `[http]`).
     Ctl {
@@ -164,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             until,
             json,
             stats,
+            rate,
         } => {
             let now = std::time::SystemTime::now();
             let time = |t: Option<String>| t.map(|t| query::parse_time(&t, now)).transpose();
@@ -175,7 +181,7 @@ fn main() -> anyhow::Result<()> {
                 since_ms: time(since)?,
                 until_ms: time(until)?,
             };
-            query(config, project, filter, json, stats)
+            query(config, project, filter, Output { json, stats, rate })
         }
         Command::Ctl { config, addr, action } => ctl(config, addr, action),
     }
@@ -278,12 +284,18 @@ fn ctl(
     Ok(())
 }
 
+/// How `query` prints.
+struct Output {
+    json: bool,
+    stats: bool,
+    rate: bool,
+}
+
 fn query(
     config: PathBuf,
     project: Option<String>,
     filter: Filter,
-    json: bool,
-    stats: bool,
+    Output { json, stats, rate }: Output,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let cfg = load(&config)?;
@@ -293,8 +305,23 @@ fn query(
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = Vec::new();
+    let mut rates = query::rate::Rates::default();
     let mut emit = |found: &scan::Found<'_>| {
         line.clear();
+        let converted;
+        let refs: Vec<(&str, &Value)>;
+        let rated;
+        let found = if rate {
+            converted = rates.apply(found);
+            if converted.is_empty() {
+                return Ok(());
+            }
+            refs = converted.iter().map(|(f, v)| (f.as_str(), v)).collect();
+            rated = scan::Found { values: &refs, ..*found };
+            &rated
+        } else {
+            found
+        };
         if json {
             display::write_json_lines(found, &mut line);
         } else {

@@ -1,6 +1,8 @@
 //! `wasmtap-proxy query` and the read API: which stored values to print
-//! ([`Filter`]), and reading them from the store ([`scan`]).
+//! ([`Filter`]), reading them from the store ([`scan`]), and counters as
+//! per-second rates ([`rate`]).
 
+pub mod rate;
 pub mod scan;
 
 #[cfg(test)]

@@ -95,3 +95,43 @@ fn every_standard_collector_passes_promtool_and_prometheus_scrapes_openmetrics()
     assert_eq!(meta[0]["unit"], "seconds", "{meta:?}");
     Ok(())
 }
+
+/// `query --rate` turns the stored cpu counters into shares of a CPU: each
+/// core's states add up to one second per second, within the kernel's
+/// rounding to ticks.
+#[test]
+fn query_rate_gives_per_second_rates_of_stored_counters() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start(&dir.path().join("proxy"), &[("shop", &key)])?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) =
+        Agent::prepare(&agent_dir, "web-01", proxy.addr.port(), &key, &["cpu"], "")?;
+    std::fs::write(plugins.join("cpu.toml"), "interval = \"1s\"\n[grants]\nread = [\"/proc\"]\n")?;
+    let agent = Agent::start_with_config(&agent_dir, &config, plugins)?;
+    let rates = wait::until(Duration::from_secs(20), "rates of three collects", || {
+        let rows = proxy.query(&["--rate", "--collector", "cpu", "--label", "cpu=0"])?;
+        let times: std::collections::BTreeSet<u64> =
+            rows.iter().filter_map(|r| r["time"].as_u64()).collect();
+        Ok((times.len() >= 2).then_some(rows))
+    })
+    .with_context(|| agent.log_text())?;
+    let mut per_time: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for r in &rates {
+        let field = r["field"].as_str().context("field")?;
+        if field.ends_with("_seconds_per_second") {
+            assert_eq!(r["kind"], "gauge", "{r}");
+            *per_time.entry(r["time"].as_u64().context("time")?).or_default() +=
+                r["value"].as_f64().context("value")?;
+        }
+    }
+    assert!(per_time.len() >= 2, "{rates:?}");
+    for (time, busy) in per_time {
+        // Ticks of 10 ms over a second, and a collect's own jitter.
+        assert!((0.8..=1.2).contains(&busy), "at {time}: {busy} s/s");
+    }
+    // Without --rate the same rows are counters.
+    let raw = proxy.query(&["--collector", "cpu", "--field", "user_seconds"])?;
+    assert!(!raw.is_empty() && raw.iter().all(|r| r["kind"] == "counter"));
+    Ok(())
+}
