@@ -238,8 +238,8 @@ fn reported(report: &str, field: &str) -> anyhow::Result<f64> {
 }
 
 /// `plugin new`, `plugin build`, `plugin check` and `plugin run --once` of
-/// the template of `lang`, which reports `uptime` from /proc/uptime and
-/// `root_available` through the agent's `filesystem` import.
+/// the template of `lang`, which reports `uptime_seconds` from /proc/uptime and
+/// `root_available_bytes` through the agent's `filesystem` import.
 fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let name = format!("my-{lang}");
@@ -269,8 +269,8 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     let report = text(&out.stdout);
     for needle in [
         "valid wasmtap:collector@0.2.1 component",
-        "uptime",
-        "root_available",
+        "uptime_seconds",
+        "root_available_bytes",
         "gauge",
         "read: /proc",
         "usage: /",
@@ -284,11 +284,11 @@ fn new_build_check_run(lang: &str) -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     assert!(report.contains(&format!("{name} {{}}")) && report.contains("call 1:"), "{report}");
-    let value = reported(&report, "uptime")?;
+    let value = reported(&report, "uptime_seconds")?;
     assert!(value >= before - 0.01 && value <= after + 0.01, "{value} not in {before}..{after}");
     // As `df` sees it, give or take what others wrote meanwhile (1 % of the disk).
     let (available, size) = root_available()?;
-    let value = reported(&report, "root_available")?;
+    let value = reported(&report, "root_available_bytes")?;
     assert!((value - available).abs() <= size / 100.0, "{value} against df's {available}");
     Ok(())
 }

@@ -62,6 +62,19 @@ fn every_standard_collector_passes_promtool_and_prometheus_scrapes_openmetrics()
             format!("agent log:\n{}\nproxy log:\n{}", agent.log_text(), proxy.log_text())
         })?;
 
+    // docs/collectors.md lists every family a collector shows.
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/collectors.md"),
+    )?;
+    let undocumented: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|name| !name.starts_with("wasmtap_proxy_"))
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .collect();
+    assert!(undocumented.is_empty(), "not in docs/collectors.md: {undocumented:?}");
+
     let problems = promtool_problems(&body)?;
     assert!(problems.is_empty(), "promtool check metrics:\n{}\n\n{body}", problems.join("\n"));
     // Counters end in `_total`, with their unit before it.

@@ -199,7 +199,7 @@ fn standard_collectors_agree_with_this_machine() -> anyhow::Result<()> {
                 "{resource} {kind} below {before}"
             );
         }
-        for avg in ["avg10", "avg60", "avg300"] {
+        for avg in ["avg10_percent", "avg60_percent", "avg300_percent"] {
             assert!(field(pressure, avg).all(|r| (0.0..=100.0).contains(&value(r))));
         }
     } else {

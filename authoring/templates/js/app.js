@@ -13,9 +13,9 @@ const UPTIME = 0;
 const ROOT_AVAILABLE = 1;
 // `precision`: decimal places the host keeps (leave it out to keep all).
 const FIELDS = [
-  { name: 'uptime', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 },
+  { name: 'uptime_seconds', kind: 'gauge', unit: 'seconds', help: 'Time since boot', precision: 2 },
   {
-    name: 'root_available',
+    name: 'root_available_bytes',
     kind: 'gauge',
     unit: 'bytes',
     help: 'Space unprivileged users may still use on the root filesystem',

@@ -20,9 +20,9 @@ UPTIME = 0
 ROOT_AVAILABLE = 1
 # The last value is the precision: decimal places the host keeps (None: all).
 FIELDS = [
-    Field("uptime", FieldKind.GAUGE, "seconds", "Time since boot", 2),
+    Field("uptime_seconds", FieldKind.GAUGE, "seconds", "Time since boot", 2),
     Field(
-        "root_available",
+        "root_available_bytes",
         FieldKind.GAUGE,
         "bytes",
         "Space unprivileged users may still use on the root filesystem",

@@ -26,28 +26,25 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
     let f = Fields {
-        total: s.gauge("total", "bytes", "Usable RAM (MemTotal)"),
-        free: s.gauge("free", "bytes", "RAM not used at all (MemFree)"),
-        available: s.gauge(
-            "available",
+        total: s.gauge("total_bytes", "bytes", "Usable RAM (MemTotal)"),
+        free: s.gauge("free_bytes", "bytes", "RAM not used at all (MemFree)"),
+        available: s.gauge("available_bytes",
             "bytes",
             "RAM available for new programs without swapping (MemAvailable)",
         ),
-        buffers: s.gauge("buffers", "bytes", "Block device buffers (Buffers)"),
-        cached: s.gauge(
-            "cached",
+        buffers: s.gauge("buffers_bytes", "bytes", "Block device buffers (Buffers)"),
+        cached: s.gauge("cached_bytes",
             "bytes",
             "Page cache and reclaimable slab (Cached + SReclaimable)",
         ),
-        used: s.gauge(
-            "used",
+        used: s.gauge("used_bytes",
             "bytes",
             "RAM in use: total - free - buffers - cached, as `free` reports",
         ),
         used_percent: s.gauge("used_percent", "percent", "used / total"),
-        swap_total: s.gauge("swap_total", "bytes", "Swap space (SwapTotal)"),
-        swap_free: s.gauge("swap_free", "bytes", "Unused swap space (SwapFree)"),
-        swap_used: s.gauge("swap_used", "bytes", "Swap space in use"),
+        swap_total: s.gauge("swap_total_bytes", "bytes", "Swap space (SwapTotal)"),
+        swap_free: s.gauge("swap_free_bytes", "bytes", "Unused swap space (SwapFree)"),
+        swap_used: s.gauge("swap_used_bytes", "bytes", "Swap space in use"),
     };
     s.precision(f.used_percent, 2);
     (s, f)

@@ -8,7 +8,7 @@
 //! once; `irq` has only `full`). Every line becomes one sample with the
 //! labels `resource` (`cpu`, `memory`, `io`, `irq`) and `kind` (`some`,
 //! `full`):
-//! - `avg10`, `avg60`, `avg300`: gauges, percent of wall time stalled over
+//! - `avg10_percent`, `avg60_percent`, `avg300_percent`: gauges, percent of wall time stalled over
 //!   the last 10, 60 and 300 seconds (two decimals, as the kernel prints);
 //! - `stalled_seconds`: counter, the stall time since boot (the file's
 //!   `total`, in microseconds, divided by 10^6). node_exporter reports the
@@ -41,9 +41,9 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
     let f = Fields {
-        avg10: s.gauge("avg10", "percent", "Share of time stalled over the last 10 seconds"),
-        avg60: s.gauge("avg60", "percent", "Share of time stalled over the last 60 seconds"),
-        avg300: s.gauge("avg300", "percent", "Share of time stalled over the last 300 seconds"),
+        avg10: s.gauge("avg10_percent", "percent", "Share of time stalled over the last 10 seconds"),
+        avg60: s.gauge("avg60_percent", "percent", "Share of time stalled over the last 60 seconds"),
+        avg300: s.gauge("avg300_percent", "percent", "Share of time stalled over the last 300 seconds"),
         stalled: s.counter("stalled_seconds", "seconds", "Time stalled since boot"),
     };
     for g in [f.avg10, f.avg60, f.avg300] {

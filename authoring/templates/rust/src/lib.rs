@@ -14,9 +14,9 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
-    let uptime = s.gauge("uptime", "seconds", "Time since boot");
+    let uptime = s.gauge("uptime_seconds", "seconds", "Time since boot");
     let root_available = s.gauge(
-        "root_available",
+        "root_available_bytes",
         "bytes",
         "Space unprivileged users may still use on the root filesystem",
     );
