@@ -62,8 +62,8 @@ pub fn assert_each_once(proxy: &Proxy) -> anyhow::Result<u64> {
 
 /// The ticker samples of `agent` in `prometheus`, as (time in ms, value).
 pub fn in_prometheus(prometheus: &Prometheus, agent: &str) -> anyhow::Result<BTreeSet<(u64, u64)>> {
-    let r =
-        prometheus.query(&format!("wasmtap_ticker_n{{project=\"shop\",agent=\"{agent}\"}}[1h]"))?;
+    let r = prometheus
+        .query(&format!("wasmtap_ticker_n_total{{project=\"shop\",agent=\"{agent}\"}}[1h]"))?;
     let mut out = BTreeSet::new();
     for series in &r {
         for p in series["values"].as_array().context("values")? {

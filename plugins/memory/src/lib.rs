@@ -28,16 +28,19 @@ fn schema() -> (Schema, Fields) {
     let f = Fields {
         total: s.gauge("total_bytes", "bytes", "Usable RAM (MemTotal)"),
         free: s.gauge("free_bytes", "bytes", "RAM not used at all (MemFree)"),
-        available: s.gauge("available_bytes",
+        available: s.gauge(
+            "available_bytes",
             "bytes",
             "RAM available for new programs without swapping (MemAvailable)",
         ),
         buffers: s.gauge("buffers_bytes", "bytes", "Block device buffers (Buffers)"),
-        cached: s.gauge("cached_bytes",
+        cached: s.gauge(
+            "cached_bytes",
             "bytes",
             "Page cache and reclaimable slab (Cached + SReclaimable)",
         ),
-        used: s.gauge("used_bytes",
+        used: s.gauge(
+            "used_bytes",
             "bytes",
             "RAM in use: total - free - buffers - cached, as `free` reports",
         ),

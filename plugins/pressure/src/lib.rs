@@ -41,9 +41,21 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::new();
     let f = Fields {
-        avg10: s.gauge("avg10_percent", "percent", "Share of time stalled over the last 10 seconds"),
-        avg60: s.gauge("avg60_percent", "percent", "Share of time stalled over the last 60 seconds"),
-        avg300: s.gauge("avg300_percent", "percent", "Share of time stalled over the last 300 seconds"),
+        avg10: s.gauge(
+            "avg10_percent",
+            "percent",
+            "Share of time stalled over the last 10 seconds",
+        ),
+        avg60: s.gauge(
+            "avg60_percent",
+            "percent",
+            "Share of time stalled over the last 60 seconds",
+        ),
+        avg300: s.gauge(
+            "avg300_percent",
+            "percent",
+            "Share of time stalled over the last 300 seconds",
+        ),
         stalled: s.counter("stalled_seconds", "seconds", "Time stalled since boot"),
     };
     for g in [f.avg10, f.avg60, f.avg300] {

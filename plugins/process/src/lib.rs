@@ -11,13 +11,13 @@
 //!   always reported, zero or not;
 //! - labels `pid` and `name` (the process's `comm`: untrusted text, which
 //!   the host seals like every label): `cpu_seconds` (its CPU time since
-//!   it started, a counter), `cpu_percent` and `rss_bytes`, for the
+//!   it started, a counter, what `rate()` takes) and `rss_bytes`, for the
 //!   `[config] top` processes (default 5) with the most CPU time since the
-//!   previous collect. 100 % is one CPU fully used, so a multithreaded
-//!   process can exceed it. The first collect after a fresh start has no
-//!   previous reading and reports no top processes. Choosing the top
-//!   processes needs the previous reading anyway, so the share over the
-//!   interval comes with them; `cpu_seconds` is what `rate()` takes.
+//!   previous collect; with `[config] percent = "true"` also `cpu_percent`,
+//!   that CPU time as a share of the interval (100 % is one CPU fully
+//!   used, so a multithreaded process can exceed it). The first collect
+//!   after a fresh start has no previous reading and reports no top
+//!   processes.
 //!
 //! Each process's CPU time (utime + stime, in clock ticks) is kept in the
 //! persisted state in a compact encoding (about 5 bytes a process); should a
@@ -26,7 +26,7 @@
 //! the previous collect counts all its CPU time. Processes that exit while
 //! being read are skipped.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use wasmtap_collector::{
     Counter, Descriptor, Gauge, Guest, Sample, SampleBuilder, Schema, config, log, procfs, state,
@@ -48,6 +48,7 @@ const DEFAULT_TOP: u64 = 5;
 const MAX_TOP: u64 = 100;
 
 static TOP: AtomicU32 = AtomicU32::new(DEFAULT_TOP as u32);
+static PERCENT: AtomicBool = AtomicBool::new(false);
 
 /// Process states of `/proc/[pid]/stat`, with readable names. The first six
 /// are always reported.
@@ -94,7 +95,7 @@ fn schema() -> (Schema, Fields) {
         cpu_percent: s.gauge(
             "cpu_percent",
             "percent",
-            "CPU used since the previous collect; 100 is one full CPU",
+            "CPU used since the previous collect; 100 is one full CPU (percent = true)",
         ),
         cpu_seconds: s.counter(
             "cpu_seconds",
@@ -368,9 +369,10 @@ impl Guest for Process {
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        config::only(&config, &["top"])?;
+        config::only(&config, &["top", "percent"])?;
         let n = config::number(&config, "top", DEFAULT_TOP, 0..=MAX_TOP)?;
         TOP.store(n as u32, Ordering::Relaxed);
+        PERCENT.store(config::flag(&config, "percent", false)?, Ordering::Relaxed);
         Ok(())
     }
 
@@ -402,16 +404,17 @@ impl Guest for Process {
             );
         }
         let n = TOP.load(Ordering::Relaxed) as usize;
+        let percent = PERCENT.load(Ordering::Relaxed);
         for u in top(cpu_use(previous.as_ref(), uptime, &procs), n) {
-            out.push(
-                SampleBuilder::new()
-                    .label("pid", u.proc.pid.to_string())
-                    .label("name", u.proc.name.as_str())
-                    .gauge(f.cpu_percent, u.percent)
-                    .counter(f.cpu_seconds, u.proc.cpu_ticks as f64 / CLOCK_TICKS)
-                    .gauge(f.rss_bytes, rss_bytes(u.proc) as f64)
-                    .build(),
-            );
+            let mut b = SampleBuilder::new()
+                .label("pid", u.proc.pid.to_string())
+                .label("name", u.proc.name.as_str())
+                .counter(f.cpu_seconds, u.proc.cpu_ticks as f64 / CLOCK_TICKS)
+                .gauge(f.rss_bytes, rss_bytes(u.proc) as f64);
+            if percent {
+                b = b.gauge(f.cpu_percent, u.percent);
+            }
+            out.push(b.build());
         }
         log::debug(&format!(
             "{} processes: scan {} ms, collect {} ms",
