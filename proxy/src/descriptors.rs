@@ -9,8 +9,9 @@
 //! wins. Agents from before the `describe` command answer with an error;
 //! their series are named from the kind alone (`series.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,8 @@ type Table = BTreeMap<String, BTreeMap<String, CollectorDesc>>;
 pub struct Descriptors {
     path: Option<PathBuf>,
     table: Mutex<Table>,
+    /// Bumped whenever a description changes (for [`Names`]).
+    generation: AtomicU64,
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -110,7 +113,7 @@ impl Default for Descriptors {
 impl Descriptors {
     /// Descriptions kept only in memory (tests, tools).
     pub fn in_memory() -> Self {
-        Self { path: None, table: Mutex::new(Table::new()) }
+        Self { path: None, table: Mutex::new(Table::new()), generation: AtomicU64::new(0) }
     }
 
     /// The descriptions kept in `data_dir`. A file that cannot be read
@@ -134,7 +137,7 @@ impl Descriptors {
                 Table::new()
             }
         };
-        Self { path: Some(path), table: Mutex::new(table) }
+        Self { path: Some(path), table: Mutex::new(table), generation: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -164,6 +167,7 @@ impl Descriptors {
             }
         }
         if changed {
+            self.generation.fetch_add(1, Ordering::Relaxed);
             self.save(&table)?;
         }
         Ok(())
@@ -188,6 +192,52 @@ impl Descriptors {
         let table = self.lock();
         let f = table.get(project)?.get(collector)?.fields.iter().find(|f| f.name == field)?;
         Some(FieldMeta { unit: f.unit.as_str().into(), help: f.help.as_str().into() })
+    }
+}
+
+/// A field as [`Names`] keys it: collector, field, and whether a counter.
+type FieldKey = (Arc<str>, Arc<str>, bool);
+/// A field's metric name and help.
+type Named = (Arc<str>, Arc<str>);
+
+/// The metric names and help of fields, worked out once per field (a
+/// field has many series, a batch many values) and again only when a
+/// description changed.
+#[derive(Debug, Default)]
+pub struct Names {
+    generation: u64,
+    projects: HashMap<String, HashMap<FieldKey, Named>>,
+}
+
+impl Names {
+    /// The name and help of `collector`'s field `field` in `project`.
+    pub fn get(
+        &mut self,
+        descriptors: &Descriptors,
+        project: &str,
+        collector: &Arc<str>,
+        field: &Arc<str>,
+        counter: bool,
+    ) -> Named {
+        let now = descriptors.generation.load(Ordering::Relaxed);
+        if now != self.generation {
+            self.projects.clear();
+            self.generation = now;
+        }
+        if !self.projects.contains_key(project) {
+            self.projects.insert(project.to_owned(), HashMap::new());
+        }
+        let Some(fields) = self.projects.get_mut(project) else {
+            return (Arc::from(""), Arc::from(""));
+        };
+        fields
+            .entry((collector.clone(), field.clone(), counter))
+            .or_insert_with(|| {
+                let meta = descriptors.field(project, collector, field).unwrap_or_default();
+                let name = crate::series::metric_name(collector, field, counter, &meta.unit);
+                (name.into(), meta.help)
+            })
+            .clone()
     }
 }
 
@@ -226,6 +276,21 @@ mod tests {
         let fresh = Descriptors::open(dir.path());
         assert!(!fresh.knows("p", "net"));
         assert!(dir.path().join("descriptors.json.bad").exists(), "moved aside, not deleted");
+    }
+
+    #[test]
+    fn names_follow_a_description_that_changes() {
+        let d = Descriptors::in_memory();
+        let mut names = Names::default();
+        let (net, rx): (Arc<str>, Arc<str>) = ("net".into(), "rx".into());
+        let (name, help) = names.get(&d, "p", &net, &rx, true);
+        assert_eq!((&*name, &*help), ("wasmtap_net_rx_total", ""));
+        let answer = r#"{"collectors":[{"name":"net","fields":[
+            {"name":"rx","kind":"counter","unit":"bytes","help":"In."}]}]}"#;
+        d.update("p", answer).expect("update");
+        let (name, help) = names.get(&d, "p", &net, &rx, true);
+        assert_eq!((&*name, &*help), ("wasmtap_net_rx_bytes_total", "In."));
+        assert_eq!(&*names.get(&d, "q", &net, &rx, true).0, "wasmtap_net_rx_total");
     }
 
     #[test]

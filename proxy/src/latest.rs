@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use wasmtap_protocol::message::Value;
 
-use crate::descriptors::Descriptors;
+use crate::descriptors::{Descriptors, Names};
 use crate::exposition::{self, Exposition, Kind};
 use crate::series;
 use crate::sink::Sink;
@@ -37,6 +37,9 @@ struct Key {
     counter: bool,
     labels: Arc<[(String, String)]>,
 }
+
+/// A series as rendered: its metric name, kind, help, key and point.
+type Named = (Arc<str>, Kind, Arc<str>, Key, Point);
 
 #[derive(Debug, Clone, Copy)]
 struct Point {
@@ -114,15 +117,17 @@ impl Latest {
             self.sweep(&mut table, Instant::now(), now_ms);
             table.series.iter().map(|(k, p)| (k.clone(), *p)).collect()
         };
-        // Each series' name, kind and help; a family of mixed kinds is untyped.
-        let mut named: Vec<(String, Kind, Arc<str>, Key, Point)> = points
+        // Each series' name, kind and help, worked out once per field (a
+        // field has many series); a family of mixed kinds is untyped.
+        let mut names = Names::default();
+        let mut named: Vec<Named> = points
             .into_iter()
             .map(|(key, p)| {
-                let meta = self.descriptors.field(&key.project, &key.collector, &key.field);
-                let meta = meta.unwrap_or_default();
-                let name = series::metric_name(&key.collector, &key.field, key.counter, &meta.unit);
+                let d = &self.descriptors;
+                let (name, help) =
+                    names.get(d, &key.project, &key.collector, &key.field, key.counter);
                 let kind = if key.counter { Kind::Counter } else { Kind::Gauge };
-                (name, kind, meta.help, key, p)
+                (name, kind, help, key, p)
             })
             .collect();
         named.sort_unstable_by(|a, b| (&a.0, &a.3.labels).cmp(&(&b.0, &b.3.labels)));

@@ -90,7 +90,8 @@ impl RemoteWrite {
         let progress = Arc::new(Progress::new(store.commits().clone()));
         let shared = Arc::new(Self { origin, stats: Stats::default(), progress: progress.clone() });
         let (name, file) = (format!("remote write {}", config.url), file_name(&config));
-        let backend = Endpoint { shared: shared.clone(), config, client, descriptors };
+        let names = Default::default();
+        let backend = Endpoint { shared: shared.clone(), config, client, descriptors, names };
         let follower = Follower::open(store, &name, &file, backend, settings, progress)?;
         tracing::info!(endpoint = %shared.origin, "remote write started");
         Ok((shared, follower))

@@ -4,8 +4,8 @@
 //! `Retry-After` if it sent one); any other 4xx refuses the batch for good,
 //! counted and logged.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +16,7 @@ use wasmtap_protocol::message::{Sample, Value};
 
 use super::{RemoteWrite, wire};
 use crate::config::RemoteWriteConfig;
-use crate::descriptors::Descriptors;
+use crate::descriptors::{Descriptors, Names};
 use crate::http_client::{Client, ClientError};
 use crate::series;
 use crate::store::StoredBatch;
@@ -34,6 +34,8 @@ pub struct Endpoint {
     pub(super) config: RemoteWriteConfig,
     pub(super) client: Client,
     pub(super) descriptors: Arc<Descriptors>,
+    /// Names worked out so far.
+    pub(super) names: Mutex<Names>,
 }
 
 fn sorted_labels(project: &str, agent: &str, s: &Sample) -> Arc<[(String, String)]> {
@@ -70,6 +72,7 @@ impl Deliver for Endpoint {
     type Item = Point;
 
     fn items(&self, project: &ProjectId, record: &StoredBatch, out: &mut Vec<Point>) {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         for sample in &record.batch.samples {
             let labels = sorted_labels(project.as_str(), &record.agent, sample);
             let time_ms = i64::try_from(sample.time_ms).unwrap_or(i64::MAX);
@@ -79,9 +82,8 @@ impl Deliver for Endpoint {
                     Value::Counter(v) => (true, *v),
                     Value::Text(_) => continue,
                 };
-                let meta = self.descriptors.field(project.as_str(), &sample.collector, field);
-                let unit = meta.as_ref().map_or("", |m| &m.unit);
-                let name = series::metric_name(&sample.collector, field, counter, unit).into();
+                let d = &self.descriptors;
+                let (name, _) = names.get(d, project.as_str(), &sample.collector, field, counter);
                 out.push(Point { name, labels: labels.clone(), value, time_ms });
             }
         }
