@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmtap_protocol::access_key::{AccessKey, ProjectId};
 use wasmtap_protocol::keyfile;
-use wasmtap_protocol::message::Value;
 use wasmtap_proxy::config::Config;
 use wasmtap_proxy::ctl::{AdminApi, CtlError};
 use wasmtap_proxy::display;
@@ -305,23 +304,8 @@ fn query(
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = Vec::new();
-    let mut rates = query::rate::Rates::default();
-    let mut emit = |found: &scan::Found<'_>| {
+    let mut print = |found: &scan::Found<'_>| {
         line.clear();
-        let converted;
-        let refs: Vec<(&str, &Value)>;
-        let rated;
-        let found = if rate {
-            converted = rates.apply(found);
-            if converted.is_empty() {
-                return Ok(());
-            }
-            refs = converted.iter().map(|(f, v)| (f.as_str(), v)).collect();
-            rated = scan::Found { values: &refs, ..*found };
-            &rated
-        } else {
-            found
-        };
         if json {
             display::write_json_lines(found, &mut line);
         } else {
@@ -329,6 +313,10 @@ fn query(
             line.push(b'\n');
         }
         out.write_all(&line)
+    };
+    let mut rates = query::rate::Rates::default();
+    let mut emit = |found: &scan::Found<'_>| {
+        if rate { rates.emit(found, &mut print) } else { print(found) }
     };
     let found = scan::projects(&cfg.data_dir, &projects, &filter, None, &mut emit);
     out.flush()?;

@@ -5,8 +5,9 @@
 //! Parameters, all optional, each as the `query` flag of the same name:
 //! `project`, `agent`, `collector`, `label` (`key=value`, repeatable),
 //! `field`, `since` and `until` (RFC 3339, or a duration ago such as
-//! `15m`). Values are percent-encoded (`+` is a space). An unknown
-//! parameter is a 400. Only what the store has committed is read.
+//! `15m`), and `rate` (`true` or `false`: counters as per-second rates,
+//! as `query --rate`). Values are percent-encoded (`+` is a space). An
+//! unknown parameter is a 400. Only what the store has committed is read.
 //!
 //! The query runs on a blocking thread and hands the body over in pieces
 //! of about [`PIECE`] bytes through a small queue, so a slow client slows
@@ -48,6 +49,8 @@ pub struct Request {
     pub project: Option<ProjectId>,
     /// The filter.
     pub filter: Filter,
+    /// Counters as per-second rates ([`query::rate`]).
+    pub rate: bool,
 }
 
 fn decode(text: &str) -> Option<String> {
@@ -56,7 +59,7 @@ fn decode(text: &str) -> Option<String> {
 
 /// Reads the query string of `GET /api/query`; the error is the client's mistake.
 pub fn parse(query_string: Option<&str>, now: std::time::SystemTime) -> Result<Request, String> {
-    let mut r = Request { project: None, filter: Filter::default() };
+    let mut r = Request { project: None, filter: Filter::default(), rate: false };
     for pair in query_string.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = decode(value).ok_or_else(|| format!("{key}: not valid UTF-8"))?;
@@ -72,6 +75,13 @@ pub fn parse(query_string: Option<&str>, now: std::time::SystemTime) -> Result<R
             "field" => f.field = Some(value),
             "since" => f.since_ms = Some(time(&value)?),
             "until" => f.until_ms = Some(time(&value)?),
+            "rate" => {
+                r.rate = match value.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    v => return Err(format!("rate: {v:?} is neither true nor false")),
+                }
+            }
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }
@@ -129,7 +139,7 @@ fn run(store: &Store, request: &Request, tx: &mpsc::Sender<Bytes>) {
     };
     let marks = store.commits().snapshot().marks;
     let mut piece = Vec::with_capacity(PIECE);
-    let mut emit = |found: &scan::Found<'_>| {
+    let mut write = |found: &scan::Found<'_>| {
         display::write_json_lines(found, &mut piece);
         if piece.len() >= PIECE {
             let full = std::mem::replace(&mut piece, Vec::with_capacity(PIECE));
@@ -138,6 +148,10 @@ fn run(store: &Store, request: &Request, tx: &mpsc::Sender<Bytes>) {
             })?;
         }
         Ok(())
+    };
+    let mut rates = query::rate::Rates::default();
+    let mut emit = |found: &scan::Found<'_>| {
+        if request.rate { rates.emit(found, &mut write) } else { write(found) }
     };
     let done = projects
         .map_err(scan::QueryError::from)
@@ -171,13 +185,22 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(r.project, Some(ProjectId::new("shop").expect("valid")));
-        let f = r.filter;
+        let f = r.filter.clone();
         assert_eq!(f.agent.as_deref(), Some("web 1"));
         assert_eq!(f.labels, [("cpu".into(), "0".into()), ("mode".into(), "all".into())]);
         assert_eq!((f.since_ms, f.until_ms), (Some(2_700_000), Some(3_540_000)));
         assert_eq!(parse(None, now).expect("valid").filter, Filter::default());
-        for bad in ["colour=red", "label=nokey", "since=yesterday", "project=Bad_Name", "agent=%ff"]
-        {
+        assert!(!r.rate && parse(Some("rate=true"), now).expect("valid").rate);
+        assert!(parse(Some("rate"), now).expect("valid").rate);
+        assert!(!parse(Some("rate=0"), now).expect("valid").rate);
+        for bad in [
+            "colour=red",
+            "label=nokey",
+            "since=yesterday",
+            "project=Bad_Name",
+            "agent=%ff",
+            "rate=x",
+        ] {
             assert!(parse(Some(bad), now).is_err(), "{bad}");
         }
     }
@@ -199,7 +222,15 @@ mod tests {
             collector: "cpu".into(),
             time_ms: 1_795_651_200_000 + seq * 1_000,
             labels: vec![("cpu".into(), cpu.to_string())].into(),
-            values: vec![("user".into(), Value::Gauge(seq as f64 + cpu as f64 / 10.0))],
+            // cpu 0's value counts up one a second, the others are gauges.
+            values: vec![(
+                "user".into(),
+                if cpu == 0 {
+                    Value::Counter(seq as f64)
+                } else {
+                    Value::Gauge(seq as f64 + cpu as f64 / 10.0)
+                },
+            )],
         };
         StoredBatch {
             agent: "web-1".into(),
@@ -268,6 +299,16 @@ mod tests {
         let shop = ProjectId::new("shop").expect("valid");
         scan::projects(dir.path(), &[shop], &Filter::default(), None, &mut emit).expect("query");
         assert_eq!(all.body.as_ref(), &expected[..]);
+
+        // Rates: cpu 0's counter went up one a second; its first value has none.
+        let rated = get(&mut client, "/api/query?label=cpu%3D0&rate=true", Some(TOKEN)).await;
+        let rows: Vec<serde_json::Value> = String::from_utf8(rated.body.to_vec())
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(rows.len(), 99);
+        assert!(rows.iter().all(|r| r["field"] == "user_per_second" && r["value"] == 1.0));
 
         let path = "/api/query?label=cpu%3D7&since=2026-11-26T00:00:11Z&until=2026-11-26T00:00:21Z";
         let some = get(&mut client, path, Some(TOKEN)).await;

@@ -49,6 +49,21 @@ impl Rates {
         out
     }
 
+    /// Calls `emit` with `found` converted by [`Rates::apply`]; nothing
+    /// when no value is left.
+    pub fn emit<E>(
+        &mut self,
+        found: &Found<'_>,
+        emit: impl FnOnce(&Found<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let converted = self.apply(found);
+        if converted.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<(&str, &Value)> = converted.iter().map(|(f, v)| (f.as_str(), v)).collect();
+        emit(&Found { values: &values, ..*found })
+    }
+
     fn series_key(&mut self, found: &Found<'_>, field: &str) {
         let k = &mut self.key;
         k.clear();
