@@ -240,28 +240,55 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// The answer to `describe`: every loaded collector, then the agent's own.
-fn describe(schemas: &[Arc<Schema>]) -> Json {
-    let mut collectors: Vec<Json> = schemas
-        .iter()
-        .map(|s| {
-            let fields: Vec<Json> = s
-                .fields
-                .iter()
-                .map(|f| json!({ "name": &*f.name, "kind": kind_name(f.kind), "unit": f.unit, "help": f.help }))
-                .collect();
-            json!({ "name": s.name, "version": s.version, "fields": fields })
+/// Most bytes of a `describe` answer: well inside the proxy's largest
+/// frame (1 MiB), whatever collectors are loaded.
+pub const MAX_DESCRIBE: usize = 512 << 10;
+
+/// One collector's entry of a `describe` answer; `help` false leaves the
+/// help texts out.
+fn collector_entry<'a>(
+    name: &str,
+    version: &str,
+    fields: impl Iterator<Item = (&'a str, Kind, &'a str, &'a str)>,
+    help: bool,
+) -> Json {
+    let fields: Vec<Json> = fields
+        .map(|(name, kind, unit, text)| {
+            let text = if help { text } else { "" };
+            json!({ "name": name, "kind": kind_name(kind), "unit": unit, "help": text })
         })
         .collect();
+    json!({ "name": name, "version": version, "fields": fields })
+}
+
+/// The answer to `describe`: the agent's own collector, then every loaded
+/// one, within [`MAX_DESCRIBE`] bytes: a collector that does not fit with
+/// its help texts comes without them, and one that does not fit even so
+/// is left out (the proxy names its series from their kinds alone).
+fn describe(schemas: &[Arc<Schema>]) -> Json {
     let own = selfwatch::COLLECTOR_FIELDS.iter().chain(&selfwatch::AGENT_FIELDS);
-    let fields: Vec<Json> = own
-        .map(|(name, kind, unit, help)| json!({ "name": name, "kind": kind_name(*kind), "unit": unit, "help": help }))
-        .collect();
-    collectors.push(json!({
-        "name": selfwatch::COLLECTOR,
-        "version": env!("CARGO_PKG_VERSION"),
-        "fields": fields,
-    }));
+    let own = own.map(|(name, kind, unit, help)| (*name, *kind, *unit, *help));
+    let mut collectors =
+        vec![collector_entry(selfwatch::COLLECTOR, env!("CARGO_PKG_VERSION"), own, true)];
+    let mut used = collectors[0].to_string().len();
+    for s in schemas {
+        let fields =
+            || s.fields.iter().map(|f| (&*f.name, f.kind, f.unit.as_str(), f.help.as_str()));
+        let entry = [true, false].into_iter().find_map(|help| {
+            let e = collector_entry(&s.name, &s.version, fields(), help);
+            let len = e.to_string().len() + 1;
+            (used + len <= MAX_DESCRIBE).then_some((e, len))
+        });
+        match entry {
+            Some((e, len)) => {
+                used += len;
+                collectors.push(e);
+            }
+            None => {
+                tracing::warn!(collector = %s.name, "collector left out of the describe answer: too many fields to fit")
+            }
+        }
+    }
     json!({ "collectors": collectors })
 }
 
@@ -272,9 +299,8 @@ mod tests {
     use super::*;
     use crate::schema::FieldSpec;
 
-    #[test]
-    fn describe_lists_every_field_and_the_agents_own() {
-        let schema = Schema {
+    fn small() -> Arc<Schema> {
+        Arc::new(Schema {
             name: "net".into(),
             version: "1.2.0".into(),
             default_interval: Duration::from_secs(1),
@@ -285,19 +311,62 @@ mod tests {
                 help: "Bytes received.".into(),
                 precision: None,
             }],
-        };
-        let json = describe(&[Arc::new(schema)]);
+        })
+    }
+
+    #[test]
+    fn describe_lists_every_field_and_the_agents_own() {
+        let json = describe(&[small()]);
         let collectors = json["collectors"].as_array().expect("a list");
         assert_eq!(collectors.len(), 2);
         assert_eq!(
-            collectors[0],
+            collectors[1],
             json!({ "name": "net", "version": "1.2.0", "fields": [
                 { "name": "rx_bytes", "kind": "counter", "unit": "bytes", "help": "Bytes received." }
             ]})
         );
-        assert_eq!(collectors[1]["name"], "agent");
-        let own = collectors[1]["fields"].as_array().expect("fields");
+        assert_eq!(collectors[0]["name"], "agent");
+        let own = collectors[0]["fields"].as_array().expect("fields");
         assert_eq!(own.len(), selfwatch::COLLECTOR_FIELDS.len() + selfwatch::AGENT_FIELDS.len());
         assert!(own.iter().all(|f| !f["help"].as_str().unwrap_or("").is_empty()));
+    }
+
+    /// Collectors at the schema's limits: 1024 fields with 64-byte names and
+    /// 256-byte units and help each.
+    fn largest(name: &str) -> Arc<Schema> {
+        let fields = (0..crate::schema::MAX_FIELDS)
+            .map(|i| FieldSpec {
+                name: format!("{i:0>64}").into(),
+                kind: Kind::Gauge,
+                unit: "u".repeat(crate::schema::MAX_DOC),
+                help: "h".repeat(crate::schema::MAX_DOC),
+                precision: None,
+            })
+            .collect();
+        Arc::new(Schema {
+            name: name.into(),
+            version: "1".into(),
+            default_interval: Duration::from_secs(1),
+            fields,
+        })
+    }
+
+    #[test]
+    fn a_describe_answer_fits_a_frame_whatever_is_loaded() {
+        let schemas: Vec<Arc<Schema>> = (0..4).map(|i| largest(&format!("big{i}"))).collect();
+        let json = describe(&schemas);
+        assert!(json.to_string().len() <= MAX_DESCRIBE);
+        let collectors = json["collectors"].as_array().expect("a list");
+        assert_eq!(collectors[0]["name"], "agent", "the agent's own always fits");
+        // One such collector is about 640 KB with its help: the first comes
+        // without help texts, the others do not fit at all.
+        assert_eq!(collectors.len(), 2);
+        assert_eq!(collectors[1]["name"], "big0");
+        assert_eq!(collectors[1]["fields"][1023]["help"], "");
+        assert_eq!(collectors[1]["fields"][1023]["unit"].as_str().map(str::len), Some(256));
+        // Small collectors keep their help.
+        let json = describe(&[largest("big"), small()]);
+        let collectors = json["collectors"].as_array().expect("a list");
+        assert_eq!(collectors[2]["fields"][0]["help"], "Bytes received.");
     }
 }

@@ -4,10 +4,13 @@
 //! and explain series the same way after a restart.
 //!
 //! The agent describes its collectors when a session starts and again when
-//! a batch names a collector the proxy has no descriptor for (a collector
-//! hot-loaded since). The newest description of a collector in a project
-//! wins. Agents from before the `describe` command answer with an error;
-//! their series are named from the kind alone (`series.rs`).
+//! a batch has a field the proxy has no description of (a collector
+//! hot-loaded since, or a new version of one). Descriptions are kept per
+//! project: the newest description of a collector in a project wins for
+//! every agent of the project. Agents from before the `describe` command
+//! answer with an error; their collectors' series are named from their
+//! kind alone (`series.rs`) unless another agent of the project described
+//! the same collector.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,12 +21,19 @@ use serde::{Deserialize, Serialize};
 
 /// The file, under the data directory.
 pub const FILE: &str = "descriptors.json";
-/// Longest help text kept, in bytes (longer ones are cut at a character).
-pub const MAX_HELP: usize = 1024;
-/// Most collectors kept per project, and fields per collector.
+/// Longest help, unit or version text kept, in bytes (longer ones are cut
+/// at a character), as the agent allows.
+pub const MAX_HELP: usize = 256;
+/// Longest collector or field name taken, in bytes, as the agent allows.
+pub const MAX_NAME: usize = 64;
+/// Most collectors kept per project.
 pub const MAX_COLLECTORS: usize = 1024;
 /// Most fields kept per collector.
-pub const MAX_FIELDS: usize = 4096;
+pub const MAX_FIELDS: usize = 1024;
+/// Most bytes of descriptions kept per project (as JSON).
+pub const MAX_PROJECT_BYTES: usize = 4 << 20;
+/// Most field names a [`Names`] cache holds before it starts over.
+const MAX_NAMES: usize = 1 << 16;
 
 /// One field of a collector, as the agent declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +76,9 @@ pub enum DescriptorError {
     /// Not the JSON document expected.
     #[error("not a description of collectors: {0}")]
     Json(#[from] serde_json::Error),
+    /// More than a project may keep.
+    #[error("descriptions of project {0} would exceed {MAX_PROJECT_BYTES} bytes; not taken")]
+    TooLarge(String),
     /// The file cannot be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -149,23 +162,32 @@ impl Descriptors {
     pub fn update(&self, project: &str, answer: &str) -> Result<(), DescriptorError> {
         let described: Described = serde_json::from_str(answer)?;
         let mut table = self.lock();
-        let known = table.entry(project.to_owned()).or_default();
+        let mut known = table.get(project).cloned().unwrap_or_default();
         let mut changed = false;
+        let name_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NAME;
         for mut c in described.collectors {
-            if c.name.is_empty() || (known.len() >= MAX_COLLECTORS && !known.contains_key(&c.name))
+            if !name_ok(&c.name) || (known.len() >= MAX_COLLECTORS && !known.contains_key(&c.name))
             {
                 continue;
             }
             c.fields.truncate(MAX_FIELDS);
+            c.fields.retain(|f| {
+                name_ok(&f.name) && matches!(f.kind.as_str(), "gauge" | "counter" | "text")
+            });
+            c.version = cut(&c.version, MAX_HELP);
             for f in &mut c.fields {
                 f.help = cut(&f.help, MAX_HELP);
-                f.unit = cut(&f.unit, 64);
+                f.unit = cut(&f.unit, MAX_HELP);
             }
             if known.get(&c.name) != Some(&c) {
                 known.insert(c.name.clone(), c);
                 changed = true;
             }
         }
+        if changed && serde_json::to_vec(&known)?.len() > MAX_PROJECT_BYTES {
+            return Err(DescriptorError::TooLarge(project.to_owned()));
+        }
+        table.insert(project.to_owned(), known);
         if changed {
             self.generation.fetch_add(1, Ordering::Relaxed);
             self.save(&table)?;
@@ -224,7 +246,8 @@ impl Names {
             self.projects.clear();
             self.generation = now;
         }
-        if !self.projects.contains_key(project) {
+        if self.projects.get(project).is_none_or(|f| f.len() >= MAX_NAMES) {
+            // New, or grown past its bound: names are cheap to work out again.
             self.projects.insert(project.to_owned(), HashMap::new());
         }
         let Some(fields) = self.projects.get_mut(project) else {
@@ -272,6 +295,14 @@ mod tests {
             assert!(d.update("p", bad).is_err(), "{bad:?}");
         }
         assert!(d.knows("p", "net"), "a bad answer keeps what was known");
+        let long = "x".repeat(MAX_NAME + 1);
+        let odd = format!(
+            r#"{{"collectors":[{{"name":"{long}","fields":[]}},{{"name":"odd","fields":[
+            {{"name":"{long}","kind":"gauge"}},{{"name":"a","kind":"histogram"}},{{"name":"b","kind":"gauge"}}]}}]}}"#
+        );
+        d.update("p", &odd).expect("taken, what is valid of it");
+        assert!(!d.knows("p", &long) && d.knows("p", "odd"));
+        assert!(d.field("p", "odd", "a").is_none() && d.field("p", "odd", "b").is_some());
         std::fs::write(dir.path().join(FILE), b"{ not json").expect("write");
         let fresh = Descriptors::open(dir.path());
         assert!(!fresh.knows("p", "net"));

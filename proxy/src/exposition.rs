@@ -30,21 +30,29 @@ pub enum Format {
 
 impl Format {
     /// The format an `Accept` header asks for: OpenMetrics when it names
-    /// `application/openmetrics-text` (with a quality above zero).
+    /// `application/openmetrics-text` with a quality above zero and not
+    /// below that of the text format (`text/plain`, or `*/*` when that is
+    /// not named).
     pub fn negotiate(accept: Option<&str>) -> Self {
-        let wants = accept.is_some_and(|a| {
-            a.split(',').any(|part| {
-                let mut params = part.split(';').map(str::trim);
-                let media = params.next().unwrap_or("");
-                let refused = params.any(|p| {
-                    p.strip_prefix("q=")
-                        .and_then(|q| q.parse::<f64>().ok())
-                        .is_some_and(|q| q <= 0.0)
-                });
-                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
-            })
-        });
-        if wants { Self::OpenMetrics } else { Self::Prometheus }
+        let (mut openmetrics, mut text, mut any) = (0.0_f64, None::<f64>, 0.0_f64);
+        for part in accept.unwrap_or_default().split(',') {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("").to_ascii_lowercase();
+            let q = params
+                .find_map(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f64>().ok()))
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" => text = Some(text.unwrap_or(0.0).max(q)),
+                "*/*" => any = any.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text.unwrap_or(any) {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
     }
 
     /// Its `Content-Type`.
@@ -159,6 +167,7 @@ pub fn family(out: &mut Exposition, name: &str, help: &str, kind: Kind) {
     escape_help(help, format, out);
     let _ = writeln!(out, "\n# TYPE {family} {}", kind.as_str(format));
     if format == Format::OpenMetrics
+        && kind != Kind::Untyped
         && let Some(unit) = series::unit_of(family)
     {
         let _ = writeln!(out, "# UNIT {family} {unit}");
@@ -227,7 +236,7 @@ mod tests {
         family(&mut out, "x_rx_bytes_total", "Bytes \"in\"", Kind::Counter);
         sample(&mut out, "x_rx_bytes_total", &[], 3.0, Some(1700000000012));
         family(&mut out, "x_odd", "h", Kind::Counter);
-        family(&mut out, "x_mixed", "h", Kind::Untyped);
+        family(&mut out, "x_mixed_bytes_total", "h", Kind::Untyped);
         family(&mut out, "x_load", "h", Kind::Gauge);
         sample(&mut out, "x_load", &[], 0.5, None);
         assert_eq!(
@@ -235,7 +244,7 @@ mod tests {
             "# HELP x_rx_bytes Bytes \\\"in\\\"\n# TYPE x_rx_bytes counter\n# UNIT x_rx_bytes bytes\n\
              x_rx_bytes_total 3.0 1700000000.012\n\
              # HELP x_odd h\n# TYPE x_odd unknown\n\
-             # HELP x_mixed h\n# TYPE x_mixed unknown\n\
+             # HELP x_mixed_bytes_total h\n# TYPE x_mixed_bytes_total unknown\n\
              # HELP x_load h\n# TYPE x_load gauge\nx_load 0.5\n# EOF\n"
         );
     }
@@ -248,6 +257,14 @@ mod tests {
         assert_eq!(Format::negotiate(None), Format::Prometheus);
         let refused = Some("application/openmetrics-text; q=0, text/plain");
         assert_eq!(Format::negotiate(refused), Format::Prometheus);
+        let prefers_text =
+            Some("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;q=0.4");
+        assert_eq!(Format::negotiate(prefers_text), Format::Prometheus);
+        let prometheus = Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        );
+        assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
     }
 
     #[test]

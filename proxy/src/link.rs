@@ -40,6 +40,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(crate) const DESCRIBE: &str = "describe";
 /// Least time between two `describe` requests of a session.
 const DESCRIBE_AGAIN: Duration = Duration::from_secs(60);
+/// Least time between two looks for undescribed fields in a session's batches.
+const LOOK_AGAIN: Duration = Duration::from_secs(10);
 
 /// One established session.
 pub(crate) struct Link<'a> {
@@ -57,10 +59,12 @@ pub(crate) struct Link<'a> {
     peer: SocketAddr,
     registration: Registration,
     requests: mpsc::Receiver<Pending>,
-    /// Collectors of this project known to be described.
-    described: HashSet<Arc<str>>,
+    /// Fields (collector, field) of this project known to be described.
+    described: HashSet<(Arc<str>, Arc<str>)>,
     /// When `describe` was last asked.
     asked: Option<Instant>,
+    /// When a batch was last looked at for undescribed fields.
+    looked: Option<Instant>,
     /// The agent answered `describe` with an error (it predates it).
     refused: Arc<AtomicBool>,
 }
@@ -100,6 +104,7 @@ impl<'a> Link<'a> {
             requests,
             described: HashSet::new(),
             asked: None,
+            looked: None,
             refused: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -119,13 +124,23 @@ impl<'a> Link<'a> {
         tokio::spawn(async move {
             match answer.await {
                 Ok(Ok(json)) => {
-                    if let Err(e) = descriptors.update(project.as_str(), &json) {
+                    // It may write the descriptions file: off the async workers.
+                    let p = project.clone();
+                    let taken =
+                        tokio::task::spawn_blocking(move || descriptors.update(p.as_str(), &json))
+                            .await;
+                    if let Ok(Err(e)) = taken {
                         tracing::warn!(%project, %agent, error = %e, "agent's description of its collectors not taken");
                     }
                 }
-                Ok(Err(message)) => {
+                // An agent that predates the command; other errors (busy,
+                // shutting down, the session ending) are asked again later.
+                Ok(Err(message)) if message.starts_with("unknown command") => {
                     refused.store(true, Ordering::Relaxed);
-                    tracing::info!(%project, %agent, answer = %message, "agent does not describe its collectors; series are named from their kind alone");
+                    tracing::info!(%project, %agent, answer = %message, "agent does not describe its collectors; its series are named from their kind unless another agent of the project described them");
+                }
+                Ok(Err(message)) => {
+                    tracing::debug!(%project, %agent, answer = %message, "no description of the collectors this time");
                 }
                 Err(_) => {}
             }
@@ -133,23 +148,30 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
-    /// Whether `batch` names a collector not described yet, and it is
-    /// time to ask again.
+    /// Whether `batch` has a field not described yet (a collector
+    /// hot-loaded, or a new version of one), and it is time to ask again.
+    /// Batches are looked at every [`LOOK_AGAIN`] at most.
     fn needs_describing(&mut self, batch: &wasmtap_protocol::message::Batch) -> bool {
         if self.refused.load(Ordering::Relaxed)
             || self.asked.is_some_and(|t| t.elapsed() < DESCRIBE_AGAIN)
+            || self.looked.is_some_and(|t| t.elapsed() < LOOK_AGAIN)
         {
             return false;
         }
+        self.looked = Some(Instant::now());
+        let project = self.project.as_str();
         let mut unknown = false;
         for s in &batch.samples {
-            if self.described.contains(&s.collector) {
-                continue;
-            }
-            if self.hub.descriptors.knows(self.project.as_str(), &s.collector) {
-                self.described.insert(s.collector.clone());
-            } else {
-                unknown = true;
+            for (field, _) in &s.values {
+                let key = (s.collector.clone(), field.clone());
+                if self.described.contains(&key) {
+                    continue;
+                }
+                if self.hub.descriptors.field(project, &s.collector, field).is_some() {
+                    self.described.insert(key);
+                } else {
+                    unknown = true;
+                }
             }
         }
         unknown
