@@ -28,7 +28,6 @@ use wasmtap_protocol::message::{Sample, Value};
 
 use wasmtap_host::manifest::{Manifest, ManifestError};
 use wasmtap_host::runtime::{CallError, Collector, LoadError, Runtime};
-use wasmtap_host::schema::Kind;
 use wasmtap_host::signing;
 
 /// Why an authoring command failed.
@@ -170,11 +169,7 @@ pub fn check(wasm: &Path, manifest_path: Option<&Path>) -> Result<String, Author
     let _ = writeln!(out, "fields");
     let _ = writeln!(out, "  {:<24} {:<8} {:<10} {:<9} help", "name", "kind", "unit", "precision");
     for f in &s.fields {
-        let kind = match f.kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-            Kind::Text => "text",
-        };
+        let kind = f.kind.name();
         let places = f.precision.map_or_else(|| "-".to_owned(), |p| format!("{p} dp"));
         let _ =
             writeln!(out, "  {:<24} {:<8} {:<10} {:<9} {}", f.name, kind, f.unit, places, f.help);

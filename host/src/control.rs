@@ -232,14 +232,6 @@ fn sample_json(s: &Sample) -> Json {
     json!({ "collector": s.collector, "time_ms": s.time_ms, "labels": labels, "values": values })
 }
 
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Gauge => "gauge",
-        Kind::Counter => "counter",
-        Kind::Text => "text",
-    }
-}
-
 /// Most bytes of a `describe` answer: well inside the proxy's largest
 /// frame (1 MiB), whatever collectors are loaded.
 pub const MAX_DESCRIBE: usize = 512 << 10;
@@ -255,7 +247,7 @@ fn collector_entry<'a>(
     let fields: Vec<Json> = fields
         .map(|(name, kind, unit, text)| {
             let text = if help { text } else { "" };
-            json!({ "name": name, "kind": kind_name(kind), "unit": unit, "help": text })
+            json!({ "name": name, "kind": kind.name(), "unit": unit, "help": text })
         })
         .collect();
     json!({ "name": name, "version": version, "fields": fields })

@@ -95,6 +95,17 @@ pub enum Kind {
     Text,
 }
 
+impl Kind {
+    /// Its name in the WIT contract: `gauge`, `counter` or `text`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gauge => "gauge",
+            Self::Counter => "counter",
+            Self::Text => "text",
+        }
+    }
+}
+
 /// One declared field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSpec {

@@ -204,11 +204,6 @@ impl Descriptors {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
-    /// Whether `project` has a description of `collector`.
-    pub fn knows(&self, project: &str, collector: &str) -> bool {
-        self.lock().get(project).is_some_and(|p| p.contains_key(collector))
-    }
-
     /// The unit and help of `collector`'s `field` in `project`, if described.
     pub fn field(&self, project: &str, collector: &str, field: &str) -> Option<FieldMeta> {
         let table = self.lock();
@@ -267,6 +262,13 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Descriptors {
+        /// Whether `project` has a description of `collector`.
+        fn knows(&self, project: &str, collector: &str) -> bool {
+            self.lock().get(project).is_some_and(|p| p.contains_key(collector))
+        }
+    }
 
     const ANSWER: &str = r#"{"collectors":[{"name":"net","version":"1","fields":[
         {"name":"rx_bytes","kind":"counter","unit":"bytes","help":"Bytes received"},

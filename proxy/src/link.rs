@@ -5,8 +5,9 @@
 //! [`MAX_INFLIGHT`](crate::inflight::MAX_INFLIGHT) batches), and relays
 //! control requests from the admin API by request id. It asks the agent
 //! to `describe` its collectors when the session starts and when a batch
-//! names a collector not described yet (at most once a minute), and keeps
-//! the answer in the proxy's [`Descriptors`](crate::descriptors).
+//! has a field not described yet (looking every 10 s and asking once a
+//! minute at most), and keeps the answer in the proxy's
+//! [`Descriptors`](crate::descriptors).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
