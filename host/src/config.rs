@@ -213,9 +213,10 @@ pub struct Config {
     /// Publisher keys collectors must be signed by (none: no signature needed).
     pub trusted_keys: Vec<crate::signing::PublicKey>,
     /// Not from the file: the executable that compiles collectors in a
-    /// short-lived child (`wasmtap compile-collector`), so the compiler's
-    /// memory is returned when it exits; `None` compiles in this process.
-    /// The `wasmtap` binary sets it to itself.
+    /// short-lived child, so neither the compiler's code nor its memory is
+    /// ever in the agent; `None` compiles in this process (which needs the
+    /// `compiler` feature). The `wasmtap` binary sets it to the
+    /// `wasmtap-compile` installed beside it.
     pub compile_with: Option<PathBuf>,
 }
 

@@ -25,14 +25,6 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Compile a collector (on stdin) into a compile cache and exit; the
-    /// agent runs this so the compiler's memory is returned after use.
-    #[command(hide = true)]
-    CompileCollector {
-        /// The compile cache directory.
-        #[arg(long)]
-        cache: PathBuf,
-    },
     /// Tools for collector authors (runs `wasmtap-plugin`, installed beside
     /// the agent where collectors are written; see `wasmtap plugin --help`).
     #[command(disable_help_flag = true)]
@@ -42,6 +34,10 @@ enum Command {
         args: Vec<std::ffi::OsString>,
     },
 }
+
+/// The executable, installed beside the agent, that compiles collectors
+/// missing from the compile cache.
+const COMPILER: &str = "wasmtap-compile";
 
 /// How long the agent waits at exit for blocking threads still at work.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -53,7 +49,8 @@ fn main() -> anyhow::Result<()> {
             arenas::one_arena();
             let mut cfg = wasmtap_host::config::Config::load(&config)
                 .with_context(|| format!("loading config {}", config.display()))?;
-            cfg.compile_with = std::env::current_exe().ok();
+            cfg.compile_with =
+                std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(COMPILER)));
             let logs = init_logging(&cfg.log_level, cfg.log_format);
             // One thread runs the agent's tasks, collector calls included
             // (they yield every epoch tick): nothing hands work between
@@ -78,10 +75,6 @@ fn main() -> anyhow::Result<()> {
             // forever. What the agent writes itself was awaited by `run`.
             rt.shutdown_timeout(EXIT_GRACE);
             ran?;
-        }
-        Command::CompileCollector { cache } => {
-            wasmtap_host::runtime::cache::compile_child(&cache, std::io::stdin().lock())
-                .context("compiling a collector")?;
         }
         Command::Plugin { args } => authoring_tools::exec(&args)?,
     }

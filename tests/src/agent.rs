@@ -88,8 +88,19 @@ impl Agent {
         plugins: PathBuf,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_exe(&paths::bin_dir()?.join("wasmtap"), dir, config, plugins, env)
+    }
+
+    /// Like [`Agent::start_with_env`], running the agent executable `exe`.
+    pub fn start_exe(
+        exe: &Path,
+        dir: &Path,
+        config: &Path,
+        plugins: PathBuf,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = dir.join("agent.log");
-        let child = Command::new(paths::bin_dir()?.join("wasmtap"))
+        let child = Command::new(exe)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtap_tests::wait::now_ms;
-use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
+use wasmtap_tests::{Agent, Proxy, ctl, new_key, paths, wait};
 
 /// Copies like an operator's deploy script should: write aside, then rename.
 fn install(src: &Path, dest: &Path) -> anyhow::Result<()> {
@@ -109,9 +109,9 @@ fn a_restarted_agent_loads_collectors_from_the_compile_cache() -> anyhow::Result
         Ok((latest_time(&proxy)? > 0).then_some(()))
     })?;
     assert!(agent.log_text().contains("from_cache=false"), "{}", agent.log_text());
-    // The agent compiled it in a child process (`wasmtap compile-collector`),
-    // not in itself as the fallback does.
-    assert!(!agent.log_text().contains("compiling here"), "{}", agent.log_text());
+    // The agent compiled it with `wasmtap-compile`, in a child process.
+    let cache = agent_dir.join("data/cache");
+    assert_eq!(std::fs::read_dir(&cache)?.count(), 1, "one entry in {}", cache.display());
     agent.stop()?;
 
     let config = agent_dir.join("agent.toml");
@@ -120,6 +120,48 @@ fn a_restarted_agent_loads_collectors_from_the_compile_cache() -> anyhow::Result
         Ok(agent.log_text().contains("collector loaded").then_some(()))
     })?;
     assert!(agent.log_text().contains("from_cache=true"), "{}", agent.log_text());
+    Ok(())
+}
+
+#[test]
+fn an_agent_without_its_compiler_says_so_and_loads_once_it_is_installed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy =
+        Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &ctl::admin_section())?;
+    // The agent installed alone, without `wasmtap-compile` beside it.
+    let installed = dir.path().join("bin");
+    std::fs::create_dir_all(&installed)?;
+    let exe = installed.join("wasmtap");
+    std::fs::copy(paths::bin_dir()?.join("wasmtap"), &exe)?;
+    let agent_dir = dir.path().join("agent");
+    let (config, plugins) = Agent::prepare(&agent_dir, "web-01", proxy.addr.port(), &key, &[], "")?;
+    let agent = Agent::start_exe(&exe, &agent_dir, &config, plugins, &[])?;
+    wait::until(Duration::from_secs(20), "the agent's session", || {
+        Ok(agent.log_text().contains("session established").then_some(()))
+    })?;
+    let (wasm, manifest) = paths::plugin("load")?;
+    install(&manifest, &agent.plugins.join("load.toml"))?;
+    install(&wasm, &agent.plugins.join("load.wasm"))?;
+    let missing = installed.join("wasmtap-compile").display().to_string();
+    wait::until(Duration::from_secs(20), "the load error naming the compiler", || {
+        let log = agent.log_text();
+        let said = log.lines().any(|l| {
+            l.contains("cannot compile") && l.contains(&missing) && l.contains("No such file")
+        });
+        Ok(said.then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
+    assert_eq!(latest_time(&proxy)?, 0, "nothing loaded");
+
+    // Installed, then `reload` retries what failed.
+    std::fs::copy(paths::bin_dir()?.join("wasmtap-compile"), installed.join("wasmtap-compile"))?;
+    let running = ctl::Ctl::new(&proxy, "web-01").request(&["reload"])?;
+    assert!(running["running"].to_string().contains("load"), "{running}");
+    wait::until(Duration::from_secs(20), "load samples once the compiler is there", || {
+        Ok((latest_time(&proxy)? > 0).then_some(()))
+    })
+    .with_context(|| agent.log_text())?;
     Ok(())
 }
 

@@ -101,10 +101,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     packages::install(&BASELINES)?;
     let root = util::root();
     let built = plugins::build()?;
-    util::cargo(
-        &["build", "--profile", "dist", "--bins", "-p", "wasmtap-host", "-p", "wasmtap-proxy"],
-        &root,
-    )?;
+    dist_build(&root)?;
     let bin = root.join("target/dist");
     let work = root.join("target/footprint");
     if work.exists() {
@@ -412,6 +409,41 @@ fn wasmtap_values(bin: &Path, proxy_dir: &Path) -> anyhow::Result<u64> {
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty() && !l.windows(14).any(|w| w == b"\"kind\":\"text\""))
         .count() as u64)
+}
+
+/// Builds what ships, as it ships: the agent without the compiler, and
+/// beside it `wasmtap-compile` and the proxy. Two builds, as cargo would
+/// otherwise unify the features and link the compiler into the agent.
+pub fn dist_build(root: &Path) -> anyhow::Result<()> {
+    util::cargo(
+        &[
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "wasmtap-host",
+            "--no-default-features",
+            "--bin",
+            "wasmtap",
+        ],
+        root,
+    )?;
+    util::cargo(
+        &[
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "wasmtap-host",
+            "-p",
+            "wasmtap-proxy",
+            "--bin",
+            "wasmtap-compile",
+            "--bin",
+            "wasmtap-proxy",
+        ],
+        root,
+    )
 }
 
 fn stripped_size(binary: &Path, work: &Path) -> anyhow::Result<u64> {

@@ -1,13 +1,21 @@
 //! The compile cache: compiled collectors on disk, so that a restart loads
 //! them in milliseconds instead of recompiling.
 //!
-//! An entry is `<cache_dir>/<sha256 of the wasm>-<engine hash>.cwasm`, where
-//! the engine hash covers wasmtime's version and every compilation setting
-//! (`Engine::precompile_compatibility_hash`). Its content is the compiled
-//! artifact followed by its SHA-256. Loading native code is only as safe as
-//! the directory it comes from, so the directory is created for the agent's
-//! user alone (mode 0700) and an entry whose checksum does not match, or
-//! that wasmtime refuses, is recompiled and rewritten, never used.
+//! An entry is `<cache_dir>/<sha256 of the wasm>-<key>.cwasm`, where the key
+//! names this build of the agent (its version and target). Its content is
+//! the compiled artifact followed by its SHA-256. Loading native code is
+//! only as safe as the directory it comes from, so the directory is created
+//! for the agent's user alone (mode 0700) and an entry whose checksum does
+//! not match, or that wasmtime refuses (another wasmtime version, other
+//! engine settings, CPU features this machine lacks), is compiled again and
+//! replaced, never used.
+//!
+//! The agent compiles nothing itself: it runs `wasmtap-compile` (see
+//! [`compile_child`]), which writes the entry and exits. The compiler's
+//! code and its memory (tens of MiB for a few collectors) stay out of the
+//! agent, which only maps what was compiled. A cache without a compiler
+//! process compiles in this process, which needs the `compiler` feature
+//! (the authoring tools, the tests).
 //!
 //! An entry is checked by reading it in pieces, then mapped, not copied,
 //! into the agent (`Component::deserialize_file`): the collector's code is
@@ -15,7 +23,6 @@
 //! anonymous heap (the resident size is the same, as every page of the
 //! standard collectors' code is touched).
 
-use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +35,7 @@ use wasmtime::component::Component;
 pub enum Origin {
     /// Loaded from the cache.
     Cache,
-    /// Compiled now (and written to the cache if it is writable).
+    /// Compiled now (and written to the cache).
     Compiled,
 }
 
@@ -36,29 +43,58 @@ pub enum Origin {
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
-    engine_hash: String,
     /// Compile in a child process running this executable (see [`compile_child`]).
     compiler: Option<PathBuf>,
 }
 
+/// The part of an entry's name that names this build: entries of another
+/// version are left alone rather than replaced back and forth when two
+/// versions share a data directory during an upgrade. What the name does
+/// not cover, wasmtime checks when it loads the entry.
+fn build_key() -> String {
+    let named = format!(
+        "wasmtap {} {}-{}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+    Sha256::digest(named.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a component could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileFailure {
+    /// The component itself is at fault: not valid WebAssembly, or not a
+    /// component this engine accepts.
+    #[error("{0}")]
+    Invalid(String),
+    /// The compiler is at fault: missing, failed, or wrote nothing usable.
+    /// The same component may compile once it is fixed.
+    #[error("{0}")]
+    Compiler(String),
+}
+
+/// The exit status of `wasmtap-compile` when the component is invalid
+/// (`EX_DATAERR`); any other failure is the compiler's.
+pub const EXIT_INVALID: u8 = 65;
+
+/// Why an entry was not used.
+enum Miss {
+    Absent,
+    Unusable(String),
+}
+
 impl CompileCache {
     /// A cache under `dir`, created with mode 0700 if missing.
-    pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
         create_private_dir(dir)?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        Ok(Self {
-            dir: dir.to_owned(),
-            engine_hash: format!("{:016x}", h.finish()),
-            compiler: None,
-        })
+        Ok(Self { dir: dir.to_owned(), compiler: None })
     }
 
-    /// Compiles in a child process, `exe compile-collector --cache DIR` with
-    /// the component on its standard input, which writes the entry and
-    /// exits: the compiler's memory (tens of MiB for a few collectors) goes
-    /// with it, and this process only maps the compiled code. If the child
-    /// fails, the component is compiled here instead.
+    /// Compiles in a child process, `exe --cache DIR` with the component on
+    /// its standard input, which writes the entry and exits. A child that
+    /// fails, or writes an entry this process refuses, fails the load with
+    /// its reason: nothing is compiled here then.
     pub fn compile_in_child(&mut self, exe: PathBuf) {
         self.compiler = Some(exe);
     }
@@ -66,35 +102,42 @@ impl CompileCache {
     fn entry(&self, wasm: &[u8]) -> PathBuf {
         let digest = Sha256::digest(wasm);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}-{}.cwasm", self.engine_hash))
+        self.dir.join(format!("{hex}-{}.cwasm", build_key()))
     }
 
     /// The compiled component for `wasm`: from the cache when a valid entry
-    /// exists, otherwise compiled by `compile` and stored.
+    /// exists, otherwise compiled (by the compiler process if there is one,
+    /// else by `compile_here`) and stored.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         wasm: &[u8],
-        compile: impl FnOnce() -> wasmtime::Result<Component>,
-    ) -> wasmtime::Result<(Component, Origin)> {
+        compile_here: impl FnOnce() -> Result<Component, CompileFailure>,
+    ) -> Result<(Component, Origin), CompileFailure> {
         let path = self.entry(wasm);
-        if let Some(component) = self.read(engine, &path) {
-            return Ok((component, Origin::Cache));
-        }
-        if let Some(exe) = &self.compiler {
-            match run_child(exe, &self.dir, wasm) {
-                Ok(()) => {
-                    if let Some(component) = self.read(engine, &path) {
-                        return Ok((component, Origin::Compiled));
-                    }
-                    tracing::warn!(path = %path.display(), "the compiler process wrote no usable entry; compiling here");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot compile in a child process; compiling here");
-                }
+        match self.read(engine, &path) {
+            Ok(component) => return Ok((component, Origin::Cache)),
+            Err(Miss::Absent) => {}
+            Err(Miss::Unusable(why)) => {
+                tracing::warn!(path = %path.display(), reason = %why, "compile cache entry not used; compiling again");
             }
         }
-        let component = compile()?;
+        if let Some(exe) = &self.compiler {
+            run_child(exe, &self.dir, wasm)?;
+            return match self.read(engine, &path) {
+                Ok(component) => Ok((component, Origin::Compiled)),
+                Err(Miss::Absent) => Err(CompileFailure::Compiler(format!(
+                    "{} wrote no entry at {}",
+                    exe.display(),
+                    path.display()
+                ))),
+                Err(Miss::Unusable(why)) => Err(CompileFailure::Compiler(format!(
+                    "the entry {} wrote is not usable here: {why}",
+                    exe.display()
+                ))),
+            };
+        }
+        let component = compile_here()?;
         if let Err(e) = component
             .serialize()
             .map_err(std::io::Error::other)
@@ -105,36 +148,23 @@ impl CompileCache {
         Ok((component, Origin::Compiled))
     }
 
-    fn read(&self, engine: &Engine, path: &Path) -> Option<Component> {
+    fn read(&self, engine: &Engine, path: &Path) -> Result<Component, Miss> {
         match verify(path) {
             Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(path = %path.display(), "compile cache entry corrupt or truncated; recompiling");
-                return None;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read compile cache entry");
-                return None;
-            }
+            Ok(false) => return Err(Miss::Unusable("corrupt or truncated".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
+            Err(e) => return Err(Miss::Unusable(format!("cannot read it: {e}"))),
         }
         #[expect(unsafe_code, reason = "loading precompiled code is unsafe in wasmtime's API")]
         // SAFETY: wasmtime requires that the file holds what
-        // `Component::serialize` of a compatible engine produced and is not
-        // altered while mapped. The entry lives in a directory only the
-        // agent writes (mode 0700), its name binds the engine's
-        // compatibility hash, its SHA-256 checksum was just verified, and
-        // entries are only ever replaced by renaming a new file over them
-        // (a mapping keeps the old one); wasmtime additionally checks the
-        // artifact's header and engine settings and refuses a mismatch.
+        // `Component::serialize` produced and is not altered while mapped.
+        // The entry lives in a directory only the agent writes (mode 0700),
+        // its SHA-256 checksum was just verified, and entries are only ever
+        // replaced by renaming a new file over them (a mapping keeps the old
+        // one); wasmtime checks the artifact's header, its version and
+        // engine settings and refuses a mismatch.
         let loaded = unsafe { Component::deserialize_file(engine, path) };
-        match loaded {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "compile cache entry refused; recompiling");
-                None
-            }
-        }
+        loaded.map_err(|e| Miss::Unusable(format!("refused: {e:#}")))
     }
 }
 
@@ -164,39 +194,56 @@ fn verify(path: &Path) -> std::io::Result<bool> {
     Ok(hasher.finalize().as_slice() == sum)
 }
 
-/// Runs `exe compile-collector --cache dir` with `wasm` on its stdin.
-fn run_child(exe: &Path, dir: &Path, wasm: &[u8]) -> std::io::Result<()> {
+/// Runs `exe --cache dir` with `wasm` on its stdin.
+fn run_child(exe: &Path, dir: &Path, wasm: &[u8]) -> Result<(), CompileFailure> {
     use std::process::{Command, Stdio};
+    let failed = |e: &dyn std::fmt::Display| {
+        CompileFailure::Compiler(format!("cannot run {}: {e}", exe.display()))
+    };
     let mut child = Command::new(exe)
-        .arg("compile-collector")
         .arg("--cache")
         .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .map_err(|e| failed(&e))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(wasm)?;
+        // A compiler that exits early (a broken pipe) says why below.
+        let _ = stdin.write_all(wasm);
     }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let why = String::from_utf8_lossy(&out.stderr);
-        Err(std::io::Error::other(format!("{}: {}", out.status, why.trim())))
+    let out = child.wait_with_output().map_err(|e| failed(&e))?;
+    let why = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(code) if code == i32::from(EXIT_INVALID) => {
+            Err(CompileFailure::Invalid(why.trim().to_owned()))
+        }
+        _ => Err(CompileFailure::Compiler(format!(
+            "{} failed ({}): {}",
+            exe.display(),
+            out.status,
+            why.trim()
+        ))),
     }
 }
 
-/// The child's side: compiles the component read from `input` with the
-/// agent's engine settings and writes it into the cache at `dir`.
-pub fn compile_child(dir: &Path, mut input: impl std::io::Read) -> anyhow::Result<()> {
+/// The child's side (`wasmtap-compile`): compiles the component read from
+/// `input` with the agent's engine settings and writes it into the cache at
+/// `dir`.
+#[cfg(feature = "compiler")]
+pub fn compile_child(dir: &Path, mut input: impl std::io::Read) -> Result<(), CompileFailure> {
+    let failed = |e: &dyn std::fmt::Display| CompileFailure::Compiler(e.to_string());
     let mut wasm = Vec::new();
-    input.read_to_end(&mut wasm)?;
-    let engine = super::new_engine()?;
-    let cache = CompileCache::open(dir, &engine)?;
-    let component = Component::new(&engine, &wasm)?;
-    write_entry(&cache.entry(&wasm), &component.serialize()?)?;
-    Ok(())
+    input.read_to_end(&mut wasm).map_err(|e| failed(&format!("reading the component: {e}")))?;
+    let engine = super::new_engine().map_err(|e| failed(&format!("{e:#}")))?;
+    let cache =
+        CompileCache::open(dir).map_err(|e| failed(&format!("opening {}: {e}", dir.display())))?;
+    let component =
+        Component::new(&engine, &wasm).map_err(|e| CompileFailure::Invalid(format!("{e:#}")))?;
+    let artifact = component.serialize().map_err(|e| failed(&format!("{e:#}")))?;
+    let entry = cache.entry(&wasm);
+    write_entry(&entry, &artifact).map_err(|e| failed(&format!("writing {}: {e}", entry.display())))
 }
 
 fn write_entry(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
@@ -227,7 +274,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "compiler"))]
 mod tests {
     use super::*;
 
@@ -238,12 +285,16 @@ mod tests {
         Engine::default()
     }
 
+    fn here(engine: &Engine) -> Result<Component, CompileFailure> {
+        Component::new(engine, EMPTY_COMPONENT).map_err(|e| CompileFailure::Invalid(e.to_string()))
+    }
+
     #[test]
     fn second_load_comes_from_the_cache() {
         let dir = tempfile::tempdir().expect("tempdir");
         let e = engine();
-        let cache = CompileCache::open(&dir.path().join("c"), &e).expect("open");
-        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        let cache = CompileCache::open(&dir.path().join("c")).expect("open");
+        let compile = || here(&e);
         assert_eq!(
             cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok").1,
             Origin::Compiled
@@ -261,17 +312,70 @@ mod tests {
     }
 
     #[test]
-    fn a_compiler_process_that_fails_falls_back_to_compiling_here() {
+    fn a_compiler_process_that_fails_fails_the_load_with_its_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let e = engine();
-        let mut cache = CompileCache::open(dir.path(), &e).expect("open");
-        for exe in ["/nonexistent/wasmtap", "/bin/false", "/bin/true"] {
-            cache.compile_in_child(PathBuf::from(exe));
-            let compile = || Component::new(&e, EMPTY_COMPONENT);
-            let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
-            assert_eq!(origin, Origin::Compiled, "{exe}");
-            std::fs::remove_file(cache.entry(EMPTY_COMPONENT)).expect("entry written here");
+        let mut cache = CompileCache::open(&dir.path().join("c")).expect("open");
+        let script = |name: &str, body: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("script");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+            path
+        };
+        let entry = cache.entry(EMPTY_COMPONENT);
+        let garbage = script("garbage", &format!("cat >/dev/null; printf x > {}", entry.display()));
+        let cases = [
+            (PathBuf::from("/nonexistent/wasmtap-compile"), "No such file", false),
+            (script("fails", "echo out of memory >&2; exit 3"), "out of memory", false),
+            (script("silent", "cat >/dev/null"), "wrote no entry", false),
+            (garbage, "corrupt or truncated", false),
+            (script("invalid", "cat >/dev/null; echo bad magic >&2; exit 65"), "bad magic", true),
+        ];
+        for (exe, why, invalid) in cases {
+            cache.compile_in_child(exe.clone());
+            let here = || -> Result<Component, CompileFailure> { panic!("never compiles here") };
+            let err = cache.load_or_compile(&e, EMPTY_COMPONENT, here).expect_err("fails");
+            assert_eq!(matches!(err, CompileFailure::Invalid(_)), invalid, "{err:?}");
+            let err = err.to_string();
+            assert!(err.contains(why), "{}: {err}", exe.display());
         }
+    }
+
+    #[test]
+    fn an_entry_the_compiler_process_wrote_that_is_refused_fails_the_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine();
+        let mut cache = CompileCache::open(dir.path()).expect("open");
+        // A "compiler" that writes a well-checksummed entry of an engine
+        // with other settings: wasmtime refuses it here.
+        let mut cfg = wasmtime::Config::new();
+        cfg.epoch_interruption(true);
+        let other = Engine::new(&cfg).expect("engine");
+        let artifact = Component::new(&other, EMPTY_COMPONENT).expect("compiles");
+        let artifact = artifact.serialize().expect("serialize");
+        let prepared = dir.path().join("prepared");
+        write_entry(&prepared, &artifact).expect("write");
+        let entry = cache.entry(EMPTY_COMPONENT);
+        let exe = dir.path().join("copies");
+        std::fs::write(
+            &exe,
+            format!("#!/bin/sh\ncat >/dev/null\ncp {} {}\n", prepared.display(), entry.display()),
+        )
+        .expect("script");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        cache.compile_in_child(exe);
+        let here = || -> Result<Component, CompileFailure> { panic!("never compiles here") };
+        let err = cache.load_or_compile(&e, EMPTY_COMPONENT, here).expect_err("refused");
+        assert!(format!("{err:#}").contains("not usable here"), "{err:#}");
     }
 
     #[test]
@@ -296,8 +400,10 @@ mod tests {
         super::compile_child(dir.path(), EMPTY_COMPONENT).expect("compile");
         // The agent's engine settings, as the child used them.
         let rt = super::super::Runtime::without_storage().expect("runtime");
-        let cache = CompileCache::open(dir.path(), rt.engine()).expect("open");
-        let refuse = || -> wasmtime::Result<Component> { wasmtime::bail!("not compiled here") };
+        let cache = CompileCache::open(dir.path()).expect("open");
+        let refuse = || -> Result<Component, CompileFailure> {
+            Err(CompileFailure::Compiler("not compiled here".into()))
+        };
         let (_, origin) = cache.load_or_compile(rt.engine(), EMPTY_COMPONENT, refuse).expect("ok");
         assert_eq!(origin, Origin::Cache);
     }
@@ -306,8 +412,8 @@ mod tests {
     fn corrupt_or_truncated_entries_are_recompiled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let e = engine();
-        let cache = CompileCache::open(dir.path(), &e).expect("open");
-        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        let cache = CompileCache::open(dir.path()).expect("open");
+        let compile = || here(&e);
         cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
         let path = cache.entry(EMPTY_COMPONENT);
         let mut bytes = std::fs::read(&path).expect("entry");
@@ -335,13 +441,13 @@ mod tests {
         // Before entries were mapped, the checksum came first.
         let dir = tempfile::tempdir().expect("tempdir");
         let e = engine();
-        let cache = CompileCache::open(dir.path(), &e).expect("open");
+        let cache = CompileCache::open(dir.path()).expect("open");
         let compiled = Component::new(&e, EMPTY_COMPONENT).expect("compiles");
         let artifact = compiled.serialize().expect("serialize");
         let mut old = Sha256::digest(&artifact).to_vec();
         old.extend_from_slice(&artifact);
         std::fs::write(cache.entry(EMPTY_COMPONENT), old).expect("write");
-        let compile = || Component::new(&e, EMPTY_COMPONENT);
+        let compile = || here(&e);
         let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
         assert_eq!(origin, Origin::Compiled);
         let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
@@ -349,14 +455,21 @@ mod tests {
     }
 
     #[test]
-    fn entries_of_another_engine_configuration_are_not_used() {
+    fn an_entry_of_another_engine_configuration_is_compiled_again() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e1 = engine();
+        let e = engine();
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
-        let e2 = Engine::new(&cfg).expect("engine");
-        let c1 = CompileCache::open(dir.path(), &e1).expect("open");
-        let c2 = CompileCache::open(dir.path(), &e2).expect("open");
-        assert_ne!(c1.entry(EMPTY_COMPONENT), c2.entry(EMPTY_COMPONENT));
+        let other = Engine::new(&cfg).expect("engine");
+        let cache = CompileCache::open(dir.path()).expect("open");
+        let compile_other = || here(&other);
+        let (_, origin) =
+            cache.load_or_compile(&other, EMPTY_COMPONENT, compile_other).expect("ok");
+        assert_eq!(origin, Origin::Compiled);
+        let compile = || here(&e);
+        let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+        assert_eq!(origin, Origin::Compiled, "the other engine's entry is refused");
+        let (_, origin) = cache.load_or_compile(&e, EMPTY_COMPONENT, compile).expect("ok");
+        assert_eq!(origin, Origin::Cache, "and replaced by this engine's");
     }
 }

@@ -38,6 +38,15 @@ pub enum LoadError {
         /// The compiler's message.
         reason: String,
     },
+    /// The compiler (`wasmtap-compile`) is missing, failed or wrote nothing
+    /// usable: the component may be fine.
+    #[error("cannot compile {path}: {reason}")]
+    Compiler {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The component imports an interface collectors may not use.
     #[error("{path} imports `{import}`, which collectors may not use (no network access)")]
     ForbiddenImport {

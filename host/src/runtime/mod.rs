@@ -16,7 +16,7 @@
 //! - [`instance`]: its sandboxed instance and calls under a deadline.
 //! - [`limiter`]: one memory budget across all memories and tables.
 //! - [`ticker`]: the epoch ticker.
-//! - [`cache`]: compiled collectors on disk, checksummed and keyed by engine.
+//! - [`cache`]: compiled collectors on disk, checksummed, filled by `wasmtap-compile`.
 //! - [`kv`]: a collector's persisted key-value state.
 //! - [`logs`]: the `log` import and stdout/stderr, as rate-limited log lines.
 
@@ -51,8 +51,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Wasm stack a collector may use (deep recursion traps instead of crashing the host).
 pub const MAX_WASM_STACK: usize = 512 << 10;
 
-/// An engine with the agent's settings; the compile cache's entries are
-/// keyed by them, so the compiler process builds its engine here too.
+/// An engine with the agent's settings. `wasmtap-compile` builds its engine
+/// here too: wasmtime refuses code compiled with other settings.
 pub(crate) fn new_engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
@@ -93,13 +93,10 @@ impl Runtime {
     pub fn new(data_dir: &Path) -> anyhow::Result<Self> {
         let mut rt = Self::without_storage()?;
         rt.state_dir = Some(data_dir.join("state"));
-        rt.cache = match cache::CompileCache::open(&data_dir.join("cache"), &rt.engine) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "compile cache unavailable; collectors compile at every start");
-                None
-            }
-        };
+        let cache_dir = data_dir.join("cache");
+        rt.cache = Some(cache::CompileCache::open(&cache_dir).map_err(|e| {
+            anyhow::anyhow!("cannot open the compile cache {}: {e}", cache_dir.display())
+        })?);
         Ok(rt)
     }
 
@@ -116,7 +113,9 @@ impl Runtime {
     }
 
     /// Compiles collectors missing from the cache in a child process
-    /// running `exe` (see [`cache::CompileCache::compile_in_child`]).
+    /// running `exe`, `wasmtap-compile` (see
+    /// [`cache::CompileCache::compile_in_child`]). An agent built without
+    /// the `compiler` feature can load collectors only this way.
     pub fn compile_in_child(&mut self, exe: PathBuf) {
         if let Some(cache) = &mut self.cache {
             cache.compile_in_child(exe);
@@ -135,20 +134,37 @@ impl Runtime {
         wasm: &[u8],
         origin: &Path,
     ) -> Result<(Component, cache::Origin), LoadError> {
-        let compile = || Component::new(&self.engine, wasm);
+        let compile = || self.compile_here(wasm);
         let result = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, wasm, compile),
             None => compile().map(|c| (c, cache::Origin::Compiled)),
         };
-        let (component, from) = result.map_err(|e| LoadError::Compile {
-            path: origin.to_owned(),
-            reason: format!("{e:#}"),
+        let (component, from) = result.map_err(|e| match e {
+            cache::CompileFailure::Invalid(reason) => {
+                LoadError::Compile { path: origin.to_owned(), reason }
+            }
+            cache::CompileFailure::Compiler(reason) => {
+                LoadError::Compiler { path: origin.to_owned(), reason }
+            }
         })?;
         check_imports(&self.engine, &component)
             .map_err(|name| LoadError::ForbiddenImport { path: origin.to_owned(), import: name })?;
         check_world(&self.engine, &component)
             .map_err(|version| LoadError::UnsupportedWorld { path: origin.to_owned(), version })?;
         Ok((component, from))
+    }
+
+    #[cfg(feature = "compiler")]
+    fn compile_here(&self, wasm: &[u8]) -> Result<Component, cache::CompileFailure> {
+        Component::new(&self.engine, wasm)
+            .map_err(|e| cache::CompileFailure::Invalid(format!("{e:#}")))
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    fn compile_here(&self, _wasm: &[u8]) -> Result<Component, cache::CompileFailure> {
+        Err(cache::CompileFailure::Compiler(
+            "not in the compile cache, and this build compiles only with `wasmtap-compile`".into(),
+        ))
     }
 
     /// Where collector `name` keeps its persisted state.
