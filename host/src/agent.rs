@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::fleet::{Fleet, Managed};
 use crate::health::Registry;
 use crate::logring::LogRing;
 use crate::runtime::Runtime;
@@ -53,7 +54,13 @@ pub enum AgentError {
     /// The agent's identity key or its pin of the proxy's could not be read.
     #[error(transparent)]
     Identity(#[from] crate::uplink::identity::IdentityError),
+    /// The managed collectors directory cannot be opened.
+    #[error("managed collectors: {0}")]
+    Managed(#[from] crate::fleet::FleetError),
 }
+
+/// Where pushed collectors are kept, under the data dir.
+pub const MANAGED_DIR: &str = "collectors";
 
 /// Runs the agent until `shutdown` flips to `true`; `logs` is the ring the
 /// `logs` control request reads.
@@ -85,12 +92,26 @@ pub async fn run(
     let health = Registry::default();
     let (samples_tx, samples_rx) = mpsc::channel(1024);
     let (commands_tx, commands_rx) = mpsc::channel(16);
+    let managed = match config.managed {
+        true => Some(Managed::open(&config.data_dir.join(MANAGED_DIR), config.max_managed_size)?),
+        false => None,
+    };
     let policy = Policy {
         quarantine_after: config.quarantine_after,
         trusted_keys: config.trusted_keys.clone(),
+        managed_dir: managed.as_ref().map(|m| m.dir().to_owned()),
+        bounds: config.bounds.clone(),
     };
     let supervisor =
         Supervisor::new(rt, config.plugins_dir.clone(), policy, health.clone(), samples_tx.clone());
+    let fleet = Fleet::new(
+        managed,
+        config.bounds.clone(),
+        config.trusted_keys.clone().into(),
+        config.plugins_dir.clone(),
+        health.clone(),
+        commands_tx.clone(),
+    );
     tracing::info!(agent = %config.name, project = %config.access_key.project(), identity = %identities.agent.identity(), plugins = %config.plugins_dir.display(), "agent starting");
     let control = Arc::new(Control {
         started: Instant::now(),
@@ -100,6 +121,7 @@ pub async fn run(
         logs,
         stats: stats.clone(),
         spool: spool.clone(),
+        fleet,
     });
     let written = Arc::new(Notify::new());
     let collectors = tokio::spawn(supervisor.run(commands_rx, shutdown.clone()));

@@ -163,6 +163,11 @@ struct RawPlugins {
     quarantine_after: Option<u32>,
     #[serde(default)]
     trusted_keys: Vec<String>,
+    managed: Option<bool>,
+    allow_read: Option<Vec<PathBuf>>,
+    allow_usage: Option<Vec<PathBuf>>,
+    allow_env: Option<Vec<String>>,
+    max_managed_size: Option<RawSize>,
 }
 
 mod humantime_serde_opt {
@@ -212,6 +217,12 @@ pub struct Config {
     pub quarantine_after: u32,
     /// Publisher keys collectors must be signed by (none: no signature needed).
     pub trusted_keys: Vec<crate::signing::PublicKey>,
+    /// Whether collectors pushed by the proxy are taken (`[plugins] managed`).
+    pub managed: bool,
+    /// What a pushed collector's manifest may grant at most.
+    pub bounds: crate::fleet::Bounds,
+    /// Largest pushed collector.
+    pub max_managed_size: u64,
     /// Not from the file: the executable that compiles collectors in a
     /// short-lived child, so neither the compiler's code nor its memory is
     /// ever in the agent; `None` compiles in this process (which needs the
@@ -315,6 +326,17 @@ impl Config {
                 }
                 Some(n) => n,
                 None => crate::scheduler::DEFAULT_QUARANTINE_AFTER,
+            },
+            managed: raw.plugins.managed.unwrap_or(true),
+            bounds: crate::fleet::Bounds::new(
+                raw.plugins.allow_read,
+                raw.plugins.allow_usage,
+                raw.plugins.allow_env,
+            )
+            .map_err(ConfigError::Invalid)?,
+            max_managed_size: match &raw.plugins.max_managed_size {
+                Some(size) => size.bytes("plugins.max_managed_size")?,
+                None => wasmtap_protocol::fleet::DEFAULT_MAX_BLOB,
             },
             trusted_keys: raw
                 .plugins

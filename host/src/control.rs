@@ -11,6 +11,7 @@
 //! | `config` | the effective configuration, without the access key |
 //! | `logs [N]` | the agent's newest `N` log lines (default 100) |
 //! | `describe` | every collector's fields with kind, unit and help (the proxy asks, to name and explain series) |
+//! | `fleet-state`, `fleet-put`, `fleet-apply` | managed collectors pushed by the proxy ([`crate::fleet`], [`wasmtap_protocol::fleet`]) |
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -19,7 +20,10 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 use wasmtap_protocol::message::{ControlRequest, ControlResponse, Sample, Value};
 
+use wasmtap_protocol::fleet;
+
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::health::{Registry, State};
 use crate::logring::LogRing;
 use crate::schema::{Kind, Schema};
@@ -28,9 +32,25 @@ use crate::spool::Spool;
 use crate::stats::AgentStats;
 use crate::supervisor::Command;
 
+fn to_json(value: impl serde::Serialize) -> Result<Json, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
 /// The commands this agent knows.
-pub const COMMANDS: [&str; 9] =
-    ["info", "collectors", "reload", "enable", "disable", "run", "config", "logs", "describe"];
+pub const COMMANDS: [&str; 12] = [
+    "info",
+    "collectors",
+    "reload",
+    "enable",
+    "disable",
+    "run",
+    "config",
+    "logs",
+    "describe",
+    fleet::STATE,
+    fleet::PUT,
+    fleet::APPLY,
+];
 /// Log lines `logs` returns unless asked for another number.
 pub const DEFAULT_LOG_LINES: usize = 100;
 
@@ -51,6 +71,8 @@ pub struct Control {
     pub stats: Arc<AgentStats>,
     /// The spool (for its counters).
     pub spool: Arc<Mutex<Spool>>,
+    /// Managed collectors.
+    pub fleet: Fleet,
 }
 
 impl Control {
@@ -105,6 +127,9 @@ impl Control {
                 let samples = self.ask(|tx| Command::Run(name, tx)).await??;
                 Ok(Json::Array(samples.iter().map(sample_json).collect()))
             }
+            fleet::STATE => to_json(self.fleet.state().await?),
+            fleet::PUT => to_json(self.fleet.put(args).await?),
+            fleet::APPLY => to_json(self.fleet.apply(args).await?),
             other => Err(format!("unknown command `{other}`; known: {}", COMMANDS.join(", "))),
         }
     }

@@ -15,6 +15,7 @@
 //! - [`signing`]: ed25519 signatures of collectors, an optional load policy.
 //! - [`supervisor`]: loads the plugins dir in parallel and follows it (hot loading).
 //! - [`control`]: control requests from the proxy (`info`, `run NAME`, `logs`, ...).
+//! - [`fleet`]: collectors pushed by the proxy: received, checked, installed.
 //! - [`selfwatch`]: the built-in `agent` collector: the agent's own health.
 //! - [`stats`]: the agent's counters.
 //! - [`logring`]: recent log lines kept for the `logs` request.
@@ -42,6 +43,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod fleet;
 pub mod health;
 pub mod logring;
 pub mod manifest;

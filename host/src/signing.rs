@@ -139,6 +139,15 @@ pub fn signature_path(wasm_path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The key a signature file's text names as its signer (not yet verified).
+pub fn signer_of(sig_text: &str) -> Result<PublicKey, SignatureError> {
+    let mut parts = sig_text.split_whitespace();
+    if parts.next() != Some(SIG_TAG) {
+        return Err(SignatureError::Malformed("signature file"));
+    }
+    parts.next().ok_or(SignatureError::Malformed("signature file"))?.parse()
+}
+
 /// Checks `sig_text` over `wasm` against the `trusted` keys; returns the signer.
 pub fn verify(
     wasm: &[u8],
@@ -198,6 +207,8 @@ mod tests {
         let k = key(1);
         let sig = k.sign(b"component");
         assert_eq!(verify(b"component", &sig, &[k.public()]), Ok(k.public()));
+        assert_eq!(signer_of(&sig), Ok(k.public()));
+        assert!(signer_of("nonsense").is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Keeps the running collectors in step with the plugins directory.
+//! Keeps the running collectors in step with the plugins directory and the
+//! managed collectors directory (collectors pushed by the proxy; a local
+//! collector of the same file name wins, and a managed one's manifest must
+//! stay within `[plugins] allow_*`).
 //!
 //! At start-up every `*.wasm` is loaded in parallel. Afterwards the
-//! directory is watched: adding, replacing or deleting a `.wasm` or its
+//! directories are watched: adding, replacing or deleting a `.wasm` or its
 //! manifest takes effect after a short debounce, without a restart. A
 //! replacement is loaded and validated (compiled, instantiated, described,
 //! initialised) before the old version is stopped; if it fails, the old
@@ -17,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use wasmtap_protocol::message::Sample;
 
+use crate::fleet::Bounds;
 use crate::health::{Registry, State};
 use crate::manifest::Manifest;
 use crate::runtime::{Collector, Prepared, Runtime};
@@ -31,6 +35,10 @@ pub struct Policy {
     pub quarantine_after: u32,
     /// When not empty, only collectors signed by one of these keys load.
     pub trusted_keys: Vec<PublicKey>,
+    /// The managed collectors directory, if pushed collectors are taken.
+    pub managed_dir: Option<PathBuf>,
+    /// What a managed collector's manifest may grant at most.
+    pub bounds: Bounds,
 }
 
 /// Quiet time after the last change before the directory is rescanned.
@@ -41,6 +49,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 struct Candidate {
     wasm: PathBuf,
     fingerprint: [u8; 32],
+    /// Pushed by the proxy: its grants are bounded.
+    managed: bool,
 }
 
 struct Running {
@@ -69,19 +79,29 @@ pub enum Command {
     Run(String, oneshot::Sender<Result<Vec<Sample>, String>>),
     /// What every loaded collector declared (its fields, units and help).
     Describe(oneshot::Sender<Vec<Arc<Schema>>>),
+    /// Files whose last load failed, with the reason.
+    Failures(oneshot::Sender<Vec<(PathBuf, String)>>),
+    /// Bring the running set in step with the directories now (without
+    /// retrying what failed); answers when done.
+    Rescan(oneshot::Sender<()>),
 }
 
 /// Owns the collector tasks.
 pub struct Supervisor {
     rt: Arc<Runtime>,
     dir: PathBuf,
+    managed_dir: Option<PathBuf>,
+    bounds: Arc<Bounds>,
     quarantine_after: u32,
     trusted_keys: Arc<[PublicKey]>,
     health: Registry,
     out: mpsc::Sender<Vec<Sample>>,
     running: BTreeMap<PathBuf, Running>,
-    /// Files whose last load failed, by fingerprint: not retried until they change.
-    failed: BTreeMap<PathBuf, [u8; 32]>,
+    /// Files whose last load failed, by fingerprint (not retried until
+    /// they change), with the reason.
+    failed: BTreeMap<PathBuf, ([u8; 32], String)>,
+    /// Managed collectors a local one of the same name stands in for.
+    shadowed: std::collections::BTreeSet<PathBuf>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -112,13 +132,13 @@ fn fingerprint(wasm: &Path) -> std::io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-fn scan(dir: &Path) -> std::io::Result<Vec<Candidate>> {
+fn scan(dir: &Path, managed: bool) -> std::io::Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|x| x == "wasm") && path.is_file() {
             match fingerprint(&path) {
-                Ok(fingerprint) => out.push(Candidate { wasm: path, fingerprint }),
+                Ok(fingerprint) => out.push(Candidate { wasm: path, fingerprint, managed }),
                 // Vanished between listing and reading: the next event rescans.
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "skipping unreadable file")
@@ -142,12 +162,15 @@ impl Supervisor {
         Self {
             rt,
             dir,
+            managed_dir: policy.managed_dir,
+            bounds: Arc::new(policy.bounds),
             quarantine_after: policy.quarantine_after,
             trusted_keys: policy.trusted_keys.into(),
             health,
             out,
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
+            shadowed: std::collections::BTreeSet::new(),
         }
     }
 
@@ -158,13 +181,31 @@ impl Supervisor {
 
     /// Loads, replaces and stops collectors so that the running set matches the directory.
     pub async fn reconcile(&mut self) {
-        let candidates = match scan(&self.dir) {
+        let mut candidates = match scan(&self.dir, false) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot list the plugins dir");
                 return;
             }
         };
+        if let Some(managed_dir) = &self.managed_dir {
+            match scan(managed_dir, true) {
+                Ok(managed) => {
+                    for c in managed {
+                        let local = self.dir.join(c.wasm.file_name().unwrap_or_default());
+                        if !candidates.iter().any(|l| l.wasm == local) {
+                            self.shadowed.remove(&c.wasm);
+                            candidates.push(c);
+                        } else if self.shadowed.insert(c.wasm.clone()) {
+                            tracing::info!(managed = %c.wasm.display(), local = %local.display(), "a local collector of this name runs instead of the managed one");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dir = %managed_dir.display(), error = %e, "cannot list the managed collectors dir");
+                }
+            }
+        }
         let present: Vec<PathBuf> = candidates.iter().map(|c| c.wasm.clone()).collect();
         for gone in
             self.running.keys().filter(|p| !present.contains(p)).cloned().collect::<Vec<_>>()
@@ -179,13 +220,14 @@ impl Supervisor {
         let todo: Vec<Candidate> = candidates
             .into_iter()
             .filter(|c| self.running.get(&c.wasm).is_none_or(|r| r.fingerprint != c.fingerprint))
-            .filter(|c| self.failed.get(&c.wasm) != Some(&c.fingerprint))
+            .filter(|c| self.failed.get(&c.wasm).is_none_or(|(f, _)| *f != c.fingerprint))
             .collect();
         let mut loads = Vec::new();
         for c in todo {
             let (rt, trusted) = (self.rt.clone(), self.trusted_keys.clone());
+            let bounds = c.managed.then(|| self.bounds.clone());
             let wasm = c.wasm.clone();
-            loads.push((c, tokio::spawn(load(rt, wasm, trusted))));
+            loads.push((c, tokio::spawn(load(rt, wasm, trusted, bounds))));
         }
         for (c, task) in loads {
             let loaded = task.await.unwrap_or_else(|e| Err(format!("loader failed: {e}")));
@@ -204,7 +246,7 @@ impl Supervisor {
                     } else {
                         tracing::error!(error = %e, "collector not loaded");
                     }
-                    self.failed.insert(c.wasm, c.fingerprint);
+                    self.failed.insert(c.wasm, (c.fingerprint, e));
                 }
             }
         }
@@ -214,7 +256,8 @@ impl Supervisor {
         let name = collector.schema().name.clone();
         if let Some(other) = self.running.values().find(|r| r.name == name) {
             tracing::error!(collector = %name, path = %c.wasm.display(), running = %other.name, "another file already provides a collector of this name; not started");
-            self.failed.insert(c.wasm, c.fingerprint);
+            let why = format!("another file already provides a collector named `{name}`");
+            self.failed.insert(c.wasm, (c.fingerprint, why));
             return;
         }
         let schedule = Schedule {
@@ -305,6 +348,14 @@ impl Supervisor {
                 };
                 let _ = reply.send(result);
             }
+            Command::Failures(reply) => {
+                let failed = self.failed.iter().map(|(p, (_, why))| (p.clone(), why.clone()));
+                let _ = reply.send(failed.collect());
+            }
+            Command::Rescan(reply) => {
+                self.reconcile().await;
+                let _ = reply.send(());
+            }
             Command::Describe(reply) => {
                 let _ = reply.send(self.running.values().map(|r| r.schema.clone()).collect());
             }
@@ -359,7 +410,13 @@ impl Supervisor {
                 let _ = tx.send(());
             }
         })
-        .and_then(|mut w| w.watch(&self.dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+        .and_then(|mut w| {
+            w.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+            if let Some(managed) = &self.managed_dir {
+                w.watch(managed, notify::RecursiveMode::NonRecursive)?;
+            }
+            Ok(w)
+        });
         let _watcher = match watcher {
             Ok(w) => Some(w),
             Err(e) => {
@@ -396,12 +453,15 @@ async fn load(
     rt: Arc<Runtime>,
     wasm: PathBuf,
     trusted: Arc<[PublicKey]>,
+    bounds: Option<Arc<Bounds>>,
 ) -> Result<Collector, String> {
     let started = std::time::Instant::now();
     let (blocking_rt, path) = (rt.clone(), wasm.clone());
-    let prepared = tokio::task::spawn_blocking(move || prepare(&blocking_rt, &path, &trusted))
-        .await
-        .unwrap_or_else(|e| Err(format!("loader failed: {e}")))?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&blocking_rt, &path, &trusted, bounds.as_deref())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("loader failed: {e}")))?;
     let c =
         Collector::start(&rt, prepared).await.map_err(|e| format!("{}: {e}", wasm.display()))?;
     tracing::info!(
@@ -415,8 +475,16 @@ async fn load(
     Ok(c)
 }
 
-fn prepare(rt: &Runtime, wasm: &Path, trusted: &[PublicKey]) -> Result<Prepared, String> {
+fn prepare(
+    rt: &Runtime,
+    wasm: &Path,
+    trusted: &[PublicKey],
+    bounds: Option<&Bounds>,
+) -> Result<Prepared, String> {
     let manifest = Manifest::load(&wasm.with_extension("toml")).map_err(|e| e.to_string())?;
+    if let Some(bounds) = bounds {
+        bounds.check(&manifest).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    }
     let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
     let signer =
         signing::check(wasm, &bytes, trusted).map_err(|e| format!("{}: {e}", wasm.display()))?;

@@ -20,6 +20,7 @@
 //! - [`compact`]: batches as a per-session series dictionary plus delta-encoded numbers.
 //! - [`decimal`]: exact decimal forms `m / 10^e` of numbers, shared with the proxy's store.
 //! - [`message`]: the application messages carried inside sealed frames.
+//! - [`fleet`]: the control commands and documents that deliver managed collectors.
 //! - [`record`]: checksummed records for the append-only files on either side.
 //!
 //! ## Example
@@ -66,6 +67,7 @@ pub mod compact;
 pub mod conn;
 pub mod crypto;
 pub mod decimal;
+pub mod fleet;
 pub mod frame;
 pub mod handshake;
 pub mod identity;

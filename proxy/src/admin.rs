@@ -16,6 +16,8 @@
 //!   waits in a project with `enroll = "closed"` connect.
 //! - `GET /api/query?…`: stored values as JSON lines, streamed
 //!   ([`crate::read_api`]).
+//! - `/api/projects/{project}/collectors…`: the collector catalog
+//!   ([`crate::fleet::api`]).
 
 use std::time::Duration;
 
@@ -81,6 +83,9 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
             json(StatusCode::OK, &json!(agents))
         }
         (&Method::POST, ["agents", agent, "request"]) => control(state, agent, req).await,
+        (_, ["projects", project, "collectors", rest @ ..]) => {
+            crate::fleet::api::handle(state, project, rest, req).await
+        }
         (&Method::GET, ["query"]) => crate::read_api::handle(state, req.uri().query()).await,
         (&Method::GET, ["bindings"]) => {
             let project = req.uri().query().and_then(|q| q.strip_prefix("project="));
@@ -99,12 +104,21 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpResponse> {
-    let body = Limited::new(req.into_body(), MAX_BODY).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, body).await {
+    read_body_up_to(req, MAX_BODY, BODY_TIMEOUT).await
+}
+
+/// The request's body, refused over `limit` bytes or when slower than `timeout`.
+pub(crate) async fn read_body_up_to(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, HttpResponse> {
+    let body = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(timeout, body).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body over {MAX_BODY} bytes"),
+            &format!("request body over {limit} bytes"),
         )),
         Ok(Err(e)) => Err(json_error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))),
         Err(_) => Err(json_error(StatusCode::REQUEST_TIMEOUT, "request body too slow")),

@@ -94,6 +94,26 @@ struct RawConfig {
     remote_write: Vec<remote_write::RawRemoteWrite>,
     store: Option<limits::RawStore>,
     limits: Option<limits::RawLimits>,
+    fleet: Option<RawFleet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    max_size: Option<String>,
+}
+
+/// `[fleet]`: collectors published to a project's agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// Largest component accepted for publishing.
+    pub max_size: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self { max_size: wasmtap_protocol::fleet::DEFAULT_MAX_BLOB }
+    }
 }
 
 /// The validated proxy configuration.
@@ -116,6 +136,8 @@ pub struct Config {
     pub store: crate::store::StoreConfig,
     /// What the listener allows.
     pub limits: Limits,
+    /// Collector distribution.
+    pub fleet: FleetConfig,
 }
 
 impl Config {
@@ -150,7 +172,24 @@ impl Config {
             Some(f) => base.join(f),
             None => data_dir.join(DEFAULT_IDENTITY_FILE),
         };
-        Ok(Self { listen, data_dir, identity_file, projects, http, remote_write, store, limits })
+        let fleet = match raw.fleet.and_then(|f| f.max_size) {
+            Some(text) => FleetConfig {
+                max_size: limits::size("max_size", &text)
+                    .map_err(|e| ConfigError::Section("fleet", e))?,
+            },
+            None => FleetConfig::default(),
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            identity_file,
+            projects,
+            http,
+            remote_write,
+            store,
+            limits,
+            fleet,
+        })
     }
 }
 

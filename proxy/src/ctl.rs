@@ -171,6 +171,53 @@ impl<'a> AdminApi<'a> {
     }
 }
 
+impl AdminApi<'_> {
+    /// `POST /api/projects/{project}/collectors`: publishes a collector
+    /// (`body` as [`crate::fleet::api`] describes it).
+    pub async fn publish(
+        &self,
+        project: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, CtlError> {
+        let path = format!("/api/projects/{}/collectors", percent_encode(project));
+        // The proxy compiles the component to check it.
+        self.call(Method::POST, &path, Some(body), PUBLISH_TIMEOUT).await
+    }
+
+    /// `GET /api/projects/{project}/collectors[/{name}]`: the releases, or
+    /// where each agent stands with `name`.
+    pub async fn collectors(
+        &self,
+        project: &str,
+        name: Option<&str>,
+    ) -> Result<serde_json::Value, CtlError> {
+        let mut path = format!("/api/projects/{}/collectors", percent_encode(project));
+        if let Some(n) = name {
+            path = format!("{path}/{}", percent_encode(n));
+        }
+        self.call(Method::GET, &path, None, SLACK * 2).await
+    }
+
+    /// `POST /api/projects/{project}/collectors/{name}/{action}`, where the
+    /// action is `promote`, `rollback` or `remove`.
+    pub async fn collector_action(
+        &self,
+        project: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<serde_json::Value, CtlError> {
+        let path = format!(
+            "/api/projects/{}/collectors/{}/{action}",
+            percent_encode(project),
+            percent_encode(name)
+        );
+        self.call(Method::POST, &path, None, SLACK * 2).await
+    }
+}
+
+/// How long a publish may take (upload, compile, checks).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Escapes everything but unreserved URL characters.
 fn percent_encode(segment: &str) -> String {
     segment

@@ -46,6 +46,8 @@ pub struct HttpState {
     pub store: Arc<Store>,
     /// The admission gate, whose counters `/metrics` shows.
     pub gate: crate::gate::Gate,
+    /// Collector distribution, for the admin API.
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// A response body: held in memory, or streamed.

@@ -32,7 +32,8 @@
 //! - [`read_api`]: `GET /api/query`, stored values streamed as JSON lines.
 //! - [`http_client`]: a small HTTP/1.1 client (remote write, `ctl`).
 //! - [`tls`]: the trusted certificate authorities of `https://` remote write.
-//! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl`.
+//! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl` and `wasmtap-proxy collectors`.
+//! - [`fleet`]: collectors published once and delivered to every agent of a project, with canaries.
 //!
 //! ## Example
 //! ```no_run
@@ -55,6 +56,7 @@ pub mod dedup;
 pub mod descriptors;
 pub mod display;
 pub mod exposition;
+pub mod fleet;
 pub mod gate;
 pub mod http;
 pub mod http_client;

@@ -24,6 +24,7 @@ use crate::bindings::{Bindings, BindingsError};
 use crate::config::{Config, HttpConfig};
 use crate::descriptors::Descriptors;
 use crate::display::Print;
+use crate::fleet::Fleet;
 use crate::gate::Gate;
 use crate::http::{self, HttpState};
 use crate::latest::Latest;
@@ -148,6 +149,9 @@ impl Bound {
         let commits = store.commits().clone();
         let sessions = Arc::new(Sessions::default());
         let gate = Gate::new(config.limits);
+        let projects = config.projects.names().iter().map(|p| p.as_str().to_owned()).collect();
+        let fleet = Arc::new(Fleet::new(&config.data_dir, projects, config.fleet.max_size));
+        tokio::spawn(fleet.clone().run(sessions.clone(), shutdown.clone()));
         if let Some((http_listener, http_cfg)) = http {
             let latest = Arc::new(Latest::new(
                 http_cfg.max_series,
@@ -171,6 +175,7 @@ impl Bound {
                 remote_write: remote,
                 store: store.clone(),
                 gate: gate.clone(),
+                fleet,
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {

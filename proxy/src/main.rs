@@ -1,5 +1,8 @@
 //! `wasmtap-proxy`: the collection server binary.
 
+#[path = "cli/collectors.rs"]
+mod collectors;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -92,6 +95,21 @@ enum Command {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Publish collectors to a project's agents, follow and roll them back
+    /// (through a running proxy's admin API).
+    Collectors {
+        /// Proxy config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The admin API's address, when `[http] listen` does not say (port 0).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Print the admin API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: collectors::Action,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +201,16 @@ fn main() -> anyhow::Result<()> {
             query(config, project, filter, Output { json, stats, rate })
         }
         Command::Ctl { config, addr, action } => ctl(config, addr, action),
+        Command::Collectors { config, addr, json, action } => {
+            let cfg = load(&config)?;
+            let http_cfg = cfg.http.as_ref().ok_or(CtlError::NoHttp)?;
+            let api = AdminApi::new(http_cfg, addr)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(collectors::run(&api, action, json))
+        }
     }
 }
 

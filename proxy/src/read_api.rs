@@ -277,6 +277,7 @@ mod tests {
             remote_write: Vec::new(),
             store: store.clone(),
             gate: crate::gate::Gate::new(crate::config::Limits::default()),
+            fleet: Arc::new(crate::fleet::Fleet::new(dir.path(), vec!["shop".into()], 1 << 20)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -129,6 +129,22 @@ impl Proxy {
         })
     }
 
+    /// One `wasmtap-proxy collectors --json` run against this proxy.
+    pub fn collectors(&self, args: &[&str]) -> anyhow::Result<CtlAnswer> {
+        let mut cmd = Command::new(paths::bin_dir()?.join("wasmtap-proxy"));
+        cmd.args(["collectors", "--json", "--config"]).arg(&self.config);
+        if let Some(http) = self.http {
+            cmd.arg("--addr").arg(http.to_string());
+        }
+        let out = cmd.args(args).output().context("running wasmtap-proxy collectors")?;
+        let stdout = String::from_utf8(out.stdout)?;
+        Ok(CtlAnswer {
+            ok: out.status.success(),
+            json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Everything the proxy logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -147,6 +147,17 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// Instantiates and calls `describe`, under the manifest's timeout.
+async fn described(rt: &Runtime, recipe: Recipe<'_>) -> Result<(Instance, Schema), LoadError> {
+    let timeout = recipe.manifest.timeout;
+    let mut instance = instance::instantiate(rt, recipe).await?;
+    instance.arm(timeout);
+    let descriptor = within(rt, timeout, instance.exports.describe(&mut instance.store))
+        .await
+        .map_err(|e| LoadError::Describe(e.to_string()))?;
+    Ok((instance, Schema::from_descriptor(descriptor)?))
+}
+
 impl Collector {
     /// Reads, prepares and starts the collector at `path`. Compiling blocks
     /// the calling thread: the agent uses [`Collector::prepare`] on a
@@ -186,13 +197,7 @@ impl Collector {
             log: &log,
             limits: &limits,
         };
-        let mut instance = instance::instantiate(rt, recipe).await?;
-        instance.arm(manifest.timeout);
-        let descriptor =
-            within(rt, manifest.timeout, instance.exports.describe(&mut instance.store))
-                .await
-                .map_err(|e| LoadError::Describe(e.to_string()))?;
-        let schema = Schema::from_descriptor(descriptor)?;
+        let (mut instance, schema) = described(rt, recipe).await?;
         instance.store.data_mut().name = schema.name.clone();
         log.rename(&schema.name);
         if let Some(path) = rt.state_path(&schema.name) {
@@ -201,6 +206,28 @@ impl Collector {
         instance::init(rt, &mut instance, &manifest).await?;
         persist(&kv, &schema.name).await;
         Ok(Self { path, schema, manifest, pre, instance: Some(instance), limits, kv, log, origin })
+    }
+
+    /// Instantiates a prepared collector without any grant and returns what
+    /// it declares, without calling `init`: how a component is checked
+    /// where it will not run (the proxy, before publishing it).
+    pub async fn inspect(rt: &Runtime, prepared: Prepared) -> Result<Schema, LoadError> {
+        let Prepared { path, manifest, pre, .. } = prepared;
+        let manifest =
+            Manifest { read: Vec::new(), usage: Vec::new(), env: Vec::new(), ..manifest };
+        let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let kv = Arc::new(Mutex::new(KvState::default()));
+        let log = CollectorLog::new(&label);
+        let limits = OutputLimits::default();
+        let recipe = Recipe {
+            pre: &pre,
+            manifest: &manifest,
+            name: &label,
+            kv: &kv,
+            log: &log,
+            limits: &limits,
+        };
+        Ok(described(rt, recipe).await?.1)
     }
 
     /// The collector's validated schema.

@@ -1,0 +1,143 @@
+//! What a pushed collector's manifest may grant at most: `[plugins]
+//! allow_read`, `allow_usage` and `allow_env` of the agent's own config.
+//! The proxy decides what to push; the agent decides what it runs.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::manifest::Manifest;
+
+/// Read grants allowed by default: the kernel's views of the machine.
+pub const DEFAULT_READ: [&str; 2] = ["/proc", "/sys"];
+/// Usage grants (how full a filesystem is, no file read) allowed by default.
+pub const DEFAULT_USAGE: [&str; 1] = ["/"];
+
+/// The most a pushed manifest may grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    read: Vec<PathBuf>,
+    usage: Vec<PathBuf>,
+    env: Vec<String>,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            read: DEFAULT_READ.iter().map(PathBuf::from).collect(),
+            usage: DEFAULT_USAGE.iter().map(PathBuf::from).collect(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Bounds {
+    /// Bounds from the config's lists (`None` takes the default); every
+    /// path must be absolute and plain (no `..`).
+    pub fn new(
+        read: Option<Vec<PathBuf>>,
+        usage: Option<Vec<PathBuf>>,
+        env: Option<Vec<String>>,
+    ) -> Result<Self, String> {
+        let d = Self::default();
+        let bounds = Self {
+            read: read.unwrap_or(d.read),
+            usage: usage.unwrap_or(d.usage),
+            env: env.unwrap_or(d.env),
+        };
+        for (key, paths) in [("allow_read", &bounds.read), ("allow_usage", &bounds.usage)] {
+            if let Some(p) = paths.iter().find(|p| !plain_absolute(p)) {
+                return Err(format!(
+                    "plugins.{key}: `{}` must be an absolute path without `..`",
+                    p.display()
+                ));
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// Whether `manifest` stays within these bounds; the error names the
+    /// first grant beyond them.
+    pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        let list = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        for p in &manifest.read {
+            if !within(p, &self.read) {
+                return Err(format!(
+                    "grants read of {}, beyond this agent's allow_read {:?}",
+                    p.display(),
+                    list(&self.read)
+                ));
+            }
+        }
+        for p in &manifest.usage {
+            if !within(p, &self.usage) && !within(p, &self.read) {
+                return Err(format!(
+                    "grants usage of {}, beyond this agent's allow_usage {:?}",
+                    p.display(),
+                    list(&self.usage)
+                ));
+            }
+        }
+        if let Some(var) = manifest.env.iter().find(|v| !self.env.contains(v)) {
+            return Err(format!(
+                "grants the environment variable {var}, beyond this agent's allow_env {:?}",
+                self.env
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn plain_absolute(p: &Path) -> bool {
+    p.is_absolute()
+        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// Whether `p` is one of `bases` or lies beneath one (component by
+/// component: `/procfs` is not under `/proc`, `/proc/../etc` under nothing).
+fn within(p: &Path, bases: &[PathBuf]) -> bool {
+    plain_absolute(p) && bases.iter().any(|b| p.starts_with(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(text, Path::new("x.toml")).expect("manifest parses")
+    }
+
+    #[test]
+    fn defaults_allow_the_standard_collectors_grants_and_nothing_else() {
+        let b = Bounds::default();
+        for ok in [
+            "[grants]\nread = [\"/proc\"]\n",
+            "[grants]\nread = [\"/proc/sys/kernel/random\", \"/sys\"]\nusage = [\"/\"]\n",
+            "",
+        ] {
+            assert_eq!(b.check(&manifest(ok)), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("[grants]\nread = [\"/etc\"]\n", "read of /etc"),
+            ("[grants]\nread = [\"/procfs\"]\n", "read of /procfs"),
+            ("[grants]\nread = [\"/\"]\n", "read of /"),
+            ("[grants]\nenv = [\"HOME\"]\n", "HOME"),
+        ] {
+            let err = b.check(&manifest(bad)).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn paths_that_climb_out_are_never_within() {
+        assert!(!within(Path::new("/proc/../etc"), &[PathBuf::from("/proc")]));
+        assert!(within(Path::new("/proc/1/stat"), &[PathBuf::from("/proc")]));
+        assert!(Bounds::new(Some(vec!["/proc/..".into()]), None, None).is_err());
+        assert!(Bounds::new(None, Some(vec!["relative".into()]), None).is_err());
+        let b = Bounds::new(Some(vec!["/var/log".into()]), None, Some(vec!["HOME".into()]))
+            .expect("valid");
+        assert_eq!(
+            b.check(&manifest("[grants]\nread = [\"/var/log/syslog\"]\nenv = [\"HOME\"]\n")),
+            Ok(())
+        );
+        assert!(b.check(&manifest("[grants]\nread = [\"/proc\"]\n")).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Collectors pushed by the proxy (the fleet): the agent's side of
+//! [`wasmtap_protocol::fleet`].
+//!
+//! - [`bounds`]: what a pushed manifest may grant at most (`[plugins] allow_*`).
+//! - [`managed`]: the managed collectors directory: blobs received in
+//!   pieces and checked, installs, removals, refusals.
+//!
+//! [`Fleet`] answers the three control commands. Installed collectors are
+//! loaded by the supervisor like those of the plugins directory; a local
+//! collector of the same name wins.
+
+pub mod bounds;
+pub mod managed;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use wasmtap_protocol::fleet::{self, Desired, Installed, State, Status};
+
+pub use bounds::Bounds;
+pub use managed::{FleetError, Managed};
+
+use crate::health::{self, Registry};
+use crate::signing::PublicKey;
+use crate::supervisor::Command;
+
+/// A loaded collector's status as the proxy sees it.
+fn status_of(h: &health::Health) -> Status {
+    match &h.state {
+        health::State::Quarantined { .. } => Status::Quarantined,
+        health::State::Disabled => Status::Disabled,
+        health::State::Backoff => Status::Failing,
+        health::State::Running if h.consecutive_failures > 0 => Status::Failing,
+        health::State::Running => Status::Running,
+    }
+}
+
+/// The agent's fleet state and policy.
+#[derive(Debug)]
+pub struct Fleet {
+    /// `None` when `[plugins] managed = false`.
+    managed: Option<Mutex<Managed>>,
+    bounds: Bounds,
+    trusted: Arc<[PublicKey]>,
+    plugins_dir: PathBuf,
+    health: Registry,
+    supervisor: mpsc::Sender<Command>,
+}
+
+impl Fleet {
+    /// The fleet side of an agent; `managed` is `None` when pushed
+    /// collectors are not taken.
+    pub fn new(
+        managed: Option<Managed>,
+        bounds: Bounds,
+        trusted: Arc<[PublicKey]>,
+        plugins_dir: PathBuf,
+        health: Registry,
+        supervisor: mpsc::Sender<Command>,
+    ) -> Self {
+        Self { managed: managed.map(Mutex::new), bounds, trusted, plugins_dir, health, supervisor }
+    }
+
+    fn managed(&self) -> Result<&Mutex<Managed>, String> {
+        self.managed.as_ref().ok_or_else(|| {
+            "this agent takes no pushed collectors ([plugins] managed = false)".into()
+        })
+    }
+
+    /// `fleet-state`.
+    pub async fn state(&self) -> Result<State, String> {
+        let Some(managed) = &self.managed else {
+            return Ok(State { managed: false, ..State::default() });
+        };
+        let (installed, refusals, blobs, dir) = {
+            let mut m = managed.lock().await;
+            (m.installed(), m.refusals(), m.blobs(), m.dir().to_owned())
+        };
+        let (reply, failures) = oneshot::channel();
+        let failures = match self.supervisor.send(Command::Failures(reply)).await {
+            Ok(()) => failures.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let health = self.health.snapshot();
+        let mut collectors = Vec::new();
+        for (name, sha256) in installed {
+            let wasm = dir.join(format!("{name}.wasm"));
+            let local = self.plugins_dir.join(format!("{name}.wasm"));
+            let (status, failures, reason) = if local.is_file() {
+                (Status::Shadowed, 0, Some(format!("{} runs instead", local.display())))
+            } else if let Some((_, why)) = failures.iter().find(|(p, _)| *p == wasm) {
+                (Status::Broken, 0, Some(why.clone()))
+            } else {
+                match health.get(&name) {
+                    None => (Status::Installed, 0, None),
+                    Some(h) => (status_of(h), h.failures, h.last_error.clone()),
+                }
+            };
+            collectors.push(Installed { name, sha256, status, failures, reason });
+        }
+        for (name, r) in refusals {
+            collectors.push(Installed {
+                name,
+                sha256: r.sha256,
+                status: Status::Refused,
+                failures: 0,
+                reason: Some(r.reason),
+            });
+        }
+        Ok(State { managed: true, collectors, partial: blobs })
+    }
+
+    /// `fleet-put SHA256 SIZE OFFSET BASE64`.
+    pub async fn put(&self, args: &[String]) -> Result<fleet::Received, String> {
+        let [sha, size, offset, data] = args else {
+            return Err(format!("usage: {} SHA256 SIZE OFFSET BASE64", fleet::PUT));
+        };
+        let number = |what: &str, v: &str| {
+            v.parse::<u64>().map_err(|_| format!("{}: {what} `{v}` is not a number", fleet::PUT))
+        };
+        let (size, offset) = (number("size", size)?, number("offset", offset)?);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| format!("{}: the piece is not base64: {e}", fleet::PUT))?;
+        if data.len() > fleet::CHUNK {
+            return Err(format!("{}: a piece is at most {} bytes", fleet::PUT, fleet::CHUNK));
+        }
+        let managed = self.managed()?;
+        let mut m = managed.lock().await;
+        m.put(sha, size, offset, &data).map_err(|e| e.to_string())
+    }
+
+    /// `fleet-apply DESIRED`: installs and removes, lets the supervisor
+    /// load the result, and answers with the new state.
+    pub async fn apply(&self, args: &[String]) -> Result<State, String> {
+        let [json] = args else { return Err(format!("usage: {} DESIRED-JSON", fleet::APPLY)) };
+        let desired: Desired =
+            serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
+        let applied = {
+            let managed = self.managed()?;
+            let mut m = managed.lock().await;
+            m.apply(&desired, &self.bounds, &self.trusted).map_err(|e| e.to_string())?
+        };
+        if !applied.installed.is_empty() || !applied.removed.is_empty() {
+            let (reply, done) = oneshot::channel();
+            if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+        self.state().await
+    }
+}

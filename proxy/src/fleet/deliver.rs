@@ -1,0 +1,317 @@
+//! Brings every connected agent to what its project's catalog wants, and
+//! settles canaries from what the agents report.
+//!
+//! Once a second (and at once after a catalog change) the loop looks at
+//! the connected agents. An agent is synced when its session is new to the
+//! loop, when its project's catalog changed since its last sync, or when
+//! its last report is older than [`POLL`] ([`CANARY_POLL`] for the agents
+//! of a canary under watch). A sync asks [`fleet::STATE`]; if the catalog
+//! changed it sends what the agent lacks with [`fleet::PUT`], from where
+//! its partial copy ends, then [`fleet::APPLY`] with the desired set. An
+//! offline agent converges when it reconnects; an agent that does not
+//! know the commands is left alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::sync::watch;
+use wasmtap_protocol::fleet::{self, Desired, Received, State, Status};
+
+use super::catalog::Verdict;
+use super::{Fleet, lock};
+use crate::sessions::Sessions;
+
+/// How often an agent's report is refreshed.
+pub const POLL: Duration = Duration::from_secs(30);
+/// How often the agents of a canary under watch are asked.
+pub const CANARY_POLL: Duration = Duration::from_secs(2);
+/// How long an agent has to answer a state request.
+const STATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent has to take a piece or apply a set (it may compile).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Fleet {
+    /// Runs deliveries until `shutdown` flips.
+    pub async fn run(
+        self: Arc<Self>,
+        sessions: Arc<Sessions>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = crate::now_ms();
+            let fleet = self.clone();
+            // Judging may write the catalog: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || fleet.judge(now)).await;
+            for info in sessions.agents() {
+                if !self.projects.contains(&info.project)
+                    || !self.due(&info.project, &info.agent, &info.session, now)
+                {
+                    continue;
+                }
+                let (fleet, sessions) = (self.clone(), sessions.clone());
+                tokio::spawn(async move {
+                    fleet.sync(&sessions, &info.project, &info.agent, &info.session).await;
+                });
+            }
+        }
+    }
+
+    /// Whether agent `agent` of `project` on `session` needs a sync now;
+    /// if so it is marked busy.
+    fn due(&self, project: &str, agent: &str, session: &str, now: u64) -> bool {
+        let generation = self.generation(project);
+        let canary = self.in_canary(project, agent);
+        let mut agents = lock(&self.agents);
+        let view = agents.entry((project.to_owned(), agent.to_owned())).or_default();
+        if view.busy {
+            return false;
+        }
+        let new_session = view.session != session;
+        if !new_session && view.unsupported {
+            return false;
+        }
+        let poll = if canary { CANARY_POLL } else { POLL };
+        let stale = now.saturating_sub(view.checked_ms)
+            >= u64::try_from(poll.as_millis()).unwrap_or(u64::MAX);
+        let due = new_session || view.applied != Some(generation) || stale;
+        if due {
+            view.busy = true;
+            if new_session {
+                view.session = session.to_owned();
+                view.applied = None;
+                view.unsupported = false;
+            }
+        }
+        due
+    }
+
+    fn in_canary(&self, project: &str, agent: &str) -> bool {
+        let catalogs = lock(&self.catalogs);
+        catalogs.get(project).is_some_and(|c| {
+            c.watched()
+                .any(|r| r.canary.as_ref().is_some_and(|k| k.agents.iter().any(|a| a == agent)))
+        })
+    }
+
+    async fn sync(&self, sessions: &Sessions, project: &str, agent: &str, session: &str) {
+        let generation = self.generation(project);
+        let result = self.sync_once(sessions, project, agent, generation).await;
+        let mut agents = lock(&self.agents);
+        let view = agents.entry((project.to_owned(), agent.to_owned())).or_default();
+        view.busy = false;
+        if view.session != session {
+            return;
+        }
+        view.checked_ms = crate::now_ms();
+        match result {
+            Ok(Synced { state, applied }) => {
+                view.state = Some(state);
+                view.error = None;
+                if applied {
+                    view.applied = Some(generation);
+                }
+            }
+            Err(SyncError::Unsupported) => view.unsupported = true,
+            Err(SyncError::Failed(e)) => {
+                tracing::warn!(%project, %agent, error = %e, "collector delivery failed; retried at the next poll");
+                view.error = Some(e);
+            }
+        }
+    }
+
+    async fn sync_once(
+        &self,
+        sessions: &Sessions,
+        project: &str,
+        agent: &str,
+        generation: u64,
+    ) -> Result<Synced, SyncError> {
+        let ask = |command: &'static str, args: Vec<String>, timeout| async move {
+            match sessions.request(Some(project), agent, command, args, timeout).await {
+                Ok(Ok(text)) => Ok(text),
+                Ok(Err(m)) if m.starts_with("unknown command") => Err(SyncError::Unsupported),
+                Ok(Err(m)) => Err(SyncError::Failed(format!("{command}: {m}"))),
+                Err(e) => Err(SyncError::Failed(format!("{command}: {e}"))),
+            }
+        };
+        let parse = |text: String| {
+            serde_json::from_str::<State>(&text)
+                .map_err(|e| SyncError::Failed(format!("a report that does not parse: {e}")))
+        };
+        let state = parse(ask(fleet::STATE, Vec::new(), STATE_TIMEOUT).await?)?;
+        let applied =
+            lock(&self.agents).get(&(project.to_owned(), agent.to_owned())).and_then(|v| v.applied);
+        if !state.managed || applied == Some(generation) {
+            return Ok(Synced { state, applied: false });
+        }
+        let (desired, blobs) = self
+            .with_catalog(project, |c| {
+                let d = c.desired(agent);
+                let paths = d.collectors.iter().map(|w| c.blob_path(&w.sha256)).collect::<Vec<_>>();
+                Ok((d, paths))
+            })
+            .map_err(|e| SyncError::Failed(e.to_string()))?;
+        for (w, path) in desired.collectors.iter().zip(blobs) {
+            let has = state
+                .collectors
+                .iter()
+                .any(|c| c.sha256 == w.sha256 && c.status != Status::Refused)
+                || state.partial.iter().any(|b| b.sha256 == w.sha256 && b.bytes == w.size);
+            if has {
+                continue;
+            }
+            let from = state.partial.iter().find(|b| b.sha256 == w.sha256).map_or(0, |b| b.bytes);
+            let blob = tokio::fs::read(&path)
+                .await
+                .map_err(|e| SyncError::Failed(format!("reading {}: {e}", path.display())))?;
+            send_blob(&ask, &w.sha256, w.size, &blob, from).await?;
+        }
+        let args =
+            vec![serde_json::to_string(&desired).map_err(|e| SyncError::Failed(e.to_string()))?];
+        let state = parse(ask(fleet::APPLY, args, APPLY_TIMEOUT).await?)?;
+        log_outcome(project, agent, &desired, &state);
+        Ok(Synced { state, applied: true })
+    }
+
+    /// Settles every canary under watch from the agents' reports.
+    fn judge(&self, now_ms: u64) {
+        for project in &self.projects {
+            let watched = self.with_catalog(project, |c| {
+                Ok(c.watched()
+                    .map(|r| {
+                        let agents =
+                            r.canary.as_ref().map(|k| k.agents.clone()).unwrap_or_default();
+                        (r.id, r.name.clone(), r.sha256.clone(), agents)
+                    })
+                    .collect::<Vec<_>>())
+            });
+            let watched = match watched {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::debug!(%project, error = %e, "catalog unavailable");
+                    continue;
+                }
+            };
+            for (id, name, sha, canaries) in watched {
+                let (failure, ran) = {
+                    let agents = lock(&self.agents);
+                    let mut failure = None;
+                    let mut ran = false;
+                    for a in &canaries {
+                        let Some(state) = agents
+                            .get(&(project.clone(), a.clone()))
+                            .and_then(|v| v.state.as_ref())
+                        else {
+                            continue;
+                        };
+                        for c in
+                            state.collectors.iter().filter(|c| c.name == name && c.sha256 == sha)
+                        {
+                            ran |= c.status == Status::Running;
+                            if failure.is_none() && (c.status.is_failure() || c.failures > 0) {
+                                let why = c.reason.as_deref().unwrap_or("no reason given");
+                                failure = Some(format!(
+                                    "agent {a}: {} ({why})",
+                                    super::status_name(c.status)
+                                ));
+                            }
+                        }
+                    }
+                    (failure, ran)
+                };
+                match self.with_catalog(project, |c| c.judge(id, failure, ran, now_ms)) {
+                    Ok(Some(Verdict::RolledBack(r))) => {
+                        tracing::warn!(%project, collector = %r.name, release = r.id, reason = r.reason.as_deref().unwrap_or(""), "canary failed; release rolled back on every agent");
+                        self.changed(project);
+                    }
+                    Ok(Some(Verdict::Passed(r))) => {
+                        tracing::info!(%project, collector = %r.name, release = r.id, state = ?r.state, "canary watched without a failure");
+                        self.changed(project);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(%project, collector = %name, error = %e, "cannot settle a canary")
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Synced {
+    state: State,
+    applied: bool,
+}
+
+enum SyncError {
+    Unsupported,
+    Failed(String),
+}
+
+/// Sends `blob` (`size` bytes as published) in pieces from `from`,
+/// following where the agent says it is. The agent checks what it gets
+/// against `sha`: a copy damaged here is refused there.
+async fn send_blob<F, Fut>(
+    ask: &F,
+    sha: &str,
+    size: u64,
+    blob: &[u8],
+    from: u64,
+) -> Result<(), SyncError>
+where
+    F: Fn(&'static str, Vec<String>, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<String, SyncError>>,
+{
+    let mut at = from.min(size);
+    // Each piece must move the agent forward; a stuck transfer is an error.
+    let mut stalls = 0;
+    while at < size {
+        let start = usize::try_from(at).unwrap_or(usize::MAX);
+        if start >= blob.len() {
+            return Err(SyncError::Failed(format!(
+                "the proxy's copy of {sha} has {} of its {size} bytes",
+                blob.len()
+            )));
+        }
+        let end = (start + fleet::CHUNK).min(blob.len());
+        let data = base64::engine::general_purpose::STANDARD.encode(&blob[start..end]);
+        let args = vec![sha.to_owned(), size.to_string(), at.to_string(), data];
+        let text = ask(fleet::PUT, args, APPLY_TIMEOUT).await?;
+        let got: Received = serde_json::from_str(&text)
+            .map_err(|e| SyncError::Failed(format!("a piece's answer does not parse: {e}")))?;
+        if got.bytes <= at {
+            stalls += 1;
+            if stalls > 2 {
+                return Err(SyncError::Failed(format!(
+                    "the agent holds {} of {sha} and takes no more",
+                    got.bytes
+                )));
+            }
+        }
+        at = got.bytes;
+    }
+    Ok(())
+}
+
+fn log_outcome(project: &str, agent: &str, desired: &Desired, state: &State) {
+    for w in &desired.collectors {
+        let got = state.collectors.iter().find(|c| c.name == w.name && c.sha256 == w.sha256);
+        match got {
+            Some(c) if c.status == Status::Refused => {
+                tracing::warn!(%project, %agent, collector = %w.name, version = %w.version, reason = c.reason.as_deref().unwrap_or(""), "agent refused a collector");
+            }
+            Some(c) => {
+                tracing::info!(%project, %agent, collector = %w.name, version = %w.version, status = super::status_name(c.status), "collector delivered");
+            }
+            None => {}
+        }
+    }
+}

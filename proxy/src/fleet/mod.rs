@@ -1,0 +1,328 @@
+//! Collector distribution: publish a collector once, and every agent of the
+//! project runs it, with canaries and automatic rollback.
+//!
+//! - [`api`]: the catalog under `/api/projects/{project}/collectors`.
+//! - [`catalog`]: one project's releases, their states and history, and the
+//!   components, on disk.
+//! - [`validate`]: a component is checked with the agent's own code before
+//!   it is accepted.
+//! - [`deliver`]: bringing each connected agent to what the catalog wants,
+//!   over its data session ([`wasmtap_protocol::fleet`]), and settling
+//!   canaries from what the agents report.
+//!
+//! [`Fleet`] is what the admin API and the delivery loop share.
+
+pub mod api;
+pub mod catalog;
+pub mod deliver;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use wasmtap_protocol::fleet::{State, Status};
+
+use catalog::{CanaryPlan, Catalog, CatalogError, Publish, Release};
+
+/// Why a fleet operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// The project is not served here.
+    #[error("no project `{0}` is served by this proxy")]
+    UnknownProject(String),
+    /// The component (or its manifest or signature) is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The catalog refused or failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What the proxy last heard from one agent about its managed collectors.
+#[derive(Debug, Clone, Default)]
+pub struct AgentView {
+    /// The session it was heard on.
+    pub session: String,
+    /// Its last report.
+    pub state: Option<State>,
+    /// When it was last asked, ms since the epoch.
+    pub checked_ms: u64,
+    /// The last sync's failure, if it failed.
+    pub error: Option<String>,
+    /// The catalog generation last applied in this session.
+    applied: Option<u64>,
+    /// A sync is running.
+    busy: bool,
+    /// It answered that it does not know the fleet commands.
+    unsupported: bool,
+}
+
+/// A release as `list` shows it: with the agents that run it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// The release.
+    #[serde(flatten)]
+    pub release: Release,
+    /// Agents that have it installed, by status.
+    pub agents: HashMap<String, usize>,
+}
+
+/// One agent as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    /// The agent.
+    pub agent: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// The release it should run (none: it should not run the collector).
+    pub wanted: Option<u64>,
+    /// The SHA-256 it reports for the collector, if it has it.
+    pub sha256: Option<String>,
+    /// The release that SHA-256 belongs to.
+    pub release: Option<u64>,
+    /// What it reports.
+    pub status: Option<Status>,
+    /// Why (refused, failing, quarantined), or the last sync's error.
+    pub reason: Option<String>,
+}
+
+/// The catalogs and the agents' reports, shared by the admin API and the
+/// delivery loop.
+#[derive(Debug)]
+pub struct Fleet {
+    root: PathBuf,
+    max_size: u64,
+    projects: Vec<String>,
+    catalogs: Mutex<HashMap<String, Catalog>>,
+    /// Bumped at every catalog change, per project.
+    generations: Mutex<HashMap<String, u64>>,
+    agents: Mutex<HashMap<(String, String), AgentView>>,
+    wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Fleet {
+    /// The fleet of `projects`, kept under `data_dir/fleet`.
+    pub fn new(data_dir: &std::path::Path, projects: Vec<String>, max_size: u64) -> Self {
+        Self {
+            root: data_dir.join("fleet"),
+            max_size,
+            projects,
+            catalogs: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Largest component accepted.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Runs `f` on `project`'s catalog (opened on first use). Blocking: it
+    /// may read and write the disk.
+    fn with_catalog<T>(
+        &self,
+        project: &str,
+        f: impl FnOnce(&mut Catalog) -> Result<T, CatalogError>,
+    ) -> Result<T, FleetError> {
+        if !self.projects.iter().any(|p| p == project) {
+            return Err(FleetError::UnknownProject(project.to_owned()));
+        }
+        let mut catalogs = lock(&self.catalogs);
+        let catalog = match catalogs.entry(project.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Catalog::open(&self.root.join(project))?)
+            }
+        };
+        Ok(f(catalog)?)
+    }
+
+    fn changed(&self, project: &str) {
+        *lock(&self.generations).entry(project.to_owned()).or_default() += 1;
+        self.wake.notify_one();
+    }
+
+    fn generation(&self, project: &str) -> u64 {
+        lock(&self.generations).get(project).copied().unwrap_or(0)
+    }
+
+    /// Validates and publishes a component to `project`; `connected` are
+    /// the project's agents connected now (the canary is drawn from them).
+    /// Blocking: it compiles the component.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish(
+        &self,
+        project: &str,
+        label: &str,
+        wasm: &[u8],
+        manifest: Option<String>,
+        signature: Option<String>,
+        canary: Option<CanaryPlan>,
+        connected: &[String],
+        now_ms: u64,
+    ) -> Result<Release, FleetError> {
+        if !self.projects.iter().any(|p| p == project) {
+            return Err(FleetError::UnknownProject(project.to_owned()));
+        }
+        let v = validate::validate(
+            label,
+            wasm,
+            manifest.as_deref(),
+            signature.as_deref(),
+            self.max_size,
+        )
+        .map_err(FleetError::Invalid)?;
+        let p = Publish {
+            name: v.name,
+            version: v.version,
+            manifest,
+            signature,
+            signer: v.signer,
+            canary,
+        };
+        let release = self.with_catalog(project, |c| c.publish(p, wasm, connected, now_ms))?;
+        tracing::info!(%project, collector = %release.name, version = %release.version, release = release.id, state = ?release.state, "collector published");
+        self.changed(project);
+        Ok(release)
+    }
+
+    /// `promote`, `rollback` or `remove` of `name` in `project`.
+    pub fn act(
+        &self,
+        project: &str,
+        name: &str,
+        action: Action,
+        now_ms: u64,
+    ) -> Result<Vec<Release>, FleetError> {
+        let out = self.with_catalog(project, |c| match action {
+            Action::Promote => c.promote(name, now_ms).map(|r| vec![r]),
+            Action::Rollback => {
+                c.rollback(name, "rolled back by an operator", now_ms).map(|r| vec![r])
+            }
+            Action::Remove => c.remove(name, now_ms),
+        })?;
+        tracing::info!(%project, collector = %name, ?action, "collector release changed by an operator");
+        self.changed(project);
+        Ok(out)
+    }
+
+    /// Every release of `project`, with the agents that have each.
+    pub fn list(&self, project: &str) -> Result<Vec<Listed>, FleetError> {
+        let releases = self.with_catalog(project, |c| Ok(c.releases().to_vec()))?;
+        let agents = lock(&self.agents);
+        let mut out = Vec::new();
+        for release in releases {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            let reports = agents.iter().filter(|((p, _), _)| p == project);
+            for (_, view) in reports {
+                let Some(state) = &view.state else { continue };
+                for c in state
+                    .collectors
+                    .iter()
+                    .filter(|c| c.sha256 == release.sha256 && c.name == release.name)
+                {
+                    *counts.entry(status_name(c.status).to_owned()).or_default() += 1;
+                }
+            }
+            out.push(Listed { release, agents: counts });
+        }
+        Ok(out)
+    }
+
+    /// Each agent heard from in `project` and where it stands with `name`.
+    pub fn status(
+        &self,
+        project: &str,
+        name: &str,
+        connected: &[String],
+    ) -> Result<Vec<AgentStatus>, FleetError> {
+        let (releases, desired) = self.with_catalog(project, |c| {
+            let mut names: Vec<String> = lock(&self.agents)
+                .keys()
+                .filter(|(p, _)| p == project)
+                .map(|(_, a)| a.clone())
+                .chain(connected.iter().cloned())
+                .collect();
+            names.sort();
+            names.dedup();
+            let desired: Vec<(String, Option<String>)> = names
+                .into_iter()
+                .map(|a| {
+                    let want = c.desired(&a).collectors.into_iter().find(|w| w.name == name);
+                    (a, want.map(|w| w.sha256))
+                })
+                .collect();
+            Ok((c.releases().to_vec(), desired))
+        })?;
+        if !releases.iter().any(|r| r.name == name) {
+            return Err(FleetError::Catalog(CatalogError::Refused(format!(
+                "`{name}` was never published to project `{project}`"
+            ))));
+        }
+        let release_of = |sha: &str| {
+            releases.iter().rev().find(|r| r.name == name && r.sha256 == sha).map(|r| r.id)
+        };
+        let agents = lock(&self.agents);
+        let mut out = Vec::new();
+        for (agent, want) in desired {
+            let view = agents.get(&(project.to_owned(), agent.clone()));
+            let reported = view.and_then(|v| v.state.as_ref()).and_then(|s| {
+                // The refusal of the wanted version first, else what it runs.
+                let mine = s.collectors.iter().filter(|c| c.name == name);
+                let all: Vec<_> = mine.collect();
+                all.iter()
+                    .find(|c| Some(&c.sha256) == want.as_ref() && c.status == Status::Refused)
+                    .or_else(|| all.iter().find(|c| c.status != Status::Refused))
+                    .or_else(|| all.first())
+                    .map(|c| (*c).clone())
+            });
+            out.push(AgentStatus {
+                connected: connected.contains(&agent),
+                wanted: want.as_deref().and_then(release_of),
+                release: reported.as_ref().and_then(|c| release_of(&c.sha256)),
+                sha256: reported.as_ref().map(|c| c.sha256.clone()),
+                status: reported.as_ref().map(|c| c.status),
+                reason: reported
+                    .and_then(|c| c.reason)
+                    .or_else(|| view.and_then(|v| v.error.clone())),
+                agent,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// An operator's change to a collector's releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Promote the candidate.
+    Promote,
+    /// Roll back the candidate, or the promoted release.
+    Rollback,
+    /// Remove the collector from the project.
+    Remove,
+}
+
+/// The JSON name of a status.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Installed => "installed",
+        Status::Running => "running",
+        Status::Failing => "failing",
+        Status::Quarantined => "quarantined",
+        Status::Disabled => "disabled",
+        Status::Broken => "broken",
+        Status::Refused => "refused",
+        Status::Shadowed => "shadowed",
+    }
+}

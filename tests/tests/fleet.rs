@@ -1,0 +1,303 @@
+//! Collector distribution end to end: a real proxy publishes real compiled
+//! collectors (`testing/fleet-v1`, and `testing/fleet-v2`, the same
+//! collector broken) to real agents over their data sessions, through
+//! `wasmtap-proxy collectors`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use wasmtap_tests::ctl::admin_section;
+use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn publish(proxy: &Proxy, wasm: &Path, extra: &[&str]) -> anyhow::Result<Value> {
+    let mut args = vec!["publish", "--project", "shop", wasm.to_str().context("path")?];
+    args.extend_from_slice(extra);
+    let out = proxy.collectors(&args)?;
+    anyhow::ensure!(out.ok, "publish failed: {}", out.stderr);
+    Ok(out.json)
+}
+
+/// One agent in `collectors status`: name, the release it has, its status, the reason.
+type Row = (String, Option<u64>, String, String);
+
+/// `collectors status --project shop fleet`.
+fn status(proxy: &Proxy) -> anyhow::Result<Vec<Row>> {
+    let out = proxy.collectors(&["status", "--project", "shop", "fleet"])?;
+    anyhow::ensure!(out.ok, "status failed: {}", out.stderr);
+    Ok(out
+        .json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap_or("").to_owned(),
+                a["release"].as_u64(),
+                a["status"].as_str().unwrap_or("").to_owned(),
+                a["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// Waits until every one of `agents` reports `release` of `fleet` as `want`.
+fn until_all(proxy: &Proxy, agents: &[&str], release: u64, want: &str) -> anyhow::Result<()> {
+    wait::until(WAIT, &format!("release {release} {want} on {agents:?}"), || {
+        let s = status(proxy)?;
+        let done = agents.iter().all(|a| {
+            s.iter().any(|(name, r, st, _)| name == a && *r == Some(release) && st == want)
+        });
+        Ok(done.then_some(()))
+    })
+    .with_context(|| format!("{:?}\n{}", status(proxy).ok(), proxy.log_text()))
+}
+
+fn release_state(proxy: &Proxy, id: u64) -> anyhow::Result<(String, String)> {
+    let out = proxy.collectors(&["list", "--project", "shop"])?;
+    anyhow::ensure!(out.ok, "list failed: {}", out.stderr);
+    let r = out.json.as_array().into_iter().flatten().find(|r| r["id"] == id);
+    let r = r.with_context(|| format!("no release {id} in {}", out.json))?;
+    Ok((r["state"].as_str().unwrap_or("").into(), r["reason"].as_str().unwrap_or("").into()))
+}
+
+fn start_agents(
+    dir: &Path,
+    proxy: &Proxy,
+    key: &str,
+    names: &[&str],
+) -> anyhow::Result<Vec<Agent>> {
+    let agents = names
+        .iter()
+        .map(|n| Agent::start(&dir.join(n), n, proxy.addr.port(), key, &[]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for a in &agents {
+        wait::until(WAIT, "the agent's session", || {
+            Ok(a.log_text().contains("session established").then_some(()))
+        })?;
+    }
+    Ok(agents)
+}
+
+#[test]
+fn a_published_collector_reaches_every_agent_and_a_broken_canary_rolls_back_by_itself()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let names = ["web-01", "web-02", "web-03"];
+    let _agents = start_agents(dir.path(), &proxy, &key, &names)?;
+
+    let (v1, _) = paths::plugin("testing/fleet-v1")?;
+    let r1 = publish(&proxy, &v1, &[])?;
+    assert_eq!((r1["id"].as_u64(), r1["state"].as_str()), (Some(1), Some("promoted")), "{r1}");
+    until_all(&proxy, &names, 1, "running")?;
+    for agent in names {
+        wait::until(WAIT, "the agent's fleet samples", || {
+            let rows = proxy.query(&["--collector", "fleet", "--agent", agent])?;
+            Ok((!rows.is_empty()).then_some(()))
+        })?;
+    }
+
+    // Version 2 traps in collect: the one canary agent catches it.
+    let (v2, _) = paths::plugin("testing/fleet-v2")?;
+    let r2 = publish(&proxy, &v2, &["--canary", "34%", "--watch", "10m"])?;
+    assert_eq!(r2["state"], "canary", "{r2}");
+    let canaries: Vec<String> = serde_json::from_value(r2["canary"]["agents"].clone())?;
+    assert_eq!(canaries.len(), 1, "34 % of 3: one agent");
+    let (state, reason) = wait::until(WAIT, "the automatic rollback", || {
+        let (state, reason) = release_state(&proxy, 2)?;
+        Ok((state == "rolled_back").then_some((state, reason)))
+    })
+    .with_context(|| proxy.log_text())?;
+    assert_eq!(state, "rolled_back");
+    assert!(reason.contains(&canaries[0]), "the reason names the agent: {reason}");
+    // Every agent runs version 1 again, the canary included.
+    until_all(&proxy, &names, 1, "running")?;
+    assert_eq!(release_state(&proxy, 1)?.0, "promoted");
+    Ok(())
+}
+
+#[test]
+fn over_granted_unsigned_tampered_and_invalid_collectors_are_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    // One agent trusts a publisher key, one takes what its bounds allow.
+    let key_file = dir.path().join("publisher.key");
+    let keygen = std::process::Command::new(paths::bin_dir()?.join("wasmtap"))
+        .args(["plugin", "keygen", "--out"])
+        .arg(&key_file)
+        .output()?;
+    anyhow::ensure!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let public = String::from_utf8(keygen.stdout)?.trim().to_owned();
+    let strict = Agent::start_with(
+        &dir.path().join("strict"),
+        "strict",
+        proxy.addr.port(),
+        &key,
+        &[],
+        &format!("trusted_keys = [\"{public}\"]"),
+    )?;
+    let open = start_agents(dir.path(), &proxy, &key, &["open"])?.pop().context("agent")?;
+    wait::until(WAIT, "the strict agent's session", || {
+        Ok(strict.log_text().contains("session established").then_some(()))
+    })?;
+
+    // Bad input: nothing is published.
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm but not really")?;
+    let bad_manifest = dir.path().join("bad.toml");
+    std::fs::write(&bad_manifest, "interval = \"often\"\n")?;
+    let (v1, _) = paths::plugin("testing/fleet-v1")?;
+    for (args, says) in [
+        (
+            vec!["publish", "--project", "shop", garbage.to_str().context("path")?],
+            "not a valid component",
+        ),
+        (vec!["publish", "--project", "nope", v1.to_str().context("path")?], "no project `nope`"),
+        (
+            vec![
+                "publish",
+                "--project",
+                "shop",
+                v1.to_str().context("path")?,
+                "--manifest",
+                bad_manifest.to_str().context("path")?,
+            ],
+            "interval",
+        ),
+        (
+            vec!["publish", "--project", "shop", v1.to_str().context("path")?, "--canary", "0%"],
+            "between 1% and 100%",
+        ),
+        (vec!["promote", "--project", "shop", "fleet"], "never published"),
+    ] {
+        let out = proxy.collectors(&args)?;
+        assert!(!out.ok, "{args:?} succeeded");
+        assert!(
+            out.stderr.contains(says) || out.stderr.contains("no canary or held"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let list = proxy.collectors(&["list", "--project", "shop"])?;
+    assert_eq!(list.json, serde_json::json!([]), "a failed publish leaves the catalog unchanged");
+
+    // A manifest that grants more than the agents allow: both refuse, with the grant.
+    let greedy = dir.path().join("greedy.toml");
+    std::fs::write(&greedy, "[grants]\nread = [\"/etc\"]\n")?;
+    publish(&proxy, &v1, &["--manifest", greedy.to_str().context("path")?])?;
+    wait::until(WAIT, "both refusals", || {
+        let s = status(&proxy)?;
+        let refused =
+            s.iter().filter(|(_, _, st, why)| st == "refused" && why.contains("/etc")).count();
+        Ok((refused == 2).then_some(()))
+    })
+    .with_context(|| format!("{:?}", status(&proxy).ok()))?;
+
+    // Within bounds but unsigned: the strict agent refuses, the open one runs it.
+    let (_, manifest) = paths::plugin("testing/fleet-v1")?;
+    let unsigned = dir.path().join("fleet.wasm");
+    std::fs::copy(&v1, &unsigned)?;
+    std::fs::copy(&manifest, unsigned.with_extension("toml"))?;
+    publish(&proxy, &unsigned, &[])?;
+    wait::until(WAIT, "unsigned refused by strict, running on open", || {
+        let s = status(&proxy)?;
+        let strict = s
+            .iter()
+            .any(|(a, _, st, why)| a == "strict" && st == "refused" && why.contains("unsigned"));
+        let open = s.iter().any(|(a, r, st, _)| a == "open" && *r == Some(2) && st == "running");
+        Ok((strict && open).then_some(()))
+    })
+    .with_context(|| format!("{:?}", status(&proxy).ok()))?;
+
+    // Signed by the trusted key (the signature beside the file is taken): both run it.
+    let sign = std::process::Command::new(paths::bin_dir()?.join("wasmtap"))
+        .args(["plugin", "sign"])
+        .arg(&unsigned)
+        .arg("--key")
+        .arg(&key_file)
+        .output()?;
+    anyhow::ensure!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    let signed = publish(&proxy, &unsigned, &[])?;
+    let id = signed["id"].as_u64().context("id")?;
+    until_all(&proxy, &["strict", "open"], id, "running")?;
+
+    // A blob damaged on the proxy's disk is refused by the agent that
+    // receives it, which keeps running the release it has.
+    strict.stop()?;
+    open.stop()?;
+    let (v2, _) = paths::plugin("testing/fleet-v2")?;
+    let r = publish(&proxy, &v2, &[])?;
+    let sha = r["sha256"].as_str().context("sha256")?;
+    let blob = dir.path().join("proxy/store/fleet/shop/blobs").join(format!("{sha}.wasm"));
+    let mut bytes = std::fs::read(&blob).with_context(|| blob.display().to_string())?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&blob, bytes)?;
+    let open_dir = dir.path().join("open");
+    let _open = Agent::start_with_config(
+        &open_dir,
+        &open_dir.join("agent.toml"),
+        open_dir.join("plugins"),
+    )?;
+    wait::until(WAIT, "the damaged blob refused", || {
+        let s = status(&proxy)?;
+        let refused = s.iter().any(|(a, r, st, why)| {
+            a == "open"
+                && *r == Some(id)
+                && st == "running"
+                && why.contains("does not match its SHA-256")
+        });
+        Ok(refused.then_some(()))
+    })
+    .with_context(|| format!("{:?}", status(&proxy).ok()))?;
+    Ok(())
+}
+
+#[test]
+fn an_offline_agent_converges_and_an_agent_without_its_proxy_keeps_its_collectors()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = new_key("shop")?;
+    let proxy = Proxy::start_with(&dir.path().join("proxy"), &[("shop", &key)], &admin_section())?;
+    let mut agents = start_agents(dir.path(), &proxy, &key, &["online", "offline"])?;
+    let offline = agents.pop().context("agent")?;
+    let online = agents.pop().context("agent")?;
+    offline.stop()?;
+
+    let (v1, _) = paths::plugin("testing/fleet-v1")?;
+    publish(&proxy, &v1, &[])?;
+    until_all(&proxy, &["online"], 1, "running")?;
+    let back_dir = dir.path().join("offline");
+    let _back = Agent::start_with_config(
+        &back_dir,
+        &back_dir.join("agent.toml"),
+        back_dir.join("plugins"),
+    )?;
+    until_all(&proxy, &["online", "offline"], 1, "running")?;
+
+    // No proxy at all: the agent runs its managed collectors from its data dir.
+    drop(proxy);
+    online.stop()?;
+    let online_dir = dir.path().join("online");
+    let again = Agent::start_with_config(
+        &online_dir,
+        &online_dir.join("agent.toml"),
+        online_dir.join("plugins"),
+    )?;
+    wait::until(WAIT, "the managed collector loaded without a proxy", || {
+        let log = again.log_text();
+        Ok(log
+            .lines()
+            .any(|l| l.contains("collector loaded") && l.contains("collector=fleet"))
+            .then_some(()))
+    })
+    .with_context(|| again.log_text())?;
+    assert!(!again.log_text().contains("session established"), "no proxy was reachable");
+    Ok(())
+}
