@@ -41,6 +41,10 @@ pub struct Health {
     pub dropped_values: u64,
     /// The most recent failure.
     pub last_error: Option<String>,
+    /// The version the collector declares.
+    pub version: String,
+    /// Whether the proxy published it (it runs from the managed collectors dir).
+    pub managed: bool,
 }
 
 impl Default for Health {
@@ -54,6 +58,8 @@ impl Default for Health {
             call_time: Duration::ZERO,
             dropped_values: 0,
             last_error: None,
+            version: String::new(),
+            managed: false,
         }
     }
 }

@@ -79,7 +79,14 @@ pub fn spawn(
     out: mpsc::Sender<Vec<Sample>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    health.update(&name, |h| *h = Health::default());
+    // Counters start over; what the collector is (version, origin) stays.
+    health.update(&name, |h| {
+        *h = Health {
+            version: std::mem::take(&mut h.version),
+            managed: h.managed,
+            ..Health::default()
+        }
+    });
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(
             tokio::time::Instant::now()

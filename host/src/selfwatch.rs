@@ -1,7 +1,7 @@
 //! Self-observation: a built-in collector, `agent`, that reports the
 //! agent's own health every [`INTERVAL`] through the same path as any other
-//! collector's samples — per collector: state, calls, failures, timeouts,
-//! call time and dropped values; for the agent: queue and spool depth,
+//! collector's samples — per collector: state, version, whether the proxy
+//! published it, calls, failures, timeouts, call time and dropped values; for the agent: queue and spool depth,
 //! drops, batches lost to spool damage, sessions and reconnects, batches
 //! and bytes sent per path, and the proxy's round-trip time and clock offset.
 
@@ -28,8 +28,10 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 pub type OwnField = (&'static str, Kind, &'static str, &'static str);
 
 /// The fields of the agent's samples about each collector (label `collector`).
-pub const COLLECTOR_FIELDS: [OwnField; 7] = [
+pub const COLLECTOR_FIELDS: [OwnField; 9] = [
     ("state", Kind::Text, "", "The collector's state: running, backoff, quarantined or disabled."),
+    ("version", Kind::Text, "", "The version the collector declares."),
+    ("managed", Kind::Gauge, "", "1 if the proxy published the collector, 0 if it is local."),
     ("quarantined", Kind::Gauge, "", "1 while the collector is quarantined, else 0."),
     ("calls", Kind::Counter, "", "Calls of the collector since the agent started."),
     ("failures", Kind::Counter, "", "Calls that failed (trap, error, refused output)."),
@@ -101,6 +103,8 @@ pub fn samples(
             labels: vec![("collector".into(), name)].into(),
             values: vec![
                 field("state", Value::Text(state_name(&h.state).into())),
+                field("version", Value::Text(h.version.clone())),
+                field("managed", Value::Gauge(f64::from(u8::from(h.managed)))),
                 field(
                     "quarantined",
                     Value::Gauge(f64::from(u8::from(matches!(h.state, State::Quarantined { .. })))),
@@ -189,6 +193,8 @@ mod tests {
         let health = Registry::default();
         health.update("cpu", |h| {
             h.calls = 3;
+            h.version = "1.2.0".into();
+            h.managed = true;
             h.state = State::Quarantined { reason: "trap".into() };
         });
         let stats = AgentStats::new();
@@ -208,6 +214,8 @@ mod tests {
         };
         assert_eq!(get(0, "state"), Some(Value::Text("quarantined".into())));
         assert_eq!(get(0, "quarantined"), Some(Value::Gauge(1.0)));
+        assert_eq!(get(0, "version"), Some(Value::Text("1.2.0".into())));
+        assert_eq!(get(0, "managed"), Some(Value::Gauge(1.0)));
         assert_eq!(get(1, "simple_bytes"), Some(Value::Counter(42.0)));
         assert_eq!(get(1, "spool_batches"), Some(Value::Gauge(2.0)));
         assert_eq!(get(1, "spool_dropped_samples"), Some(Value::Counter(7.0)));

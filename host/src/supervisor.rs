@@ -55,6 +55,8 @@ struct Candidate {
 
 struct Running {
     name: String,
+    /// Pushed by the proxy (a local collector of the same name wins).
+    managed: bool,
     /// What it declared at load.
     schema: Arc<Schema>,
     fingerprint: [u8; 32],
@@ -79,11 +81,20 @@ pub enum Command {
     Run(String, oneshot::Sender<Result<Vec<Sample>, String>>),
     /// What every loaded collector declared (its fields, units and help).
     Describe(oneshot::Sender<Vec<Arc<Schema>>>),
-    /// Files whose last load failed, with the reason.
-    Failures(oneshot::Sender<Vec<(PathBuf, String)>>),
+    /// Files whose last load failed, and managed collectors a local one stands in for.
+    Failures(oneshot::Sender<Troubles>),
     /// Bring the running set in step with the directories now (without
     /// retrying what failed); answers when done.
     Rescan(oneshot::Sender<()>),
+}
+
+/// Collector files that do not run, and why.
+#[derive(Debug, Default)]
+pub struct Troubles {
+    /// Files whose last load failed, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+    /// Managed collectors a local collector of the same name stands in for.
+    pub shadowed: Vec<PathBuf>,
 }
 
 /// Owns the collector tasks.
@@ -100,8 +111,11 @@ pub struct Supervisor {
     /// Files whose last load failed, by fingerprint (not retried until
     /// they change), with the reason.
     failed: BTreeMap<PathBuf, ([u8; 32], String)>,
-    /// Managed collectors a local one of the same name stands in for.
+    /// Managed collectors a local one of the same file name stands in for.
     shadowed: std::collections::BTreeSet<PathBuf>,
+    /// Managed collectors a local one of the same collector name stands
+    /// in for, with that name: retried once no local one has it.
+    shadowed_by_name: BTreeMap<PathBuf, String>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -171,6 +185,7 @@ impl Supervisor {
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
             shadowed: std::collections::BTreeSet::new(),
+            shadowed_by_name: BTreeMap::new(),
         }
     }
 
@@ -216,6 +231,19 @@ impl Supervisor {
             }
         }
         self.failed.retain(|p, _| present.contains(p));
+        // A managed collector stood aside for a local one of its name: once
+        // no collector of that name runs, it is loaded again.
+        let running_names: Vec<&str> = self.running.values().map(|r| r.name.as_str()).collect();
+        let freed: Vec<PathBuf> = self
+            .shadowed_by_name
+            .iter()
+            .filter(|(p, name)| !present.contains(p) || !running_names.contains(&name.as_str()))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in freed {
+            self.shadowed_by_name.remove(&p);
+            self.failed.remove(&p);
+        }
 
         let todo: Vec<Candidate> = candidates
             .into_iter()
@@ -238,7 +266,7 @@ impl Supervisor {
                         tracing::info!(collector = %old.name, path = %c.wasm.display(), "collector replaced");
                         self.stop(old).await;
                     }
-                    self.start(c, collector);
+                    self.start(c, collector).await;
                 }
                 Err(e) => {
                     if let Some(old) = self.running.get(&c.wasm) {
@@ -252,21 +280,45 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, c: Candidate, collector: Collector) {
+    async fn start(&mut self, c: Candidate, collector: Collector) {
         let name = collector.schema().name.clone();
-        if let Some(other) = self.running.values().find(|r| r.name == name) {
-            tracing::error!(collector = %name, path = %c.wasm.display(), running = %other.name, "another file already provides a collector of this name; not started");
-            let why = format!("another file already provides a collector named `{name}`");
-            self.failed.insert(c.wasm, (c.fingerprint, why));
-            return;
+        let other = self.running.iter().find(|(_, r)| r.name == name);
+        if let Some((path, other)) = other.map(|(p, r)| (p.clone(), r.managed)) {
+            if other && !c.managed {
+                // A local collector wins over a managed one of the same name.
+                if let Some(r) = self.running.remove(&path) {
+                    tracing::info!(collector = %name, managed = %path.display(), local = %c.wasm.display(), "a local collector of this name runs instead of the managed one");
+                    let why = format!("{} runs instead", c.wasm.display());
+                    self.failed.insert(path.clone(), (r.fingerprint, why));
+                    self.shadowed_by_name.insert(path, name.clone());
+                    self.stop(r).await;
+                }
+            } else if c.managed && !other {
+                tracing::info!(collector = %name, managed = %c.wasm.display(), local = %path.display(), "a local collector of this name runs instead of the managed one");
+                let why = format!("{} runs instead", path.display());
+                self.failed.insert(c.wasm.clone(), (c.fingerprint, why));
+                self.shadowed_by_name.insert(c.wasm, name);
+                return;
+            } else {
+                tracing::error!(collector = %name, path = %c.wasm.display(), running = %path.display(), "another file already provides a collector of this name; not started");
+                let why = format!("another file already provides a collector named `{name}`");
+                self.failed.insert(c.wasm, (c.fingerprint, why));
+                return;
+            }
         }
         let schedule = Schedule {
             interval: collector.manifest().interval.unwrap_or(collector.schema().default_interval),
             quarantine_after: self.quarantine_after,
         };
         let enabled = collector.manifest().enabled;
+        let version = collector.schema().version.clone();
+        self.health.update(&name, |h| {
+            h.version = version;
+            h.managed = c.managed;
+        });
         let mut r = Running {
             name,
+            managed: c.managed,
             schema: Arc::new(collector.schema().clone()),
             fingerprint: c.fingerprint,
             collector: Arc::new(Mutex::new(collector)),
@@ -349,8 +401,15 @@ impl Supervisor {
                 let _ = reply.send(result);
             }
             Command::Failures(reply) => {
-                let failed = self.failed.iter().map(|(p, (_, why))| (p.clone(), why.clone()));
-                let _ = reply.send(failed.collect());
+                let shadowed: Vec<PathBuf> =
+                    self.shadowed.iter().chain(self.shadowed_by_name.keys()).cloned().collect();
+                let failed = self
+                    .failed
+                    .iter()
+                    .filter(|(p, _)| !shadowed.contains(p))
+                    .map(|(p, (_, why))| (p.clone(), why.clone()))
+                    .collect();
+                let _ = reply.send(Troubles { failed, shadowed });
             }
             Command::Rescan(reply) => {
                 self.reconcile().await;

@@ -146,6 +146,7 @@ async fn metrics(state: &Arc<HttpState>, format: exposition::Format) -> HttpResp
         state.store.damage().render(&mut text);
         state.store.usage().render(&mut text);
         state.gate.render(&mut text);
+        state.fleet.render(&mut text);
         text.finish()
     })
     .await;

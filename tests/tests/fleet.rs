@@ -11,7 +11,8 @@ use serde_json::Value;
 use wasmtap_tests::ctl::admin_section;
 use wasmtap_tests::{Agent, Proxy, new_key, paths, wait};
 
-const WAIT: Duration = Duration::from_secs(60);
+/// Long enough for a report the proxy refreshes every 30 s.
+const WAIT: Duration = Duration::from_secs(120);
 
 fn publish(proxy: &Proxy, wasm: &Path, extra: &[&str]) -> anyhow::Result<Value> {
     let mut args = vec!["publish", "--project", "shop", wasm.to_str().context("path")?];
@@ -101,6 +102,32 @@ fn a_published_collector_reaches_every_agent_and_a_broken_canary_rolls_back_by_i
             Ok((!rows.is_empty()).then_some(()))
         })?;
     }
+    // The agent reports on its managed collectors too: version and origin.
+    wait::until(WAIT, "the agent's report on its managed collector", || {
+        let rows = proxy.query(&[
+            "--collector",
+            "agent",
+            "--agent",
+            "web-01",
+            "--label",
+            "collector=fleet",
+        ])?;
+        let has = |field: &str, value: Value| {
+            rows.iter().any(|r| r["field"] == field && r["value"] == value)
+        };
+        Ok((has("version", "1.0.0".into()) && has("managed", 1.0.into())).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "{:?}",
+            proxy.query(&["--collector", "agent", "--agent", "web-01"]).map(|r| r
+                .into_iter()
+                .filter(|r| r["labels"].to_string().contains("fleet"))
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>())
+        )
+    })?;
 
     // Version 2 traps in collect: the one canary agent catches it.
     let (v2, _) = paths::plugin("testing/fleet-v2")?;
@@ -118,6 +145,19 @@ fn a_published_collector_reaches_every_agent_and_a_broken_canary_rolls_back_by_i
     // Every agent runs version 1 again, the canary included.
     until_all(&proxy, &names, 1, "running")?;
     assert_eq!(release_state(&proxy, 1)?.0, "promoted");
+
+    // The proxy's /metrics shows the releases and the agents on each.
+    let http = proxy.http.context("the proxy's [http] listener")?;
+    let metrics = wasmtap_tests::http::get(http, "/metrics", &[])?.body;
+    for line in [
+        r#"wasmtap_proxy_fleet_release{project="shop",collector="fleet",release="1",version="1.0.0",state="promoted"} 1.0"#,
+        r#"wasmtap_proxy_fleet_rollbacks_total{project="shop",collector="fleet"} 1.0"#,
+        r#"wasmtap_proxy_fleet_agents{project="shop",collector="fleet",release="1",status="running"} 3.0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
+    let problems = wasmtap_tests::prometheus::promtool_problems(&metrics)?;
+    assert!(problems.is_empty(), "{problems:?}");
     Ok(())
 }
 
@@ -269,10 +309,27 @@ fn an_offline_agent_converges_and_an_agent_without_its_proxy_keeps_its_collector
     let offline = agents.pop().context("agent")?;
     let online = agents.pop().context("agent")?;
     offline.stop()?;
+    // This one has a local collector of the same name: it wins.
+    let local = Agent::start(
+        &dir.path().join("local"),
+        "local",
+        proxy.addr.port(),
+        &key,
+        &["testing/fleet-v1"],
+    )?;
 
     let (v1, _) = paths::plugin("testing/fleet-v1")?;
     publish(&proxy, &v1, &[])?;
     until_all(&proxy, &["online"], 1, "running")?;
+    until_all(&proxy, &["local"], 1, "shadowed")?;
+    assert!(
+        local.log_text().contains("a local collector of this name runs instead"),
+        "{}",
+        local.log_text()
+    );
+    // Without the local one, the published one runs.
+    std::fs::remove_file(local.plugins.join("fleet-v1.wasm"))?;
+    until_all(&proxy, &["local"], 1, "running")?;
     let back_dir = dir.path().join("offline");
     let _back = Agent::start_with_config(
         &back_dir,

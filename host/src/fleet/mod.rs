@@ -24,7 +24,7 @@ pub use managed::{FleetError, Managed};
 
 use crate::health::{self, Registry};
 use crate::signing::PublicKey;
-use crate::supervisor::Command;
+use crate::supervisor::{Command, Troubles};
 
 /// A loaded collector's status as the proxy sees it.
 fn status_of(h: &health::Health) -> Status {
@@ -78,10 +78,10 @@ impl Fleet {
             let mut m = managed.lock().await;
             (m.installed(), m.refusals(), m.blobs(), m.dir().to_owned())
         };
-        let (reply, failures) = oneshot::channel();
-        let failures = match self.supervisor.send(Command::Failures(reply)).await {
-            Ok(()) => failures.await.unwrap_or_default(),
-            Err(_) => Vec::new(),
+        let (reply, troubles) = oneshot::channel();
+        let troubles = match self.supervisor.send(Command::Failures(reply)).await {
+            Ok(()) => troubles.await.unwrap_or_default(),
+            Err(_) => Troubles::default(),
         };
         let health = self.health.snapshot();
         let mut collectors = Vec::new();
@@ -90,7 +90,9 @@ impl Fleet {
             let local = self.plugins_dir.join(format!("{name}.wasm"));
             let (status, failures, reason) = if local.is_file() {
                 (Status::Shadowed, 0, Some(format!("{} runs instead", local.display())))
-            } else if let Some((_, why)) = failures.iter().find(|(p, _)| *p == wasm) {
+            } else if troubles.shadowed.contains(&wasm) {
+                (Status::Shadowed, 0, Some("a local collector of this name runs instead".into()))
+            } else if let Some((_, why)) = troubles.failed.iter().find(|(p, _)| *p == wasm) {
                 (Status::Broken, 0, Some(why.clone()))
             } else {
                 match health.get(&name) {

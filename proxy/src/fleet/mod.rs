@@ -15,6 +15,7 @@
 pub mod api;
 pub mod catalog;
 pub mod deliver;
+mod metrics;
 pub mod validate;
 
 use std::collections::HashMap;
