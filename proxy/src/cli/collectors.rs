@@ -250,11 +250,12 @@ fn status_text(agents: &Value) -> String {
     let release = |v: &Value| v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string());
     for a in agents.as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:<24} {:<9} {:<7} {:<7} {:<12} {}\n",
+            "{:<24} {:<9} {:<7} {:<7} {:<10} {:<12} {}\n",
             a["agent"].as_str().unwrap_or("?"),
             if a["connected"] == true { "yes" } else { "no" },
             release(&a["wanted"]),
             release(&a["release"]),
+            a["version"].as_str().unwrap_or("-"),
             a["status"].as_str().unwrap_or("-"),
             a["reason"].as_str().unwrap_or("")
         ));

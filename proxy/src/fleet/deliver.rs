@@ -315,3 +315,67 @@ fn log_outcome(project: &str, agent: &str, desired: &Desired, state: &State) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An agent that appends a piece only at the offset it holds, as
+    /// `Managed::put` does; `stuck` never takes anything.
+    fn agent(holds: u64, stuck: bool) -> (Mutex<(u64, Vec<u64>)>, bool) {
+        (Mutex::new((holds, Vec::new())), stuck)
+    }
+
+    async fn send(
+        model: &(Mutex<(u64, Vec<u64>)>, bool),
+        size: u64,
+        blob: &[u8],
+        from: u64,
+    ) -> Result<(), String> {
+        let ask = |command: &'static str, args: Vec<String>, _: Duration| {
+            assert_eq!(command, fleet::PUT);
+            let offset: u64 = args[2].parse().expect("offset");
+            let data = base64::engine::general_purpose::STANDARD.decode(&args[3]).expect("b64");
+            assert!(data.len() <= fleet::CHUNK);
+            let mut m = model.0.lock().expect("lock");
+            m.1.push(offset);
+            if offset == m.0 && !model.1 {
+                m.0 += data.len() as u64;
+            }
+            let answer = serde_json::json!({ "sha256": args[0], "bytes": m.0 }).to_string();
+            async move { Ok::<_, SyncError>(answer) }
+        };
+        send_blob(&ask, "00", size, blob, from).await.map_err(|e| match e {
+            SyncError::Failed(m) => m,
+            SyncError::Unsupported => "unsupported".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_transfer_resumes_where_the_agent_stands() {
+        let blob = vec![7u8; fleet::CHUNK * 2 + 100];
+        let size = blob.len() as u64;
+        // The agent held 1,000 bytes from a cut session: the rest, in two pieces.
+        let model = agent(1_000, false);
+        send(&model, size, &blob, 1_000).await.expect("sent");
+        let (held, offsets) = model.0.into_inner().expect("lock");
+        assert_eq!(held, size);
+        assert_eq!(offsets, vec![1_000, 1_000 + fleet::CHUNK as u64]);
+        // The proxy thought it held nothing: the agent's answer moves it on.
+        let model = agent(500, false);
+        send(&model, size, &blob, 0).await.expect("sent");
+        let (held, offsets) = model.0.into_inner().expect("lock");
+        assert_eq!((held, offsets[0], offsets[1]), (size, 0, 500));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_agent_or_a_short_copy_is_an_error_not_a_loop() {
+        let blob = vec![1u8; 10];
+        let err = send(&agent(0, true), 10, &blob, 0).await.expect_err("stuck");
+        assert!(err.contains("takes no more"), "{err}");
+        let err = send(&agent(0, false), 20, &blob, 0).await.expect_err("short");
+        assert!(err.contains("10 of its 20 bytes"), "{err}");
+    }
+}

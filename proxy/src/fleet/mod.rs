@@ -85,6 +85,8 @@ pub struct AgentStatus {
     pub sha256: Option<String>,
     /// The release that SHA-256 belongs to.
     pub release: Option<u64>,
+    /// That release's declared version.
+    pub version: Option<String>,
     /// What it reports.
     pub status: Option<Status>,
     /// Why (refused, failing, quarantined), or the last sync's error.
@@ -273,6 +275,13 @@ impl Fleet {
         let release_of = |sha: &str| {
             releases.iter().rev().find(|r| r.name == name && r.sha256 == sha).map(|r| r.id)
         };
+        let version_of = |sha: &str| {
+            releases
+                .iter()
+                .rev()
+                .find(|r| r.name == name && r.sha256 == sha)
+                .map(|r| r.version.clone())
+        };
         let agents = lock(&self.agents);
         let mut out = Vec::new();
         for (agent, want) in desired {
@@ -291,6 +300,7 @@ impl Fleet {
                 connected: connected.contains(&agent),
                 wanted: want.as_deref().and_then(release_of),
                 release: reported.as_ref().and_then(|c| release_of(&c.sha256)),
+                version: reported.as_ref().and_then(|c| version_of(&c.sha256)),
                 sha256: reported.as_ref().map(|c| c.sha256.clone()),
                 status: reported.as_ref().map(|c| c.status),
                 reason: reported
