@@ -8,7 +8,7 @@
 //!
 //! 1. [`STATE`] → [`State`]: the managed collectors the agent has, with
 //!    their status, and the blobs it holds in part.
-//! 2. [`PUT`] `SHA256 OFFSET DATA` (DATA in base64, at most [`CHUNK`]
+//! 2. [`PUT`] `SHA256 SIZE OFFSET DATA` (DATA in base64, at most [`CHUNK`]
 //!    bytes) for every blob the agent lacks, from where its partial copy
 //!    ends → [`Received`]. A transfer cut by a lost session resumes there.
 //! 3. [`APPLY`] `DESIRED` (a [`Desired`] document) → [`State`] after
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 /// Asks for the agent's [`State`].
 pub const STATE: &str = "fleet-state";
-/// Sends a piece of a blob: `fleet-put SHA256 OFFSET BASE64`.
+/// Sends a piece of a blob: `fleet-put SHA256 SIZE OFFSET BASE64`.
 pub const PUT: &str = "fleet-put";
 /// Sends the [`Desired`] set: `fleet-apply JSON`.
 pub const APPLY: &str = "fleet-apply";

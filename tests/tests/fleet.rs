@@ -280,22 +280,29 @@ fn over_granted_unsigned_tampered_and_invalid_collectors_are_refused() -> anyhow
     bytes[middle] ^= 0x55;
     std::fs::write(&blob, bytes)?;
     let open_dir = dir.path().join("open");
+    let restarted = wasmtap_tests::wait::now_ms();
     let _open = Agent::start_with_config(
         &open_dir,
         &open_dir.join("agent.toml"),
         open_dir.join("plugins"),
     )?;
-    wait::until(WAIT, "the damaged blob refused", || {
-        let s = status(&proxy)?;
-        let refused = s.iter().any(|(a, r, st, why)| {
-            a == "open"
-                && *r == Some(id)
-                && st == "running"
-                && why.contains("does not match its SHA-256")
+    wait::until(WAIT, "the damaged copy held back", || {
+        let out = proxy.collectors(&["status", "--project", "shop", "fleet"])?;
+        let held = out.json.as_array().into_iter().flatten().any(|a| {
+            a["agent"] == "open"
+                && a["status"] == "refused"
+                && a["error"].as_str().is_some_and(|e| e.contains("does not match its SHA-256"))
         });
-        Ok(refused.then_some(()))
+        Ok(held.then_some(()))
     })
-    .with_context(|| format!("{:?}", status(&proxy).ok()))?;
+    .with_context(|| {
+        format!("{:?}", proxy.collectors(&["status", "--project", "shop", "fleet"]).map(|o| o.json))
+    })?;
+    // And the agent runs the release it had.
+    wait::until(WAIT, "samples of the release it had", || {
+        let rows = proxy.query(&["--collector", "fleet", "--agent", "open"])?;
+        Ok(rows.iter().any(|r| r["time"].as_u64().is_some_and(|t| t > restarted)).then_some(()))
+    })?;
     Ok(())
 }
 

@@ -55,9 +55,30 @@ impl Bounds {
     }
 
     /// Whether `manifest` stays within these bounds; the error names the
-    /// first grant beyond them.
+    /// first grant beyond them. A grant is judged by its text and by where
+    /// it leads on this machine: `/proc/1/root` is spelled under `/proc`
+    /// but is the root directory, so it is refused.
     pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
         let list = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        for p in manifest.read.iter().chain(&manifest.usage) {
+            let real = std::fs::canonicalize(p).map_err(|e| {
+                format!("grants {}, which cannot be resolved here: {e}", p.display())
+            })?;
+            let bounds = if manifest.read.contains(p) { &self.read } else { &self.usage };
+            let bounds: Vec<PathBuf> = bounds
+                .iter()
+                .chain(if manifest.read.contains(p) { [].iter() } else { self.read.iter() })
+                .map(|b| std::fs::canonicalize(b).unwrap_or_else(|_| b.clone()))
+                .collect();
+            if !within(&real, &bounds) {
+                return Err(format!(
+                    "grants {}, which leads to {}, beyond this agent's bounds {:?}",
+                    p.display(),
+                    real.display(),
+                    list(&bounds)
+                ));
+            }
+        }
         for p in &manifest.read {
             if !within(p, &self.read) {
                 return Err(format!(
@@ -105,6 +126,10 @@ mod tests {
         Manifest::parse(text, Path::new("x.toml")).expect("manifest parses")
     }
 
+    fn read(path: &str) -> Manifest {
+        manifest(&format!("[grants]\nread = [\"{path}\"]\n"))
+    }
+
     #[test]
     fn defaults_allow_the_standard_collectors_grants_and_nothing_else() {
         let b = Bounds::default();
@@ -116,28 +141,39 @@ mod tests {
             assert_eq!(b.check(&manifest(ok)), Ok(()), "{ok}");
         }
         for (bad, says) in [
-            ("[grants]\nread = [\"/etc\"]\n", "read of /etc"),
-            ("[grants]\nread = [\"/procfs\"]\n", "read of /procfs"),
-            ("[grants]\nread = [\"/\"]\n", "read of /"),
-            ("[grants]\nenv = [\"HOME\"]\n", "HOME"),
+            (read("/etc"), "/etc"),
+            (read("/"), "grants /,"),
+            (manifest("[grants]\nenv = [\"HOME\"]\n"), "HOME"),
         ] {
-            let err = b.check(&manifest(bad)).expect_err(bad);
-            assert!(err.contains(says), "{bad}: {err}");
+            let err = b.check(&bad).expect_err(says);
+            assert!(err.contains(says), "{says}: {err}");
         }
     }
 
     #[test]
     fn paths_that_climb_out_are_never_within() {
         assert!(!within(Path::new("/proc/../etc"), &[PathBuf::from("/proc")]));
+        assert!(!within(Path::new("/procfs"), &[PathBuf::from("/proc")]));
         assert!(within(Path::new("/proc/1/stat"), &[PathBuf::from("/proc")]));
         assert!(Bounds::new(Some(vec!["/proc/..".into()]), None, None).is_err());
         assert!(Bounds::new(None, Some(vec!["relative".into()]), None).is_err());
-        let b = Bounds::new(Some(vec!["/var/log".into()]), None, Some(vec!["HOME".into()]))
-            .expect("valid");
-        assert_eq!(
-            b.check(&manifest("[grants]\nread = [\"/var/log/syslog\"]\nenv = [\"HOME\"]\n")),
-            Ok(())
-        );
-        assert!(b.check(&manifest("[grants]\nread = [\"/proc\"]\n")).is_err());
+        let b =
+            Bounds::new(Some(vec!["/etc".into()]), None, Some(vec!["HOME".into()])).expect("valid");
+        assert_eq!(b.check(&manifest("[grants]\nread = [\"/etc\"]\nenv = [\"HOME\"]\n")), Ok(()));
+        assert!(b.check(&read("/proc")).is_err());
+    }
+
+    #[test]
+    fn grants_are_judged_by_where_they_lead() {
+        let b = Bounds::default();
+        // Spelled under /proc, but the root directory, the agent's working
+        // directory or whatever a descriptor is.
+        for bad in ["/proc/1/root", "/proc/self/root", "/proc/self/cwd", "/proc/self/fd/0"] {
+            assert!(b.check(&read(bad)).is_err(), "{bad} allowed");
+        }
+        let usage = b.check(&manifest("[grants]\nusage = [\"/proc/self/root\"]\n"));
+        assert_eq!(usage, Ok(()), "usage of / is allowed by default");
+        let missing = b.check(&read("/proc/no-such-thing")).expect_err("refused");
+        assert!(missing.contains("cannot be resolved"), "{missing}");
     }
 }

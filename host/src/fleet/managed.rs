@@ -28,6 +28,10 @@ use super::Bounds;
 use crate::manifest::Manifest;
 use crate::signing::{self, PublicKey};
 
+/// The blobs kept at once (received, in part, or kept for a rollback) may
+/// take this many times `max_managed_size`.
+pub const BLOBS_PER_MAX: u64 = 4;
+
 /// A request the agent will not carry out.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FleetError {
@@ -158,6 +162,19 @@ impl Managed {
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         if offset != have {
             return held(have);
+        }
+        if have == 0 {
+            // A new blob: what a proxy may leave here unapplied is bounded
+            // (a blob in part counts as large as it may grow).
+            let stored: u64 = self
+                .blobs()
+                .iter()
+                .map(|b| if self.blob(&b.sha256).is_file() { b.bytes } else { self.max })
+                .sum();
+            let cap = self.max.saturating_mul(BLOBS_PER_MAX);
+            if stored.saturating_add(size) > cap {
+                return Err(FleetError::TooLarge { size: stored.saturating_add(size), max: cap });
+            }
         }
         let end = offset.saturating_add(data.len() as u64);
         if end > size {

@@ -68,6 +68,13 @@ fn damaged_oversized_and_malformed_pieces_are_refused_and_discarded() {
         Err(FleetError::TooLarge { size: MAX + 1, max: MAX })
     );
     assert!(matches!(m.put("../../etc/passwd", 1, 0, b"x"), Err(FleetError::BadRequest(_))));
+    // Blobs a proxy never applies cannot fill the disk.
+    for i in 0..BLOBS_PER_MAX {
+        let piece = format!("{i}").repeat(10);
+        m.put(&fleet::sha256_hex(piece.as_bytes()), MAX, 0, piece.as_bytes()).expect("room");
+    }
+    let err = m.put(&fleet::sha256_hex(b"one more"), MAX, 0, b"one more").expect_err("full");
+    assert!(matches!(err, FleetError::TooLarge { .. }), "{err}");
 }
 
 #[test]
@@ -115,7 +122,7 @@ fn over_granted_unsigned_and_missing_versions_are_refused_and_the_old_one_stays(
         Desired { collectors: vec![wanted("x", v2, Some("[grants]\nread = [\"/etc\"]\n"))] };
     let applied = m.apply(&greedy, &bounds, &[]).expect("apply");
     let refusal = &applied.refused["x"];
-    assert!(refusal.reason.contains("read of /etc"), "{}", refusal.reason);
+    assert!(refusal.reason.contains("/etc"), "{}", refusal.reason);
     assert_eq!(m.installed()["x"], fleet::sha256_hex(v1), "the installed version stays");
     // Reported until the proxy stops asking for it, across restarts.
     let mut m = Managed::open(m.dir(), MAX).expect("reopen");

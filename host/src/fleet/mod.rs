@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use wasmtap_protocol::fleet::{self, Desired, Installed, State, Status};
 
 pub use bounds::Bounds;
@@ -40,8 +40,10 @@ fn status_of(h: &health::Health) -> Status {
 /// The agent's fleet state and policy.
 #[derive(Debug)]
 pub struct Fleet {
-    /// `None` when `[plugins] managed = false`.
-    managed: Option<Mutex<Managed>>,
+    /// `None` when `[plugins] managed = false`. Its disk work (hashing,
+    /// writing, syncing) runs on blocking threads, off the agent's one
+    /// async thread.
+    managed: Option<Arc<std::sync::Mutex<Managed>>>,
     bounds: Bounds,
     trusted: Arc<[PublicKey]>,
     plugins_dir: PathBuf,
@@ -60,24 +62,34 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
-        Self { managed: managed.map(Mutex::new), bounds, trusted, plugins_dir, health, supervisor }
+        let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
+        Self { managed, bounds, trusted, plugins_dir, health, supervisor }
     }
 
-    fn managed(&self) -> Result<&Mutex<Managed>, String> {
-        self.managed.as_ref().ok_or_else(|| {
-            "this agent takes no pushed collectors ([plugins] managed = false)".into()
+    /// Runs `f` on the managed directory on a blocking thread.
+    async fn with_managed<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Managed) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let managed = self.managed.clone().ok_or_else(|| {
+            "this agent takes no pushed collectors ([plugins] managed = false)".to_owned()
+        })?;
+        tokio::task::spawn_blocking(move || {
+            let mut m = managed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut m)
         })
+        .await
+        .map_err(|e| format!("the managed collectors directory: {e}"))
     }
 
     /// `fleet-state`.
     pub async fn state(&self) -> Result<State, String> {
-        let Some(managed) = &self.managed else {
+        if self.managed.is_none() {
             return Ok(State { managed: false, ..State::default() });
-        };
-        let (installed, refusals, blobs, dir) = {
-            let mut m = managed.lock().await;
-            (m.installed(), m.refusals(), m.blobs(), m.dir().to_owned())
-        };
+        }
+        let (installed, refusals, blobs, dir) = self
+            .with_managed(|m| (m.installed(), m.refusals(), m.blobs(), m.dir().to_owned()))
+            .await?;
         let (reply, troubles) = oneshot::channel();
         let troubles = match self.supervisor.send(Command::Failures(reply)).await {
             Ok(()) => troubles.await.unwrap_or_default(),
@@ -129,9 +141,10 @@ impl Fleet {
         if data.len() > fleet::CHUNK {
             return Err(format!("{}: a piece is at most {} bytes", fleet::PUT, fleet::CHUNK));
         }
-        let managed = self.managed()?;
-        let mut m = managed.lock().await;
-        m.put(sha, size, offset, &data).map_err(|e| e.to_string())
+        let sha = sha.clone();
+        self.with_managed(move |m| m.put(&sha, size, offset, &data))
+            .await?
+            .map_err(|e| e.to_string())
     }
 
     /// `fleet-apply DESIRED`: installs and removes, lets the supervisor
@@ -140,11 +153,11 @@ impl Fleet {
         let [json] = args else { return Err(format!("usage: {} DESIRED-JSON", fleet::APPLY)) };
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
-        let applied = {
-            let managed = self.managed()?;
-            let mut m = managed.lock().await;
-            m.apply(&desired, &self.bounds, &self.trusted).map_err(|e| e.to_string())?
-        };
+        let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
+        let applied = self
+            .with_managed(move |m| m.apply(&desired, &bounds, &trusted))
+            .await?
+            .map_err(|e| e.to_string())?;
         if !applied.installed.is_empty() || !applied.removed.is_empty() {
             let (reply, done) = oneshot::channel();
             if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {

@@ -257,7 +257,12 @@ fn status_text(agents: &Value) -> String {
             release(&a["release"]),
             a["version"].as_str().unwrap_or("-"),
             a["status"].as_str().unwrap_or("-"),
-            a["reason"].as_str().unwrap_or("")
+            match (a["reason"].as_str(), a["error"].as_str()) {
+                (Some(r), Some(e)) => format!("{r}; delivery: {e}"),
+                (Some(r), None) => r.to_owned(),
+                (None, Some(e)) => format!("delivery: {e}"),
+                (None, None) => String::new(),
+            }
         ));
     }
     out

@@ -163,7 +163,10 @@ fn parse_publish(bytes: &[u8]) -> Result<Parsed, String> {
 
 fn failed(e: &FleetError) -> HttpResponse {
     let status = match e {
-        FleetError::UnknownProject(_) => StatusCode::NOT_FOUND,
+        FleetError::UnknownProject(_) | FleetError::Catalog(CatalogError::NotFound(_)) => {
+            StatusCode::NOT_FOUND
+        }
+        FleetError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         FleetError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         FleetError::Catalog(CatalogError::Refused(_)) => StatusCode::CONFLICT,
         FleetError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -20,6 +20,9 @@ pub enum CatalogError {
     /// under watch, no agent to run a canary on).
     #[error("{0}")]
     Refused(String),
+    /// No release of that collector was ever published to the project.
+    #[error("`{0}` was never published to this project")]
+    NotFound(String),
     /// The catalog file is unreadable; it is left as it is.
     #[error("catalog {path}: {message}")]
     Corrupt {
@@ -321,8 +324,16 @@ impl Catalog {
         Ok(release)
     }
 
+    fn known(&self, name: &str) -> Result<(), CatalogError> {
+        match self.doc.releases.iter().any(|r| r.name == name) {
+            true => Ok(()),
+            false => Err(CatalogError::NotFound(name.to_owned())),
+        }
+    }
+
     /// Promotes the candidate of `name`.
     pub fn promote(&mut self, name: &str, now_ms: u64) -> Result<Release, CatalogError> {
+        self.known(name)?;
         let i = self.live(name, true).ok_or_else(|| {
             CatalogError::Refused(format!("`{name}` has no canary or held release to promote"))
         })?;
@@ -348,6 +359,7 @@ impl Catalog {
         reason: &str,
         now_ms: u64,
     ) -> Result<Release, CatalogError> {
+        self.known(name)?;
         let i = self.live(name, true).or_else(|| self.live(name, false)).ok_or_else(|| {
             CatalogError::Refused(format!("`{name}` has no live release to roll back"))
         })?;
@@ -373,13 +385,23 @@ impl Catalog {
 
     /// Removes `name` from the project: every agent drops it.
     pub fn remove(&mut self, name: &str, now_ms: u64) -> Result<Vec<Release>, CatalogError> {
+        self.known(name)?;
         let mut next = self.doc.releases.clone();
         let mut out = Vec::new();
-        for r in next.iter_mut().filter(|r| r.name == name) {
-            if matches!(r.state, ReleaseState::Promoted) || r.state.is_candidate() {
+        let live = next.iter().any(|r| {
+            r.name == name && (r.state == ReleaseState::Promoted || r.state.is_candidate())
+        });
+        for r in next.iter_mut().filter(|r| r.name == name && live) {
+            // Superseded ones too: a later rollback must not bring them back.
+            if matches!(r.state, ReleaseState::Promoted | ReleaseState::Superseded)
+                || r.state.is_candidate()
+            {
+                let was_live = r.state != ReleaseState::Superseded;
                 r.state = ReleaseState::Removed;
                 r.event(now_ms, "removed from the project".into());
-                out.push(r.clone());
+                if was_live {
+                    out.push(r.clone());
+                }
             }
         }
         if out.is_empty() {

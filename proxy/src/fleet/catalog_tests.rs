@@ -107,11 +107,15 @@ fn held_promote_rollback_and_remove_by_hand() {
     assert_eq!(wants(&c, "web-00"), vec![v1.sha256.clone()]);
     assert_eq!(c.remove("cpu", 90_000).expect("remove").len(), 1);
     assert!(c.desired("web-00").collectors.is_empty());
-    for refused in
-        [c.promote("cpu", 0).err(), c.rollback("nope", "x", 0).err(), c.remove("cpu", 0).err()]
-    {
+    for refused in [c.promote("cpu", 0).err(), c.remove("cpu", 0).err()] {
         assert!(matches!(refused, Some(CatalogError::Refused(_))), "{refused:?}");
     }
+    assert!(matches!(c.rollback("nope", "x", 0), Err(CatalogError::NotFound(_))));
+    // Published again after the removal, then rolled back: nothing from
+    // before the removal comes back.
+    c.publish(publish("cpu", None), b"v3", &[], 100_000).expect("publish");
+    c.rollback("cpu", "operator", 110_000).expect("rollback");
+    assert!(c.desired("web-00").collectors.is_empty(), "{:?}", c.desired("web-00"));
 }
 
 #[test]

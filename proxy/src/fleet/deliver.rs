@@ -26,6 +26,10 @@ use crate::sessions::Sessions;
 pub const POLL: Duration = Duration::from_secs(30);
 /// How often the agents of a canary under watch are asked.
 pub const CANARY_POLL: Duration = Duration::from_secs(2);
+/// How long after a failed sync an agent is tried again.
+pub const RETRY: Duration = Duration::from_secs(15);
+/// Transfers of components running at once (each holds its component in memory).
+pub(super) const TRANSFERS: usize = 4;
 /// How long an agent has to answer a state request.
 const STATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent has to take a piece or apply a set (it may compile).
@@ -50,7 +54,18 @@ impl Fleet {
             let fleet = self.clone();
             // Judging may write the catalog: off the async workers.
             let _ = tokio::task::spawn_blocking(move || fleet.judge(now)).await;
+            // One sync per agent, on its newest session (requests go there).
+            let mut newest: std::collections::HashMap<
+                (String, String),
+                crate::sessions::AgentInfo,
+            > = std::collections::HashMap::new();
             for info in sessions.agents() {
+                let key = (info.project.clone(), info.agent.clone());
+                if newest.get(&key).is_none_or(|n| n.connected_ms <= info.connected_ms) {
+                    newest.insert(key, info);
+                }
+            }
+            for info in newest.into_values() {
                 if !self.projects.contains(&info.project)
                     || !self.due(&info.project, &info.agent, &info.session, now)
                 {
@@ -76,6 +91,10 @@ impl Fleet {
         }
         let new_session = view.session != session;
         if !new_session && view.unsupported {
+            return false;
+        }
+        let retry = u64::try_from(RETRY.as_millis()).unwrap_or(u64::MAX);
+        if !new_session && view.error.is_some() && now.saturating_sub(view.checked_ms) < retry {
             return false;
         }
         let poll = if canary { CANARY_POLL } else { POLL };
@@ -112,16 +131,19 @@ impl Fleet {
         }
         view.checked_ms = crate::now_ms();
         match result {
-            Ok(Synced { state, applied }) => {
+            Ok(Synced { state, applied, errors }) => {
                 view.state = Some(state);
-                view.error = None;
+                view.error = (!errors.is_empty()).then(|| errors.join("; "));
+                if let Some(e) = &view.error {
+                    tracing::warn!(%project, %agent, error = %e, "collector delivery incomplete");
+                }
                 if applied {
                     view.applied = Some(generation);
                 }
             }
             Err(SyncError::Unsupported) => view.unsupported = true,
             Err(SyncError::Failed(e)) => {
-                tracing::warn!(%project, %agent, error = %e, "collector delivery failed; retried at the next poll");
+                tracing::warn!(%project, %agent, error = %e, "collector delivery failed; retried in {RETRY:?}");
                 view.error = Some(e);
             }
         }
@@ -147,11 +169,12 @@ impl Fleet {
                 .map_err(|e| SyncError::Failed(format!("a report that does not parse: {e}")))
         };
         let state = parse(ask(fleet::STATE, Vec::new(), STATE_TIMEOUT).await?)?;
+        if !state.managed {
+            // Nothing to deliver until it reconnects (with other settings).
+            return Ok(Synced { state, applied: true, errors: Vec::new() });
+        }
         let applied =
             lock(&self.agents).get(&(project.to_owned(), agent.to_owned())).and_then(|v| v.applied);
-        if !state.managed || applied == Some(generation) {
-            return Ok(Synced { state, applied: false });
-        }
         let (desired, blobs) = self
             .with_catalog(project, |c| {
                 let d = c.desired(agent);
@@ -159,6 +182,11 @@ impl Fleet {
                 Ok((d, paths))
             })
             .map_err(|e| SyncError::Failed(e.to_string()))?;
+        // Applied and still in step (nothing installed by hand or lost since).
+        if applied == Some(generation) && in_step(&state, &desired) {
+            return Ok(Synced { state, applied: false, errors: Vec::new() });
+        }
+        let mut errors = Vec::new();
         for (w, path) in desired.collectors.iter().zip(blobs) {
             let has = state
                 .collectors
@@ -168,17 +196,48 @@ impl Fleet {
             if has {
                 continue;
             }
-            let from = state.partial.iter().find(|b| b.sha256 == w.sha256).map_or(0, |b| b.bytes);
-            let blob = tokio::fs::read(&path)
-                .await
-                .map_err(|e| SyncError::Failed(format!("reading {}: {e}", path.display())))?;
-            send_blob(&ask, &w.sha256, w.size, &blob, from).await?;
+            // A component that cannot be sent is left out; the agent
+            // refuses it as not received, and the rest is applied.
+            if let Err(e) = self.transfer(&ask, &state, w, &path).await {
+                match e {
+                    SyncError::Failed(m) => errors.push(format!("{} {}: {m}", w.name, w.version)),
+                    SyncError::Unsupported => return Err(SyncError::Unsupported),
+                }
+            }
         }
         let args =
             vec![serde_json::to_string(&desired).map_err(|e| SyncError::Failed(e.to_string()))?];
         let state = parse(ask(fleet::APPLY, args, APPLY_TIMEOUT).await?)?;
         log_outcome(project, agent, &desired, &state);
-        Ok(Synced { state, applied: true })
+        Ok(Synced { state, applied: true, errors })
+    }
+
+    /// Sends `w`'s component, from `path`, unless the proxy's copy is
+    /// damaged; a bounded number of transfers run at once.
+    async fn transfer<F, Fut>(
+        &self,
+        ask: &F,
+        state: &State,
+        w: &fleet::Wanted,
+        path: &std::path::Path,
+    ) -> Result<(), SyncError>
+    where
+        F: Fn(&'static str, Vec<String>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<String, SyncError>>,
+    {
+        let _permit =
+            self.transfers.acquire().await.map_err(|e| SyncError::Failed(e.to_string()))?;
+        let from = state.partial.iter().find(|b| b.sha256 == w.sha256).map_or(0, |b| b.bytes);
+        let blob = tokio::fs::read(path)
+            .await
+            .map_err(|e| SyncError::Failed(format!("reading {}: {e}", path.display())))?;
+        if fleet::sha256_hex(&blob) != w.sha256 {
+            return Err(SyncError::Failed(format!(
+                "the proxy's copy {} does not match its SHA-256; not sent",
+                path.display()
+            )));
+        }
+        send_blob(ask, &w.sha256, w.size, &blob, from).await
     }
 
     /// Settles every canary under watch from the agents' reports.
@@ -202,12 +261,16 @@ impl Fleet {
             };
             for (id, name, sha, canaries) in watched {
                 let (failure, ran) = {
+                    let since =
+                        lock(&self.canaries).get(&(project.clone(), id)).copied().unwrap_or(0);
                     let agents = lock(&self.agents);
                     let mut failure = None;
                     let mut ran = false;
                     for a in &canaries {
+                        // Only what an agent reported after applying the canary counts.
                         let Some(state) = agents
                             .get(&(project.clone(), a.clone()))
+                            .filter(|v| v.applied.is_some_and(|g| g >= since))
                             .and_then(|v| v.state.as_ref())
                         else {
                             continue;
@@ -249,6 +312,21 @@ impl Fleet {
 struct Synced {
     state: State,
     applied: bool,
+    /// Components that could not be sent.
+    errors: Vec<String>,
+}
+
+/// Whether the agent has every wanted version (installed or refused) and
+/// no managed collector that is not wanted.
+fn in_step(state: &State, desired: &Desired) -> bool {
+    let wanted = desired
+        .collectors
+        .iter()
+        .all(|w| state.collectors.iter().any(|c| c.name == w.name && c.sha256 == w.sha256));
+    let extra = state.collectors.iter().any(|c| {
+        c.status != Status::Refused && !desired.collectors.iter().any(|w| w.name == c.name)
+    });
+    wanted && !extra
 }
 
 enum SyncError {

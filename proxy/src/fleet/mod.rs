@@ -38,6 +38,14 @@ pub enum FleetError {
     /// The component (or its manifest or signature) is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// The component is over `[fleet] max_size`.
+    #[error("{size} bytes, over this proxy's [fleet] max_size of {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -89,8 +97,10 @@ pub struct AgentStatus {
     pub version: Option<String>,
     /// What it reports.
     pub status: Option<Status>,
-    /// Why (refused, failing, quarantined), or the last sync's error.
+    /// Why (refused, failing, quarantined).
     pub reason: Option<String>,
+    /// What went wrong in the last delivery to it, if anything did.
+    pub error: Option<String>,
 }
 
 /// The catalogs and the agents' reports, shared by the admin API and the
@@ -104,6 +114,10 @@ pub struct Fleet {
     /// Bumped at every catalog change, per project.
     generations: Mutex<HashMap<String, u64>>,
     agents: Mutex<HashMap<(String, String), AgentView>>,
+    /// The generation at which each canary (project, release id) was
+    /// published: only reports from agents that applied it since count.
+    canaries: Mutex<HashMap<(String, u64), u64>>,
+    transfers: tokio::sync::Semaphore,
     wake: Notify,
 }
 
@@ -121,6 +135,8 @@ impl Fleet {
             catalogs: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
+            canaries: Mutex::new(HashMap::new()),
+            transfers: tokio::sync::Semaphore::new(deliver::TRANSFERS),
             wake: Notify::new(),
         }
     }
@@ -177,6 +193,9 @@ impl Fleet {
         if !self.projects.iter().any(|p| p == project) {
             return Err(FleetError::UnknownProject(project.to_owned()));
         }
+        if wasm.len() as u64 > self.max_size {
+            return Err(FleetError::TooLarge { size: wasm.len() as u64, max: self.max_size });
+        }
         let v = validate::validate(
             label,
             wasm,
@@ -196,6 +215,10 @@ impl Fleet {
         let release = self.with_catalog(project, |c| c.publish(p, wasm, connected, now_ms))?;
         tracing::info!(%project, collector = %release.name, version = %release.version, release = release.id, state = ?release.state, "collector published");
         self.changed(project);
+        if release.canary.is_some() {
+            let generation = self.generation(project);
+            lock(&self.canaries).insert((project.to_owned(), release.id), generation);
+        }
         Ok(release)
     }
 
@@ -268,9 +291,7 @@ impl Fleet {
             Ok((c.releases().to_vec(), desired))
         })?;
         if !releases.iter().any(|r| r.name == name) {
-            return Err(FleetError::Catalog(CatalogError::Refused(format!(
-                "`{name}` was never published to project `{project}`"
-            ))));
+            return Err(FleetError::Catalog(CatalogError::NotFound(name.to_owned())));
         }
         let release_of = |sha: &str| {
             releases.iter().rev().find(|r| r.name == name && r.sha256 == sha).map(|r| r.id)
@@ -303,9 +324,8 @@ impl Fleet {
                 version: reported.as_ref().and_then(|c| version_of(&c.sha256)),
                 sha256: reported.as_ref().map(|c| c.sha256.clone()),
                 status: reported.as_ref().map(|c| c.status),
-                reason: reported
-                    .and_then(|c| c.reason)
-                    .or_else(|| view.and_then(|v| v.error.clone())),
+                reason: reported.and_then(|c| c.reason),
+                error: view.and_then(|v| v.error.clone()),
                 agent,
             });
         }
