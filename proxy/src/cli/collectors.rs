@@ -267,3 +267,34 @@ fn status_text(agents: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_print_as_text() {
+        let release = json!({
+            "id": 2, "name": "fleet", "version": "2.0.0", "state": "canary",
+            "sha256": "ab", "canary": {"agents": ["web-01"], "watch_ms": 60000},
+        });
+        let line = release_line(&release);
+        assert!(line.starts_with("release 2 of fleet 2.0.0: canary on web-01 for 60 s"), "{line}");
+        let list = json!([{
+            "id": 1, "name": "fleet", "version": "1.0.0", "state": "rolled_back",
+            "reason": "agent web-02: quarantined", "agents": {"running": 2, "failing": 1},
+        }]);
+        let text = list_text(&list);
+        assert!(text.contains("rolled_back (agent web-02: quarantined)"), "{text}");
+        assert!(text.contains("1 failing, 2 running"), "{text}");
+        let status = json!([{
+            "agent": "web-01", "connected": true, "wanted": 2, "release": 1, "version": "1.0.0",
+            "status": "refused", "reason": "grants /etc", "error": "fleet 2.0.0: not sent",
+        }]);
+        let text = status_text(&status);
+        assert!(text.contains("web-01"), "{text}");
+        assert!(text.contains("grants /etc; delivery: fleet 2.0.0: not sent"), "{text}");
+        assert_eq!(parse_percent("10%"), Ok(10));
+        assert!(parse_percent("0%").is_err() && parse_percent("101").is_err());
+    }
+}
