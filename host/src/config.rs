@@ -168,6 +168,7 @@ struct RawPlugins {
     allow_usage: Option<Vec<PathBuf>>,
     allow_env: Option<Vec<String>>,
     max_managed_size: Option<RawSize>,
+    max_managed_memory: Option<RawSize>,
 }
 
 mod humantime_serde_opt {
@@ -333,7 +334,11 @@ impl Config {
                 raw.plugins.allow_usage,
                 raw.plugins.allow_env,
             )
-            .map_err(ConfigError::Invalid)?,
+            .map_err(ConfigError::Invalid)?
+            .with_memory(match &raw.plugins.max_managed_memory {
+                Some(size) => size.bytes("plugins.max_managed_memory")?,
+                None => crate::fleet::bounds::DEFAULT_MEMORY,
+            }),
             max_managed_size: match &raw.plugins.max_managed_size {
                 Some(size) => size.bytes("plugins.max_managed_size")?,
                 None => wasmtap_protocol::fleet::DEFAULT_MAX_BLOB,

@@ -10,6 +10,8 @@ use crate::manifest::Manifest;
 pub const DEFAULT_READ: [&str; 2] = ["/proc", "/sys"];
 /// Usage grants (how full a filesystem is, no file read) allowed by default.
 pub const DEFAULT_USAGE: [&str; 1] = ["/"];
+/// The most memory a published collector may ask for by default.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
 
 /// The most a pushed manifest may grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,7 @@ pub struct Bounds {
     read: Vec<PathBuf>,
     usage: Vec<PathBuf>,
     env: Vec<String>,
+    memory: u64,
 }
 
 impl Default for Bounds {
@@ -25,6 +28,7 @@ impl Default for Bounds {
             read: DEFAULT_READ.iter().map(PathBuf::from).collect(),
             usage: DEFAULT_USAGE.iter().map(PathBuf::from).collect(),
             env: Vec::new(),
+            memory: DEFAULT_MEMORY,
         }
     }
 }
@@ -42,6 +46,7 @@ impl Bounds {
             read: read.unwrap_or(d.read),
             usage: usage.unwrap_or(d.usage),
             env: env.unwrap_or(d.env),
+            memory: d.memory,
         };
         for (key, paths) in [("allow_read", &bounds.read), ("allow_usage", &bounds.usage)] {
             if let Some(p) = paths.iter().find(|p| !plain_absolute(p)) {
@@ -52,6 +57,11 @@ impl Bounds {
             }
         }
         Ok(bounds)
+    }
+
+    /// These bounds with at most `bytes` of memory per collector.
+    pub fn with_memory(self, bytes: u64) -> Self {
+        Self { memory: bytes, ..self }
     }
 
     /// Whether `manifest` stays within these bounds; the error names the
@@ -97,6 +107,13 @@ impl Bounds {
                 ));
             }
         }
+        if manifest.memory > self.memory {
+            return Err(format!(
+                "asks for {} MiB of memory, beyond this agent's max_managed_memory of {} MiB",
+                manifest.memory >> 20,
+                self.memory >> 20
+            ));
+        }
         if let Some(var) = manifest.env.iter().find(|v| !self.env.contains(v)) {
             return Err(format!(
                 "grants the environment variable {var}, beyond this agent's allow_env {:?}",
@@ -141,6 +158,7 @@ mod tests {
             assert_eq!(b.check(&manifest(ok)), Ok(()), "{ok}");
         }
         for (bad, says) in [
+            (manifest("memory = \"128MiB\"\n"), "max_managed_memory"),
             (read("/etc"), "/etc"),
             (read("/"), "grants /,"),
             (manifest("[grants]\nenv = [\"HOME\"]\n"), "HOME"),

@@ -32,6 +32,9 @@ use crate::signing::{self, PublicKey};
 /// take this many times `max_managed_size`.
 pub const BLOBS_PER_MAX: u64 = 4;
 
+/// Managed collectors an agent runs at most.
+pub const MAX_MANAGED: usize = 64;
+
 /// A request the agent will not carry out.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FleetError {
@@ -267,6 +270,12 @@ impl Managed {
         bounds: &Bounds,
         trusted: &[PublicKey],
     ) -> Result<Applied, FleetError> {
+        if desired.collectors.len() > MAX_MANAGED {
+            return Err(FleetError::BadRequest(format!(
+                "{} collectors wanted; an agent runs at most {MAX_MANAGED} managed collectors",
+                desired.collectors.len()
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for w in &desired.collectors {
             if !fleet::is_collector_name(&w.name) || !seen.insert(w.name.as_str()) {

@@ -159,6 +159,7 @@ fn malformed_desired_sets_change_nothing() {
         vec![wanted("../a", b"v", None)],
         vec![wanted("a", b"v", None), wanted("a", b"v", None)],
         vec![Wanted { sha256: "zz".into(), ..wanted("b", b"v", None) }],
+        (0..=MAX_MANAGED).map(|i| wanted(&format!("c{i}"), b"v", None)).collect(),
     ] {
         let err = m.apply(&Desired { collectors: bad }, &bounds, &[]).expect_err("refused");
         assert!(matches!(err, FleetError::BadRequest(_)), "{err}");
