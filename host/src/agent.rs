@@ -108,7 +108,6 @@ pub async fn run(
         managed,
         config.bounds.clone(),
         config.trusted_keys.clone().into(),
-        config.plugins_dir.clone(),
         health.clone(),
         commands_tx.clone(),
     );

@@ -1,6 +1,6 @@
 //! Keeps the running collectors in step with the plugins directory and the
 //! managed collectors directory (collectors pushed by the proxy; a local
-//! collector of the same file name wins, and a managed one's manifest must
+//! collector of the same name wins, and a managed one's manifest must
 //! stay within `[plugins] allow_*`).
 //!
 //! At start-up every `*.wasm` is loaded in parallel. Afterwards the
@@ -93,8 +93,9 @@ pub enum Command {
 pub struct Troubles {
     /// Files whose last load failed, with the reason.
     pub failed: Vec<(PathBuf, String)>,
-    /// Managed collectors a local collector of the same name stands in for.
-    pub shadowed: Vec<PathBuf>,
+    /// Managed collectors a local collector of the same name stands in
+    /// for, with the local one's file.
+    pub shadowed: Vec<(PathBuf, String)>,
 }
 
 /// Owns the collector tasks.
@@ -111,11 +112,9 @@ pub struct Supervisor {
     /// Files whose last load failed, by fingerprint (not retried until
     /// they change), with the reason.
     failed: BTreeMap<PathBuf, ([u8; 32], String)>,
-    /// Managed collectors a local one of the same file name stands in for.
-    shadowed: std::collections::BTreeSet<PathBuf>,
     /// Managed collectors a local one of the same collector name stands
     /// in for, with that name: retried once no local one has it.
-    shadowed_by_name: BTreeMap<PathBuf, String>,
+    shadowed: BTreeMap<PathBuf, String>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -184,8 +183,7 @@ impl Supervisor {
             out,
             running: BTreeMap::new(),
             failed: BTreeMap::new(),
-            shadowed: std::collections::BTreeSet::new(),
-            shadowed_by_name: BTreeMap::new(),
+            shadowed: BTreeMap::new(),
         }
     }
 
@@ -205,17 +203,10 @@ impl Supervisor {
         };
         if let Some(managed_dir) = &self.managed_dir {
             match scan(managed_dir, true) {
-                Ok(managed) => {
-                    for c in managed {
-                        let local = self.dir.join(c.wasm.file_name().unwrap_or_default());
-                        if !candidates.iter().any(|l| l.wasm == local) {
-                            self.shadowed.remove(&c.wasm);
-                            candidates.push(c);
-                        } else if self.shadowed.insert(c.wasm.clone()) {
-                            tracing::info!(managed = %c.wasm.display(), local = %local.display(), "a local collector of this name runs instead of the managed one");
-                        }
-                    }
-                }
+                // After the local ones: loads start in this order, so a
+                // local collector is running when a managed one of its
+                // name comes to start (see `start`).
+                Ok(managed) => candidates.extend(managed),
                 Err(e) => {
                     tracing::error!(dir = %managed_dir.display(), error = %e, "cannot list the managed collectors dir");
                 }
@@ -235,13 +226,13 @@ impl Supervisor {
         // no collector of that name runs, it is loaded again.
         let running_names: Vec<&str> = self.running.values().map(|r| r.name.as_str()).collect();
         let freed: Vec<PathBuf> = self
-            .shadowed_by_name
+            .shadowed
             .iter()
             .filter(|(p, name)| !present.contains(p) || !running_names.contains(&name.as_str()))
             .map(|(p, _)| p.clone())
             .collect();
         for p in freed {
-            self.shadowed_by_name.remove(&p);
+            self.shadowed.remove(&p);
             self.failed.remove(&p);
         }
 
@@ -290,14 +281,14 @@ impl Supervisor {
                     tracing::info!(collector = %name, managed = %path.display(), local = %c.wasm.display(), "a local collector of this name runs instead of the managed one");
                     let why = format!("{} runs instead", c.wasm.display());
                     self.failed.insert(path.clone(), (r.fingerprint, why));
-                    self.shadowed_by_name.insert(path, name.clone());
+                    self.shadowed.insert(path, name.clone());
                     self.stop(r).await;
                 }
             } else if c.managed && !other {
                 tracing::info!(collector = %name, managed = %c.wasm.display(), local = %path.display(), "a local collector of this name runs instead of the managed one");
                 let why = format!("{} runs instead", path.display());
                 self.failed.insert(c.wasm.clone(), (c.fingerprint, why));
-                self.shadowed_by_name.insert(c.wasm, name);
+                self.shadowed.insert(c.wasm, name);
                 return;
             } else {
                 tracing::error!(collector = %name, path = %c.wasm.display(), running = %path.display(), "another file already provides a collector of this name; not started");
@@ -401,14 +392,11 @@ impl Supervisor {
                 let _ = reply.send(result);
             }
             Command::Failures(reply) => {
-                let shadowed: Vec<PathBuf> =
-                    self.shadowed.iter().chain(self.shadowed_by_name.keys()).cloned().collect();
-                let failed = self
+                let (shadowed, failed) = self
                     .failed
                     .iter()
-                    .filter(|(p, _)| !shadowed.contains(p))
                     .map(|(p, (_, why))| (p.clone(), why.clone()))
-                    .collect();
+                    .partition(|(p, _)| self.shadowed.contains_key(p));
                 let _ = reply.send(Troubles { failed, shadowed });
             }
             Command::Rescan(reply) => {

@@ -202,13 +202,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Ctl { config, addr, action } => ctl(config, addr, action),
         Command::Collectors { config, addr, json, action } => {
-            let cfg = load(&config)?;
-            let http_cfg = cfg.http.as_ref().ok_or(CtlError::NoHttp)?;
-            let api = AdminApi::new(http_cfg, addr)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let (cfg, rt) = admin(&config)?;
+            let api = AdminApi::new(cfg.http.as_ref().ok_or(CtlError::NoHttp)?, addr)?;
             rt.block_on(collectors::run(&api, action, json))
         }
     }
@@ -216,6 +211,17 @@ fn main() -> anyhow::Result<()> {
 
 fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(config).with_context(|| format!("loading config {}", config.display()))
+}
+
+/// The config of a proxy whose admin API a command calls, and a runtime
+/// to call it on.
+fn admin(config: &std::path::Path) -> anyhow::Result<(Config, tokio::runtime::Runtime)> {
+    let cfg = load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok((cfg, rt))
 }
 
 fn identity(config: PathBuf) -> anyhow::Result<()> {
@@ -276,13 +282,8 @@ fn ctl(
     addr: Option<std::net::SocketAddr>,
     action: CtlAction,
 ) -> anyhow::Result<()> {
-    let cfg = load(&config)?;
-    let http_cfg = cfg.http.as_ref().ok_or(CtlError::NoHttp)?;
-    let api = AdminApi::new(http_cfg, addr)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let (cfg, rt) = admin(&config)?;
+    let api = AdminApi::new(cfg.http.as_ref().ok_or(CtlError::NoHttp)?, addr)?;
     let answer = rt.block_on(async {
         match &action {
             CtlAction::Agents => api.agents().await,

@@ -115,28 +115,26 @@ impl Proxy {
     /// One `wasmtap-proxy ctl` run against this proxy (at its bound
     /// `[http]` address, so `listen` may use port 0).
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<CtlAnswer> {
-        let mut cmd = Command::new(paths::bin_dir()?.join("wasmtap-proxy"));
-        cmd.args(["ctl", "--config"]).arg(&self.config);
-        if let Some(http) = self.http {
-            cmd.arg("--addr").arg(http.to_string());
-        }
-        let out = cmd.args(args).output().context("running wasmtap-proxy ctl")?;
-        let stdout = String::from_utf8(out.stdout)?;
-        Ok(CtlAnswer {
-            ok: out.status.success(),
-            json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.admin_command(&["ctl"], args)
     }
 
     /// One `wasmtap-proxy collectors --json` run against this proxy.
     pub fn collectors(&self, args: &[&str]) -> anyhow::Result<CtlAnswer> {
+        self.admin_command(&["collectors", "--json"], args)
+    }
+
+    /// `wasmtap-proxy COMMAND --config … [--addr …] ARGS` (a command that
+    /// calls the admin API).
+    fn admin_command(&self, command: &[&str], args: &[&str]) -> anyhow::Result<CtlAnswer> {
         let mut cmd = Command::new(paths::bin_dir()?.join("wasmtap-proxy"));
-        cmd.args(["collectors", "--json", "--config"]).arg(&self.config);
+        cmd.args(command).arg("--config").arg(&self.config);
         if let Some(http) = self.http {
             cmd.arg("--addr").arg(http.to_string());
         }
-        let out = cmd.args(args).output().context("running wasmtap-proxy collectors")?;
+        let out = cmd
+            .args(args)
+            .output()
+            .with_context(|| format!("running wasmtap-proxy {}", command.join(" ")))?;
         let stdout = String::from_utf8(out.stdout)?;
         Ok(CtlAnswer {
             ok: out.status.success(),

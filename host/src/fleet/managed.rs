@@ -26,6 +26,7 @@ use wasmtap_protocol::fleet::{self, Desired, Received, Wanted};
 
 use super::Bounds;
 use crate::manifest::Manifest;
+use crate::runtime::cache::create_private_dir;
 use crate::signing::{self, PublicKey};
 
 /// The blobs kept at once (received, in part, or kept for a rollback) may
@@ -445,18 +446,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
 }
 
 #[cfg(test)]

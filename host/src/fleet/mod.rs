@@ -12,7 +12,6 @@
 pub mod bounds;
 pub mod managed;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -46,7 +45,6 @@ pub struct Fleet {
     managed: Option<Arc<std::sync::Mutex<Managed>>>,
     bounds: Bounds,
     trusted: Arc<[PublicKey]>,
-    plugins_dir: PathBuf,
     health: Registry,
     supervisor: mpsc::Sender<Command>,
 }
@@ -58,12 +56,11 @@ impl Fleet {
         managed: Option<Managed>,
         bounds: Bounds,
         trusted: Arc<[PublicKey]>,
-        plugins_dir: PathBuf,
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
-        Self { managed, bounds, trusted, plugins_dir, health, supervisor }
+        Self { managed, bounds, trusted, health, supervisor }
     }
 
     /// Runs `f` on the managed directory on a blocking thread.
@@ -99,19 +96,17 @@ impl Fleet {
         let mut collectors = Vec::new();
         for (name, sha256) in installed {
             let wasm = dir.join(format!("{name}.wasm"));
-            let local = self.plugins_dir.join(format!("{name}.wasm"));
-            let (status, failures, reason) = if local.is_file() {
-                (Status::Shadowed, 0, Some(format!("{} runs instead", local.display())))
-            } else if troubles.shadowed.contains(&wasm) {
-                (Status::Shadowed, 0, Some("a local collector of this name runs instead".into()))
-            } else if let Some((_, why)) = troubles.failed.iter().find(|(p, _)| *p == wasm) {
-                (Status::Broken, 0, Some(why.clone()))
-            } else {
-                match health.get(&name) {
-                    None => (Status::Installed, 0, None),
-                    Some(h) => (status_of(h), h.failures, h.last_error.clone()),
-                }
-            };
+            let (status, failures, reason) =
+                if let Some((_, why)) = troubles.shadowed.iter().find(|(p, _)| *p == wasm) {
+                    (Status::Shadowed, 0, Some(why.clone()))
+                } else if let Some((_, why)) = troubles.failed.iter().find(|(p, _)| *p == wasm) {
+                    (Status::Broken, 0, Some(why.clone()))
+                } else {
+                    match health.get(&name) {
+                        None => (Status::Installed, 0, None),
+                        Some(h) => (status_of(h), h.failures, h.last_error.clone()),
+                    }
+                };
             collectors.push(Installed { name, sha256, status, failures, reason });
         }
         for (name, r) in refusals {

@@ -147,15 +147,35 @@ impl std::fmt::Debug for Collector {
     }
 }
 
-/// Instantiates and calls `describe`, under the manifest's timeout.
-async fn described(rt: &Runtime, recipe: Recipe<'_>) -> Result<(Instance, Schema), LoadError> {
-    let timeout = recipe.manifest.timeout;
+/// A collector instantiated and described, with what its instance shares.
+struct Described {
+    instance: Instance,
+    schema: Schema,
+    kv: Arc<Mutex<KvState>>,
+    log: CollectorLog,
+    limits: OutputLimits,
+}
+
+/// Instantiates the collector of `path` and calls `describe`, under the
+/// manifest's timeout.
+async fn described(
+    rt: &Runtime,
+    pre: &Pre,
+    manifest: &Manifest,
+    path: &Path,
+) -> Result<Described, LoadError> {
+    let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let kv = Arc::new(Mutex::new(KvState::default()));
+    let log = CollectorLog::new(&label);
+    let limits = OutputLimits::default();
+    let recipe = Recipe { pre, manifest, name: &label, kv: &kv, log: &log, limits: &limits };
     let mut instance = instance::instantiate(rt, recipe).await?;
-    instance.arm(timeout);
-    let descriptor = within(rt, timeout, instance.exports.describe(&mut instance.store))
+    instance.arm(manifest.timeout);
+    let descriptor = within(rt, manifest.timeout, instance.exports.describe(&mut instance.store))
         .await
         .map_err(|e| LoadError::Describe(e.to_string()))?;
-    Ok((instance, Schema::from_descriptor(descriptor)?))
+    let schema = Schema::from_descriptor(descriptor)?;
+    Ok(Described { instance, schema, kv, log, limits })
 }
 
 impl Collector {
@@ -185,19 +205,8 @@ impl Collector {
     /// Instantiates, describes and initialises a prepared collector.
     pub async fn start(rt: &Runtime, prepared: Prepared) -> Result<Self, LoadError> {
         let Prepared { path, manifest, pre, origin } = prepared;
-        let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let kv = Arc::new(Mutex::new(KvState::default()));
-        let log = CollectorLog::new(&label);
-        let limits = OutputLimits::default();
-        let recipe = Recipe {
-            pre: &pre,
-            manifest: &manifest,
-            name: &label,
-            kv: &kv,
-            log: &log,
-            limits: &limits,
-        };
-        let (mut instance, schema) = described(rt, recipe).await?;
+        let Described { mut instance, schema, kv, log, limits } =
+            described(rt, &pre, &manifest, &path).await?;
         instance.store.data_mut().name = schema.name.clone();
         log.rename(&schema.name);
         if let Some(path) = rt.state_path(&schema.name) {
@@ -215,19 +224,7 @@ impl Collector {
         let Prepared { path, manifest, pre, .. } = prepared;
         let manifest =
             Manifest { read: Vec::new(), usage: Vec::new(), env: Vec::new(), ..manifest };
-        let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let kv = Arc::new(Mutex::new(KvState::default()));
-        let log = CollectorLog::new(&label);
-        let limits = OutputLimits::default();
-        let recipe = Recipe {
-            pre: &pre,
-            manifest: &manifest,
-            name: &label,
-            kv: &kv,
-            log: &log,
-            limits: &limits,
-        };
-        Ok(described(rt, recipe).await?.1)
+        Ok(described(rt, &pre, &manifest, &path).await?.schema)
     }
 
     /// The collector's validated schema.

@@ -293,16 +293,9 @@ impl Fleet {
         if !releases.iter().any(|r| r.name == name) {
             return Err(FleetError::Catalog(CatalogError::NotFound(name.to_owned())));
         }
-        let release_of = |sha: &str| {
-            releases.iter().rev().find(|r| r.name == name && r.sha256 == sha).map(|r| r.id)
-        };
-        let version_of = |sha: &str| {
-            releases
-                .iter()
-                .rev()
-                .find(|r| r.name == name && r.sha256 == sha)
-                .map(|r| r.version.clone())
-        };
+        // The newest release of this collector with that component.
+        let release_of =
+            |sha: &str| releases.iter().rev().find(|r| r.name == name && r.sha256 == sha);
         let agents = lock(&self.agents);
         let mut out = Vec::new();
         for (agent, want) in desired {
@@ -317,11 +310,12 @@ impl Fleet {
                     .or_else(|| all.first())
                     .map(|c| (*c).clone())
             });
+            let has = reported.as_ref().and_then(|c| release_of(&c.sha256));
             out.push(AgentStatus {
                 connected: connected.contains(&agent),
-                wanted: want.as_deref().and_then(release_of),
-                release: reported.as_ref().and_then(|c| release_of(&c.sha256)),
-                version: reported.as_ref().and_then(|c| version_of(&c.sha256)),
+                wanted: want.as_deref().and_then(release_of).map(|r| r.id),
+                release: has.map(|r| r.id),
+                version: has.map(|r| r.version.clone()),
                 sha256: reported.as_ref().map(|c| c.sha256.clone()),
                 status: reported.as_ref().map(|c| c.status),
                 reason: reported.and_then(|c| c.reason),
