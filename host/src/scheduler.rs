@@ -110,7 +110,6 @@ pub fn spawn(
                 _ = shutdown.changed() => break,
             };
             let took = started.elapsed();
-            drop(c);
             match result {
                 Ok(output) => {
                     let dropped = output.undeclared + output.wrong_kind;
@@ -129,11 +128,18 @@ pub fn spawn(
                             "dropped values that do not match the declared fields"
                         );
                     }
+                    // The state is saved once the samples are handed on,
+                    // never before: stopped in between, the agent keeps the
+                    // state that matches what it delivered.
                     if !output.samples.is_empty() && out.send(output.samples).await.is_err() {
                         break;
                     }
+                    c.save_state().await;
+                    drop(c);
                 }
                 Err(e) => {
+                    c.save_state().await;
+                    drop(c);
                     let failures = health.update(&name, |h| {
                         h.calls += 1;
                         h.call_time += took;
@@ -168,6 +174,59 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Manifest;
+    use wasmtap_protocol::message::Value;
+
+    /// The `ticker` test collector (built by `cargo xtask plugins`), whose
+    /// persisted counter goes up by one per collect.
+    async fn ticker(rt: &Runtime) -> Collector {
+        let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/plugins/testing/ticker.wasm");
+        assert!(wasm.is_file(), "{} is missing: run `cargo xtask plugins`", wasm.display());
+        let manifest = Manifest::load(&wasm.with_extension("toml")).expect("ticker manifest");
+        Collector::load(rt, &wasm, manifest).await.expect("ticker loads")
+    }
+
+    fn counts(samples: &[Sample]) -> Vec<f64> {
+        let count = |v: &Value| match v {
+            Value::Counter(n) => Some(*n),
+            _ => None,
+        };
+        samples.iter().flat_map(|s| s.values.iter().filter_map(|(_, v)| count(v))).collect()
+    }
+
+    #[tokio::test]
+    async fn the_state_is_saved_only_once_the_samples_are_handed_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = Arc::new(Runtime::new(dir.path()).expect("runtime"));
+        let schedule = Schedule { interval: Duration::from_secs(3600), quarantine_after: 5 };
+        let (stop, stopped) = watch::channel(false);
+        let run = |c, out| {
+            let c = Arc::new(Mutex::new(c));
+            spawn(
+                "ticker".into(),
+                rt.clone(),
+                c,
+                schedule,
+                Registry::default(),
+                out,
+                stopped.clone(),
+            )
+        };
+        // Nobody takes the first count: the task ends without keeping it.
+        let (out, gone) = mpsc::channel(1);
+        drop(gone);
+        run(ticker(&rt).await, out).await.expect("task ends");
+        // So the next agent counts 1 again, and keeps it once it is taken.
+        let (out, mut taken) = mpsc::channel(1);
+        let task = run(ticker(&rt).await, out);
+        assert_eq!(counts(&taken.recv().await.expect("a sample")), [1.0]);
+        stop.send(true).expect("the task listens");
+        task.await.expect("task ends");
+        let mut after = ticker(&rt).await;
+        let output = after.collect(&rt, 0).await.expect("collects");
+        assert_eq!(counts(&output.samples), [2.0], "the delivered count was kept");
+    }
 
     #[test]
     fn ticks_fall_on_multiples_of_the_interval() {

@@ -428,13 +428,12 @@ impl Supervisor {
                 // Run off the supervisor's loop: a slow collector delays only this answer.
                 tokio::spawn(async move {
                     let result = match collector {
-                        Ok(c) => c
-                            .lock()
-                            .await
-                            .collect(&rt, crate::clock::now_ms())
-                            .await
-                            .map(|out| out.samples)
-                            .map_err(|e| e.to_string()),
+                        Ok(c) => {
+                            let mut c = c.lock().await;
+                            let result = c.collect(&rt, crate::clock::now_ms()).await;
+                            c.save_state().await;
+                            result.map(|out| out.samples).map_err(|e| e.to_string())
+                        }
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(result);

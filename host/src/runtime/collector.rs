@@ -263,7 +263,9 @@ impl Collector {
     /// The instance is taken out for the call and put back only when the
     /// guest returned: after a trap or a timeout, or if this future is
     /// dropped before it completes, the instance is discarded (its state
-    /// can't be trusted) and the next call starts a fresh one.
+    /// can't be trusted) and the next call starts a fresh one. What the
+    /// call set in the persisted state is written by
+    /// [`Collector::save_state`].
     pub async fn collect(&mut self, rt: &Runtime, now_ms: u64) -> Result<Enforced, CallError> {
         let mut instance = match self.instance.take() {
             Some(i) => i,
@@ -286,11 +288,20 @@ impl Collector {
         if result.is_ok() {
             self.instance = Some(instance);
         }
-        persist(&self.kv, &self.schema.name).await;
         match result? {
             Ok(raw) => Ok(self.schema.enforce(raw, now_ms, &self.limits)?),
             Err(message) => Err(CallError::Collector(message)),
         }
+    }
+
+    /// Writes the state the collector set during its calls, if it changed.
+    ///
+    /// [`Collector::collect`] leaves it unwritten: the caller saves it once
+    /// the call's samples are handed on, so that an agent stopped in
+    /// between never keeps a state that counts samples it did not deliver
+    /// (a counter would skip them after a restart).
+    pub async fn save_state(&mut self) {
+        persist(&self.kv, &self.schema.name).await;
     }
 }
 
