@@ -1,13 +1,18 @@
 //! The proxy's configuration file (`proxy.toml`), validated.
 //!
-//! The `[http]` section and `[[remote_write]]` entries are validated in
-//! [`http`] and [`remote_write`].
+//! The `[http]` section, `[[remote_write]]` entries and `[cluster]` are
+//! validated in [`http`], [`remote_write`] and [`cluster`].
 
+mod cluster;
 mod http;
 mod limits;
 mod projects;
 mod remote_write;
 
+pub use cluster::{
+    ClusterConfig, DEFAULT_CONFIRM_TIMEOUT, DEFAULT_DUPLICATE_WINDOW, DEFAULT_REPLICAS,
+    DEFAULT_STREAM, NatsAuth, NatsTls,
+};
 pub use http::{
     DEFAULT_HTTP_LISTEN, DEFAULT_MAX_SERIES, DEFAULT_SERIES_TTL, HttpConfig, MIN_TOKEN_LEN, Token,
 };
@@ -95,6 +100,7 @@ struct RawConfig {
     store: Option<limits::RawStore>,
     limits: Option<limits::RawLimits>,
     fleet: Option<RawFleet>,
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +144,8 @@ pub struct Config {
     pub limits: Limits,
     /// Collector distribution.
     pub fleet: FleetConfig,
+    /// The NATS JetStream cluster shared with other proxies; none by default.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -179,6 +187,7 @@ impl Config {
             },
             None => FleetConfig::default(),
         };
+        let cluster = raw.cluster.map(|c| cluster::validate(c, base)).transpose()?;
         Ok(Self {
             listen,
             data_dir,
@@ -189,6 +198,7 @@ impl Config {
             store,
             limits,
             fleet,
+            cluster,
         })
     }
 }

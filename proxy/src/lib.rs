@@ -33,6 +33,7 @@
 //! - [`http_client`]: a small HTTP/1.1 client (remote write, `ctl`).
 //! - [`tls`]: the trusted certificate authorities of `https://` remote write.
 //! - [`ctl`]: the admin API client behind `wasmtap-proxy ctl` and `wasmtap-proxy collectors`.
+//! - [`cluster`]: proxies over a NATS JetStream cluster: batches confirmed by JetStream, stores fed from its stream.
 //! - [`fleet`]: collectors published once and delivered to every agent of a project, with canaries.
 //!
 //! ## Example
@@ -50,6 +51,7 @@
 
 pub mod admin;
 pub mod bindings;
+pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod dedup;

@@ -21,6 +21,7 @@ use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::keyfile::{self, KeyFileError, Origin};
 
 use crate::bindings::{Bindings, BindingsError};
+use crate::cluster::{self, Cluster, ClusterError};
 use crate::config::{Config, HttpConfig};
 use crate::descriptors::Descriptors;
 use crate::display::Print;
@@ -73,6 +74,9 @@ pub enum RunError {
     /// A sink could not read the store.
     #[error(transparent)]
     Tail(#[from] TailError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -184,12 +188,32 @@ impl Bound {
                 }
             });
         }
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let cluster = Cluster::connect(c.clone()).await?;
+                tracing::info!(nats = ?c.nats, stream = %c.stream, name = %c.name, "batches go to the cluster's stream");
+                if c.store {
+                    let feed =
+                        cluster::feed::run(cluster.clone(), store.clone(), sinks_stop.clone());
+                    sinks.push(tokio::spawn(feed));
+                }
+                Some(cluster)
+            }
+            None => None,
+        };
         if options.print {
             let tail = Tail::at_end(&store)?;
             sinks.push(tokio::spawn(live::run(tail, Arc::new(Print), commits, sinks_stop)));
         }
-        let hub =
-            Arc::new(Hub::new(config, identity, bindings, store.clone(), sessions, descriptors));
+        let hub = Arc::new(Hub::new(
+            config,
+            identity,
+            bindings,
+            store.clone(),
+            cluster,
+            sessions,
+            descriptors,
+        ));
         let served = server::run(listener, hub, gate, shutdown).await;
         tracing::info!("shutting down: sessions closed, delivering what is stored");
         store.close();

@@ -290,7 +290,8 @@ impl<'a> Link<'a> {
         Ok(())
     }
 
-    /// Hands a batch to the store; [`Link::acknowledge`] follows its answer.
+    /// Hands a batch to the store, or to the cluster under `[cluster]`;
+    /// [`Link::acknowledge`] follows its answer.
     fn submit(&mut self, batch: wasmtap_protocol::message::Batch) {
         let record = Arc::new(StoredBatch {
             agent: self.agent.clone(),
@@ -298,7 +299,10 @@ impl<'a> Link<'a> {
             received_ms: crate::now_ms(),
             batch,
         });
-        let receipt = self.hub.store.submit(&self.project, record.clone());
+        let receipt = match &self.hub.cluster {
+            Some(cluster) => cluster.submit(&self.project, record.clone()),
+            None => self.hub.store.submit(&self.project, record.clone()),
+        };
         self.inflight.push(record, receipt);
     }
 

@@ -20,6 +20,7 @@ use wasmtap_protocol::handshake::{
 use wasmtap_protocol::identity::StaticKey;
 
 use crate::bindings::{Bindings, Verdict};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::descriptors::Descriptors;
 use crate::gate::{Deadline, Gate, Ticket};
@@ -77,6 +78,9 @@ pub struct Hub {
     pub bindings: Arc<Bindings>,
     /// The embedded store.
     pub store: Arc<Store>,
+    /// Under `[cluster]`: where batches go instead of the store (which the
+    /// cluster's stream feeds).
+    pub cluster: Option<Cluster>,
     /// Connected agents, for the admin API.
     pub sessions: Arc<Sessions>,
     /// What agents said of their collectors.
@@ -94,6 +98,7 @@ impl Hub {
         identity: StaticKey,
         bindings: Arc<Bindings>,
         store: Arc<Store>,
+        cluster: Option<Cluster>,
         sessions: Arc<Sessions>,
         descriptors: Arc<Descriptors>,
     ) -> Self {
@@ -104,6 +109,7 @@ impl Hub {
             identity,
             bindings,
             store,
+            cluster,
             sessions,
             descriptors,
             replays: Mutex::new(replays),

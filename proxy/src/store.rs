@@ -95,6 +95,10 @@ pub enum StoreError {
     /// The writer thread is gone (the proxy is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// Under `[cluster]`: JetStream did not confirm the replicated write
+    /// (the agent keeps the batch and sends it again).
+    #[error("the cluster did not confirm the batch: {0}")]
+    Unconfirmed(String),
 }
 
 /// An I/O error on `path`, as a [`StoreError`].

@@ -26,6 +26,7 @@ pub mod component;
 pub mod ctl;
 pub mod df;
 pub mod http;
+pub mod nats;
 pub mod outage;
 pub mod paths;
 pub mod pki;
@@ -38,6 +39,7 @@ pub mod tmpfs;
 pub mod wait;
 
 pub use agent::Agent;
+pub use nats::NatsCluster;
 pub use paths::plugin;
 pub use prometheus::Prometheus;
 pub use proxy::Proxy;

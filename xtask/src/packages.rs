@@ -1,6 +1,7 @@
 //! What `cargo xtask test` needs from the system beyond rustup, checked
 //! and, when missing, installed with apt-get (the project's machines run
-//! Debian): Prometheus, python3 with venv, Node.js 20 or newer with npm.
+//! Debian): Prometheus, nats-server, python3 with venv, Node.js 20 or
+//! newer with npm.
 //! A C toolchain is needed before xtask itself can be built, so the README
 //! asks for it first.
 
@@ -28,6 +29,11 @@ const NEEDS: &[Need] = &[
         what: "Prometheus (receives remote writes in the tests)",
         present: || Path::new("/usr/bin/prometheus").exists(),
         packages: &["prometheus"],
+    },
+    Need {
+        what: "nats-server (the JetStream cluster of the cluster tests)",
+        present: || Path::new("/usr/sbin/nats-server").exists(),
+        packages: &["nats-server"],
     },
     Need {
         what: "python3 with venv (componentize-py, for Python collectors)",

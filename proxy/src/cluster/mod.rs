@@ -1,0 +1,192 @@
+//! Proxies over a NATS JetStream cluster (`[cluster]` in `proxy.toml`).
+//!
+//! A batch is published to the stream (subject per project and agent,
+//! message id `project/agent/seq`) and acknowledged to the agent only once
+//! JetStream confirms the replicated write; a confirmation that says
+//! *duplicate* (the batch came before, through this proxy or another) is
+//! acknowledged without storing it again. Each proxy's embedded store is
+//! then fed from the stream by a durable consumer of its own ([`feed`]),
+//! so every proxy holds the cluster's batches, each once, and resumes
+//! where it stopped after a restart or an outage.
+//!
+//! While JetStream cannot confirm (NATS down, no quorum), batches fail
+//! with [`StoreError::Unconfirmed`]: the session ends unacknowledged and
+//! the agent keeps them in its spool and sends them again.
+//!
+//! - [`subject`]: subjects and message ids.
+//! - [`feed`]: the durable consumer feeding the local store.
+
+pub mod feed;
+pub mod subject;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use tokio::sync::oneshot;
+use wasmtap_protocol::access_key::ProjectId;
+
+use crate::config::{ClusterConfig, NatsAuth};
+use crate::store::{Appended, Receipt, StoreError, StoredBatch, format};
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// A credentials file could not be read.
+    #[error("[cluster] credentials_file {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The client refused the settings.
+    #[error("[cluster]: cannot connect to NATS: {0}")]
+    Connect(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Batches JetStream confirmed as new.
+    pub confirmed: AtomicU64,
+    /// Batches JetStream confirmed as already stored.
+    pub duplicates: AtomicU64,
+    /// Batches JetStream did not confirm.
+    pub unconfirmed: AtomicU64,
+    /// Whether the last publish was confirmed (false while NATS cannot confirm).
+    pub confirming: AtomicBool,
+    /// Batches the feed put into the local store (new ones only).
+    pub fed: AtomicU64,
+}
+
+/// The proxy's link to the cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    config: Arc<ClusterConfig>,
+    js: jetstream::Context,
+    stats: Arc<ClusterStats>,
+}
+
+impl Cluster {
+    /// Connects to NATS (in the background: the proxy starts whether or
+    /// not NATS is up, and reconnects for as long as it runs).
+    pub async fn connect(config: ClusterConfig) -> Result<Self, ClusterError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("wasmtap-proxy {}", config.name))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "nats connection");
+            });
+        options = match &config.auth {
+            NatsAuth::None => options,
+            NatsAuth::CredentialsFile(p) => options
+                .credentials_file(p)
+                .await
+                .map_err(|source| ClusterError::Credentials { path: p.clone(), source })?,
+            NatsAuth::NkeySeedFile(p) => {
+                let seed = std::fs::read_to_string(p)
+                    .map_err(|source| ClusterError::Credentials { path: p.clone(), source })?;
+                options.nkey(seed.trim().to_owned())
+            }
+            NatsAuth::UserPassword(u, p) => options.user_and_password(u.clone(), p.to_string()),
+            NatsAuth::Token(t) => options.token(t.to_string()),
+        };
+        if config.tls.required {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &config.tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &config.tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let urls: Vec<async_nats::ServerAddr> = config
+            .nats
+            .iter()
+            .map(|u| u.parse().map_err(|e| ClusterError::Connect(format!("{u}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let client =
+            options.connect(urls).await.map_err(|e| ClusterError::Connect(e.to_string()))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.confirm_timeout)
+            .ack_timeout(config.confirm_timeout)
+            .build(client);
+        Ok(Self { config: Arc::new(config), js, stats: Arc::default() })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<ClusterStats> {
+        &self.stats
+    }
+
+    /// The stream's settings as `[cluster]` asks for them.
+    fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![subject::all_batches(&self.config.stream)],
+            num_replicas: self.config.replicas,
+            duplicate_window: self.config.duplicate_window,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        }
+    }
+
+    /// The stream, created when missing (and its settings brought to
+    /// `[cluster]`'s when it exists).
+    pub async fn stream(&self) -> Result<stream::Stream, String> {
+        let config = self.stream_config();
+        self.js.create_or_update_stream(config).await.map_err(|e| e.to_string())?;
+        self.js.get_stream(&self.config.stream).await.map_err(|e| e.to_string())
+    }
+
+    /// Publishes `record` of `project` and answers once JetStream confirmed it.
+    pub fn submit(&self, project: &ProjectId, record: Arc<StoredBatch>) -> Receipt {
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        let project = project.clone();
+        tokio::spawn(async move {
+            let result = this.publish(&project, &record).await;
+            let stats = &this.stats;
+            match &result {
+                Ok(Appended::Stored) => stats.confirmed.fetch_add(1, Ordering::Relaxed),
+                Ok(Appended::Duplicate) => stats.duplicates.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.unconfirmed.fetch_add(1, Ordering::Relaxed),
+            };
+            let was = stats.confirming.swap(result.is_ok(), Ordering::Relaxed);
+            match (&result, was) {
+                (Err(e), true) => {
+                    tracing::error!(error = %e, "JetStream does not confirm batches: nothing is acknowledged until it does; agents keep their spools")
+                }
+                (Ok(_), false) => tracing::info!("JetStream confirms batches again"),
+                _ => {}
+            }
+            let _ = tx.send(result);
+        });
+        rx
+    }
+
+    async fn publish(
+        &self,
+        project: &ProjectId,
+        record: &StoredBatch,
+    ) -> Result<Appended, StoreError> {
+        let mut payload = Vec::new();
+        format::encode(record, &mut payload);
+        let subject = subject::batch(&self.config.stream, project, &record.agent);
+        let id = subject::message_id(project, &record.agent, record.batch.seq);
+        let publish = PublishMessage::build().payload(payload.into()).message_id(id);
+        let unconfirmed = |e: &dyn std::fmt::Display| StoreError::Unconfirmed(e.to_string());
+        let confirm = self.js.send_publish(subject, publish).await.map_err(|e| unconfirmed(&e))?;
+        let ack = confirm.await.map_err(|e| unconfirmed(&e))?;
+        Ok(if ack.duplicate { Appended::Duplicate } else { Appended::Stored })
+    }
+}
