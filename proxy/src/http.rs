@@ -48,6 +48,8 @@ pub struct HttpState {
     pub gate: crate::gate::Gate,
     /// Collector distribution, for the admin API.
     pub fleet: Arc<crate::fleet::Fleet>,
+    /// Under `[cluster]`: its counters, for `/metrics`.
+    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
 }
 
 /// A response body: held in memory, or streamed.
@@ -147,6 +149,9 @@ async fn metrics(state: &Arc<HttpState>, format: exposition::Format) -> HttpResp
         state.store.usage().render(&mut text);
         state.gate.render(&mut text);
         state.fleet.render(&mut text);
+        if let Some(cluster) = &state.cluster {
+            cluster.render(&mut text);
+        }
         text.finish()
     })
     .await;

@@ -156,6 +156,19 @@ impl Bound {
         let projects = config.projects.names().iter().map(|p| p.as_str().to_owned()).collect();
         let fleet = Arc::new(Fleet::new(&config.data_dir, projects, config.fleet.max_size));
         tokio::spawn(fleet.clone().run(sessions.clone(), shutdown.clone()));
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let cluster = Cluster::connect(c.clone()).await?;
+                tracing::info!(nats = ?c.nats, stream = %c.stream, name = %c.name, "batches go to the cluster's stream");
+                if c.store {
+                    let feed =
+                        cluster::feed::run(cluster.clone(), store.clone(), sinks_stop.clone());
+                    sinks.push(tokio::spawn(feed));
+                }
+                Some(cluster)
+            }
+            None => None,
+        };
         if let Some((http_listener, http_cfg)) = http {
             let latest = Arc::new(Latest::new(
                 http_cfg.max_series,
@@ -180,6 +193,7 @@ impl Bound {
                 store: store.clone(),
                 gate: gate.clone(),
                 fleet,
+                cluster: cluster.as_ref().map(|c| c.stats().clone()),
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -188,19 +202,6 @@ impl Bound {
                 }
             });
         }
-        let cluster = match &config.cluster {
-            Some(c) => {
-                let cluster = Cluster::connect(c.clone()).await?;
-                tracing::info!(nats = ?c.nats, stream = %c.stream, name = %c.name, "batches go to the cluster's stream");
-                if c.store {
-                    let feed =
-                        cluster::feed::run(cluster.clone(), store.clone(), sinks_stop.clone());
-                    sinks.push(tokio::spawn(feed));
-                }
-                Some(cluster)
-            }
-            None => None,
-        };
         if options.print {
             let tail = Tail::at_end(&store)?;
             sinks.push(tokio::spawn(live::run(tail, Arc::new(Print), commits, sinks_stop)));

@@ -278,6 +278,7 @@ mod tests {
             store: store.clone(),
             gate: crate::gate::Gate::new(crate::config::Limits::default()),
             fleet: Arc::new(crate::fleet::Fleet::new(dir.path(), vec!["shop".into()], 1 << 20)),
+            cluster: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

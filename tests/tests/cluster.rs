@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtap_tests::ticks::{self, free_port};
-use wasmtap_tests::{Agent, NatsCluster, Proxy, new_key, plugin};
+use wasmtap_tests::{Agent, NatsCluster, Proxy, http, new_key, plugin, wait};
 
 /// The `[cluster]` section of proxy `name`.
 fn cluster_section(nats: &NatsCluster, name: &str) -> String {
-    format!("[cluster]\nnats = {}\nname = \"{name}\"\nconfirm_timeout = \"2s\"\n", nats.toml_urls())
+    format!(
+        "[cluster]\nnats = {}\nname = \"{name}\"\nconfirm_timeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        nats.toml_urls()
+    )
 }
 
 /// An agent of project `shop` trying `hosts` on `port`, running `ticker`.
@@ -66,6 +69,17 @@ impl Pair {
     }
 }
 
+/// Waits until `proxy`'s `/metrics` says `value` for `name`.
+fn wait_metric(proxy: &Proxy, name: &str, value: f64) -> anyhow::Result<()> {
+    let addr = proxy.http.context("[http] listener")?;
+    wait::until(Duration::from_secs(30), &format!("{name} {value}"), || {
+        let body = http::get(addr, "/metrics", &[])?.body;
+        let now = body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
+        Ok((now == Some(value)).then_some(()))
+    })
+    .with_context(|| proxy.log_text())
+}
+
 #[test]
 fn failover_across_proxies_and_a_nats_node_stores_each_tick_once_in_both() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -111,8 +125,9 @@ fn a_full_nats_outage_stops_acknowledgements_and_loses_nothing() -> anyhow::Resu
     let first = ticks::wait_for(&a, 10, "ticks before the outage")?;
 
     nats.kill_all()?;
-    // Ticks go on in the agent; none can be confirmed, so none is stored.
-    std::thread::sleep(Duration::from_secs(3));
+    // Ticks go on in the agent; none can be confirmed, so none is stored,
+    // and `/metrics` says so.
+    wait_metric(&a, "wasmtap_proxy_cluster_confirming", 0.0)?;
     let during = ticks::highest(&a)?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(ticks::highest(&a)?, during, "stored while JetStream was down");
@@ -120,6 +135,7 @@ fn a_full_nats_outage_stops_acknowledgements_and_loses_nothing() -> anyhow::Resu
 
     nats.start_all()?;
     ticks::wait_for(&a, during + 30, "ticks after the outage").with_context(|| nats.log_text())?;
+    wait_metric(&a, "wasmtap_proxy_cluster_confirming", 1.0)?;
     let status = agent.terminate(Duration::from_secs(15))?;
     assert!(status.success(), "agent exit {status:?}");
     let top = ticks::highest(&a)?;

@@ -36,6 +36,7 @@ pub async fn run(cluster: Cluster, store: Arc<Store>, mut shutdown: watch::Recei
             _ = shutdown.changed() => return,
         };
         if let Err(e) = result {
+            cluster.stats().confirming.store(false, Ordering::Relaxed);
             failures += 1;
             // Once per outage, not once a second.
             if failures == 1 {
@@ -53,6 +54,7 @@ pub async fn run(cluster: Cluster, store: Arc<Store>, mut shutdown: watch::Recei
 async fn follow(cluster: &Cluster, store: &Store) -> Result<(), String> {
     let config = cluster.config();
     let stream = cluster.stream().await?;
+    cluster.stats().confirming.store(true, Ordering::Relaxed);
     let durable = format!("store-{}", config.name);
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use wasmtap_protocol::access_key::ProjectId;
 
 use crate::config::{ClusterConfig, NatsAuth};
+use crate::exposition::{self, Exposition, Kind};
 use crate::store::{Appended, Receipt, StoreError, StoredBatch, format};
 
 /// Why the cluster could not be joined.
@@ -55,10 +56,38 @@ pub struct ClusterStats {
     pub duplicates: AtomicU64,
     /// Batches JetStream did not confirm.
     pub unconfirmed: AtomicU64,
-    /// Whether the last publish was confirmed (false while NATS cannot confirm).
+    /// Whether JetStream answers: set by the last publish, and by the
+    /// feed when it reaches the stream or loses it.
     pub confirming: AtomicBool,
     /// Batches the feed put into the local store (new ones only).
     pub fed: AtomicU64,
+}
+
+impl ClusterStats {
+    /// Writes the cluster's families to `/metrics`.
+    pub fn render(&self, out: &mut Exposition) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let name = "wasmtap_proxy_cluster_confirming";
+        let help = "1 while JetStream confirms batches, 0 while it does not (nothing is acknowledged to agents then).";
+        exposition::family(out, name, help, Kind::Gauge);
+        let confirming = f64::from(u8::from(self.confirming.load(Ordering::Relaxed)));
+        exposition::sample(out, name, &[], confirming, None);
+        let name = "wasmtap_proxy_cluster_batches_total";
+        let help = "Batches published to JetStream, by its answer (stored, duplicate: stored before; unconfirmed: no answer, the agent sends it again).";
+        exposition::family(out, name, help, Kind::Counter);
+        for (result, n) in [
+            ("stored", &self.confirmed),
+            ("duplicate", &self.duplicates),
+            ("unconfirmed", &self.unconfirmed),
+        ] {
+            let labels = [("result".to_owned(), result.to_owned())];
+            exposition::sample(out, name, &labels, get(n), None);
+        }
+        let name = "wasmtap_proxy_cluster_fed_batches_total";
+        let help = "Batches of the cluster's stream copied into this proxy's store.";
+        exposition::family(out, name, help, Kind::Counter);
+        exposition::sample(out, name, &[], get(&self.fed), None);
+    }
 }
 
 /// The proxy's link to the cluster.
