@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::Runtime;
 use super::instance::{self, Instance, Recipe, within};
@@ -156,8 +157,14 @@ struct Described {
     limits: OutputLimits,
 }
 
+/// The least time `describe` gets: it runs once per load, and a
+/// component's first call pays for faulting in its memory image (tens of
+/// MiB for Python and JavaScript collectors), which a collect timeout of a
+/// few hundred milliseconds does not allow for on a busy machine.
+pub const DESCRIBE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Instantiates the collector of `path` and calls `describe`, under the
-/// manifest's timeout.
+/// manifest's timeout, or [`DESCRIBE_DEADLINE`] when that is longer.
 async fn described(
     rt: &Runtime,
     pre: &Pre,
@@ -170,8 +177,9 @@ async fn described(
     let limits = OutputLimits::default();
     let recipe = Recipe { pre, manifest, name: &label, kv: &kv, log: &log, limits: &limits };
     let mut instance = instance::instantiate(rt, recipe).await?;
-    instance.arm(manifest.timeout);
-    let descriptor = within(rt, manifest.timeout, instance.exports.describe(&mut instance.store))
+    let deadline = manifest.timeout.max(DESCRIBE_DEADLINE);
+    instance.arm(deadline);
+    let descriptor = within(rt, deadline, instance.exports.describe(&mut instance.store))
         .await
         .map_err(|e| LoadError::Describe(e.to_string()))?;
     let schema = Schema::from_descriptor(descriptor)?;
