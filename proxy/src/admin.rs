@@ -79,7 +79,16 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>) -> HttpResponse {
         path.trim_start_matches("/api").trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["agents"]) => {
-            let agents = state.sessions.agents();
+            let agents = match &state.cluster {
+                Some(cluster) => match crate::cluster::control::agents(cluster).await {
+                    Ok(all) => all,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot ask the cluster's proxies for their agents; listing this proxy's");
+                        state.sessions.agents()
+                    }
+                },
+                None => state.sessions.agents(),
+            };
             json(StatusCode::OK, &json!(agents))
         }
         (&Method::POST, ["agents", agent, "request"]) => control(state, agent, req).await,
@@ -200,7 +209,17 @@ async fn control(state: &HttpState, segment: &str, req: Request<Incoming>) -> Ht
             Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
         };
     let agent = agent.as_str();
-    let result = state.sessions.request(project.as_deref(), agent, &command, args, timeout).await;
+    let project = project.as_deref();
+    let result = match &state.cluster {
+        Some(cluster) => {
+            let sessions = &state.sessions;
+            crate::cluster::control::request(
+                cluster, sessions, project, agent, &command, args, timeout,
+            )
+            .await
+        }
+        None => state.sessions.request(project, agent, &command, args, timeout).await,
+    };
     let (status, answer) = match result {
         Ok(Ok(text)) => {
             // The agent answers with a JSON document; anything else is passed on as a string.

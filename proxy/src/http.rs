@@ -48,8 +48,9 @@ pub struct HttpState {
     pub gate: crate::gate::Gate,
     /// Collector distribution, for the admin API.
     pub fleet: Arc<crate::fleet::Fleet>,
-    /// Under `[cluster]`: its counters, for `/metrics`.
-    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
+    /// Under `[cluster]`: its counters for `/metrics`, and the other
+    /// proxies' agents for the admin API.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// A response body: held in memory, or streamed.
@@ -150,7 +151,7 @@ async fn metrics(state: &Arc<HttpState>, format: exposition::Format) -> HttpResp
         state.gate.render(&mut text);
         state.fleet.render(&mut text);
         if let Some(cluster) = &state.cluster {
-            cluster.render(&mut text);
+            cluster.stats().render(&mut text);
         }
         text.finish()
     })

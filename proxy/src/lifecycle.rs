@@ -160,6 +160,9 @@ impl Bound {
             Some(c) => {
                 let cluster = Cluster::connect(c.clone()).await?;
                 tracing::info!(nats = ?c.nats, stream = %c.stream, name = %c.name, "batches go to the cluster's stream");
+                let control =
+                    cluster::control::serve(cluster.clone(), sessions.clone(), shutdown.clone());
+                tokio::spawn(control);
                 if c.store {
                     let feed =
                         cluster::feed::run(cluster.clone(), store.clone(), sinks_stop.clone());
@@ -193,7 +196,7 @@ impl Bound {
                 store: store.clone(),
                 gate: gate.clone(),
                 fleet,
-                cluster: cluster.as_ref().map(|c| c.stats().clone()),
+                cluster: cluster.clone(),
             });
             let http_shutdown = shutdown.clone();
             tokio::spawn(async move {

@@ -363,5 +363,6 @@ pub(crate) fn info(
         batches: 0,
         samples: 0,
         last_seen_ms: now,
+        proxy: None,
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use wasmtap_protocol::message::ControlRequest;
 
@@ -21,7 +21,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_PENDING_REQUESTS: usize = 64;
 
 /// One connected agent, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
     /// The project it authenticated for.
     pub project: String,
@@ -41,10 +41,13 @@ pub struct AgentInfo {
     pub samples: u64,
     /// When the last frame arrived, ms since the epoch.
     pub last_seen_ms: u64,
+    /// Under `[cluster]`: the proxy holding the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 /// Why a control request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RequestError {
     /// No agent of that name is connected.
@@ -257,6 +260,7 @@ mod tests {
             batches: 0,
             samples: 0,
             last_seen_ms: 0,
+            proxy: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! by `cargo xtask test`): three nodes on loopback ports, each with its own
 //! JetStream store, routed to one another. A node can be killed with
 //! SIGKILL and restarted on the same ports and store; the whole cluster
-//! can be stopped and started again.
+//! can be stopped and started again. Its ports lie below the ephemeral
+//! range, so that nothing else takes them while a node is down.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,35 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::{http, ticks::free_port, wait};
+use crate::{http, wait};
 
 /// Where Debian installs the server.
 pub const BINARY: &str = "/usr/sbin/nats-server";
+
+/// Ports for the nodes are taken below Linux's ephemeral range (32768 and
+/// up), which outgoing connections draw from: a port picked here stays
+/// free while a killed node is down, whatever the other tests connect to.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free port in [`PORTS`], none handed out twice by this process: for
+/// a server killed and restarted on the same port.
+pub fn stable_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = PORTS.end - PORTS.start;
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let start = PORTS.start + rand::random::<u16>() % span;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = PORTS.start + port.wrapping_sub(PORTS.start) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {PORTS:?}")
+}
 
 /// One node: its ports, its files, and its process while it runs.
 #[derive(Debug)]
@@ -40,7 +66,7 @@ impl NatsCluster {
         if !Path::new(BINARY).is_file() {
             bail!("{BINARY} is missing: `cargo xtask test` installs Debian's nats-server");
         }
-        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let routes: Vec<u16> = (0..size).map(|_| stable_port()).collect::<anyhow::Result<_>>()?;
         let route_urls: Vec<String> =
             routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
         let mut nodes = Vec::new();
@@ -48,7 +74,7 @@ impl NatsCluster {
             let name = format!("n{}", i + 1);
             let home = dir.join(&name);
             std::fs::create_dir_all(&home)?;
-            let (client, monitor) = (free_port()?, free_port()?);
+            let (client, monitor) = (stable_port()?, stable_port()?);
             let config = home.join("nats.conf");
             std::fs::write(
                 &config,

@@ -8,14 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtap_tests::ticks::{self, free_port};
+use wasmtap_tests::ctl::{self, Ctl};
+use wasmtap_tests::nats::stable_port;
+use wasmtap_tests::ticks;
 use wasmtap_tests::{Agent, NatsCluster, Proxy, http, new_key, plugin, wait};
 
 /// The `[cluster]` section of proxy `name`.
 fn cluster_section(nats: &NatsCluster, name: &str) -> String {
     format!(
-        "[cluster]\nnats = {}\nname = \"{name}\"\nconfirm_timeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
-        nats.toml_urls()
+        "[cluster]\nnats = {}\nname = \"{name}\"\nconfirm_timeout = \"2s\"\n\n{}",
+        nats.toml_urls(),
+        ctl::admin_section()
     )
 }
 
@@ -47,7 +50,7 @@ struct Pair {
 
 impl Pair {
     fn new(root: &Path, nats: &NatsCluster) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = stable_port()?;
         let dirs = [root.join("a"), root.join("b")];
         std::fs::create_dir_all(&dirs[1])?;
         Ok(Self {
@@ -140,5 +143,37 @@ fn a_full_nats_outage_stops_acknowledgements_and_loses_nothing() -> anyhow::Resu
     assert!(status.success(), "agent exit {status:?}");
     let top = ticks::highest(&a)?;
     assert_eq!(ticks::assert_each_once(&a).with_context(|| a.log_text())?, top);
+    Ok(())
+}
+
+#[test]
+fn any_proxy_lists_every_agent_and_reaches_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsCluster::start(&dir.path().join("nats"), 3)?;
+    let key = new_key("shop")?;
+    let pair = Pair::new(dir.path(), &nats)?;
+    let a = pair.start(0, &key)?;
+    let b = pair.start(1, &key)?;
+    // The agent knows proxy a only.
+    let agent = agent(&dir.path().join("agent"), &["127.0.0.1"], pair.port()?, &key)?;
+    ticks::wait_for(&a, 3, "the agent's first ticks")?;
+
+    let listed = b.ctl(&["agents"])?;
+    assert!(listed.ok, "{}", listed.stderr);
+    let agents = listed.json.as_array().context("an array")?;
+    assert_eq!(agents.len(), 1, "{listed:?}");
+    assert_eq!(
+        (agents[0]["agent"].as_str(), agents[0]["proxy"].as_str()),
+        (Some("edge-1"), Some("proxy-a"))
+    );
+
+    // Through proxy b, which holds no session of it.
+    let info = Ctl::new(&b, "edge-1").request(&["info"])?;
+    assert_eq!(info["agent"].as_str(), Some("edge-1"), "{info}");
+    let missing = b.ctl(&["request", "nobody", "info"])?;
+    assert!(!missing.ok && missing.stderr.contains("not connected"), "{missing:?}");
+
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "agent exit {status:?}");
     Ok(())
 }

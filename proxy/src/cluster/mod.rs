@@ -15,7 +15,9 @@
 //!
 //! - [`subject`]: subjects and message ids.
 //! - [`feed`]: the durable consumer feeding the local store.
+//! - [`control`]: the agents list and control requests across proxies.
 
+pub mod control;
 pub mod feed;
 pub mod subject;
 
@@ -149,6 +151,11 @@ impl Cluster {
     /// The settings.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// The NATS client.
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
     }
 
     /// The counters.
