@@ -141,21 +141,12 @@ impl Bound {
     /// Serves until `shutdown` flips, then shuts down gracefully.
     pub async fn serve(self, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
         let Bound { config, options, identity, bindings, store, listener, http } = self;
+        let started_ms = crate::now_ms();
         let (stop_sinks, sinks_stop) = watch::channel(false);
         let mut sinks: Vec<JoinHandle<()>> = Vec::new();
         let mut remote = Vec::new();
         let descriptors = Arc::new(Descriptors::open(&config.data_dir));
-        for endpoint in &config.remote_write {
-            let (rw, follower) = RemoteWrite::open(&store, endpoint.clone(), descriptors.clone())?;
-            sinks.push(tokio::spawn(follower.run(sinks_stop.clone())));
-            remote.push(rw);
-        }
-        let commits = store.commits().clone();
         let sessions = Arc::new(Sessions::default());
-        let gate = Gate::new(config.limits);
-        let projects = config.projects.names().iter().map(|p| p.as_str().to_owned()).collect();
-        let fleet = Arc::new(Fleet::new(&config.data_dir, projects, config.fleet.max_size));
-        tokio::spawn(fleet.clone().run(sessions.clone(), shutdown.clone()));
         let cluster = match &config.cluster {
             Some(c) => {
                 let cluster = Cluster::connect(c.clone()).await?;
@@ -172,6 +163,46 @@ impl Bound {
             }
             None => None,
         };
+        for endpoint in &config.remote_write {
+            let endpoint = endpoint.clone();
+            match &cluster {
+                // One proxy of the cluster feeds each endpoint, from the stream.
+                Some(cluster) => {
+                    let (rw, backend, settings, key) =
+                        RemoteWrite::backend(&store, endpoint, descriptors.clone())?;
+                    rw.set_clustered();
+                    let (c, k, stop) = (cluster.clone(), key.clone(), shutdown.clone());
+                    tokio::spawn(cluster::remote::mark_start(c, k, started_ms, stop));
+                    let backend = Arc::new(tokio::sync::Mutex::new(backend));
+                    let c = cluster.clone();
+                    let (lease_key, stop) = (key.clone(), sinks_stop.clone());
+                    let work = move || {
+                        let (c, backend, key) = (c.clone(), backend.clone(), key.clone());
+                        async move {
+                            let mut backend = backend.lock().await;
+                            cluster::remote::deliver(&c, &key, &mut backend, settings).await;
+                        }
+                    };
+                    sinks.push(tokio::spawn(cluster::lease::hold(
+                        cluster.clone(),
+                        lease_key,
+                        stop,
+                        work,
+                    )));
+                    remote.push(rw);
+                }
+                None => {
+                    let (rw, follower) = RemoteWrite::open(&store, endpoint, descriptors.clone())?;
+                    sinks.push(tokio::spawn(follower.run(sinks_stop.clone())));
+                    remote.push(rw);
+                }
+            }
+        }
+        let commits = store.commits().clone();
+        let gate = Gate::new(config.limits);
+        let projects = config.projects.names().iter().map(|p| p.as_str().to_owned()).collect();
+        let fleet = Arc::new(Fleet::new(&config.data_dir, projects, config.fleet.max_size));
+        tokio::spawn(fleet.clone().run(sessions.clone(), shutdown.clone()));
         if let Some((http_listener, http_cfg)) = http {
             let latest = Arc::new(Latest::new(
                 http_cfg.max_series,

@@ -61,6 +61,9 @@ pub struct RemoteWrite {
     origin: String,
     stats: Stats,
     progress: Arc<Progress>,
+    /// Fed from the cluster's stream rather than this proxy's store, so
+    /// the store's lag says nothing of it.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 /// The name of the endpoint's position file: stable for a URL.
@@ -76,6 +79,22 @@ impl RemoteWrite {
         config: RemoteWriteConfig,
         descriptors: Arc<Descriptors>,
     ) -> Result<(Arc<Self>, Follower<Endpoint>), RemoteWriteError> {
+        let name = format!("remote write {}", config.url);
+        let (shared, backend, settings, file) = Self::backend(store, config, descriptors)?;
+        let progress = shared.progress.clone();
+        let follower = Follower::open(store, &name, &file, backend, settings, progress)?;
+        tracing::info!(endpoint = %shared.origin, "remote write started");
+        Ok((shared, follower))
+    }
+
+    /// The endpoint of `config` as a backend, without a follower: its
+    /// counters, the backend, its settings, and the name of its position
+    /// (`remote-write-<id>`, stable for a URL).
+    pub fn backend(
+        store: &Store,
+        config: RemoteWriteConfig,
+        descriptors: Arc<Descriptors>,
+    ) -> Result<(Arc<Self>, Endpoint, Settings, String), RemoteWriteError> {
         let origin = match (config.url.scheme_str(), config.url.authority()) {
             (Some(scheme), Some(a)) => format!("{scheme}://{a}"),
             _ => config.url.to_string(),
@@ -88,13 +107,16 @@ impl RemoteWrite {
             max_backoff: config.max_backoff,
         };
         let progress = Arc::new(Progress::new(store.commits().clone()));
-        let shared = Arc::new(Self { origin, stats: Stats::default(), progress: progress.clone() });
-        let (name, file) = (format!("remote write {}", config.url), file_name(&config));
+        let shared = Arc::new(Self {
+            origin,
+            stats: Stats::default(),
+            progress,
+            clustered: Default::default(),
+        });
+        let file = file_name(&config);
         let names = Default::default();
         let backend = Endpoint { shared: shared.clone(), config, client, descriptors, names };
-        let follower = Follower::open(store, &name, &file, backend, settings, progress)?;
-        tracing::info!(endpoint = %shared.origin, "remote write started");
-        Ok((shared, follower))
+        Ok((shared, backend, settings, file))
     }
 
     /// This endpoint's counters.
@@ -105,6 +127,12 @@ impl RemoteWrite {
     /// How far behind the store this endpoint is.
     pub fn progress(&self) -> &Progress {
         &self.progress
+    }
+
+    /// Marks the endpoint as fed from the cluster's stream: `/metrics`
+    /// shows no store lag for it.
+    pub fn set_clustered(&self) {
+        self.clustered.store(true, Ordering::Relaxed);
     }
 }
 
@@ -147,6 +175,12 @@ pub fn render_families(endpoints: &[Arc<RemoteWrite>], out: &mut exposition::Exp
         ];
         let dropped = e.stats.dropped_rejected.load(Ordering::Relaxed) as f64;
         exposition::sample(out, name, &labels, dropped, None);
+    }
+    let endpoints: Vec<&Arc<RemoteWrite>> =
+        endpoints.iter().filter(|e| !e.clustered.load(Ordering::Relaxed)).collect();
+    let endpoints = endpoints.as_slice();
+    if endpoints.is_empty() {
+        return;
     }
     let sink = |e: &RemoteWrite| {
         [("sink".to_owned(), "remote_write".to_owned()), ("endpoint".to_owned(), e.origin.clone())]

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use wasmtap_tests::ctl::{self, Ctl};
 use wasmtap_tests::nats::stable_port;
 use wasmtap_tests::ticks;
-use wasmtap_tests::{Agent, NatsCluster, Proxy, http, new_key, plugin, wait};
+use wasmtap_tests::{Agent, NatsCluster, Prometheus, Proxy, http, new_key, plugin, wait};
 
 /// The `[cluster]` section of proxy `name`.
 fn cluster_section(nats: &NatsCluster, name: &str) -> String {
@@ -175,5 +175,50 @@ fn any_proxy_lists_every_agent_and_reaches_it() -> anyhow::Result<()> {
 
     let status = agent.terminate(Duration::from_secs(15))?;
     assert!(status.success(), "agent exit {status:?}");
+    Ok(())
+}
+
+/// The values `proxy` sent to remote write so far (0 before its first).
+fn sent(proxy: &Proxy) -> anyhow::Result<f64> {
+    let addr = proxy.http.context("[http] listener")?;
+    let body = http::get(addr, "/metrics", &[])?.body;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("wasmtap_proxy_remote_write_sent_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
+#[test]
+fn remote_write_is_fed_once_for_the_cluster_and_fails_over() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsCluster::start(&dir.path().join("nats"), 3)?;
+    let prometheus = Prometheus::start(&dir.path().join("prometheus"))?;
+    let key = new_key("shop")?;
+    let mut pair = Pair::new(dir.path(), &nats)?;
+    let rw = format!(
+        "\n[[remote_write]]\nurl = \"http://{}/api/v1/write\"\nbatch_wait = \"200ms\"\n",
+        prometheus.addr
+    );
+    for extra in &mut pair.extras {
+        extra.push_str(&rw);
+    }
+    let a = pair.start(0, &key)?;
+    let b = pair.start(1, &key)?;
+    let agent = agent(&dir.path().join("agent"), &["127.0.0.1", "127.0.0.2"], pair.port()?, &key)?;
+    ticks::wait_for(&a, 20, "ticks before the failover")?;
+    ticks::wait_all_in_prometheus(&a, &prometheus, "edge-1")?;
+    // One proxy holds the endpoint's lease: the other sent nothing.
+    let (sent_a, sent_b) = (sent(&a)?, sent(&b)?);
+    assert!((sent_a > 0.0) != (sent_b > 0.0), "a sent {sent_a}, b sent {sent_b}");
+    let (holder, other, other_index) = if sent_a > 0.0 { (a, b, 1) } else { (b, a, 0) };
+    holder.kill()?;
+    let top = ticks::highest(&other)?;
+    ticks::wait_for(&other, top + 30, "ticks after the lease holder died")?;
+    let status = agent.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "agent exit {status:?}");
+    // The other proxy took the lease over: every tick reaches Prometheus.
+    ticks::wait_all_in_prometheus(&other, &prometheus, "edge-1")?;
+    assert!(sent(&other)? > 0.0, "proxy {other_index} never took the lease over");
     Ok(())
 }

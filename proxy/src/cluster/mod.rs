@@ -16,9 +16,13 @@
 //! - [`subject`]: subjects and message ids.
 //! - [`feed`]: the durable consumer feeding the local store.
 //! - [`control`]: the agents list and control requests across proxies.
+//! - [`lease`]: work one proxy of the cluster does at a time.
+//! - [`remote`]: remote write fed once for the cluster, from the stream.
 
 pub mod control;
 pub mod feed;
+pub mod lease;
+pub mod remote;
 pub mod subject;
 
 use std::sync::Arc;
@@ -151,6 +155,11 @@ impl Cluster {
     /// The settings.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
     }
 
     /// The NATS client.
