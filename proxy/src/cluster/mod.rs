@@ -181,6 +181,8 @@ impl Cluster {
             duplicate_window: self.config.duplicate_window,
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
+            max_age: self.config.max_age.unwrap_or_default(),
+            max_bytes: self.config.max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
             ..Default::default()
         }
     }

@@ -18,6 +18,9 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most replicas JetStream allows.
 pub const MAX_REPLICAS: usize = 5;
+/// How long the stream keeps a batch, unless configured: long enough for
+/// a proxy or a remote-write backend that was down a week to catch up.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,8 @@ pub(super) struct RawCluster {
     duplicate_window: Option<String>,
     confirm_timeout: Option<String>,
     store: Option<bool>,
+    max_age: Option<String>,
+    max_bytes: Option<String>,
     credentials_file: Option<PathBuf>,
     nkey_seed_file: Option<PathBuf>,
     user: Option<String>,
@@ -99,6 +104,11 @@ pub struct ClusterConfig {
     /// Keep a local copy of the cluster's batches in the embedded store,
     /// for `query`, `/metrics` and remote write.
     pub store: bool,
+    /// How long the stream keeps a batch (`None`: for good).
+    pub max_age: Option<Duration>,
+    /// Most bytes the stream keeps, the oldest batches going first
+    /// (`None`: no cap).
+    pub max_bytes: Option<u64>,
     /// Credentials.
     pub auth: NatsAuth,
     /// TLS settings.
@@ -179,6 +189,18 @@ pub(super) fn validate(raw: RawCluster, base: &Path) -> Result<ClusterConfig, Co
     if confirm_timeout < Duration::from_millis(100) {
         return Err(bad("confirm_timeout must be at least 100ms".into()));
     }
+    let max_age = match raw.max_age.as_deref() {
+        None => Some(DEFAULT_MAX_AGE),
+        Some("off") => None,
+        Some(t) => Some(super::limits::bounded("max_age", t, super::MAX_KEEP).map_err(bad)?),
+    };
+    if max_age.is_some_and(|a| a < Duration::from_secs(60)) {
+        return Err(bad("max_age must be at least 1m (\"off\" keeps everything)".into()));
+    }
+    let max_bytes = match raw.max_bytes.as_deref() {
+        None | Some("off") => None,
+        Some(t) => Some(super::limits::size("max_bytes", t).map_err(bad)?),
+    };
     let file = |key: &str, p: PathBuf| {
         let p = base.join(p);
         if p.is_file() { Ok(p) } else { Err(bad(format!("{key}: {} is not a file", p.display()))) }
@@ -222,6 +244,8 @@ pub(super) fn validate(raw: RawCluster, base: &Path) -> Result<ClusterConfig, Co
         duplicate_window,
         confirm_timeout,
         store: raw.store.unwrap_or(true),
+        max_age,
+        max_bytes,
         auth: auths.pop().unwrap_or_default(),
         tls,
     })
@@ -245,13 +269,15 @@ mod tests {
         assert_eq!(cluster.replicas, DEFAULT_REPLICAS);
         assert_eq!(cluster.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
         assert!(cluster.store && !cluster.tls.required);
+        assert_eq!((cluster.max_age, cluster.max_bytes), (Some(DEFAULT_MAX_AGE), None));
         let c = parse(
             "nats = [\"tls://a:4222\", \"tls://b:4222\"]\nname = \"b\"\nstream = \"metrics_1\"\n\
-             replicas = 1\nduplicate_window = \"2m\"\nstore = false\nuser = \"u\"\npassword = \"hunter2hunter2\"",
+             replicas = 1\nduplicate_window = \"2m\"\nstore = false\nmax_age = \"off\"\nmax_bytes = \"10GiB\"\nuser = \"u\"\npassword = \"hunter2hunter2\"",
         )
         .expect("valid");
         let cluster = c.cluster.expect("[cluster]");
         assert_eq!((cluster.replicas, cluster.duplicate_window.as_secs()), (1, 120));
+        assert_eq!((cluster.max_age, cluster.max_bytes), (None, Some(10 << 30)));
         assert!(!cluster.store && cluster.tls.required);
         let shown = format!("{cluster:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -275,6 +301,9 @@ mod tests {
             (format!("{n}duplicate_window = \"soon\""), "duplicate_window"),
             (format!("{n}duplicate_window = \"10ms\""), "at least 1s"),
             (format!("{n}user = \"u\""), "go together"),
+            (format!("{n}max_age = \"10s\""), "at least 1m"),
+            (format!("{n}max_age = \"later\""), "max_age"),
+            (format!("{n}max_bytes = \"lots\""), "max_bytes"),
             (format!("{n}user = \"u\"\npassword = \"p\"\ntoken = \"t\""), "choose one"),
             (format!("{n}credentials_file = \"missing.creds\""), "missing.creds is not a file"),
             (format!("{n}tls_cert_file = \"c.pem\""), "go together"),
