@@ -18,7 +18,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::{Cluster, subject};
-use crate::store::{Appended, Receipt, Store, StoreError, format};
+use crate::store::{Appended, Receipt, Store, StoreError};
 
 /// Most messages handed to the store and not yet acknowledged to JetStream.
 const MAX_PENDING: usize = 256;
@@ -114,7 +114,7 @@ fn hand_over(stream: &str, store: &Store, message: &Message) -> Option<Receipt> 
         tracing::warn!(subject = %message.subject, "a message in the stream is not a batch; skipped");
         return None;
     };
-    match format::decode(&message.payload) {
+    match super::payload::decode(message.headers.as_ref(), &message.payload) {
         Ok(record) => Some(store.submit(&project, Arc::new(record))),
         Err(e) => {
             tracing::error!(subject = %message.subject, error = %e, "a batch in the stream cannot be read; skipped");

@@ -16,12 +16,14 @@
 //! - [`subject`]: subjects and message ids.
 //! - [`feed`]: the durable consumer feeding the local store.
 //! - [`control`]: the agents list and control requests across proxies.
+//! - [`payload`]: a batch as a message: the store's record, compressed.
 //! - [`lease`]: work one proxy of the cluster does at a time.
 //! - [`remote`]: remote write fed once for the cluster, from the stream.
 
 pub mod control;
 pub mod feed;
 pub mod lease;
+pub mod payload;
 pub mod remote;
 pub mod subject;
 
@@ -34,7 +36,7 @@ use wasmtap_protocol::access_key::ProjectId;
 
 use crate::config::{ClusterConfig, NatsAuth};
 use crate::exposition::{self, Exposition, Kind};
-use crate::store::{Appended, Receipt, StoreError, StoredBatch, format};
+use crate::store::{Appended, Receipt, StoreError, StoredBatch};
 
 /// Why the cluster could not be joined.
 #[derive(Debug, thiserror::Error)]
@@ -226,12 +228,11 @@ impl Cluster {
         project: &ProjectId,
         record: &StoredBatch,
     ) -> Result<Appended, StoreError> {
-        let mut payload = Vec::new();
-        format::encode(record, &mut payload);
+        let unconfirmed = |e: &dyn std::fmt::Display| StoreError::Unconfirmed(e.to_string());
+        let (headers, payload) = payload::encode(record).map_err(|e| unconfirmed(&e))?;
         let subject = subject::batch(&self.config.stream, project, &record.agent);
         let id = subject::message_id(project, &record.agent, record.batch.seq);
-        let publish = PublishMessage::build().payload(payload.into()).message_id(id);
-        let unconfirmed = |e: &dyn std::fmt::Display| StoreError::Unconfirmed(e.to_string());
+        let publish = PublishMessage::build().headers(headers).payload(payload).message_id(id);
         let confirm = self.js.send_publish(subject, publish).await.map_err(|e| unconfirmed(&e))?;
         let ack = confirm.await.map_err(|e| unconfirmed(&e))?;
         Ok(if ack.duplicate { Appended::Duplicate } else { Appended::Stored })

@@ -23,7 +23,6 @@ use futures_util::StreamExt as _;
 
 use super::{Cluster, subject};
 use crate::remote_write::{Endpoint, MAX_RETRY_AFTER, Point};
-use crate::store::format;
 use crate::tail::follow::{Deliver as _, Sent, Settings};
 
 /// Most batches sent as one group.
@@ -90,7 +89,7 @@ async fn follow(
             let message = next.ok_or("the stream's messages ended")?.map_err(|e| e.to_string())?;
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
             let project = subject::project_of(&stream_name, &message.subject);
-            match (project, format::decode(&message.payload)) {
+            match (project, super::payload::decode(message.headers.as_ref(), &message.payload)) {
                 (Some(project), Ok(record)) => backend.items(&project, &record, &mut items),
                 _ => {
                     tracing::warn!(subject = %message.subject, "a message in the stream is not a batch; not sent")
