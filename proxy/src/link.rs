@@ -54,6 +54,8 @@ pub(crate) struct Link<'a> {
     waiting: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     /// Batches submitted to the store and not yet acknowledged.
     inflight: Inflight,
+    /// Under `[cluster]`: keeps this session's batches in order in the stream.
+    order: crate::cluster::Order,
     hub: &'a Hub,
     project: ProjectId,
     agent: String,
@@ -97,6 +99,7 @@ impl<'a> Link<'a> {
             conn: Box::new(conn),
             waiting: HashMap::new(),
             inflight: Inflight::default(),
+            order: crate::cluster::Order::default(),
             hub,
             project,
             agent,
@@ -300,7 +303,7 @@ impl<'a> Link<'a> {
             batch,
         });
         let receipt = match &self.hub.cluster {
-            Some(cluster) => cluster.submit(&self.project, record.clone()),
+            Some(cluster) => cluster.submit(&self.project, record.clone(), &mut self.order),
             None => self.hub.store.submit(&self.project, record.clone()),
         };
         self.inflight.push(record, receipt);

@@ -98,6 +98,11 @@ impl ClusterStats {
     }
 }
 
+/// Where a session's batches stand in the order they go to the stream
+/// (see [`Cluster::submit`]); one per session.
+#[derive(Debug, Default)]
+pub struct Order(Option<oneshot::Receiver<()>>);
+
 /// The proxy's link to the cluster.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -198,12 +203,27 @@ impl Cluster {
     }
 
     /// Publishes `record` of `project` and answers once JetStream confirmed it.
-    pub fn submit(&self, project: &ProjectId, record: Arc<StoredBatch>) -> Receipt {
+    ///
+    /// `order` keeps one session's batches in the stream in the order they
+    /// came (remote-write backends refuse a series' samples out of order):
+    /// the batch is handed to the connection only once the session's
+    /// previous one was, while confirmations are awaited side by side.
+    pub fn submit(
+        &self,
+        project: &ProjectId,
+        record: Arc<StoredBatch>,
+        order: &mut Order,
+    ) -> Receipt {
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
         let project = project.clone();
+        let (sent, after) = oneshot::channel();
+        let before = order.0.replace(after);
         tokio::spawn(async move {
-            let result = this.publish(&project, &record).await;
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let result = this.publish(&project, &record, sent).await;
             let stats = &this.stats;
             match &result {
                 Ok(Appended::Stored) => stats.confirmed.fetch_add(1, Ordering::Relaxed),
@@ -227,13 +247,17 @@ impl Cluster {
         &self,
         project: &ProjectId,
         record: &StoredBatch,
+        sent: oneshot::Sender<()>,
     ) -> Result<Appended, StoreError> {
         let unconfirmed = |e: &dyn std::fmt::Display| StoreError::Unconfirmed(e.to_string());
         let (headers, payload) = payload::encode(record).map_err(|e| unconfirmed(&e))?;
         let subject = subject::batch(&self.config.stream, project, &record.agent);
         let id = subject::message_id(project, &record.agent, record.batch.seq);
         let publish = PublishMessage::build().headers(headers).payload(payload).message_id(id);
-        let confirm = self.js.send_publish(subject, publish).await.map_err(|e| unconfirmed(&e))?;
+        let confirm = self.js.send_publish(subject, publish).await.map_err(|e| unconfirmed(&e));
+        // The next batch of the session may go (whether this one went or not).
+        drop(sent);
+        let confirm = confirm?;
         let ack = confirm.await.map_err(|e| unconfirmed(&e))?;
         Ok(if ack.duplicate { Appended::Duplicate } else { Appended::Stored })
     }
