@@ -150,6 +150,18 @@ impl Bound {
         let cluster = match &config.cluster {
             Some(c) => {
                 let cluster = Cluster::connect(c.clone()).await?;
+                // The stream exists before the first batch, when JetStream
+                // answers in time; otherwise the feed makes it as soon as it
+                // can, and batches wait in agents' spools until then.
+                match tokio::time::timeout(c.confirm_timeout, cluster.stream()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot make the cluster's stream yet")
+                    }
+                    Err(_) => tracing::warn!(
+                        "JetStream does not answer yet; the stream is made once it does"
+                    ),
+                }
                 tracing::info!(nats = ?c.nats, stream = %c.stream, name = %c.name, "batches go to the cluster's stream");
                 let control =
                     cluster::control::serve(cluster.clone(), sessions.clone(), shutdown.clone());

@@ -239,11 +239,15 @@ fn run(config: PathBuf, print: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let bound = wasmtap_proxy::bind(cfg, wasmtap_proxy::Options { print }).await?;
-        // Tests and scripts read the bound addresses from these lines.
-        println!("listening on {}", bound.addr()?);
+        // Tests and scripts read the bound addresses from these lines; a
+        // reader that went away (a closed pipe) does not stop the proxy.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", bound.addr()?);
         if let Some(http) = bound.http_addr() {
-            println!("http listening on {http}");
+            let _ = writeln!(out, "http listening on {http}");
         }
+        let _ = out.flush();
+        drop(out);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

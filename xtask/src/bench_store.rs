@@ -24,7 +24,7 @@
 //! N must be a multiple of 10,000. A full run at 100 M takes a while on
 //! the project's 2-core machine (VictoriaMetrics' ingestion most of it).
 
-mod victoria;
+pub(crate) mod victoria;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -38,8 +38,8 @@ use crate::footprint::procfs;
 use crate::{packages, util};
 
 /// Agents of the load, and series per agent.
-const AGENTS: u64 = 10;
-const SERIES_PER_AGENT: u64 = 1_000;
+pub(crate) const AGENTS: u64 = 10;
+pub(crate) const SERIES_PER_AGENT: u64 = 1_000;
 /// Values of the row-segment baseline, at most.
 const BASELINE_VALUES: u64 = 20_000_000;
 /// Runs of each query; the median is reported.
@@ -56,7 +56,7 @@ struct Ingest {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -65,7 +65,7 @@ impl Drop for Proc {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -83,21 +83,42 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-struct Bench {
+/// The release binaries, the load generator and the project's key.
+pub(crate) struct Bench {
     bin: PathBuf,
-    load: PathBuf,
-    key: String,
+    pub(crate) load: PathBuf,
+    pub(crate) key: String,
 }
 
 /// A running proxy and where it listens.
-struct Proxy {
+pub(crate) struct Proxy {
     proc: Proc,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     config: PathBuf,
 }
 
+impl Proxy {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+}
+
 impl Bench {
-    fn start_proxy(&self, dir: &Path, store: &str) -> anyhow::Result<Proxy> {
+    /// Builds the release proxy and the load generator, and makes a key.
+    pub(crate) fn build() -> anyhow::Result<Self> {
+        let root = util::root();
+        util::cargo(
+            &["build", "--release", "-p", "wasmtap-proxy", "--bins", "--example", "store_load"],
+            &root,
+        )?;
+        let bin = root.join("target/release");
+        Ok(Self { load: bin.join("examples/store_load"), key: keygen(&bin)?, bin })
+    }
+
+    /// Starts a proxy in `dir` whose config has `store` in its `[store]`
+    /// section (sections may follow).
+    pub(crate) fn start_proxy(&self, dir: &Path, store: &str) -> anyhow::Result<Proxy> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join("proxy.toml");
         std::fs::write(
@@ -127,7 +148,7 @@ impl Bench {
         Ok(Proxy { proc: Proc(child), addr, config })
     }
 
-    fn load(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn load(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(&self.load).args(args).stderr(Stdio::inherit()).output()?;
         anyhow::ensure!(out.status.success(), "store_load {} failed", args.first().unwrap_or(&""));
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
@@ -152,6 +173,7 @@ impl Bench {
         let (addr, agents, end) = (proxy.addr.to_string(), AGENTS.to_string(), end_ms.to_string());
         let sent = self.load(&["send", &addr, &self.key, &agents, &seconds, &end])?;
         let wall = started.elapsed().as_secs_f64();
+        let sent = sent.lines().next().unwrap_or_default();
         anyhow::ensure!(sent == values.to_string(), "sent {sent} values, not {values}");
         if compressed {
             wait_compressed(&proxy.config.with_file_name("store").join("bench"))?;
@@ -241,14 +263,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("--values must be a positive multiple of {series}");
     }
     packages::install(&[victoria::NEED])?;
-    let root = util::root();
-    util::cargo(
-        &["build", "--release", "-p", "wasmtap-proxy", "--bins", "--example", "store_load"],
-        &root,
-    )?;
-    let bin = root.join("target/release");
-    let bench = Bench { load: bin.join("examples/store_load"), key: keygen(&bin)?, bin };
-    let work = root.join("target/bench-store");
+    let bench = Bench::build()?;
+    let work = util::root().join("target/bench-store");
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }

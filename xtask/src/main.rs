@@ -5,10 +5,12 @@
 //! - `cargo xtask demo [--seconds N]`: a local proxy and agent, metrics on screen.
 //! - `cargo xtask footprint [--seconds N]`: the agent's cost beside collectd and node_exporter (a benchmark).
 //! - `cargo xtask bench-store [--values N]`: the proxy's store at scale beside VictoriaMetrics (a benchmark).
+//! - `cargo xtask bench-ingest [--values N]`: ingest with `[cluster]` beside the embedded store and VictoriaMetrics (a benchmark).
 //! - `cargo xtask test`: install what tests need (see `packages.rs`), build collectors, run every test, smoke-run every fuzz target, lint.
 //! - `cargo xtask fuzz [SECONDS]`: build every fuzz target on nightly and run each for SECONDS (default 5).
 
 mod authoring;
+mod bench_ingest;
 mod bench_store;
 mod demo;
 mod footprint;
@@ -29,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         // Started by `footprint` itself: the native reading floor.
         Some("footprint-reads") => footprint::native::run(),
         Some("bench-store") => bench_store::run(&args[1..]),
+        Some("bench-ingest") => bench_ingest::run(&args[1..]),
         Some("test") => test(),
         Some("lint") => lint(),
         Some("fuzz") => {
@@ -52,6 +55,9 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!(
                 "  bench-store    the proxy's store at 100 M values beside VictoriaMetrics (--values N)"
+            );
+            eprintln!(
+                "  bench-ingest   the proxy's ingest with [cluster] beside the embedded store and VictoriaMetrics (--values N)"
             );
             eprintln!("  test           build collectors and run every test and lint");
             eprintln!("  lint           cargo fmt --check and clippy -D warnings");

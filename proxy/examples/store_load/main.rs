@@ -1,10 +1,12 @@
-//! The load of `cargo xtask bench-store`: the same deterministic values,
+//! The load of `cargo xtask bench-store` and `bench-ingest`: the same deterministic values,
 //! sent to a proxy by agents over real sessions, or to a Prometheus
 //! remote-write receiver (VictoriaMetrics in the benchmark).
 //!
 //! - `send ADDR KEY AGENTS SECONDS END_MS`: AGENTS agents each send one
 //!   batch per simulated second (SECONDS of them, the last ending at
-//!   END_MS), as fast as acknowledgements come back; prints the values sent.
+//!   END_MS), as fast as acknowledgements come back; prints the values sent,
+//!   then on a second line the time from sending a batch to its
+//!   acknowledgement in milliseconds: median and 99th percentile.
 //! - `probe ADDR KEY AGENT SEQ`: connects (retrying for 60 s), sends one
 //!   batch numbered SEQ and waits for its acknowledgement.
 //! - `write URL AGENTS SECONDS END_MS`: the same values by remote write.
@@ -34,7 +36,7 @@ use wasmtap_protocol::frame::{Frame, FrameDecoder, FrameKind};
 use wasmtap_protocol::handshake::ClientHandshake;
 use wasmtap_protocol::identity::StaticKey;
 use wasmtap_protocol::message::{self, Ack, Batch, SealedBatch};
-use wasmtap_protocol::session::Session;
+use wasmtap_protocol::session::{Session, is_sealed_kind};
 
 mod host;
 
@@ -100,24 +102,33 @@ fn seal(
     Ok(())
 }
 
-/// One agent sends `seconds` batches; returns the values sent.
+/// One agent sends `seconds` batches; returns the values sent and each
+/// batch's time from sending to acknowledgement, in ms.
 async fn agent(
     addr: SocketAddr,
     key: AccessKey,
     a: u64,
     seconds: u64,
     end_ms: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Vec<f64>)> {
     let (stream, mut session, decoder) = connect(addr, &key, &agent_name(a)).await?;
     let (rd, mut wr) = stream.into_split();
     let mut host = Host::new(a);
     let mut encoder = Encoder::new();
     let mut wire = Vec::new();
-    let mut acks = Acks { rd, decoder, buf: vec![0u8; 64 * 1024], acked: 0 };
+    let mut acks = Acks {
+        rd,
+        decoder,
+        buf: vec![0u8; 64 * 1024],
+        acked: 0,
+        sent: Vec::with_capacity(seconds as usize),
+        latencies: Vec::with_capacity(seconds as usize),
+    };
     for i in 0..seconds {
         let seq = i + 1;
         let time_ms = end_ms - (seconds - i) * 1_000;
         seal(&mut encoder, &mut session, &host.batch(seq, time_ms), &mut wire)?;
+        acks.sent.push(Instant::now());
         wr.write_all(&wire).await?;
         wire.clear();
         if seq >= WINDOW {
@@ -125,7 +136,7 @@ async fn agent(
         }
     }
     acks.wait(&mut session, seconds).await?;
-    Ok(seconds * (SAMPLES * FIELDS) as u64)
+    Ok((seconds * (SAMPLES * FIELDS) as u64, acks.latencies))
 }
 
 /// The reading side of an agent's session: acknowledgements.
@@ -134,6 +145,10 @@ struct Acks {
     decoder: FrameDecoder,
     buf: Vec<u8>,
     acked: u64,
+    /// When each batch was sent (batch `seq` at `seq - 1`).
+    sent: Vec<Instant>,
+    /// Send to acknowledgement of each acknowledged batch, ms.
+    latencies: Vec<f64>,
 }
 
 impl Acks {
@@ -141,8 +156,20 @@ impl Acks {
     async fn wait(&mut self, session: &mut Session, until: u64) -> anyhow::Result<()> {
         loop {
             while let Some(f) = self.decoder.next_frame()? {
-                if f.kind == FrameKind::Ack {
-                    let ack: Ack = message::decode(&session.open(f)?)?;
+                // Every sealed frame is opened, whatever it is (a control
+                // request the load does not answer), so that the session's
+                // counters stay in step; acknowledgements are read.
+                let kind = f.kind;
+                let plain = if is_sealed_kind(kind) { session.open(f)? } else { continue };
+                if kind == FrameKind::Ack {
+                    let ack: Ack = message::decode(&plain)?;
+                    // Acknowledgements are cumulative: every batch up to `seq`.
+                    let now = Instant::now();
+                    for seq in self.acked + 1..=ack.seq {
+                        if let Some(at) = self.sent.get((seq - 1) as usize) {
+                            self.latencies.push(now.duration_since(*at).as_secs_f64() * 1e3);
+                        }
+                    }
                     self.acked = self.acked.max(ack.seq);
                 }
             }
@@ -166,10 +193,16 @@ async fn send(
     let tasks: Vec<_> =
         (0..agents).map(|a| tokio::spawn(agent(addr, key.clone(), a, seconds, end_ms))).collect();
     let mut values = 0;
+    let mut latencies = Vec::new();
     for t in tasks {
-        values += t.await??;
+        let (v, l) = t.await??;
+        values += v;
+        latencies.extend(l);
     }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize);
     println!("{values}");
+    println!("{:.2} {:.2}", at(0.5).copied().unwrap_or(0.0), at(0.99).copied().unwrap_or(0.0));
     Ok(())
 }
 
@@ -191,8 +224,10 @@ async fn probe(addr: SocketAddr, key: AccessKey, name: &str, seq: u64) -> anyhow
     stream.write_all(&wire).await?;
     loop {
         let f = read_frame(&mut stream, &mut decoder).await?;
-        if f.kind == FrameKind::Ack {
-            let ack: Ack = message::decode(&session.open(f)?)?;
+        let kind = f.kind;
+        let plain = if is_sealed_kind(kind) { session.open(f)? } else { continue };
+        if kind == FrameKind::Ack {
+            let ack: Ack = message::decode(&plain)?;
             if ack.seq >= seq {
                 return Ok(());
             }
