@@ -157,14 +157,15 @@ struct Described {
     limits: OutputLimits,
 }
 
-/// The least time `describe` gets: it runs once per load, and a
-/// component's first call pays for faulting in its memory image (tens of
-/// MiB for Python and JavaScript collectors), which a collect timeout of a
-/// few hundred milliseconds does not allow for on a busy machine.
-pub const DESCRIBE_DEADLINE: Duration = Duration::from_secs(5);
+/// The least time instantiation and `describe` get: they set a collector
+/// up (the runtime lays out its memory image, tens of MiB for Python and
+/// JavaScript collectors, and the first call faults it in), which a
+/// collect timeout of a few hundred milliseconds does not allow for on a
+/// busy machine. `init` and `collect` keep the manifest's timeout.
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Instantiates the collector of `path` and calls `describe`, under the
-/// manifest's timeout, or [`DESCRIBE_DEADLINE`] when that is longer.
+/// manifest's timeout, or [`SETUP_DEADLINE`] when that is longer.
 async fn described(
     rt: &Runtime,
     pre: &Pre,
@@ -177,7 +178,7 @@ async fn described(
     let limits = OutputLimits::default();
     let recipe = Recipe { pre, manifest, name: &label, kv: &kv, log: &log, limits: &limits };
     let mut instance = instance::instantiate(rt, recipe).await?;
-    let deadline = manifest.timeout.max(DESCRIBE_DEADLINE);
+    let deadline = manifest.timeout.max(SETUP_DEADLINE);
     instance.arm(deadline);
     let descriptor = within(rt, deadline, instance.exports.describe(&mut instance.store))
         .await

@@ -112,7 +112,8 @@ pub(super) struct Recipe<'a> {
     pub(super) limits: &'a OutputLimits,
 }
 
-/// A fresh, sandboxed instance; its start-up code runs under the manifest's timeout.
+/// A fresh, sandboxed instance; its start-up code runs under the manifest's
+/// timeout, or [`super::collector::SETUP_DEADLINE`] when that is longer.
 pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance, LoadError> {
     let mut wasi = WasiCtx::builder();
     let kernel_state_only = reads_only_kernel_state(&r.manifest.read);
@@ -146,8 +147,9 @@ pub(super) async fn instantiate(rt: &Runtime, r: Recipe<'_>) -> Result<Instance,
     store.limiter(|s| &mut s.limits);
     store.set_hostcall_fuel(r.limits.copy_budget());
     store.epoch_deadline_callback(on_epoch);
-    arm(&mut store, r.manifest.timeout);
-    let exports = within(rt, r.manifest.timeout, r.pre.instantiate(&mut store))
+    let deadline = r.manifest.timeout.max(super::collector::SETUP_DEADLINE);
+    arm(&mut store, deadline);
+    let exports = within(rt, deadline, r.pre.instantiate(&mut store))
         .await
         .map_err(|e| LoadError::Instantiate(e.to_string()))?;
     Ok(Instance { store, exports })
