@@ -8,7 +8,8 @@
 //! `<stream>-positions`, the id a checksum of the URL as for a single
 //! proxy's position file). It
 //! groups up to [`GROUP`] batches, sends their values in requests of
-//! `batch_size`, retried with backoff for as long as it takes, and moves
+//! `batch_size`, retried as a single proxy's sink retries them
+//! ([`send_until_taken`]) for as long as it takes, and moves
 //! the position once the endpoint took the group. A holder that dies
 //! mid-way leaves the position before the group: the next holder sends
 //! the group again, in order (the backend gets some samples twice, which
@@ -22,8 +23,8 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures_util::StreamExt as _;
 
 use super::{Cluster, subject};
-use crate::remote_write::{Endpoint, MAX_RETRY_AFTER, Point};
-use crate::tail::follow::{Deliver as _, Sent, Settings};
+use crate::remote_write::{Endpoint, Point};
+use crate::tail::follow::{Deliver as _, Settings, send_until_taken};
 
 /// Most batches sent as one group.
 const GROUP: usize = 256;
@@ -99,7 +100,7 @@ async fn follow(
             group += 1;
         }
         for chunk in items.chunks(settings.batch_size.max(1)) {
-            send(backend, chunk, settings).await;
+            send_until_taken(backend, key, chunk, settings).await;
         }
         items.clear();
         if let Some(seq) = last {
@@ -189,22 +190,6 @@ async fn save(cluster: &Cluster, subject: &str, seq: u64) -> Result<(), String> 
     let confirm = js.publish(subject.to_owned(), seq.to_string().into()).await;
     confirm.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// Sends `chunk` until the endpoint takes or refuses it.
-async fn send(backend: &mut Endpoint, chunk: &[Point], settings: Settings) {
-    let mut backoff = settings.min_backoff;
-    loop {
-        match backend.send(chunk).await {
-            Sent::Accepted | Sent::Refused => return,
-            Sent::Retry(why, after) => {
-                let delay = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
-                tracing::debug!(%why, ?delay, "remote write retried");
-                tokio::time::sleep(delay).await;
-                backoff = (backoff * 2).min(settings.max_backoff);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

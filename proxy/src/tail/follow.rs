@@ -102,6 +102,43 @@ fn by_project(map: &BTreeMap<String, At>) -> BTreeMap<ProjectId, At> {
     map.iter().filter_map(|(p, at)| Some((ProjectId::new(p).ok()?, *at))).collect()
 }
 
+/// Sends `items` to `backend` (the sink `name`, for logs) until it takes
+/// or refuses them: failed sends are retried with exponential backoff and
+/// jitter, a server's `Retry-After` obeyed (never less than the backoff,
+/// at most [`MAX_RETRY_AFTER`]).
+pub async fn send_until_taken<D: Deliver>(
+    backend: &mut D,
+    name: &str,
+    items: &[D::Item],
+    settings: Settings,
+) {
+    let mut backoff = settings.min_backoff;
+    let mut failures = 0u32;
+    loop {
+        match backend.send(items).await {
+            Sent::Accepted | Sent::Refused => {
+                if failures > 0 {
+                    tracing::info!(sink = %name, failures, "delivery recovered");
+                }
+                return;
+            }
+            Sent::Retry(why, asked) => {
+                failures += 1;
+                // The server's wait, but never less than the backoff.
+                let delay = asked.map_or_else(
+                    || jitter(backoff),
+                    |d| d.max(jitter(backoff)).min(MAX_RETRY_AFTER),
+                );
+                if failures == 1 || backoff == settings.max_backoff {
+                    tracing::warn!(sink = %name, error = %why, failures, retry_in = ?delay, "delivery failed; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                backoff = backoff.saturating_mul(2).min(settings.max_backoff);
+            }
+        }
+    }
+}
+
 /// A delay between `backoff / 2` and `backoff`, uniformly.
 fn jitter(backoff: Duration) -> Duration {
     let half = backoff / 2;
@@ -265,31 +302,7 @@ impl<D: Deliver> Follower<D> {
     }
 
     async fn send(&mut self, items: &[D::Item]) {
-        let mut backoff = self.settings.min_backoff;
-        let mut failures = 0u32;
-        loop {
-            match self.backend.send(items).await {
-                Sent::Accepted | Sent::Refused => {
-                    if failures > 0 {
-                        tracing::info!(sink = %self.name, failures, "delivery recovered");
-                    }
-                    return;
-                }
-                Sent::Retry(why, asked) => {
-                    failures += 1;
-                    // The server's wait, but never less than the backoff.
-                    let delay = asked.map_or_else(
-                        || jitter(backoff),
-                        |d| d.max(jitter(backoff)).min(MAX_RETRY_AFTER),
-                    );
-                    if failures == 1 || backoff == self.settings.max_backoff {
-                        tracing::warn!(sink = %self.name, error = %why, failures, retry_in = ?delay, "delivery failed; retrying");
-                    }
-                    tokio::time::sleep(delay).await;
-                    backoff = backoff.saturating_mul(2).min(self.settings.max_backoff);
-                }
-            }
-        }
+        send_until_taken(&mut self.backend, &self.name, items, self.settings).await;
     }
 
     /// Delivers until `stop` flips, then until everything the store holds
