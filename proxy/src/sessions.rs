@@ -90,6 +90,31 @@ fn held(entries: &HashMap<u64, Entry>, project: &str) -> usize {
     entries.values().filter(|e| e.info.project == project).count()
 }
 
+/// Of `sessions` (each with what the caller needs of it), that of the
+/// most recent session of the agent named `agent` (of `project` when
+/// given); an agent of that name in several projects is
+/// [`RequestError::Ambiguous`], none is [`RequestError::NotConnected`].
+pub(crate) fn newest_session<'a, T>(
+    sessions: impl Iterator<Item = (&'a AgentInfo, T)>,
+    project: Option<&str>,
+    agent: &str,
+) -> Result<T, RequestError> {
+    let matching: Vec<(&AgentInfo, T)> = sessions
+        .filter(|(a, _)| a.agent == agent && project.is_none_or(|p| a.project == p))
+        .collect();
+    let mut projects: Vec<String> = matching.iter().map(|(a, _)| a.project.clone()).collect();
+    projects.sort();
+    projects.dedup();
+    if projects.len() > 1 {
+        return Err(RequestError::Ambiguous { agent: agent.to_owned(), projects });
+    }
+    matching
+        .into_iter()
+        .max_by_key(|(a, _)| a.connected_ms)
+        .map(|(_, t)| t)
+        .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))
+}
+
 /// A request on its way to a session, with where its answer goes.
 #[derive(Debug)]
 pub struct Pending {
@@ -194,22 +219,8 @@ impl Sessions {
     ) -> Result<Result<String, String>, RequestError> {
         let target = {
             let entries = self.lock();
-            let matching: Vec<&Entry> = entries
-                .values()
-                .filter(|e| e.info.agent == agent && project.is_none_or(|p| e.info.project == p))
-                .collect();
-            let mut projects: Vec<String> =
-                matching.iter().map(|e| e.info.project.clone()).collect();
-            projects.sort();
-            projects.dedup();
-            if projects.len() > 1 {
-                return Err(RequestError::Ambiguous { agent: agent.to_owned(), projects });
-            }
-            matching
-                .into_iter()
-                .max_by_key(|e| e.info.connected_ms)
-                .map(|e| e.requests.clone())
-                .ok_or_else(|| RequestError::NotConnected(agent.to_owned()))?
+            let sessions = entries.values().map(|e| (&e.info, &e.requests));
+            newest_session(sessions, project, agent)?.clone()
         };
         let id = self.next_request_id();
         let (reply, answer) = oneshot::channel();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::Cluster;
-use crate::sessions::{AgentInfo, RequestError, Sessions};
+use crate::sessions::{AgentInfo, RequestError, Sessions, newest_session};
 
 /// How long the agents list waits for the proxies' answers.
 pub const GATHER: Duration = Duration::from_millis(500);
@@ -156,21 +156,8 @@ pub async fn request(
     }
     let not_connected = || RequestError::NotConnected(agent.to_owned());
     let everywhere = agents(cluster).await.map_err(|_| not_connected())?;
-    let matching: Vec<&AgentInfo> = everywhere
-        .iter()
-        .filter(|a| a.agent == agent && project.is_none_or(|p| a.project == p))
-        .collect();
-    let mut projects: Vec<String> = matching.iter().map(|a| a.project.clone()).collect();
-    projects.sort();
-    projects.dedup();
-    if projects.len() > 1 {
-        return Err(RequestError::Ambiguous { agent: agent.to_owned(), projects });
-    }
-    let holder = matching
-        .into_iter()
-        .max_by_key(|a| a.connected_ms)
-        .and_then(|a| a.proxy.clone())
-        .ok_or_else(not_connected)?;
+    let holders = everywhere.iter().map(|a| (a, a.proxy.clone()));
+    let holder = newest_session(holders, project, agent)?.ok_or_else(not_connected)?;
     let forwarded = Forwarded {
         project: project.map(str::to_owned),
         agent: agent.to_owned(),
