@@ -182,17 +182,8 @@ fn ingest(
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let values: u64 = match args {
-        [] => 10_000_000,
-        [flag, n] if flag == "--values" => {
-            n.replace('_', "").parse().context("--values takes a number")?
-        }
-        _ => bail!("usage: cargo xtask bench-ingest [--values N]"),
-    };
+    let values = bench_store::values_arg(args, 10_000_000, "bench-ingest")?;
     let series = AGENTS * SERIES_PER_AGENT;
-    if values == 0 || !values.is_multiple_of(series) {
-        bail!("--values must be a positive multiple of {series}");
-    }
     packages::install(&[NATS_NEED, victoria::NEED])?;
     let bench = Bench::build()?;
     let work = util::root().join("target/bench-ingest");

@@ -250,18 +250,26 @@ fn keygen(bin: &Path) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+/// The `[--values N]` of benchmark `command` (`default` without it): a
+/// positive multiple of the load's series.
+pub(crate) fn values_arg(args: &[String], default: u64, command: &str) -> anyhow::Result<u64> {
     let values: u64 = match args {
-        [] => 100_000_000,
+        [] => default,
         [flag, n] if flag == "--values" => {
             n.replace('_', "").parse().context("--values takes a number")?
         }
-        _ => bail!("usage: cargo xtask bench-store [--values N]"),
+        _ => bail!("usage: cargo xtask {command} [--values N]"),
     };
     let series = AGENTS * SERIES_PER_AGENT;
     if values == 0 || !values.is_multiple_of(series) {
         bail!("--values must be a positive multiple of {series}");
     }
+    Ok(values)
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let values = values_arg(args, 100_000_000, "bench-store")?;
+    let series = AGENTS * SERIES_PER_AGENT;
     packages::install(&[victoria::NEED])?;
     let bench = Bench::build()?;
     let work = util::root().join("target/bench-store");
