@@ -74,11 +74,8 @@ impl Pair {
 
 /// Waits until `proxy`'s `/metrics` says `value` for `name`.
 fn wait_metric(proxy: &Proxy, name: &str, value: f64) -> anyhow::Result<()> {
-    let addr = proxy.http.context("[http] listener")?;
     wait::until(Duration::from_secs(30), &format!("{name} {value}"), || {
-        let body = http::get(addr, "/metrics", &[])?.body;
-        let now = body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
-        Ok((now == Some(value)).then_some(()))
+        Ok((proxy.metric(name)? == Some(value)).then_some(()))
     })
     .with_context(|| proxy.log_text())
 }
