@@ -149,7 +149,10 @@ impl Bound {
         let sessions = Arc::new(Sessions::default());
         let cluster = match &config.cluster {
             Some(c) => {
-                let cluster = Cluster::connect(c.clone()).await?;
+                let mut cluster = Cluster::connect(c.clone()).await?;
+                if c.store {
+                    cluster = cluster.with_store(store.clone());
+                }
                 // The stream exists before the first batch, when JetStream
                 // answers in time; otherwise the feed makes it as soon as it
                 // can, and batches wait in agents' spools until then.

@@ -6,7 +6,8 @@
 //! has answered, so a proxy killed at any moment gets again whatever it
 //! had not stored. The store deduplicates by agent and batch sequence, so
 //! a batch published twice (through two proxies after the duplicate
-//! window, or redelivered) is kept once.
+//! window, or redelivered) is kept once. Batches this proxy published
+//! itself are not decoded again: the store has them from memory ([`own`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use async_nats::jetstream::{Message, consumer::pull};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
-use super::{Cluster, subject};
+use super::{Cluster, own, subject};
 use crate::store::{Appended, Receipt, Store, StoreError};
 
 /// Most messages handed to the store and not yet acknowledged to JetStream.
@@ -72,13 +73,12 @@ async fn follow(cluster: &Cluster, store: &Store) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     tracing::info!(consumer = %durable, "copying the cluster's batches into the store");
-    let mut pending: VecDeque<(Message, Option<Receipt>)> = VecDeque::new();
+    let mut pending: VecDeque<(Message, Handed)> = VecDeque::new();
     loop {
         let room = pending.len() < MAX_PENDING;
         let front_ready = async {
             match pending.front_mut() {
-                Some((_, Some(receipt))) => Some(receipt.await.unwrap_or(Err(StoreError::Closed))),
-                Some((_, None)) => Some(Ok(Appended::Duplicate)),
+                Some((message, handed)) => Some(handed.settle(config.stream.as_str(), store, message).await),
                 None => std::future::pending().await,
             }
         };
@@ -100,25 +100,64 @@ async fn follow(cluster: &Cluster, store: &Store) -> Result<(), String> {
             next = messages.next(), if room => {
                 let Some(next) = next else { return Err("the consumer's messages ended".into()) };
                 let message = next.map_err(|e| e.to_string())?;
-                let receipt = hand_over(config.stream.as_str(), store, &message);
-                pending.push_back((message, receipt));
+                let origin = message.headers.as_ref().and_then(|h| h.get(own::ORIGIN)).map(|v| v.as_str());
+                let handed = match cluster.own().and_then(|own| own.take(origin)) {
+                    Some(slot) => Handed::Own(slot),
+                    None => hand_over(config.stream.as_str(), store, &message),
+                };
+                pending.push_back((message, handed));
             }
         }
     }
 }
 
-/// Hands `message` to the store; `None` for a message that is not a batch
-/// this proxy can read (logged; acknowledged so that it does not come back).
-fn hand_over(stream: &str, store: &Store, message: &Message) -> Option<Receipt> {
+/// Where a message read from the stream stands.
+enum Handed {
+    /// Handed to the store, which answers through the receipt.
+    Store(Receipt),
+    /// Published by this process: the store gets it from memory (see
+    /// [`own`]), or the slot says to decode it after all.
+    Own(own::Slot),
+    /// Not a batch this proxy can read (logged); acknowledged so that it
+    /// does not come back.
+    Skipped,
+}
+
+impl Handed {
+    /// The store's answer for `message`. Cancel-safe: what was handed on
+    /// is kept in `self` across every wait.
+    async fn settle(
+        &mut self,
+        stream: &str,
+        store: &Store,
+        message: &Message,
+    ) -> Result<Appended, StoreError> {
+        loop {
+            match self {
+                Self::Store(receipt) => return receipt.await.unwrap_or(Err(StoreError::Closed)),
+                Self::Own(slot) => {
+                    *self = match slot.await {
+                        Ok(Some(receipt)) => Self::Store(receipt),
+                        Ok(None) | Err(_) => hand_over(stream, store, message),
+                    };
+                }
+                Self::Skipped => return Ok(Appended::Duplicate),
+            }
+        }
+    }
+}
+
+/// Decodes `message` and hands it to the store.
+fn hand_over(stream: &str, store: &Store, message: &Message) -> Handed {
     let Some(project) = subject::project_of(stream, &message.subject) else {
         tracing::warn!(subject = %message.subject, "a message in the stream is not a batch; skipped");
-        return None;
+        return Handed::Skipped;
     };
     match super::payload::decode(message.headers.as_ref(), &message.payload) {
-        Ok(record) => Some(store.submit(&project, Arc::new(record))),
+        Ok(record) => Handed::Store(store.submit(&project, Arc::new(record))),
         Err(e) => {
             tracing::error!(subject = %message.subject, error = %e, "a batch in the stream cannot be read; skipped");
-            None
+            Handed::Skipped
         }
     }
 }

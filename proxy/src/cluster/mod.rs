@@ -17,12 +17,14 @@
 //! - [`feed`]: the durable consumer feeding the local store.
 //! - [`control`]: the agents list and control requests across proxies.
 //! - [`payload`]: a batch as a message: the store's record, compressed.
+//! - [`own`]: batches this proxy published, stored from memory.
 //! - [`lease`]: work one proxy of the cluster does at a time.
 //! - [`remote`]: remote write fed once for the cluster, from the stream.
 
 pub mod control;
 pub mod feed;
 pub mod lease;
+pub mod own;
 pub mod payload;
 pub mod remote;
 pub mod subject;
@@ -109,6 +111,9 @@ pub struct Cluster {
     config: Arc<ClusterConfig>,
     js: jetstream::Context,
     stats: Arc<ClusterStats>,
+    /// With a local store: the batches this proxy published, which the
+    /// feed takes from memory.
+    own: Option<Arc<own::Own>>,
 }
 
 impl Cluster {
@@ -156,7 +161,20 @@ impl Cluster {
             .timeout(config.confirm_timeout)
             .ack_timeout(config.confirm_timeout)
             .build(client);
-        Ok(Self { config: Arc::new(config), js, stats: Arc::default() })
+        Ok(Self { config: Arc::new(config), js, stats: Arc::default(), own: None })
+    }
+
+    /// Hands the batches this proxy publishes to `store` from memory as
+    /// soon as JetStream confirms them, for the feed to take (see [`own`]).
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Self {
+        self.own = Some(own::Own::new(store));
+        self
+    }
+
+    /// The batches this proxy published and its feed has not read yet.
+    pub fn own(&self) -> Option<&Arc<own::Own>> {
+        self.own.as_ref()
     }
 
     /// The settings.
@@ -223,7 +241,15 @@ impl Cluster {
             if let Some(before) = before {
                 let _ = before.await;
             }
-            let result = this.publish(&project, &record, sent).await;
+            let registered = this.own.as_ref().and_then(own::Own::register);
+            let (origin, registered) = registered.unzip();
+            let result = this.publish(&project, &record, origin, sent).await;
+            if let Some(registered) = registered {
+                match result {
+                    Ok(Appended::Stored) => registered.stored(&project, record),
+                    _ => registered.not_stored(),
+                }
+            }
             let stats = &this.stats;
             match &result {
                 Ok(Appended::Stored) => stats.confirmed.fetch_add(1, Ordering::Relaxed),
@@ -247,10 +273,14 @@ impl Cluster {
         &self,
         project: &ProjectId,
         record: &StoredBatch,
+        origin: Option<String>,
         sent: oneshot::Sender<()>,
     ) -> Result<Appended, StoreError> {
         let unconfirmed = |e: &dyn std::fmt::Display| StoreError::Unconfirmed(e.to_string());
-        let (headers, payload) = payload::encode(record).map_err(|e| unconfirmed(&e))?;
+        let (mut headers, payload) = payload::encode(record).map_err(|e| unconfirmed(&e))?;
+        if let Some(origin) = origin {
+            headers.insert(own::ORIGIN, origin.as_str());
+        }
         let subject = subject::batch(&self.config.stream, project, &record.agent);
         let id = subject::message_id(project, &record.agent, record.batch.seq);
         let publish = PublishMessage::build().headers(headers).payload(payload).message_id(id);
