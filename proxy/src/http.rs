@@ -1,4 +1,4 @@
-//! The HTTP listener (`[http] listen`): `/metrics` and `/healthz` for
+//! The HTTP listener (`[http] listen`): `/metrics`, `/metrics/proxy` and `/healthz` for
 //! anyone, the admin API under `/api/` (see [`crate::admin`]) for holders of
 //! the bearer token. HTTP/1.1 only, bounded: connections, header read time,
 //! request body size.
@@ -126,11 +126,12 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> HttpResponse {
     let get = req.method() == Method::GET;
     match path {
         "/healthz" if get => response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/metrics" if get => {
+        "/metrics" | "/metrics/proxy" if get => {
             let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
-            metrics(state, exposition::Format::negotiate(accept)).await
+            let agents = path == "/metrics";
+            metrics(state, exposition::Format::negotiate(accept), agents).await
         }
-        "/healthz" | "/metrics" => {
+        "/healthz" | "/metrics" | "/metrics/proxy" => {
             let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
             r
@@ -139,12 +140,19 @@ async fn route(state: &Arc<HttpState>, req: Request<Incoming>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: &Arc<HttpState>, format: exposition::Format) -> HttpResponse {
+/// `/metrics`: the agents' latest values (with `agents`) and the proxy's
+/// own families; `/metrics/proxy` has only the latter, cheap to scrape
+/// often whatever the size of the fleet.
+async fn metrics(state: &Arc<HttpState>, format: exposition::Format, agents: bool) -> HttpResponse {
     let state = state.clone();
     // Rendering a large table is CPU work; keep it off the async workers.
     let text = tokio::task::spawn_blocking(move || {
         let mut text = exposition::Exposition::new(format);
-        state.latest.render(&mut text);
+        if agents {
+            state.latest.render(&mut text);
+        } else {
+            state.latest.render_own(&mut text);
+        }
         remote_write::render_families(&state.remote_write, &mut text);
         state.store.damage().render(&mut text);
         state.store.usage().render(&mut text);

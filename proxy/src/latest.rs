@@ -149,14 +149,23 @@ impl Latest {
                 exposition::sample(out, name, &key.labels, p.value, Some(p.time_ms));
             }
         }
-        let held = named.len() as f64;
+        self.render_counters(out, named.len());
+    }
+
+    /// The table's own size and drop counters alone (`/metrics/proxy`).
+    pub fn render_own(&self, out: &mut Exposition) {
+        let held = self.lock().series.len();
+        self.render_counters(out, held);
+    }
+
+    fn render_counters(&self, out: &mut Exposition, held: usize) {
         exposition::family(
             out,
             "wasmtap_proxy_latest_series",
             "Series held for /metrics.",
             Kind::Gauge,
         );
-        exposition::sample(out, "wasmtap_proxy_latest_series", &[], held, None);
+        exposition::sample(out, "wasmtap_proxy_latest_series", &[], held as f64, None);
         exposition::family(
             out,
             "wasmtap_proxy_latest_dropped_total",

@@ -83,6 +83,23 @@ fn every_standard_collector_passes_promtool_and_prometheus_scrapes_openmetrics()
     }
     assert!(body.contains("# TYPE wasmtap_memory_total_bytes gauge\n"), "{body}");
 
+    // /metrics/proxy: the proxy's own families alone, as promtool likes them.
+    let own = http::get(addr, "/metrics/proxy", &[])?;
+    anyhow::ensure!(own.status == 200, "GET /metrics/proxy: {}", own.status);
+    let families: Vec<&str> = own
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for family in ["wasmtap_proxy_unauthenticated_connections", "wasmtap_proxy_latest_series"] {
+        assert!(families.contains(&family), "{family} not in {families:?}");
+    }
+    assert!(families.iter().all(|f| f.starts_with("wasmtap_proxy_")), "{families:?}");
+    assert!(!own.body.contains("collector=\""), "{}", own.body);
+    let problems = promtool_problems(&own.body)?;
+    assert!(problems.is_empty(), "promtool check metrics:\n{}", problems.join("\n"));
+
     let om = metrics(addr, Some("application/openmetrics-text; version=1.0.0"))?;
     assert!(om.body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     assert!(om.body.contains(

@@ -158,7 +158,7 @@ fn ingest(
         let batches = (AGENTS * seconds) as f64;
         let deadline = Instant::now() + Duration::from_secs(1_800);
         loop {
-            let body = get(http, "/metrics")?;
+            let body = get(http, "/metrics/proxy")?;
             let fed: f64 = body
                 .lines()
                 .find_map(|l| l.strip_prefix("wasmtap_proxy_cluster_fed_batches_total "))
