@@ -111,6 +111,7 @@ pub async fn run(
         health.clone(),
         commands_tx.clone(),
     );
+    let refused = fleet.refused();
     tracing::info!(agent = %config.name, project = %config.access_key.project(), identity = %identities.agent.identity(), plugins = %config.plugins_dir.display(), "agent starting");
     let control = Arc::new(Control {
         started: Instant::now(),
@@ -126,6 +127,7 @@ pub async fn run(
     let collectors = tokio::spawn(supervisor.run(commands_rx, shutdown.clone()));
     let selfwatch = tokio::spawn(crate::selfwatch::run(
         health,
+        refused,
         stats.clone(),
         spool.clone(),
         samples_tx,

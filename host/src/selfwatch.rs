@@ -5,6 +5,7 @@
 //! drops, batches lost to spool damage, sessions and reconnects, batches
 //! and bytes sent per path, and the proxy's round-trip time and clock offset.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use wasmtap_protocol::message::{FieldName, Sample, Value};
 
 use crate::control::state_name;
+use crate::fleet::Refused;
 use crate::health::{Registry, State};
 use crate::schema::Kind;
 use crate::spool::{Spool, SpoolStats};
@@ -28,10 +30,21 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 pub type OwnField = (&'static str, Kind, &'static str, &'static str);
 
 /// The fields of the agent's samples about each collector (label `collector`).
-pub const COLLECTOR_FIELDS: [OwnField; 9] = [
-    ("state", Kind::Text, "", "The collector's state: running, backoff, quarantined or disabled."),
+pub const COLLECTOR_FIELDS: [OwnField; 10] = [
+    (
+        "state",
+        Kind::Text,
+        "",
+        "The collector's state: running, backoff, quarantined or disabled; refused for a published collector the agent refused and does not run.",
+    ),
     ("version", Kind::Text, "", "The version the collector declares."),
     ("managed", Kind::Gauge, "", "1 if the proxy published the collector, 0 if it is local."),
+    (
+        "refused",
+        Kind::Gauge,
+        "",
+        "1 while the agent refuses the version the proxy published (its bounds, trusted keys or a damaged component), else 0.",
+    ),
     ("quarantined", Kind::Gauge, "", "1 while the collector is quarantined, else 0."),
     ("calls", Kind::Counter, "", "Calls of the collector since the agent started."),
     ("failures", Kind::Counter, "", "Calls that failed (trap, error, refused output)."),
@@ -87,24 +100,41 @@ fn field(name: &str, v: Value) -> (FieldName, Value) {
     (FieldName::from(name), v)
 }
 
-/// The agent's samples at `now_ms`.
+/// The agent's samples at `now_ms`; `refused` names the published
+/// collectors whose pushed version the agent refused.
 pub fn samples(
     now_ms: u64,
     health: &Registry,
+    refused: &BTreeSet<String>,
     stats: &AgentStats,
     spool: SpoolStats,
 ) -> Vec<Sample> {
-    let mut out: Vec<Sample> = health
-        .snapshot()
+    let flag = |b: bool| Value::Gauge(f64::from(u8::from(b)));
+    let loaded = health.snapshot();
+    // A refused collector the agent does not run (no earlier version).
+    let not_loaded = refused.iter().filter(|name| !loaded.iter().any(|(n, _)| n == *name));
+    let refusals: Vec<Sample> = not_loaded
+        .map(|name| Sample {
+            collector: COLLECTOR.into(),
+            time_ms: now_ms,
+            labels: vec![("collector".into(), name.clone())].into(),
+            values: vec![
+                field("state", Value::Text("refused".into())),
+                field("managed", flag(true)),
+                field("refused", flag(true)),
+            ],
+        })
+        .collect();
+    let mut out: Vec<Sample> = loaded
         .into_iter()
         .map(|(name, h)| Sample {
             collector: COLLECTOR.into(),
             time_ms: now_ms,
-            labels: vec![("collector".into(), name)].into(),
             values: vec![
                 field("state", Value::Text(state_name(&h.state).into())),
                 field("version", Value::Text(h.version.clone())),
-                field("managed", Value::Gauge(f64::from(u8::from(h.managed)))),
+                field("managed", flag(h.managed)),
+                field("refused", flag(h.managed && refused.contains(&name))),
                 field(
                     "quarantined",
                     Value::Gauge(f64::from(u8::from(matches!(h.state, State::Quarantined { .. })))),
@@ -118,7 +148,9 @@ pub fn samples(
                 ),
                 field("dropped_values", Value::Counter(h.dropped_values as f64)),
             ],
+            labels: vec![("collector".into(), name)].into(),
         })
+        .chain(refusals)
         .collect();
     let c = |a: &std::sync::atomic::AtomicU64| Value::Counter(AgentStats::get(a) as f64);
     let g = |v: u64| Value::Gauge(v as f64);
@@ -164,6 +196,7 @@ pub fn samples(
 /// Reports every [`INTERVAL`] until `shutdown` flips.
 pub async fn run(
     health: Registry,
+    refused: Refused,
     stats: Arc<AgentStats>,
     spool: Arc<Mutex<Spool>>,
     out: mpsc::Sender<Vec<Sample>>,
@@ -177,7 +210,8 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let spool_stats = spool.lock().unwrap_or_else(PoisonError::into_inner).stats();
-        let batch = samples(crate::clock::now_ms(), &health, &stats, spool_stats);
+        let refused = refused.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let batch = samples(crate::clock::now_ms(), &health, &refused, &stats, spool_stats);
         if out.send(batch).await.is_err() {
             return;
         }
@@ -206,8 +240,9 @@ mod tests {
             renumbered_batches: 4,
             ..SpoolStats::default()
         };
-        let s = samples(5, &health, &stats, spool);
-        assert_eq!(s.len(), 2);
+        let refused: BTreeSet<String> = ["cpu".to_owned(), "gone".to_owned()].into();
+        let s = samples(5, &health, &refused, &stats, spool);
+        assert_eq!(s.len(), 3);
         assert_eq!(*s[0].labels, [("collector".to_owned(), "cpu".to_owned())]);
         let get = |i: usize, name: &str| {
             s[i].values.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.clone())
@@ -216,15 +251,20 @@ mod tests {
         assert_eq!(get(0, "quarantined"), Some(Value::Gauge(1.0)));
         assert_eq!(get(0, "version"), Some(Value::Text("1.2.0".into())));
         assert_eq!(get(0, "managed"), Some(Value::Gauge(1.0)));
-        assert_eq!(get(1, "simple_bytes"), Some(Value::Counter(42.0)));
-        assert_eq!(get(1, "spool_batches"), Some(Value::Gauge(2.0)));
-        assert_eq!(get(1, "spool_dropped_samples"), Some(Value::Counter(7.0)));
-        assert_eq!(get(1, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
-        assert_eq!(get(1, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
-        assert_eq!(get(1, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
-        assert_eq!(get(1, "rtt_seconds"), None, "no probe yet");
+        assert_eq!(get(0, "refused"), Some(Value::Gauge(1.0)), "a newer version refused");
+        // A refused collector the agent does not run at all.
+        assert_eq!(*s[1].labels, [("collector".to_owned(), "gone".to_owned())]);
+        assert_eq!(get(1, "state"), Some(Value::Text("refused".into())));
+        assert_eq!(get(1, "refused"), Some(Value::Gauge(1.0)));
+        assert_eq!(get(2, "simple_bytes"), Some(Value::Counter(42.0)));
+        assert_eq!(get(2, "spool_batches"), Some(Value::Gauge(2.0)));
+        assert_eq!(get(2, "spool_dropped_samples"), Some(Value::Counter(7.0)));
+        assert_eq!(get(2, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
+        assert_eq!(get(2, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
+        assert_eq!(get(2, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
+        assert_eq!(get(2, "rtt_seconds"), None, "no probe yet");
         stats.rtt_ms.store(1500, Ordering::Relaxed);
-        let s = samples(5, &health, &stats, SpoolStats::default());
+        let s = samples(5, &health, &BTreeSet::new(), &stats, SpoolStats::default());
         // Every field reported is declared, with its kind.
         for (sample, declared) in s.iter().zip([&COLLECTOR_FIELDS[..], &AGENT_FIELDS[..]]) {
             for (name, value) in &sample.values {

@@ -53,6 +53,11 @@ pub struct Installed {
     pub name: String,
     /// SHA-256 (hex) of the component the status is about.
     pub sha256: String,
+    /// [`files_sha256`] of the manifest and signature installed with it
+    /// (or refused with it): two releases of one component that differ
+    /// only there are told apart by it. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_sha256: Option<String>,
     /// How it fares.
     pub status: Status,
     /// Calls that failed since it was loaded (traps, errors, timeouts).
@@ -141,6 +146,42 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// The SHA-256 (hex) of a release's manifest and signature texts, each
+/// absent or present with its length, so that no two different pairs
+/// share an input.
+pub fn files_sha256(manifest: Option<&str>, signature: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    for text in [manifest, signature] {
+        match text {
+            None => h.update([0u8]),
+            Some(t) => {
+                h.update([1u8]);
+                h.update((t.len() as u64).to_be_bytes());
+                h.update(t.as_bytes());
+            }
+        }
+    }
+    hex(&h.finalize())
+}
+
+impl Installed {
+    /// Whether this report is about the component `sha256` with the files
+    /// whose [`files_sha256`] is `files` (a report without files digest, from an
+    /// older agent, is judged by the component alone).
+    pub fn is(&self, name: &str, sha256: &str, files: &str) -> bool {
+        self.name == name
+            && self.sha256 == sha256
+            && self.files_sha256.as_deref().is_none_or(|f| f == files)
+    }
+}
+
+impl Wanted {
+    /// [`files_sha256`] of this wanted version's manifest and signature.
+    pub fn files_sha256(&self) -> String {
+        files_sha256(self.manifest.as_deref(), self.signature.as_deref())
+    }
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -194,6 +235,7 @@ mod tests {
                 status: Status::Refused,
                 failures: 0,
                 reason: Some("grants read /etc".into()),
+                files_sha256: Some(files_sha256(Some("interval = \"1s\""), None)),
             }],
             partial: vec![Partial { sha256: sha256_hex(b"y"), bytes: 5 }],
         };
@@ -206,5 +248,37 @@ mod tests {
                 .expect("decodes");
         assert_eq!((wanted.manifest, wanted.signature), (None, None));
         assert!(Status::Quarantined.is_failure() && !Status::Shadowed.is_failure());
+    }
+
+    #[test]
+    fn a_release_is_its_component_and_its_files() {
+        let pairs = [
+            (None, None),
+            (Some(""), None),
+            (None, Some("")),
+            (Some(""), Some("")),
+            (Some("a"), Some("b")),
+            (Some("ab"), None),
+            (Some("a"), Some("")),
+        ];
+        let digests: std::collections::HashSet<String> =
+            pairs.iter().map(|(m, s)| files_sha256(*m, *s)).collect();
+        assert_eq!(digests.len(), pairs.len(), "every pair its own digest");
+
+        let files = files_sha256(Some("m"), None);
+        let mut c = Installed {
+            name: "cpu".into(),
+            sha256: "aa".into(),
+            status: Status::Running,
+            failures: 0,
+            reason: None,
+            files_sha256: Some(files.clone()),
+        };
+        assert!(c.is("cpu", "aa", &files));
+        assert!(!c.is("cpu", "aa", &files_sha256(Some("other"), None)));
+        assert!(!c.is("cpu", "bb", &files) && !c.is("mem", "aa", &files));
+        // An older agent's report: the component alone.
+        c.files_sha256 = None;
+        assert!(c.is("cpu", "aa", &files_sha256(Some("other"), None)));
     }
 }

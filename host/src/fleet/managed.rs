@@ -76,6 +76,9 @@ struct Known {
 pub struct Refusal {
     /// SHA-256 of the refused component.
     pub sha256: String,
+    /// [`fleet::files_sha256`] of the manifest and signature refused with it.
+    #[serde(default)]
+    pub files_sha256: Option<String>,
     /// Why.
     pub reason: String,
 }
@@ -306,7 +309,11 @@ impl Managed {
                 }
                 Err(reason) => {
                     tracing::warn!(collector = %w.name, version = %w.version, sha256 = %w.sha256, %reason, "pushed collector refused");
-                    let refusal = Refusal { sha256: w.sha256.clone(), reason };
+                    let refusal = Refusal {
+                        sha256: w.sha256.clone(),
+                        files_sha256: Some(w.files_sha256()),
+                        reason,
+                    };
                     ledger.refused.insert(w.name.clone(), refusal.clone());
                     applied.refused.insert(w.name.clone(), refusal);
                 }
@@ -337,6 +344,15 @@ impl Managed {
             .collect();
         self.prune(&keep);
         Ok(applied)
+    }
+
+    /// [`fleet::files_sha256`] of the manifest and signature installed
+    /// with collector `name`.
+    pub fn files_sha256(&self, name: &str) -> String {
+        let text = |path: PathBuf| std::fs::read_to_string(path).ok();
+        let manifest = text(self.manifest(name));
+        let signature = text(signing::signature_path(&self.wasm(name)));
+        fleet::files_sha256(manifest.as_deref(), signature.as_deref())
     }
 
     fn wasm(&self, name: &str) -> PathBuf {

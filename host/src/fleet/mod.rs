@@ -12,6 +12,7 @@
 pub mod bounds;
 pub mod managed;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -47,7 +48,14 @@ pub struct Fleet {
     trusted: Arc<[PublicKey]>,
     health: Registry,
     supervisor: mpsc::Sender<Command>,
+    /// The collectors whose pushed version is refused, for the agent's own
+    /// report ([`crate::selfwatch`]).
+    refused: Refused,
 }
+
+/// The names of the managed collectors whose pushed version the agent
+/// refused (its bounds, its trusted keys, a damaged component).
+pub type Refused = Arc<std::sync::Mutex<BTreeSet<String>>>;
 
 impl Fleet {
     /// The fleet side of an agent; `managed` is `None` when pushed
@@ -59,8 +67,15 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
+        let refused = managed.as_ref().map(|m| m.refusals().into_keys().collect());
+        let refused = Arc::new(std::sync::Mutex::new(refused.unwrap_or_default()));
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
-        Self { managed, bounds, trusted, health, supervisor }
+        Self { managed, bounds, trusted, health, supervisor, refused }
+    }
+
+    /// The collectors whose pushed version is refused, kept current.
+    pub fn refused(&self) -> Refused {
+        self.refused.clone()
     }
 
     /// Runs `f` on the managed directory on a blocking thread.
@@ -85,7 +100,17 @@ impl Fleet {
             return Ok(State { managed: false, ..State::default() });
         }
         let (installed, refusals, blobs, dir) = self
-            .with_managed(|m| (m.installed(), m.refusals(), m.blobs(), m.dir().to_owned()))
+            .with_managed(|m| {
+                let installed: Vec<(String, String, String)> = m
+                    .installed()
+                    .into_iter()
+                    .map(|(name, sha)| {
+                        let files = m.files_sha256(&name);
+                        (name, sha, files)
+                    })
+                    .collect();
+                (installed, m.refusals(), m.blobs(), m.dir().to_owned())
+            })
             .await?;
         let (reply, troubles) = oneshot::channel();
         let troubles = match self.supervisor.send(Command::Failures(reply)).await {
@@ -94,7 +119,7 @@ impl Fleet {
         };
         let health = self.health.snapshot();
         let mut collectors = Vec::new();
-        for (name, sha256) in installed {
+        for (name, sha256, files) in installed {
             let wasm = dir.join(format!("{name}.wasm"));
             let (status, failures, reason) =
                 if let Some((_, why)) = troubles.shadowed.iter().find(|(p, _)| *p == wasm) {
@@ -107,7 +132,8 @@ impl Fleet {
                         Some(h) => (status_of(h), h.failures, h.last_error.clone()),
                     }
                 };
-            collectors.push(Installed { name, sha256, status, failures, reason });
+            let files_sha256 = Some(files);
+            collectors.push(Installed { name, sha256, status, failures, reason, files_sha256 });
         }
         for (name, r) in refusals {
             collectors.push(Installed {
@@ -116,6 +142,7 @@ impl Fleet {
                 status: Status::Refused,
                 failures: 0,
                 reason: Some(r.reason),
+                files_sha256: r.files_sha256,
             });
         }
         Ok(State { managed: true, collectors, partial: blobs })
@@ -149,10 +176,14 @@ impl Fleet {
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
         let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
-        let applied = self
-            .with_managed(move |m| m.apply(&desired, &bounds, &trusted))
-            .await?
-            .map_err(|e| e.to_string())?;
+        let (applied, refused) = self
+            .with_managed(move |m| {
+                let applied = m.apply(&desired, &bounds, &trusted);
+                (applied, m.refusals().into_keys().collect())
+            })
+            .await?;
+        *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
+        let applied = applied.map_err(|e| e.to_string())?;
         if !applied.installed.is_empty() || !applied.removed.is_empty() {
             let (reply, done) = oneshot::channel();
             if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {

@@ -78,7 +78,9 @@ async fn follow(cluster: &Cluster, store: &Store) -> Result<(), String> {
         let room = pending.len() < MAX_PENDING;
         let front_ready = async {
             match pending.front_mut() {
-                Some((message, handed)) => Some(handed.settle(config.stream.as_str(), store, message).await),
+                Some((message, handed)) => {
+                    Some(handed.settle(config.stream.as_str(), store, message).await)
+                }
                 None => std::future::pending().await,
             }
         };

@@ -59,7 +59,12 @@ pub struct Registered {
 impl Own {
     /// Slots for batches published by this process, stored into `store`.
     pub fn new(store: Arc<Store>) -> Arc<Self> {
-        Arc::new(Self { store, nonce: rand::random(), next: AtomicU64::new(0), slots: Mutex::default() })
+        Arc::new(Self {
+            store,
+            nonce: rand::random(),
+            next: AtomicU64::new(0),
+            slots: Mutex::default(),
+        })
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {

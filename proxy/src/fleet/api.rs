@@ -29,6 +29,9 @@ use crate::http::{HttpResponse, HttpState, json, json_error};
 
 /// Time a client has to send a component.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Shortest watch window: long enough for canary agents to apply a release
+/// and report on it a few times ([`super::deliver::CANARY_POLL`]).
+const MIN_WATCH: Duration = Duration::from_secs(5);
 /// Longest watch window.
 pub const MAX_WATCH: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Watch window when none is given.
@@ -147,8 +150,13 @@ fn parse_publish(bytes: &[u8]) -> Result<Parsed, String> {
         }
         (Some(percent), watch) => {
             let watch = watch.map_or(DEFAULT_WATCH, Duration::from_millis);
-            if watch.is_zero() || watch > MAX_WATCH {
-                return Err(format!("watch_ms must be between 1 and {}", MAX_WATCH.as_millis()));
+            if watch < MIN_WATCH || watch > MAX_WATCH {
+                return Err(format!(
+                    "watch_ms must be between {} and {} (canary agents report every {} s)",
+                    MIN_WATCH.as_millis(),
+                    MAX_WATCH.as_millis(),
+                    super::deliver::CANARY_POLL.as_secs()
+                ));
             }
             Some(CanaryPlan {
                 percent,
@@ -194,6 +202,7 @@ mod tests {
             (r#"{"wasm":"","watch_ms":100}"#, "need canary_percent"),
             (r#"{"wasm":"","hold":true}"#, "need canary_percent"),
             (r#"{"wasm":"","canary_percent":5,"watch_ms":0}"#, "watch_ms"),
+            (r#"{"wasm":"","canary_percent":5,"watch_ms":4999}"#, "between 5000 and"),
             (r#"{"wasm":"","colour":1}"#, "unknown field"),
             ("nonsense", "request body"),
         ] {

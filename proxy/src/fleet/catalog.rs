@@ -134,6 +134,13 @@ impl Release {
         self.history.push(Event { at_ms, what });
     }
 
+    /// [`fleet::files_sha256`] of its manifest and signature: with the
+    /// component's SHA-256, what tells it from another release in an
+    /// agent's report.
+    pub fn files_sha256(&self) -> String {
+        wasmtap_protocol::fleet::files_sha256(self.manifest.as_deref(), self.signature.as_deref())
+    }
+
     fn wanted(&self) -> Wanted {
         Wanted {
             name: self.name.clone(),

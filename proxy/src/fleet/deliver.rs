@@ -26,6 +26,9 @@ use crate::sessions::Sessions;
 pub const POLL: Duration = Duration::from_secs(30);
 /// How often the agents of a canary under watch are asked.
 pub const CANARY_POLL: Duration = Duration::from_secs(2);
+/// How long the report of an agent without a session is kept (and counted
+/// by `list` and `/metrics`) before it is forgotten.
+pub const FORGET: Duration = Duration::from_secs(600);
 /// How long after a failed sync an agent is tried again.
 pub const RETRY: Duration = Duration::from_secs(15);
 /// Transfers of components running at once (each holds its component in memory).
@@ -65,6 +68,10 @@ impl Fleet {
                     newest.insert(key, info);
                 }
             }
+            self.forget_gone(
+                |project, agent| newest.contains_key(&(project.to_owned(), agent.to_owned())),
+                now,
+            );
             for info in newest.into_values() {
                 if !self.projects.contains(&info.project)
                     || !self.due(&info.project, &info.agent, &info.session, now)
@@ -77,6 +84,16 @@ impl Fleet {
                 });
             }
         }
+    }
+
+    /// Drops the reports of agents without a session (`connected` says
+    /// which have one) not heard from in [`FORGET`], so that a machine
+    /// taken out of service stops counting.
+    pub(super) fn forget_gone(&self, connected: impl Fn(&str, &str) -> bool, now: u64) {
+        let forget = u64::try_from(FORGET.as_millis()).unwrap_or(u64::MAX);
+        lock(&self.agents).retain(|(project, agent), view| {
+            view.busy || connected(project, agent) || now.saturating_sub(view.checked_ms) < forget
+        });
     }
 
     /// Whether agent `agent` of `project` on `session` needs a sync now;
@@ -248,7 +265,7 @@ impl Fleet {
                     .map(|r| {
                         let agents =
                             r.canary.as_ref().map(|k| k.agents.clone()).unwrap_or_default();
-                        (r.id, r.name.clone(), r.sha256.clone(), agents)
+                        (r.id, r.name.clone(), r.sha256.clone(), r.files_sha256(), agents)
                     })
                     .collect::<Vec<_>>())
             });
@@ -259,7 +276,7 @@ impl Fleet {
                     continue;
                 }
             };
-            for (id, name, sha, canaries) in watched {
+            for (id, name, sha, files, canaries) in watched {
                 let (failure, ran) = {
                     let since =
                         lock(&self.canaries).get(&(project.clone(), id)).copied().unwrap_or(0);
@@ -275,9 +292,7 @@ impl Fleet {
                         else {
                             continue;
                         };
-                        for c in
-                            state.collectors.iter().filter(|c| c.name == name && c.sha256 == sha)
-                        {
+                        for c in state.collectors.iter().filter(|c| c.is(&name, &sha, &files)) {
                             ran |= c.status == Status::Running;
                             if failure.is_none() && (c.status.is_failure() || c.failures > 0) {
                                 let why = c.reason.as_deref().unwrap_or("no reason given");
@@ -322,7 +337,7 @@ fn in_step(state: &State, desired: &Desired) -> bool {
     let wanted = desired
         .collectors
         .iter()
-        .all(|w| state.collectors.iter().any(|c| c.name == w.name && c.sha256 == w.sha256));
+        .all(|w| state.collectors.iter().any(|c| c.is(&w.name, &w.sha256, &w.files_sha256())));
     let extra = state.collectors.iter().any(|c| {
         c.status != Status::Refused && !desired.collectors.iter().any(|w| w.name == c.name)
     });
@@ -381,7 +396,8 @@ where
 
 fn log_outcome(project: &str, agent: &str, desired: &Desired, state: &State) {
     for w in &desired.collectors {
-        let got = state.collectors.iter().find(|c| c.name == w.name && c.sha256 == w.sha256);
+        let files = w.files_sha256();
+        let got = state.collectors.iter().find(|c| c.is(&w.name, &w.sha256, &files));
         match got {
             Some(c) if c.status == Status::Refused => {
                 tracing::warn!(%project, %agent, collector = %w.name, version = %w.version, reason = c.reason.as_deref().unwrap_or(""), "agent refused a collector");
@@ -455,5 +471,30 @@ mod tests {
         assert!(err.contains("takes no more"), "{err}");
         let err = send(&agent(0, false), 20, &blob, 0).await.expect_err("short");
         assert!(err.contains("10 of its 20 bytes"), "{err}");
+    }
+
+    #[test]
+    fn reports_of_agents_gone_for_long_are_forgotten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fleet = Fleet::new(dir.path(), vec!["shop".into()], 1 << 20);
+        let forget = u64::try_from(FORGET.as_millis()).expect("ms");
+        let now = 10 * forget;
+        for (agent, heard, busy) in [
+            ("gone", now - forget, false),
+            ("recent", now - forget + 1, false),
+            ("connected", 0, false),
+            ("syncing", 0, true),
+        ] {
+            let view = crate::fleet::AgentView {
+                checked_ms: heard,
+                busy,
+                ..crate::fleet::AgentView::default()
+            };
+            lock(&fleet.agents).insert(("shop".into(), agent.into()), view);
+        }
+        fleet.forget_gone(|_, agent| agent == "connected", now);
+        let mut kept: Vec<String> = lock(&fleet.agents).keys().map(|(_, a)| a.clone()).collect();
+        kept.sort();
+        assert_eq!(kept, ["connected", "recent", "syncing"]);
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::catalog::ReleaseState;
-use super::{Fleet, lock, status_name};
+use super::catalog::{Release, ReleaseState};
+use super::{Fleet, Releases, lock, status_name};
 use crate::exposition::{self, Exposition, Kind};
 
 impl Fleet {
@@ -12,11 +12,11 @@ impl Fleet {
     pub fn render(&self, out: &mut Exposition) {
         let mut live = Vec::new();
         let mut rolled_back: BTreeMap<(String, String), u64> = BTreeMap::new();
-        // Release ids by (project, collector, sha256).
-        let mut known: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        // Each project's releases, to tell which one a report is about.
+        let mut known: BTreeMap<String, Vec<Release>> = BTreeMap::new();
         for (project, catalog) in lock(&self.catalogs).iter() {
+            known.insert(project.clone(), catalog.releases().to_vec());
             for r in catalog.releases() {
-                known.insert((project.clone(), r.name.clone(), r.sha256.clone()), r.id);
                 match r.state {
                     ReleaseState::Promoted | ReleaseState::Canary | ReleaseState::Held => {
                         live.push((
@@ -67,12 +67,15 @@ impl Fleet {
             let labels = [("project".to_owned(), project), ("collector".to_owned(), collector)];
             exposition::sample(out, name, &labels, n as f64, None);
         }
+        let known: BTreeMap<&String, Releases<'_>> =
+            known.iter().map(|(p, releases)| (p, Releases::new(releases))).collect();
         let mut agents: BTreeMap<(String, String, String, &'static str), u64> = BTreeMap::new();
         for ((project, _), view) in lock(&self.agents).iter() {
             for c in view.state.iter().flat_map(|s| &s.collectors) {
                 let release = known
-                    .get(&(project.clone(), c.name.clone(), c.sha256.clone()))
-                    .map_or_else(|| "unknown".to_owned(), u64::to_string);
+                    .get(project)
+                    .and_then(|index| index.of(c))
+                    .map_or_else(|| "unknown".to_owned(), |r| r.id.to_string());
                 let key = (project.clone(), c.name.clone(), release, status_name(c.status));
                 *agents.entry(key).or_default() += 1;
             }

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 use tokio::sync::Notify;
-use wasmtap_protocol::fleet::{State, Status};
+use wasmtap_protocol::fleet::{Installed, State, Status};
 
 use catalog::{CanaryPlan, Catalog, CatalogError, Publish, Release};
 
@@ -245,23 +245,27 @@ impl Fleet {
     /// Every release of `project`, with the agents that have each.
     pub fn list(&self, project: &str) -> Result<Vec<Listed>, FleetError> {
         let releases = self.with_catalog(project, |c| Ok(c.releases().to_vec()))?;
+        let index = Releases::new(&releases);
+        let mut counts: HashMap<u64, HashMap<String, usize>> = HashMap::new();
         let agents = lock(&self.agents);
-        let mut out = Vec::new();
-        for release in releases {
-            let mut counts: HashMap<String, usize> = HashMap::new();
-            let reports = agents.iter().filter(|((p, _), _)| p == project);
-            for (_, view) in reports {
-                let Some(state) = &view.state else { continue };
-                for c in state
-                    .collectors
-                    .iter()
-                    .filter(|c| c.sha256 == release.sha256 && c.name == release.name)
-                {
-                    *counts.entry(status_name(c.status).to_owned()).or_default() += 1;
-                }
+        let reports = agents.iter().filter(|((p, _), _)| p == project);
+        for c in reports.flat_map(|(_, view)| view.state.iter().flat_map(|s| &s.collectors)) {
+            if let Some(r) = index.of(c) {
+                *counts
+                    .entry(r.id)
+                    .or_default()
+                    .entry(status_name(c.status).to_owned())
+                    .or_default() += 1;
             }
-            out.push(Listed { release, agents: counts });
         }
+        drop(agents);
+        let out = releases
+            .into_iter()
+            .map(|release| {
+                let agents = counts.remove(&release.id).unwrap_or_default();
+                Listed { release, agents }
+            })
+            .collect();
         Ok(out)
     }
 
@@ -281,11 +285,11 @@ impl Fleet {
                 .collect();
             names.sort();
             names.dedup();
-            let desired: Vec<(String, Option<String>)> = names
+            let desired: Vec<(String, Option<(String, String)>)> = names
                 .into_iter()
                 .map(|a| {
                     let want = c.desired(&a).collectors.into_iter().find(|w| w.name == name);
-                    (a, want.map(|w| w.sha256))
+                    (a, want.map(|w| (w.sha256.clone(), w.files_sha256())))
                 })
                 .collect();
             Ok((c.releases().to_vec(), desired))
@@ -293,27 +297,29 @@ impl Fleet {
         if !releases.iter().any(|r| r.name == name) {
             return Err(FleetError::Catalog(CatalogError::NotFound(name.to_owned())));
         }
-        // The newest release of this collector with that component.
-        let release_of =
-            |sha: &str| releases.iter().rev().find(|r| r.name == name && r.sha256 == sha);
+        let index = Releases::new(&releases);
         let agents = lock(&self.agents);
         let mut out = Vec::new();
         for (agent, want) in desired {
             let view = agents.get(&(project.to_owned(), agent.clone()));
+            let wanted = want.as_ref().and_then(|(sha, files)| index.find(name, sha, files));
             let reported = view.and_then(|v| v.state.as_ref()).and_then(|s| {
                 // The refusal of the wanted version first, else what it runs.
-                let mine = s.collectors.iter().filter(|c| c.name == name);
-                let all: Vec<_> = mine.collect();
+                let all: Vec<_> = s.collectors.iter().filter(|c| c.name == name).collect();
+                let refused_wanted = |c: &&&Installed| {
+                    c.status == Status::Refused
+                        && want.as_ref().is_some_and(|(sha, files)| c.is(name, sha, files))
+                };
                 all.iter()
-                    .find(|c| Some(&c.sha256) == want.as_ref() && c.status == Status::Refused)
+                    .find(refused_wanted)
                     .or_else(|| all.iter().find(|c| c.status != Status::Refused))
                     .or_else(|| all.first())
                     .map(|c| (*c).clone())
             });
-            let has = reported.as_ref().and_then(|c| release_of(&c.sha256));
+            let has = reported.as_ref().and_then(|c| index.of(c));
             out.push(AgentStatus {
                 connected: connected.contains(&agent),
-                wanted: want.as_deref().and_then(release_of).map(|r| r.id),
+                wanted: wanted.map(|r| r.id),
                 release: has.map(|r| r.id),
                 version: has.map(|r| r.version.clone()),
                 sha256: reported.as_ref().map(|c| c.sha256.clone()),
@@ -324,6 +330,30 @@ impl Fleet {
             });
         }
         Ok(out)
+    }
+}
+
+/// A project's releases with their files digests, to tell which release
+/// an agent's report is about.
+pub(crate) struct Releases<'a>(Vec<(&'a Release, String)>);
+
+impl<'a> Releases<'a> {
+    pub(crate) fn new(releases: &'a [Release]) -> Self {
+        Self(releases.iter().map(|r| (r, r.files_sha256())).collect())
+    }
+
+    /// The newest release `report` is about (by component, and by files
+    /// when the agent reports them).
+    pub(crate) fn of(&self, report: &Installed) -> Option<&'a Release> {
+        let found = self.0.iter().rev().find(|(r, files)| report.is(&r.name, &r.sha256, files));
+        found.map(|(r, _)| *r)
+    }
+
+    /// The newest release of `name` with component `sha` and files `files`.
+    pub(crate) fn find(&self, name: &str, sha: &str, files: &str) -> Option<&'a Release> {
+        let found =
+            self.0.iter().rev().find(|(r, f)| r.name == name && r.sha256 == sha && f == files);
+        found.map(|(r, _)| *r)
     }
 }
 
