@@ -10,12 +10,13 @@
 //! descriptions (`descriptors.rs`) when the table is rendered, so a
 //! description that arrives after the values still names them.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use wasmtap_protocol::message::Value;
+use hashbrown::{Equivalent, HashMap};
+use wasmtap_protocol::message::{Labels, Value};
 
 use crate::descriptors::{Descriptors, Names};
 use crate::exposition::{self, Exposition, Kind};
@@ -28,18 +29,65 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Drops are logged at most this often (with the running total).
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A series: its project, collector, field and kind, and full label set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A series: its project, agent, collector, field and kind, and the
+/// sample's own labels (shared with the batch it came in; the exposition's
+/// label set is worked out when rendering).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     project: Arc<str>,
+    agent: Arc<str>,
     collector: Arc<str>,
     field: Arc<str>,
     counter: bool,
-    labels: Arc<[(String, String)]>,
+    labels: Labels,
 }
 
-/// A series as rendered: its metric name, kind, help, key and point.
-type Named = (Arc<str>, Kind, Arc<str>, Key, Point);
+/// A [`Key`] borrowed from an incoming sample: an update of a held series
+/// is found without copying or counting references.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    project: &'a str,
+    agent: &'a str,
+    collector: &'a str,
+    field: &'a str,
+    counter: bool,
+    labels: &'a [(String, String)],
+}
+
+impl Key {
+    fn borrowed(&self) -> KeyRef<'_> {
+        KeyRef {
+            project: &self.project,
+            agent: &self.agent,
+            collector: &self.collector,
+            field: &self.field,
+            counter: self.counter,
+            labels: &self.labels,
+        }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.borrowed().hash(state);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        let k = key.borrowed();
+        self.field == k.field
+            && self.counter == k.counter
+            && self.labels == k.labels
+            && self.collector == k.collector
+            && self.agent == k.agent
+            && self.project == k.project
+    }
+}
+
+/// A series as rendered: its metric name, kind, help, key, label set and
+/// point.
+type Named = (Arc<str>, Kind, Arc<str>, Key, Vec<(String, String)>, Point);
 
 #[derive(Debug, Clone, Copy)]
 struct Point {
@@ -127,10 +175,12 @@ impl Latest {
                 let (name, help) =
                     names.get(d, &key.project, &key.collector, &key.field, key.counter);
                 let kind = if key.counter { Kind::Counter } else { Kind::Gauge };
-                (name, kind, help, key, p)
+                let labels =
+                    series::labels_of(&key.project, &key.agent, &key.collector, &key.labels);
+                (name, kind, help, key, labels, p)
             })
             .collect();
-        named.sort_unstable_by(|a, b| (&a.0, &a.3.labels).cmp(&(&b.0, &b.3.labels)));
+        named.sort_unstable_by(|a, b| (&a.0, &a.4).cmp(&(&b.0, &b.4)));
         for family in named.chunk_by(|a, b| a.0 == b.0) {
             let (name, first) = (&family[0].0, family[0].1);
             let kind = if family.iter().all(|f| f.1 == first) { first } else { Kind::Untyped };
@@ -145,8 +195,8 @@ impl Latest {
                 str::to_owned,
             );
             exposition::family(out, name, &help, kind);
-            for (_, _, _, key, p) in family {
-                exposition::sample(out, name, &key.labels, p.value, Some(p.time_ms));
+            for (_, _, _, _, labels, p) in family {
+                exposition::sample(out, name, labels, p.value, Some(p.time_ms));
             }
         }
         self.render_counters(out, named.len());
@@ -191,26 +241,26 @@ impl Latest {
         let now = Instant::now();
         let mut refused = 0u64;
         let mut table = self.lock();
-        let project: Arc<str> = project.into();
+        // Shared by every new series of the batch, made on the first.
+        let mut owned: Option<(Arc<str>, Arc<str>)> = None;
         for sample in &record.batch.samples {
-            let labels: Arc<[(String, String)]> =
-                series::labels(&project, &record.agent, sample).into();
             for (field, value) in &sample.values {
                 let (counter, value) = match value {
                     Value::Gauge(v) => (false, *v),
                     Value::Counter(v) => (true, *v),
                     Value::Text(_) => continue,
                 };
-                let key = Key {
-                    project: project.clone(),
-                    collector: sample.collector.clone(),
-                    field: field.clone(),
+                let point =
+                    Point { value, time_ms: sample.time_ms, updated_ms: record.received_ms };
+                let borrowed = KeyRef {
+                    project,
+                    agent: &record.agent,
+                    collector: &sample.collector,
+                    field,
                     counter,
-                    labels: labels.clone(),
+                    labels: &sample.labels,
                 };
-                let updated_ms = record.received_ms;
-                let point = Point { value, time_ms: sample.time_ms, updated_ms };
-                if let Some(old) = table.series.get_mut(&key) {
+                if let Some(old) = table.series.get_mut(&borrowed) {
                     if sample.time_ms >= old.time_ms {
                         *old = point;
                     }
@@ -225,6 +275,17 @@ impl Latest {
                     refused += 1;
                     continue;
                 }
+                let (project, agent) = owned
+                    .get_or_insert_with(|| (project.into(), record.agent.as_str().into()))
+                    .clone();
+                let key = Key {
+                    project,
+                    agent,
+                    collector: sample.collector.clone(),
+                    field: field.clone(),
+                    counter,
+                    labels: sample.labels.clone(),
+                };
                 table.series.insert(key, point);
             }
         }

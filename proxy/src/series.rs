@@ -83,12 +83,22 @@ fn push_sanitised(out: &mut String, raw: &str, colon_ok: bool) {
 /// The labels of `sample`'s series (without `__name__`): the proxy's own
 /// three first, then the sample's, renamed to valid, unique names.
 pub fn labels(project: &str, agent: &str, sample: &Sample) -> Vec<(String, String)> {
+    labels_of(project, agent, &sample.collector, &sample.labels)
+}
+
+/// [`labels`] of a series given by its parts.
+pub fn labels_of(
+    project: &str,
+    agent: &str,
+    collector: &str,
+    labels: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vec![
         ("project".into(), project.into()),
         ("agent".into(), agent.into()),
-        ("collector".into(), sample.collector.to_string()),
+        ("collector".into(), collector.to_owned()),
     ];
-    for (k, v) in sample.labels.iter() {
+    for (k, v) in labels {
         let mut name = label_name(k);
         while out.iter().any(|(n, _)| *n == name) {
             name.insert_str(0, "exported_");
