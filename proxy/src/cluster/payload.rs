@@ -11,16 +11,44 @@ use bytes::Bytes;
 
 use crate::store::{MAX_RECORD, StoredBatch, format};
 
+use std::cell::RefCell;
+
 const ENCODING: &str = "Wasmtap-Encoding";
 const LENGTH: &str = "Wasmtap-Length";
 const LEVEL: i32 = 1;
+
+thread_local! {
+    /// Kept from batch to batch: setting a zstd context up costs about
+    /// as much as compressing a small batch.
+    static PACK: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static UNPACK: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    PACK.with_borrow_mut(|c| {
+        let c = match c {
+            Some(c) => c,
+            None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+        };
+        c.compress(raw)
+    })
+}
+
+fn decompress(packed: &[u8], length: usize) -> std::io::Result<Vec<u8>> {
+    UNPACK.with_borrow_mut(|d| {
+        let d = match d {
+            Some(d) => d,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(packed, length)
+    })
+}
 
 /// The headers and payload of `record`'s message.
 pub fn encode(record: &StoredBatch) -> Result<(HeaderMap, Bytes), String> {
     let mut raw = Vec::new();
     format::encode(record, &mut raw);
-    let packed =
-        zstd::bulk::compress(&raw, LEVEL).map_err(|e| format!("compressing a batch: {e}"))?;
+    let packed = compress(&raw).map_err(|e| format!("compressing a batch: {e}"))?;
     let mut headers = HeaderMap::new();
     headers.insert(ENCODING, "zstd");
     headers.insert(LENGTH, raw.len().to_string().as_str());
@@ -48,7 +76,7 @@ pub fn decode_parts(
             if length > MAX_RECORD as usize {
                 return Err(format!("a batch of {length} bytes is over the record limit"));
             }
-            let raw = zstd::bulk::decompress(payload, length).map_err(|e| format!("zstd: {e}"))?;
+            let raw = decompress(payload, length).map_err(|e| format!("zstd: {e}"))?;
             if raw.len() != length {
                 return Err(format!("{} bytes decompressed, {length} announced", raw.len()));
             }
