@@ -321,6 +321,9 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("0123456789abcdef") && !shown.contains("secret-bearer"), "{shown}");
         assert!(Config::parse("data_dir = \"d\"\n", Path::new(".")).expect("valid").http.is_none());
+        // max_series = 0: no table of latest values (the proxy's own families stay).
+        let off = Config::parse("data_dir = \"d\"\n[http]\nmax_series = 0\n", Path::new("."));
+        assert_eq!(off.expect("valid").http.expect("[http]").max_series, 0);
     }
 
     #[test]

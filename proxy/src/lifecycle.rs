@@ -224,11 +224,14 @@ impl Bound {
                 http_cfg.series_ttl,
                 descriptors.clone(),
             ));
-            // The table is rebuilt from what arrived within its TTL.
-            let ttl_ms = u64::try_from(http_cfg.series_ttl.as_millis()).unwrap_or(u64::MAX);
-            let tail = Tail::since(&store, crate::now_ms().saturating_sub(ttl_ms))?;
-            let feed = live::run(tail, latest.clone(), commits.clone(), sinks_stop.clone());
-            sinks.push(tokio::spawn(feed));
+            // The table is rebuilt from what arrived within its TTL (none
+            // is kept with max_series = 0).
+            if http_cfg.max_series > 0 {
+                let ttl_ms = u64::try_from(http_cfg.series_ttl.as_millis()).unwrap_or(u64::MAX);
+                let tail = Tail::since(&store, crate::now_ms().saturating_sub(ttl_ms))?;
+                let feed = live::run(tail, latest.clone(), commits.clone(), sinks_stop.clone());
+                sinks.push(tokio::spawn(feed));
+            }
             if http_cfg.token.is_none() {
                 tracing::warn!("[http] has no token: the admin API under /api/ is off");
             }

@@ -5,14 +5,17 @@
 //! series and simulated second, sent by `proxy/examples/store_load` over
 //! real sessions as fast as acknowledgements come back; default 10 M values):
 //!
-//! 1. into a release proxy with its embedded store: the proxy's CPU-seconds
-//!    while the load is sent and acknowledged, and the time from sending a
-//!    batch to its acknowledgement (median and 99th percentile);
+//! 1. into a release proxy with its embedded store (`/metrics` without its
+//!    table of latest values, `max_series = 0`, in both proxy runs): the
+//!    proxy's CPU-seconds from the first batch until every batch is
+//!    acknowledged and the store has compressed the segments it closed
+//!    (read on `/metrics/proxy`), and the time from sending a batch to its
+//!    acknowledgement (median and 99th percentile);
 //! 2. into a proxy with `[cluster]` over a three-node NATS JetStream
 //!    cluster on loopback (Debian's `nats-server`, three replicas): the same,
-//!    until the proxy's own store has every batch from the stream (so the
-//!    CPU counts publishing, confirmation and the feed into the store); the
-//!    three NATS servers' CPU-seconds beside it;
+//!    and until the proxy's own store has every batch from the stream (so
+//!    the CPU counts publishing, confirmation and the feed into the store);
+//!    the three NATS servers' CPU-seconds beside it;
 //! 3. into VictoriaMetrics single node (Debian's `victoria-metrics`) by
 //!    remote write: its CPU-seconds for the same values.
 //!
@@ -130,11 +133,12 @@ fn ingest(
     seconds: u64,
     end_ms: u64,
     ticks: f64,
-    nats: Option<(&Nats, SocketAddr)>,
+    http: SocketAddr,
+    nats: Option<&Nats>,
 ) -> anyhow::Result<Run> {
     let pid = proxy.pid();
     let before = procfs::sample(pid, ticks)?;
-    let nats_before = nats.map(|(n, _)| n.cpu(ticks)).transpose()?.unwrap_or(0.0);
+    let nats_before = nats.map(|n| n.cpu(ticks)).transpose()?.unwrap_or(0.0);
     let started = Instant::now();
     let (addr, agents) = (proxy.addr.to_string(), AGENTS.to_string());
     let out = bench.load(&[
@@ -154,26 +158,31 @@ fn ingest(
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    if let Some((_, http)) = nats {
-        let batches = (AGENTS * seconds) as f64;
-        let deadline = Instant::now() + Duration::from_secs(1_800);
-        loop {
-            let body = get(http, "/metrics/proxy")?;
-            let fed: f64 = body
-                .lines()
-                .find_map(|l| l.strip_prefix("wasmtap_proxy_cluster_fed_batches_total "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0.0);
-            if fed >= batches {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "the store got {fed} of {batches} batches");
-            std::thread::sleep(Duration::from_millis(200));
+    let batches = (AGENTS * seconds) as f64;
+    let deadline = Instant::now() + Duration::from_secs(1_800);
+    loop {
+        let body = get(http, "/metrics/proxy")?;
+        let metric = |name: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        // Under [cluster]: until the stream has fed the store every batch.
+        let fed = nats.is_none()
+            || metric("wasmtap_proxy_cluster_fed_batches_total ").is_some_and(|n| n >= batches);
+        // Both: until the store has compressed what it closed (the segment
+        // being written stays in rows), so both runs count that work.
+        let settled = metric("wasmtap_proxy_store_row_segments{project=\"bench\"} ")
+            .is_some_and(|n| n <= 1.0);
+        if fed && settled {
+            break;
         }
+        anyhow::ensure!(Instant::now() < deadline, "the store did not settle:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = procfs::sample(pid, ticks)?.cpu_s - before.cpu_s;
-    let nats_cpu = nats.map(|(n, _)| n.cpu(ticks)).transpose()?.unwrap_or(0.0) - nats_before;
+    let nats_cpu = nats.map(|n| n.cpu(ticks)).transpose()?.unwrap_or(0.0) - nats_before;
     let (p50, p99) = match latency[..] {
         [a, b] => (a, b),
         _ => bail!("latencies: {latency:?}"),
@@ -195,9 +204,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let end_ms = bench_store::now_ms() / 1_000 * 1_000;
     let seconds = values / series;
 
+    // Both proxies serve /metrics/proxy, which tells when the store has
+    // settled, and keep no table of latest values (max_series = 0): its
+    // upkeep is not ingest, and VictoriaMetrics has none.
+    let http_section =
+        |http: SocketAddr| format!("\n[http]\nlisten = \"{http}\"\nmax_series = 0\n");
     eprintln!("bench-ingest: {values} values into the embedded store");
-    let proxy = bench.start_proxy(&work.join("embedded"), "")?;
-    let embedded = ingest(&bench, &proxy, seconds, end_ms, ticks, None)?;
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let proxy = bench.start_proxy(&work.join("embedded"), &http_section(http))?;
+    let embedded = ingest(&bench, &proxy, seconds, end_ms, ticks, http, None)?;
     drop(proxy);
 
     eprintln!("bench-ingest: {values} values through a three-node JetStream cluster");
@@ -205,11 +220,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let urls: Vec<String> = nats.urls.iter().map(|u| format!("\"{u}\"")).collect();
     let cluster_section = format!(
-        "\n[cluster]\nnats = [{}]\nname = \"bench\"\nreplicas = 3\n\n[http]\nlisten = \"{http}\"\n",
-        urls.join(", ")
+        "\n[cluster]\nnats = [{}]\nname = \"bench\"\nreplicas = 3\n{}",
+        urls.join(", "),
+        http_section(http)
     );
     let proxy = bench.start_proxy(&work.join("cluster"), &cluster_section)?;
-    let clustered = ingest(&bench, &proxy, seconds, end_ms, ticks, Some((&nats, http)))?;
+    let clustered = ingest(&bench, &proxy, seconds, end_ms, ticks, http, Some(&nats))?;
     drop(proxy);
     drop(nats);
 

@@ -71,7 +71,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Bearer token for everything under `/api/`; without one the admin API is off.
     pub token: Option<Token>,
-    /// Most series `/metrics` holds.
+    /// Most series `/metrics` holds; 0 keeps no table of latest values
+    /// (`/metrics` then has the proxy's own families only).
     pub max_series: usize,
     /// How long a series stays in `/metrics` without an update.
     pub series_ttl: Duration,
@@ -85,9 +86,6 @@ pub(super) fn validate(raw: RawHttp) -> Result<HttpConfig, ConfigError> {
     })?;
     let token = raw.token.map(Token::new).transpose().map_err(|e| problem(e.to_owned()))?;
     let max_series = raw.max_series.unwrap_or(DEFAULT_MAX_SERIES);
-    if max_series == 0 {
-        return Err(problem("max_series must be at least 1".into()));
-    }
     let series_ttl = match raw.series_ttl {
         Some(t) => super::limits::bounded("series_ttl", &t, super::MAX_KEEP).map_err(problem)?,
         None => DEFAULT_SERIES_TTL,
