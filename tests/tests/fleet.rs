@@ -57,6 +57,19 @@ fn until_all(proxy: &Proxy, agents: &[&str], release: u64, want: &str) -> anyhow
     .with_context(|| format!("{:?}\n{}", status(proxy).ok(), proxy.log_text()))
 }
 
+/// Waits until `agent`'s own report (its `agent` collector) on `fleet`
+/// has every field of `want` with its value.
+fn until_reported(proxy: &Proxy, agent: &str, want: &[(&str, Value)]) -> anyhow::Result<()> {
+    wait::until(WAIT, &format!("{agent}'s report on fleet: {want:?}"), || {
+        let args = ["--collector", "agent", "--agent", agent, "--label", "collector=fleet"];
+        let rows = proxy.query(&args)?;
+        let has = |(field, value): &(&str, Value)| {
+            rows.iter().any(|r| r["field"] == *field && r["value"] == *value)
+        };
+        Ok(want.iter().all(has).then_some(()))
+    })
+}
+
 fn release_state(proxy: &Proxy, id: u64) -> anyhow::Result<(String, String)> {
     let out = proxy.collectors(&["list", "--project", "shop"])?;
     anyhow::ensure!(out.ok, "list failed: {}", out.stderr);
@@ -103,31 +116,18 @@ fn a_published_collector_reaches_every_agent_and_a_broken_canary_rolls_back_by_i
         })?;
     }
     // The agent reports on its managed collectors too: version and origin.
-    wait::until(WAIT, "the agent's report on its managed collector", || {
-        let rows = proxy.query(&[
-            "--collector",
-            "agent",
-            "--agent",
-            "web-01",
-            "--label",
-            "collector=fleet",
-        ])?;
-        let has = |field: &str, value: Value| {
-            rows.iter().any(|r| r["field"] == field && r["value"] == value)
-        };
-        Ok((has("version", "1.0.0".into()) && has("managed", 1.0.into())).then_some(()))
-    })
-    .with_context(|| {
-        format!(
-            "{:?}",
-            proxy.query(&["--collector", "agent", "--agent", "web-01"]).map(|r| r
-                .into_iter()
-                .filter(|r| r["labels"].to_string().contains("fleet"))
-                .rev()
-                .take(12)
-                .collect::<Vec<_>>())
-        )
-    })?;
+    until_reported(&proxy, "web-01", &[("version", "1.0.0".into()), ("managed", 1.0.into())])
+        .with_context(|| {
+            format!(
+                "{:?}",
+                proxy.query(&["--collector", "agent", "--agent", "web-01"]).map(|r| r
+                    .into_iter()
+                    .filter(|r| r["labels"].to_string().contains("fleet"))
+                    .rev()
+                    .take(12)
+                    .collect::<Vec<_>>())
+            )
+        })?;
 
     // Version 2 traps in collect: the one canary agent catches it.
     let (v2, _) = paths::plugin("testing/fleet-v2")?;
@@ -235,20 +235,7 @@ fn over_granted_unsigned_tampered_and_invalid_collectors_are_refused() -> anyhow
     })
     .with_context(|| format!("{:?}", status(&proxy).ok()))?;
     // The agent's own report says so too.
-    wait::until(WAIT, "the refusal in the agent's report", || {
-        let rows = proxy.query(&[
-            "--collector",
-            "agent",
-            "--agent",
-            "open",
-            "--label",
-            "collector=fleet",
-        ])?;
-        let has = |field: &str, value: Value| {
-            rows.iter().any(|r| r["field"] == field && r["value"] == value)
-        };
-        Ok((has("state", "refused".into()) && has("refused", 1.0.into())).then_some(()))
-    })?;
+    until_reported(&proxy, "open", &[("state", "refused".into()), ("refused", 1.0.into())])?;
 
     // Within bounds but unsigned: the strict agent refuses, the open one runs it.
     let (_, manifest) = paths::plugin("testing/fleet-v1")?;
