@@ -452,7 +452,7 @@ impl Supervisor {
         self.reconcile().await;
         let (tx, mut changes) = mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|e| is_change(&e)) {
                 let _ = tx.send(());
             }
         })
@@ -490,6 +490,13 @@ impl Supervisor {
             self.stop(r).await;
         }
     }
+}
+
+/// Whether a directory event may change what is loaded. Reads are not:
+/// the rescan itself opens and lists both directories, and taking those
+/// opens for changes made an agent rescan five times a second for ever.
+fn is_change(event: &notify::Event) -> bool {
+    !event.kind.is_access()
 }
 
 /// Loads one collector: the blocking part (manifest, signature, compile) on
@@ -538,4 +545,32 @@ fn prepare(
         tracing::info!(path = %wasm.display(), signer = %key, "signature verified");
     }
     Collector::prepare(rt, wasm, &bytes, manifest).map_err(|e| format!("{}: {e}", wasm.display()))
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind};
+
+    use super::is_change;
+
+    #[test]
+    fn reading_the_directories_is_no_change() {
+        let event = |kind| notify::Event::new(kind);
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!is_change(&event(kind)), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(is_change(&event(kind)), "{kind:?}");
+        }
+    }
 }
