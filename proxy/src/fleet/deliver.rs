@@ -334,10 +334,10 @@ struct Synced {
 /// Whether the agent has every wanted version (installed or refused) and
 /// no managed collector that is not wanted.
 fn in_step(state: &State, desired: &Desired) -> bool {
-    let wanted = desired
-        .collectors
-        .iter()
-        .all(|w| state.collectors.iter().any(|c| c.is(&w.name, &w.sha256, &w.files_sha256())));
+    let wanted = desired.collectors.iter().all(|w| {
+        let files = w.files_sha256();
+        state.collectors.iter().any(|c| c.is(&w.name, &w.sha256, &files))
+    });
     let extra = state.collectors.iter().any(|c| {
         c.status != Status::Refused && !desired.collectors.iter().any(|w| w.name == c.name)
     });
