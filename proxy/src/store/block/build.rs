@@ -39,18 +39,48 @@ impl Fx {
 #[derive(Debug)]
 struct Series {
     def: SeriesDef,
+    /// Its agent, as the builder holds it (compared by address).
+    agent: Arc<str>,
+    /// Its field layout's number in the builder.
+    layout: u32,
     /// Its labels as a row record encodes them (compared in place).
     labels: Box<[u8]>,
     chunk: ChunkWriter,
 }
 
 impl Series {
-    fn is(&self, agent: &str, s: &SampleView<'_>, layout: &[(&str, FieldKind)]) -> bool {
-        *self.labels == *s.labels_bytes()
+    fn is(&self, agent: &Arc<str>, layout: u32, s: &SampleView<'_>) -> bool {
+        self.layout == layout
+            && Arc::ptr_eq(&self.agent, agent)
+            && *self.labels == *s.labels_bytes()
             && self.def.collector == s.collector
-            && self.def.agent == agent
-            && self.def.fields.len() == layout.len()
-            && self.def.fields.iter().zip(layout).all(|((n, k), (m, l))| n == m && k == l)
+    }
+}
+
+/// The field layouts met in a segment, each numbered once: a sample's
+/// layout is then compared as a number, not field by field.
+#[derive(Debug, Default)]
+struct Layouts {
+    all: Vec<Box<[(String, FieldKind)]>>,
+    by_hash: hashbrown::HashMap<u64, Vec<u32>>,
+}
+
+impl Layouts {
+    /// The number of `layout`, whose hash is `hash`.
+    fn number(&mut self, layout: &[(&str, FieldKind)], hash: u64) -> u32 {
+        let ids = self.by_hash.entry(hash).or_default();
+        let same = |id: &&u32| {
+            let known = &self.all[**id as usize];
+            known.len() == layout.len()
+                && known.iter().zip(layout).all(|((n, k), (m, l))| n == m && k == l)
+        };
+        if let Some(&id) = ids.iter().find(same) {
+            return id;
+        }
+        let id = u32::try_from(self.all.len()).unwrap_or(u32::MAX);
+        ids.push(id);
+        self.all.push(layout.iter().map(|(n, k)| ((*n).to_owned(), *k)).collect());
+        id
     }
 }
 
@@ -59,11 +89,13 @@ impl Series {
 pub struct Builder {
     batches: Vec<BatchMeta>,
     series: Vec<Series>,
-    by_hash: HashMap<u64, Vec<u32>>,
+    /// Series by the hash of their parts (a fast hash: the keys are hashes already).
+    by_hash: hashbrown::HashMap<u64, Vec<u32>>,
     /// Finished chunks: series and record payload.
     chunks: Vec<(u64, Vec<u8>)>,
     packer: Packer,
     agents: HashMap<String, Arc<str>>,
+    layouts: Layouts,
     header: Header,
 }
 
@@ -73,10 +105,11 @@ impl Builder {
         Self {
             batches: Vec::new(),
             series: Vec::new(),
-            by_hash: HashMap::new(),
+            by_hash: hashbrown::HashMap::new(),
             chunks: Vec::new(),
             packer: Packer::default(),
             agents: HashMap::new(),
+            layouts: Layouts::default(),
             header: Header { segment, min_time: u64::MAX, ..Header::default() },
         }
     }
@@ -88,30 +121,49 @@ impl Builder {
 
     fn series_of(
         &mut self,
-        agent: &str,
+        agent: &Arc<str>,
         s: &SampleView<'_>,
         layout: &[(&str, FieldKind)],
-        layout_hash: u64,
+        (number, hash): (u32, u64),
     ) -> u32 {
-        let mut h = Fx(layout_hash);
+        let mut h = Fx(hash);
         h.add(agent.as_bytes());
         h.add(s.collector.as_bytes());
         h.add(s.labels_bytes());
         let ids = self.by_hash.entry(h.0).or_default();
-        if let Some(&id) = ids.iter().find(|&&id| self.series[id as usize].is(agent, s, layout)) {
+        if let Some(&id) = ids.iter().find(|&&id| self.series[id as usize].is(agent, number, s)) {
             return id;
         }
         let id = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
         ids.push(id);
         let def = SeriesDef {
-            agent: agent.to_owned(),
+            agent: agent.to_string(),
             collector: s.collector.to_owned(),
             labels: s.labels().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             fields: layout.iter().map(|(n, k)| ((*n).to_owned(), *k)).collect(),
         };
         let chunk = ChunkWriter::new(def.fields.iter().map(|(_, k)| *k));
-        self.series.push(Series { def, labels: s.labels_bytes().into(), chunk });
+        let series = Series {
+            def,
+            agent: agent.clone(),
+            layout: number,
+            labels: s.labels_bytes().into(),
+            chunk,
+        };
+        self.series.push(series);
         id
+    }
+
+    /// The agent's name as this block holds it.
+    fn agent(&mut self, agent: &str) -> Arc<str> {
+        match self.agents.get(agent) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(agent);
+                self.agents.insert(agent.to_owned(), a.clone());
+                a
+            }
+        }
     }
 
     /// Adds the batch of the row record at `rows` of the row file, its
@@ -133,21 +185,22 @@ impl Builder {
 
     fn add_view(&mut self, rows: Range<u64>, mut v: View<'_>) -> Result<(), FormatError> {
         let batch = self.batches.len() as u64;
-        let layout_hashes: Vec<u64> = (0..v.layouts())
+        // Each of the record's layouts: its number in the block, and its hash.
+        let layouts: Vec<(u32, u64)> = (0..v.layouts())
             .map(|i| {
                 let mut h = Fx::default();
                 for (name, kind) in v.layout(i) {
                     h.add(name.as_bytes());
                     h.add(&[*kind as u8]);
                 }
-                h.0
+                (self.layouts.number(v.layout(i), h.0), h.0)
             })
             .collect();
-        let agent = v.agent;
+        let agent = self.agent(v.agent);
         let mut ids = Vec::new();
         while let Some(s) = v.next_sample()? {
             let layout = v.layout(s.layout);
-            let id = self.series_of(agent, &s, layout, layout_hashes[s.layout]);
+            let id = self.series_of(&agent, &s, layout, layouts[s.layout]);
             ids.push(u64::from(id));
             let series = &mut self.series[id as usize];
             let numeric = layout.iter().filter(|(_, k)| *k != FieldKind::Text).count();
@@ -165,14 +218,6 @@ impl Builder {
             h.min_time = h.min_time.min(s.time_ms);
             h.max_time = h.max_time.max(s.time_ms);
         }
-        let agent = match self.agents.get(agent) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = Arc::from(agent);
-                self.agents.insert(agent.to_owned(), a.clone());
-                a
-            }
-        };
         self.header.newest_received = self.header.newest_received.max(v.received_ms);
         self.batches.push(BatchMeta {
             agent,
