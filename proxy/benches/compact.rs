@@ -8,8 +8,9 @@
 //! 1,000 series, one batch per agent and second, stored as rows first.
 //!
 //! Run: `cargo bench -p wasmtap-proxy --bench compact`
-//! (`BENCH_SECONDS` changes the 300 simulated seconds; the figures are the
-//! best of three passes over the same row files).
+//! (`BENCH_SECONDS` changes the 300 simulated seconds, `BENCH_SEGMENT_MIB`
+//! the segment size, 32 MiB by default; the figures are the best of three
+//! passes over the same row files).
 
 #[path = "../examples/store_load/host.rs"]
 mod host;
@@ -32,7 +33,18 @@ fn main() -> anyhow::Result<()> {
     };
     let tmp = tempfile::tempdir()?;
     let project = ProjectId::new("bench")?;
-    let config = StoreConfig { fsync: Fsync::Off, compress: false, ..StoreConfig::default() };
+    let segment_bytes: u64 = match std::env::var("BENCH_SEGMENT_MIB") {
+        Ok(s) => s.parse::<u64>().context("BENCH_SEGMENT_MIB")? << 20,
+        Err(_) => StoreConfig::default().segment_bytes,
+    };
+    let config = StoreConfig {
+        fsync: Fsync::Off,
+        compress: false,
+        segment_bytes,
+        // The load's times are in the past: kept whatever their age.
+        retention: None,
+        ..StoreConfig::default()
+    };
     let store = Store::open_with(tmp.path(), config)?;
     let mut hosts: Vec<host::Host> = (0..AGENTS).map(host::Host::new).collect();
     let start_ms = 1_767_225_600_000;
