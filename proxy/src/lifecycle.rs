@@ -216,7 +216,14 @@ impl Bound {
         let commits = store.commits().clone();
         let gate = Gate::new(config.limits);
         let projects = config.projects.names().iter().map(|p| p.as_str().to_owned()).collect();
-        let fleet = Arc::new(Fleet::new(&config.data_dir, projects, config.fleet.max_size));
+        let mut fleet = Fleet::new(&config.data_dir, projects, config.fleet.max_size);
+        if let Some(cluster) = &cluster {
+            let shared = crate::cluster::catalog::Shared::new(cluster.clone());
+            let me = cluster.config().name.clone();
+            let runtime = tokio::runtime::Handle::current();
+            fleet = fleet.shared(crate::fleet::sharing::Sharing::new(shared, me, runtime));
+        }
+        let fleet = Arc::new(fleet);
         tokio::spawn(fleet.clone().run(sessions.clone(), shutdown.clone()));
         if let Some((http_listener, http_cfg)) = http {
             let latest = Arc::new(Latest::new(

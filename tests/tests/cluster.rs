@@ -219,3 +219,152 @@ fn remote_write_is_fed_once_for_the_cluster_and_fails_over() -> anyhow::Result<(
     assert!(sent(&other)? > 0.0, "proxy {other_index} never took the lease over");
     Ok(())
 }
+
+/// An agent `name` of project `shop` connected to `host` only, with no
+/// collector of its own (it runs what the fleet sends).
+fn fleet_agent(dir: &Path, host: &str, port: u16, key: &str, name: &str) -> anyhow::Result<Agent> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhosts = [{host:?}]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"1s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n"
+        ),
+    )?;
+    let agent = Agent::start_with_config(dir, &config, plugins)?;
+    wait::until(Duration::from_secs(60), "the agent's session", || {
+        Ok(agent.log_text().contains("session established").then_some(()))
+    })?;
+    Ok(agent)
+}
+
+/// `collectors ARGS --project shop …` through `proxy`, which must succeed.
+fn collectors(proxy: &Proxy, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = proxy.collectors(args)?;
+    anyhow::ensure!(out.ok, "collectors {args:?}: {}\n{}", out.stderr, proxy.log_text());
+    Ok(out.json)
+}
+
+/// Waits until `proxy`'s `status` of `fleet` says `agent` has `release`
+/// (`None`: none) with `want` as its status.
+fn until_agent(proxy: &Proxy, agent: &str, release: Option<u64>, want: &str) -> anyhow::Result<()> {
+    let what = format!("{agent} on release {release:?} {want}");
+    wait::until(Duration::from_secs(120), &what, || {
+        // Until the proxy has the shared catalog, it knows no `fleet`.
+        let s = proxy.collectors(&["status", "--project", "shop", "fleet"])?;
+        let row = s.json.as_array().into_iter().flatten().find(|r| r["agent"] == agent);
+        let done = row.is_some_and(|r| {
+            r["release"].as_u64() == release && r["status"].as_str().unwrap_or("") == want
+        });
+        Ok(done.then_some(()))
+    })
+    .with_context(|| proxy.log_text())
+}
+
+/// The state of release `id` in `proxy`'s `list` ("" while it has none).
+fn release_state(proxy: &Proxy, id: u64) -> anyhow::Result<String> {
+    let list = collectors(proxy, &["list", "--project", "shop"])?;
+    let r = list.as_array().into_iter().flatten().find(|r| r["id"] == id);
+    Ok(r.and_then(|r| r["state"].as_str()).unwrap_or("").to_owned())
+}
+
+#[test]
+fn every_proxy_serves_the_collectors_published_through_any() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsCluster::start(&dir.path().join("nats"), 3)?;
+    let key = new_key("shop")?;
+    let pair = Pair::new(dir.path(), &nats)?;
+    let a = pair.start(0, &key)?;
+    let b = pair.start(1, &key)?;
+    let port = pair.port()?;
+    let _one = fleet_agent(&dir.path().join("one"), "127.0.0.1", port, &key, "web-01")?;
+    let _two = fleet_agent(&dir.path().join("two"), "127.0.0.2", port, &key, "web-02")?;
+    // JetStream answers (the agents' own reports are confirmed).
+    wait_metric(&a, "wasmtap_proxy_cluster_confirming", 1.0)?;
+    wait_metric(&b, "wasmtap_proxy_cluster_confirming", 1.0)?;
+
+    // Published through proxy a: proxy b serves it to its agent too.
+    let (v1, _) = plugin("testing/fleet-v1")?;
+    let r1 = collectors(&a, &["publish", "--project", "shop", v1.to_str().context("path")?])?;
+    assert_eq!((r1["id"].as_u64(), r1["state"].as_str()), (Some(1), Some("promoted")), "{r1}");
+    until_agent(&b, "web-02", Some(1), "running")?;
+    until_agent(&a, "web-01", Some(1), "running")?;
+    assert_eq!(release_state(&b, 1)?, "promoted");
+
+    // A broken version under a canary through proxy b: its agent is the
+    // canary, b judges it and rolls it back; a's catalog says so too.
+    let (v2, _) = plugin("testing/fleet-v2")?;
+    let v2 = v2.to_str().context("path")?;
+    let args = ["publish", "--project", "shop", v2, "--canary", "100%", "--watch", "10m"];
+    let r2 = collectors(&b, &args)?;
+    assert_eq!(r2["canary"]["agents"], serde_json::json!(["web-02"]), "{r2}");
+    wait::until(Duration::from_secs(120), "the rollback, seen through proxy a", || {
+        Ok((release_state(&a, 2)? == "rolled_back").then_some(()))
+    })
+    .with_context(|| b.log_text())?;
+    until_agent(&b, "web-02", Some(1), "running")?;
+    assert_eq!(release_state(&a, 1)?, "promoted");
+
+    // Two proxies changing the catalog one after the other both count.
+    let promote = b.collectors(&["promote", "--project", "shop", "fleet"])?;
+    assert!(!promote.ok, "nothing to promote: {promote:?}");
+    collectors(&a, &["remove", "--project", "shop", "fleet"])?;
+    until_agent(&b, "web-02", None, "")?;
+    until_agent(&a, "web-01", None, "")?;
+    assert_eq!(release_state(&b, 1)?, "removed");
+
+    // Two publishes at once, through each proxy: neither is lost (the
+    // second is made again to the catalog the first left, or refused for
+    // the candidate the first made), and both proxies end with one catalog.
+    let (v1, v2) = (v1.to_str().context("path")?, v2);
+    let args = ["publish", "--project", "shop", v2, "--canary", "100%", "--hold"];
+    let (through_a, through_b) = std::thread::scope(|s| {
+        let one = s.spawn(|| a.collectors(&["publish", "--project", "shop", v1]));
+        let two = s.spawn(|| b.collectors(&args));
+        (one.join(), two.join())
+    });
+    let (through_a, through_b) = (
+        through_a.map_err(|_| anyhow::anyhow!("panicked"))??,
+        through_b.map_err(|_| anyhow::anyhow!("panicked"))??,
+    );
+    let published: Vec<u64> = [&through_a, &through_b]
+        .iter()
+        .filter(|o| o.ok)
+        .filter_map(|o| o.json["id"].as_u64())
+        .collect();
+    assert!(!published.is_empty(), "{through_a:?} {through_b:?}");
+    for refused in [&through_a, &through_b].iter().filter(|o| !o.ok) {
+        assert!(refused.stderr.contains("candidate"), "{refused:?}");
+    }
+    let again = |p: &Proxy| p.log_text().contains("making the change again");
+    eprintln!("made again after a conflict: {}", again(&a) || again(&b));
+    let mut ids = published.clone();
+    ids.dedup();
+    assert_eq!(ids.len(), published.len(), "one id each: {published:?}");
+    let releases = |proxy: &Proxy| -> anyhow::Result<serde_json::Value> {
+        let mut list = collectors(proxy, &["list", "--project", "shop"])?;
+        // How many agents have each is per proxy.
+        for r in list.as_array_mut().into_iter().flatten() {
+            r.as_object_mut().map(|o| o.remove("agents"));
+        }
+        Ok(list)
+    };
+    wait::until(Duration::from_secs(30), "one catalog on both proxies", || {
+        let (in_a, in_b) = (releases(&a)?, releases(&b)?);
+        let all = published.iter().all(|id| in_a.to_string().contains(&format!("\"id\":{id}")));
+        Ok((all && in_a == in_b).then_some(()))
+    })
+    .with_context(|| format!("{:?}\n{:?}", releases(&a).ok(), releases(&b).ok()))?;
+
+    // Without JetStream a change is refused, clearly, and changes nothing;
+    // the proxies keep serving the catalog they have.
+    let before = releases(&a)?;
+    let mut nats = nats;
+    nats.kill_all()?;
+    let refused = a.collectors(&["rollback", "--project", "shop", "fleet"])?;
+    assert!(!refused.ok && refused.stderr.contains("cannot be reached"), "{refused:?}");
+    assert_eq!(releases(&a)?, before);
+    assert_eq!(releases(&b)?, before);
+    Ok(())
+}

@@ -14,6 +14,7 @@
 //! the agent keeps them in its spool and sends them again.
 //!
 //! - [`subject`]: subjects and message ids.
+//! - [`catalog`]: the fleet catalog, shared by the proxies.
 //! - [`feed`]: the durable consumer feeding the local store.
 //! - [`control`]: the agents list and control requests across proxies.
 //! - [`payload`]: a batch as a message: the store's record, compressed.
@@ -21,6 +22,7 @@
 //! - [`lease`]: work one proxy of the cluster does at a time.
 //! - [`remote`]: remote write fed once for the cluster, from the stream.
 
+pub mod catalog;
 pub mod control;
 pub mod feed;
 pub mod lease;

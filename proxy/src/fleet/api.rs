@@ -170,6 +170,7 @@ fn parse_publish(bytes: &[u8]) -> Result<Parsed, String> {
 }
 
 fn failed(e: &FleetError) -> HttpResponse {
+    use crate::cluster::catalog::SharedError;
     let status = match e {
         FleetError::UnknownProject(_) | FleetError::Catalog(CatalogError::NotFound(_)) => {
             StatusCode::NOT_FOUND
@@ -178,6 +179,8 @@ fn failed(e: &FleetError) -> HttpResponse {
         FleetError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         FleetError::Catalog(CatalogError::Refused(_)) => StatusCode::CONFLICT,
         FleetError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        FleetError::Shared(SharedError::Conflict) => StatusCode::CONFLICT,
+        FleetError::Shared(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     json_error(status, &e.to_string())
 }

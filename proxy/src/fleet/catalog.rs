@@ -81,6 +81,10 @@ pub struct Canary {
     pub started_ms: u64,
     /// The agents that run it.
     pub agents: Vec<String>,
+    /// With `[cluster]`: the proxy that judges it (the one it was
+    /// published through, whose agents run it); no other does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
 }
 
 /// Something that happened to a release.
@@ -156,6 +160,8 @@ impl Release {
 /// A validated component to publish.
 #[derive(Debug, Clone)]
 pub struct Publish {
+    /// With `[cluster]`: this proxy's name, the judge of a canary.
+    pub judge: Option<String>,
     /// The collector's name.
     pub name: String,
     /// Its declared version.
@@ -283,6 +289,7 @@ impl Catalog {
                     hold: plan.hold,
                     started_ms: now_ms,
                     agents: pick(connected, &p.name, plan.percent),
+                    judge: p.judge.clone(),
                 })
             }
         };
@@ -478,6 +485,29 @@ impl Catalog {
         }
         let promoted = self.promote_at(i, "watched without a failure; promoted", now_ms)?;
         Ok(Some(Verdict::Passed(promoted)))
+    }
+
+    /// The catalog document, as `catalog.json` holds it.
+    pub fn document(&self) -> Result<Vec<u8>, CatalogError> {
+        serde_json::to_vec_pretty(&self.doc).map_err(|e| CatalogError::Corrupt {
+            path: self.dir.join(CATALOG_FILE),
+            message: e.to_string(),
+        })
+    }
+
+    /// Replaces the catalog by document `bytes` (another proxy's change):
+    /// refused, and the catalog unchanged, if it does not parse.
+    pub fn replace(&mut self, bytes: &[u8]) -> Result<(), CatalogError> {
+        let doc: Doc = serde_json::from_slice(bytes).map_err(|e| CatalogError::Corrupt {
+            path: self.dir.join(CATALOG_FILE),
+            message: format!("a shared catalog that does not parse: {e}"),
+        })?;
+        self.save(doc.releases)
+    }
+
+    /// Keeps component `blob` (checked by the caller) among the blobs.
+    pub fn keep_blob(&self, sha256: &str, blob: &[u8]) -> Result<(), CatalogError> {
+        write_atomic(&self.blob_path(sha256), blob)
     }
 
     fn save(&mut self, releases: Vec<Release>) -> Result<(), CatalogError> {

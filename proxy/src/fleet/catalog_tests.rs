@@ -8,6 +8,7 @@ fn publish(name: &str, canary: Option<CanaryPlan>) -> Publish {
         signature: None,
         signer: None,
         canary,
+        judge: None,
     }
 }
 
@@ -133,4 +134,26 @@ fn a_corrupt_catalog_is_an_error_and_a_failed_write_changes_nothing() {
     assert_eq!(c.releases().len(), 1);
     assert!(!c.blob_path(&wasmtap_protocol::fleet::sha256_hex(b"v2")).exists(), "no orphan blob");
     assert_eq!(Catalog::open(dir.path()).expect("reopen").releases().len(), 1);
+}
+
+#[test]
+fn a_shared_document_replaces_the_copy_and_a_bad_one_changes_nothing() {
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let mut a = Catalog::open(one.path()).expect("open");
+    let plan = Some(CanaryPlan { percent: 50, watch_ms: 60_000, hold: false });
+    let mut p = publish("cpu", plan);
+    p.judge = Some("proxy-a".into());
+    a.publish(p, b"v1", &agents(2), 0).expect("publish");
+    let doc = a.document().expect("document");
+    let mut b = Catalog::open(two.path()).expect("open");
+    b.replace(&doc).expect("replace");
+    assert_eq!(b.releases(), a.releases());
+    assert_eq!(b.document().expect("document"), doc, "round trip");
+    let judge = b.releases()[0].canary.as_ref().and_then(|k| k.judge.clone());
+    assert_eq!(judge.as_deref(), Some("proxy-a"));
+    assert_eq!(Catalog::open(two.path()).expect("reopen").releases(), a.releases(), "saved");
+    for bad in [&b"{ not json"[..], br#"{"releases": 3}"#] {
+        assert!(matches!(b.replace(bad), Err(CatalogError::Corrupt { .. })));
+        assert_eq!(b.releases(), a.releases(), "unchanged");
+    }
 }

@@ -45,6 +45,10 @@ impl Fleet {
         sessions: Arc<Sessions>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        if self.sharing.is_some() {
+            // Apart, so that a JetStream outage does not hold deliveries up.
+            tokio::spawn(self.clone().follow(shutdown.clone()));
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -262,6 +266,14 @@ impl Fleet {
         for project in &self.projects {
             let watched = self.with_catalog(project, |c| {
                 Ok(c.watched()
+                    // In a cluster, only the proxy it was published through judges it.
+                    .filter(|r| {
+                        self.sharing.as_ref().is_none_or(|s| {
+                            r.canary
+                                .as_ref()
+                                .is_none_or(|k| k.judge.as_deref().is_none_or(|j| j == s.me()))
+                        })
+                    })
                     .map(|r| {
                         let agents =
                             r.canary.as_ref().map(|k| k.agents.clone()).unwrap_or_default();
@@ -305,7 +317,7 @@ impl Fleet {
                     }
                     (failure, ran)
                 };
-                match self.with_catalog(project, |c| c.judge(id, failure, ran, now_ms)) {
+                match self.change(project, |c| c.judge(id, failure.clone(), ran, now_ms)) {
                     Ok(Some(Verdict::RolledBack(r))) => {
                         tracing::warn!(%project, collector = %r.name, release = r.id, reason = r.reason.as_deref().unwrap_or(""), "canary failed; release rolled back on every agent");
                         self.changed(project);

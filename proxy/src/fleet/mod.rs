@@ -6,6 +6,7 @@
 //!   components, on disk.
 //! - [`validate`]: a component is checked with the agent's own code before
 //!   it is accepted.
+//! - [`sharing`]: with `[cluster]`, the catalogs every proxy shares.
 //! - [`deliver`]: bringing each connected agent to what the catalog wants,
 //!   over its data session ([`wasmtap_protocol::fleet`]), and settling
 //!   canaries from what the agents report.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod catalog;
 pub mod deliver;
 mod metrics;
+pub mod sharing;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -49,6 +51,9 @@ pub enum FleetError {
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The cluster's shared catalog could not be read or written.
+    #[error(transparent)]
+    Shared(#[from] crate::cluster::catalog::SharedError),
 }
 
 /// What the proxy last heard from one agent about its managed collectors.
@@ -119,6 +124,8 @@ pub struct Fleet {
     canaries: Mutex<HashMap<(String, u64), u64>>,
     transfers: tokio::sync::Semaphore,
     wake: Notify,
+    /// With `[cluster]`: the shared catalogs.
+    sharing: Option<sharing::Sharing>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,7 +145,15 @@ impl Fleet {
             canaries: Mutex::new(HashMap::new()),
             transfers: tokio::sync::Semaphore::new(deliver::TRANSFERS),
             wake: Notify::new(),
+            sharing: None,
         }
+    }
+
+    /// The same, its catalogs shared with the cluster's other proxies.
+    #[must_use]
+    pub fn shared(mut self, sharing: sharing::Sharing) -> Self {
+        self.sharing = Some(sharing);
+        self
     }
 
     /// Largest component accepted.
@@ -211,8 +226,9 @@ impl Fleet {
             signature,
             signer: v.signer,
             canary,
+            judge: self.sharing.as_ref().map(|s| s.me().to_owned()),
         };
-        let release = self.with_catalog(project, |c| c.publish(p, wasm, connected, now_ms))?;
+        let release = self.change(project, |c| c.publish(p.clone(), wasm, connected, now_ms))?;
         tracing::info!(%project, collector = %release.name, version = %release.version, release = release.id, state = ?release.state, "collector published");
         self.changed(project);
         if release.canary.is_some() {
@@ -230,7 +246,7 @@ impl Fleet {
         action: Action,
         now_ms: u64,
     ) -> Result<Vec<Release>, FleetError> {
-        let out = self.with_catalog(project, |c| match action {
+        let out = self.change(project, |c| match action {
             Action::Promote => c.promote(name, now_ms).map(|r| vec![r]),
             Action::Rollback => {
                 c.rollback(name, "rolled back by an operator", now_ms).map(|r| vec![r])
