@@ -43,6 +43,15 @@ pub async fn register(
             subjects: vec![format!("{}.{kind}.>", config.stream)],
             max_messages_per_subject: 1,
             max_age,
+            // Within it, a second conditional publish to the same revision
+            // is a duplicate (see `publish_if`); shorter than the life of
+            // an expiring message, so that a lease taken again after its
+            // holder's message expired is not one.
+            duplicate_window: if max_age.is_zero() {
+                Duration::from_secs(120)
+            } else {
+                (max_age / 10).max(Duration::from_millis(100))
+            },
             storage: StorageType::File,
             num_replicas: config.replicas,
             ..Default::default()
@@ -54,6 +63,11 @@ pub async fn register(
 
 /// Publishes `value` to `subject` if the subject's last message is
 /// `expected` (0: none); the new message's sequence.
+///
+/// The condition alone is not enough on a replicated stream of NATS 2.9:
+/// two publishes to the same revision at once may both pass it (it is
+/// checked before the first is applied). Each also carries the message id
+/// `<subject>@<expected>`, so that the second is a duplicate, and fails.
 pub(super) async fn publish_if(
     cluster: &Cluster,
     subject: &str,
@@ -62,13 +76,20 @@ pub(super) async fn publish_if(
 ) -> Result<u64, String> {
     let message = PublishMessage::build()
         .payload(value.to_owned().into())
-        .expected_last_subject_sequence(expected);
+        .expected_last_subject_sequence(expected)
+        .message_id(format!("{subject}@{expected}"));
     let confirm = cluster
         .jetstream()
         .send_publish(subject.to_owned(), message)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(confirm.await.map_err(|e| e.to_string())?.sequence)
+    let ack = confirm.await.map_err(|e| e.to_string())?;
+    if ack.duplicate {
+        return Err(format!(
+            "{subject} changed meanwhile (a publish to revision {expected} came first)"
+        ));
+    }
+    Ok(ack.sequence)
 }
 
 /// Runs `work` whenever this proxy holds the lease `key`, until `shutdown`
