@@ -29,12 +29,26 @@ fn agent(dir: &Path, hosts: &[&str], port: u16, key: &str) -> anyhow::Result<Age
     let (wasm, manifest) = plugin("testing/ticker")?;
     std::fs::copy(&wasm, plugins.join("ticker.wasm"))?;
     std::fs::copy(&manifest, plugins.join("ticker.toml"))?;
+    agent_named(dir, hosts, port, key, "edge-1")
+}
+
+/// Agent `name` of project `shop` trying `hosts` on `port`, running what
+/// is in `dir/plugins` (and what the fleet sends).
+fn agent_named(
+    dir: &Path,
+    hosts: &[&str],
+    port: u16,
+    key: &str,
+    name: &str,
+) -> anyhow::Result<Agent> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
     let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nhosts = [{}]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"1s\"\n\n[agent]\nname = \"edge-1\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n",
+            "[server]\nhosts = [{}]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"1s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n",
             hosts.join(", ")
         ),
     )?;
@@ -220,19 +234,10 @@ fn remote_write_is_fed_once_for_the_cluster_and_fails_over() -> anyhow::Result<(
     Ok(())
 }
 
-/// An agent `name` of project `shop` connected to `host` only, with no
-/// collector of its own (it runs what the fleet sends).
+/// Agent `name` of project `shop` connected to `host` only, with no
+/// collector of its own (it runs what the fleet sends), once its session is up.
 fn fleet_agent(dir: &Path, host: &str, port: u16, key: &str, name: &str) -> anyhow::Result<Agent> {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhosts = [{host:?}]\nport = {port}\naccess_key = \"{key}\"\nmax_backoff = \"1s\"\n\n[agent]\nname = \"{name}\"\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\n"
-        ),
-    )?;
-    let agent = Agent::start_with_config(dir, &config, plugins)?;
+    let agent = agent_named(dir, &[host], port, key, name)?;
     wait::until(Duration::from_secs(60), "the agent's session", || {
         Ok(agent.log_text().contains("session established").then_some(()))
     })?;

@@ -4,17 +4,15 @@
 //!
 //! - `<stream>.fleet.<project>.catalog`: the project's catalog document
 //!   (the JSON of `catalog.json`); it is replaced only on the condition
-//!   that it is still the one the change was made to ([`Shared::put_catalog`]:
-//!   JetStream's expected last sequence of the subject, and a message id
-//!   per revision changed), so that two proxies changing it at once cannot
-//!   lose either change;
+//!   that it is still the one the change was made to ([`Shared::put_catalog`],
+//!   through [`lease::publish_if`]), so that two proxies changing it at
+//!   once cannot lose either change;
 //! - `<stream>.fleet.<project>.blob.<sha256>.<n>`: the components, in
 //!   pieces of [`PIECE`] bytes (under NATS's 1 MiB `max_payload`), each
 //!   carrying their number in the header [`PIECES`]; a component read back
 //!   is checked against its SHA-256 before use.
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use std::time::Duration;
@@ -108,25 +106,11 @@ impl Shared {
         revision: u64,
     ) -> Result<u64, SharedError> {
         self.stream().await?;
-        // The revision's message id as well: two changes made to the same
-        // revision at once may both pass the sequence condition on a
-        // replicated stream (NATS 2.9 checks it before the first is
-        // applied); only one gets past the deduplication.
-        let message = PublishMessage::build()
-            .payload(doc.into())
-            .expected_last_subject_sequence(revision)
-            .message_id(format!("catalog/{project}/{revision}"));
-        let js = self.cluster.jetstream();
-        let confirm = js
-            .send_publish(self.subject(project, "catalog"), message)
-            .await
-            .map_err(unreachable)?;
-        match confirm.await {
-            Ok(ack) if ack.duplicate => Err(SharedError::Conflict),
-            Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(SharedError::Conflict),
-            Err(e) => Err(unreachable(e)),
-        }
+        let subject = self.subject(project, "catalog");
+        lease::publish_if(&self.cluster, &subject, doc, revision).await.map_err(|e| match e {
+            lease::Unpublished::Changed => SharedError::Conflict,
+            lease::Unpublished::Failed(e) => SharedError::Unreachable(e),
+        })
     }
 
     /// Whether component `sha256` of `project` is whole in the stream.

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, StorageType};
 use tokio::sync::watch;
@@ -61,7 +62,18 @@ pub async fn register(
     cluster.jetstream().get_stream(&name).await.map_err(|e| e.to_string())
 }
 
-/// Publishes `value` to `subject` if the subject's last message is
+/// Why [`publish_if`] did not publish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unpublished {
+    /// The subject's last message is no longer the one expected.
+    #[error("changed meanwhile (a publish to the same revision came first)")]
+    Changed,
+    /// JetStream did not answer or refused.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Publishes `payload` to `subject` if the subject's last message is
 /// `expected` (0: none); the new message's sequence.
 ///
 /// The condition alone is not enough on a replicated stream of NATS 2.9:
@@ -71,25 +83,25 @@ pub async fn register(
 pub(super) async fn publish_if(
     cluster: &Cluster,
     subject: &str,
-    value: &str,
+    payload: impl Into<bytes::Bytes>,
     expected: u64,
-) -> Result<u64, String> {
+) -> Result<u64, Unpublished> {
+    let failed = |e: &dyn std::fmt::Display| Unpublished::Failed(e.to_string());
     let message = PublishMessage::build()
-        .payload(value.to_owned().into())
+        .payload(payload.into())
         .expected_last_subject_sequence(expected)
         .message_id(format!("{subject}@{expected}"));
     let confirm = cluster
         .jetstream()
         .send_publish(subject.to_owned(), message)
         .await
-        .map_err(|e| e.to_string())?;
-    let ack = confirm.await.map_err(|e| e.to_string())?;
-    if ack.duplicate {
-        return Err(format!(
-            "{subject} changed meanwhile (a publish to revision {expected} came first)"
-        ));
+        .map_err(|e| failed(&e))?;
+    match confirm.await {
+        Ok(ack) if ack.duplicate => Err(Unpublished::Changed),
+        Ok(ack) => Ok(ack.sequence),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(Unpublished::Changed),
+        Err(e) => Err(failed(&e)),
     }
-    Ok(ack.sequence)
 }
 
 /// Runs `work` whenever this proxy holds the lease `key`, until `shutdown`
@@ -120,14 +132,14 @@ pub async fn hold<F, Fut>(
             }
         };
         if let Some(leases) = leases
-            && let Ok(mut revision) = publish_if(&cluster, &subject, &me, 0).await
+            && let Ok(mut revision) = publish_if(&cluster, &subject, me.clone(), 0).await
         {
             failing = false;
             tracing::info!(lease = %key, "took the lease: this proxy does the work");
             let renew = async {
                 loop {
                     tokio::time::sleep(pause).await;
-                    match publish_if(&cluster, &subject, &me, revision).await {
+                    match publish_if(&cluster, &subject, me.clone(), revision).await {
                         Ok(r) => revision = r,
                         Err(e) => return e.to_string(),
                     }

@@ -176,11 +176,11 @@ async fn try_mark(cluster: &Cluster, key: &str, since: u64) -> Result<(), String
     if saved(&positions, &subject).await.is_some() {
         return Ok(());
     }
-    match super::lease::publish_if(cluster, &subject, &format!("t{since}"), 0).await {
+    match super::lease::publish_if(cluster, &subject, format!("t{since}"), 0).await {
         Ok(_) => Ok(()),
         // Another proxy marked it first.
         Err(_) if saved(&positions, &subject).await.is_some() => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
 
