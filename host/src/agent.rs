@@ -104,14 +104,13 @@ pub async fn run(
     };
     let supervisor =
         Supervisor::new(rt, config.plugins_dir.clone(), policy, health.clone(), samples_tx.clone());
-    let fleet = Fleet::new(
+    let fleet = Arc::new(Fleet::new(
         managed,
         config.bounds.clone(),
         config.trusted_keys.clone().into(),
         health.clone(),
         commands_tx.clone(),
-    );
-    let refused = fleet.refused();
+    ));
     tracing::info!(agent = %config.name, project = %config.access_key.project(), identity = %identities.agent.identity(), plugins = %config.plugins_dir.display(), "agent starting");
     let control = Arc::new(Control {
         started: Instant::now(),
@@ -121,13 +120,13 @@ pub async fn run(
         logs,
         stats: stats.clone(),
         spool: spool.clone(),
-        fleet,
+        fleet: fleet.clone(),
     });
     let written = Arc::new(Notify::new());
     let collectors = tokio::spawn(supervisor.run(commands_rx, shutdown.clone()));
     let selfwatch = tokio::spawn(crate::selfwatch::run(
         health,
-        refused,
+        fleet,
         stats.clone(),
         spool.clone(),
         samples_tx,

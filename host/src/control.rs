@@ -72,7 +72,7 @@ pub struct Control {
     /// The spool (for its counters).
     pub spool: Arc<Mutex<Spool>>,
     /// Managed collectors.
-    pub fleet: Fleet,
+    pub fleet: Arc<Fleet>,
 }
 
 impl Control {

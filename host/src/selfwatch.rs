@@ -5,16 +5,17 @@
 //! drops, batches lost to spool damage, sessions and reconnects, batches
 //! and bytes sent per path, and the proxy's round-trip time and clock offset.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use wasmtap_protocol::fleet::{Installed, Status};
 use wasmtap_protocol::message::{FieldName, Sample, Value};
 
 use crate::control::state_name;
-use crate::fleet::Refused;
+use crate::fleet::Fleet;
 use crate::health::{Registry, State};
 use crate::schema::Kind;
 use crate::spool::{Spool, SpoolStats};
@@ -35,7 +36,7 @@ pub const COLLECTOR_FIELDS: [OwnField; 10] = [
         "state",
         Kind::Text,
         "",
-        "The collector's state: running, backoff, quarantined or disabled; refused for a published collector the agent refused and does not run.",
+        "The collector's state: running, backoff, quarantined or disabled; for a published collector the agent does not run: refused, broken (it did not load) or installed (not loaded yet).",
     ),
     ("version", Kind::Text, "", "The version the collector declares."),
     ("managed", Kind::Gauge, "", "1 if the proxy published the collector, 0 if it is local."),
@@ -100,28 +101,40 @@ fn field(name: &str, v: Value) -> (FieldName, Value) {
     (FieldName::from(name), v)
 }
 
-/// The agent's samples at `now_ms`; `refused` names the published
-/// collectors whose pushed version the agent refused.
+/// The agent's samples at `now_ms`; `managed` is what the agent reports
+/// of its published collectors to the proxy (`fleet-state`).
 pub fn samples(
     now_ms: u64,
     health: &Registry,
-    refused: &BTreeSet<String>,
+    managed: &[Installed],
     stats: &AgentStats,
     spool: SpoolStats,
 ) -> Vec<Sample> {
     let flag = |b: bool| Value::Gauge(f64::from(u8::from(b)));
     let loaded = health.snapshot();
-    // A refused collector the agent does not run (no earlier version).
-    let not_loaded = refused.iter().filter(|name| !loaded.iter().any(|(n, _)| n == *name));
+    let refused: BTreeSet<&str> =
+        managed.iter().filter(|c| c.status == Status::Refused).map(|c| c.name.as_str()).collect();
+    // Published collectors the agent does not run: refused (with no earlier
+    // version), failed to load, or not loaded yet. A version it has wins
+    // over one it refused.
+    let mut not_loaded: BTreeMap<&str, Status> = BTreeMap::new();
+    for c in managed.iter().filter(|c| !loaded.iter().any(|(n, _)| *n == c.name)) {
+        let entry = not_loaded.entry(&c.name).or_insert(c.status);
+        if *entry == Status::Refused {
+            *entry = c.status;
+        }
+    }
     let refusals: Vec<Sample> = not_loaded
-        .map(|name| Sample {
+        .into_iter()
+        .filter(|(_, status)| *status != Status::Shadowed)
+        .map(|(name, status)| Sample {
             collector: COLLECTOR.into(),
             time_ms: now_ms,
-            labels: vec![("collector".into(), name.clone())].into(),
+            labels: vec![("collector".into(), name.to_owned())].into(),
             values: vec![
-                field("state", Value::Text("refused".into())),
+                field("state", Value::Text(status.name().into())),
                 field("managed", flag(true)),
-                field("refused", flag(true)),
+                field("refused", flag(refused.contains(name))),
             ],
         })
         .collect();
@@ -134,7 +147,7 @@ pub fn samples(
                 field("state", Value::Text(state_name(&h.state).into())),
                 field("version", Value::Text(h.version.clone())),
                 field("managed", flag(h.managed)),
-                field("refused", flag(h.managed && refused.contains(&name))),
+                field("refused", flag(h.managed && refused.contains(name.as_str()))),
                 field(
                     "quarantined",
                     Value::Gauge(f64::from(u8::from(matches!(h.state, State::Quarantined { .. })))),
@@ -196,7 +209,7 @@ pub fn samples(
 /// Reports every [`INTERVAL`] until `shutdown` flips.
 pub async fn run(
     health: Registry,
-    refused: Refused,
+    fleet: Arc<Fleet>,
     stats: Arc<AgentStats>,
     spool: Arc<Mutex<Spool>>,
     out: mpsc::Sender<Vec<Sample>>,
@@ -210,8 +223,8 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let spool_stats = spool.lock().unwrap_or_else(PoisonError::into_inner).stats();
-        let refused = refused.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let batch = samples(crate::clock::now_ms(), &health, &refused, &stats, spool_stats);
+        let managed = fleet.state().await.map(|s| s.collectors).unwrap_or_default();
+        let batch = samples(crate::clock::now_ms(), &health, &managed, &stats, spool_stats);
         if out.send(batch).await.is_err() {
             return;
         }
@@ -240,9 +253,26 @@ mod tests {
             renumbered_batches: 4,
             ..SpoolStats::default()
         };
-        let refused: BTreeSet<String> = ["cpu".to_owned(), "gone".to_owned()].into();
-        let s = samples(5, &health, &refused, &stats, spool);
-        assert_eq!(s.len(), 3);
+        let report = |name: &str, status| Installed {
+            name: name.into(),
+            sha256: String::new(),
+            files_sha256: None,
+            status,
+            failures: 0,
+            calls: None,
+            reason: None,
+        };
+        let managed = [
+            report("cpu", Status::Quarantined),
+            report("cpu", Status::Refused),
+            report("gone", Status::Refused),
+            report("new", Status::Refused),
+            report("new", Status::Installed),
+            report("sick", Status::Broken),
+            report("hidden", Status::Shadowed),
+        ];
+        let s = samples(5, &health, &managed, &stats, spool);
+        assert_eq!(s.len(), 5);
         assert_eq!(*s[0].labels, [("collector".to_owned(), "cpu".to_owned())]);
         let get = |i: usize, name: &str| {
             s[i].values.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.clone())
@@ -256,15 +286,23 @@ mod tests {
         assert_eq!(*s[1].labels, [("collector".to_owned(), "gone".to_owned())]);
         assert_eq!(get(1, "state"), Some(Value::Text("refused".into())));
         assert_eq!(get(1, "refused"), Some(Value::Gauge(1.0)));
-        assert_eq!(get(2, "simple_bytes"), Some(Value::Counter(42.0)));
-        assert_eq!(get(2, "spool_batches"), Some(Value::Gauge(2.0)));
-        assert_eq!(get(2, "spool_dropped_samples"), Some(Value::Counter(7.0)));
-        assert_eq!(get(2, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
-        assert_eq!(get(2, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
-        assert_eq!(get(2, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
-        assert_eq!(get(2, "rtt_seconds"), None, "no probe yet");
+        // A newer version refused, the one it has not loaded yet; one that
+        // failed to load. A shadowed one has the local collector's row.
+        assert_eq!(*s[2].labels, [("collector".to_owned(), "new".to_owned())]);
+        assert_eq!(get(2, "state"), Some(Value::Text("installed".into())));
+        assert_eq!(get(2, "refused"), Some(Value::Gauge(1.0)));
+        assert_eq!(*s[3].labels, [("collector".to_owned(), "sick".to_owned())]);
+        assert_eq!(get(3, "state"), Some(Value::Text("broken".into())));
+        assert_eq!(get(3, "refused"), Some(Value::Gauge(0.0)));
+        assert_eq!(get(4, "simple_bytes"), Some(Value::Counter(42.0)));
+        assert_eq!(get(4, "spool_batches"), Some(Value::Gauge(2.0)));
+        assert_eq!(get(4, "spool_dropped_samples"), Some(Value::Counter(7.0)));
+        assert_eq!(get(4, "spool_corrupt_batches"), Some(Value::Counter(3.0)));
+        assert_eq!(get(4, "spool_corrupt_samples"), Some(Value::Counter(0.0)));
+        assert_eq!(get(4, "spool_renumbered_batches"), Some(Value::Counter(4.0)));
+        assert_eq!(get(4, "rtt_seconds"), None, "no probe yet");
         stats.rtt_ms.store(1500, Ordering::Relaxed);
-        let s = samples(5, &health, &BTreeSet::new(), &stats, SpoolStats::default());
+        let s = samples(5, &health, &[], &stats, SpoolStats::default());
         // Every field reported is declared, with its kind.
         for (sample, declared) in s.iter().zip([&COLLECTOR_FIELDS[..], &AGENT_FIELDS[..]]) {
             for (name, value) in &sample.values {

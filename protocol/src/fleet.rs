@@ -63,6 +63,10 @@ pub struct Installed {
     /// Calls that failed since it was loaded (traps, errors, timeouts).
     #[serde(default)]
     pub failures: u64,
+    /// Calls made since it was loaded, failed ones included. Absent from
+    /// older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
     /// Why it is refused, failing or quarantined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -94,6 +98,20 @@ impl Status {
     /// Whether this status counts against a release under watch.
     pub fn is_failure(self) -> bool {
         matches!(self, Self::Failing | Self::Quarantined | Self::Broken | Self::Refused)
+    }
+
+    /// Its name, as the JSON documents spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Installed => "installed",
+            Self::Running => "running",
+            Self::Failing => "failing",
+            Self::Quarantined => "quarantined",
+            Self::Disabled => "disabled",
+            Self::Broken => "broken",
+            Self::Refused => "refused",
+            Self::Shadowed => "shadowed",
+        }
     }
 }
 
@@ -173,6 +191,12 @@ impl Installed {
             && self.sha256 == sha256
             && self.files_sha256.as_deref().is_none_or(|f| f == files)
     }
+
+    /// Whether it runs and has been called without failing at least once
+    /// (an older agent that does not count calls: whether it runs).
+    pub fn has_run(&self) -> bool {
+        self.status == Status::Running && self.calls.is_none_or(|c| c > self.failures)
+    }
 }
 
 impl Wanted {
@@ -234,6 +258,7 @@ mod tests {
                 sha256: sha256_hex(b"x"),
                 status: Status::Refused,
                 failures: 0,
+                calls: None,
                 reason: Some("grants read /etc".into()),
                 files_sha256: Some(files_sha256(Some("interval = \"1s\""), None)),
             }],
@@ -248,6 +273,10 @@ mod tests {
                 .expect("decodes");
         assert_eq!((wanted.manifest, wanted.signature), (None, None));
         assert!(Status::Quarantined.is_failure() && !Status::Shadowed.is_failure());
+        for status in [Status::Installed, Status::Broken, Status::Shadowed, Status::Failing] {
+            let json = serde_json::to_string(&status).expect("encodes");
+            assert_eq!(json, format!("\"{}\"", status.name()));
+        }
     }
 
     #[test]
@@ -271,9 +300,17 @@ mod tests {
             sha256: "aa".into(),
             status: Status::Running,
             failures: 0,
+            calls: Some(0),
             reason: None,
             files_sha256: Some(files.clone()),
         };
+        // Loaded, never called yet: it has not run.
+        assert!(!c.has_run());
+        c.calls = Some(2);
+        assert!(c.has_run());
+        c.failures = 2;
+        assert!(!c.has_run(), "every call failed");
+        c.failures = 0;
         assert!(c.is("cpu", "aa", &files));
         assert!(!c.is("cpu", "aa", &files_sha256(Some("other"), None)));
         assert!(!c.is("cpu", "bb", &files) && !c.is("mem", "aa", &files));

@@ -440,7 +440,30 @@ fn operators_promote_hold_roll_back_and_remove_and_agents_follow() -> anyhow::Re
     let v1s = v1.to_str().context("path")?;
     let bad_sig_s = bad_sig.to_str().context("path")?;
     let missing_s = missing.to_str().context("path")?;
+    let slow = dir.path().join("slow.toml");
+    std::fs::write(&slow, "interval = \"10s\"\n\n[grants]\nread = [\"/proc\"]\n")?;
+    let slow_s = slow.to_str().context("path")?;
     for (args, says) in [
+        (vec!["promote", "--project", "nope", "fleet"], "no project `nope`"),
+        (vec!["rollback", "--project", "nope", "fleet"], "no project `nope`"),
+        (vec!["remove", "--project", "nope", "fleet"], "no project `nope`"),
+        (vec!["publish", "--project", "nope", v1s], "no project `nope`"),
+        (
+            vec![
+                "publish",
+                "--project",
+                "shop",
+                v1s,
+                "--manifest",
+                slow_s,
+                "--canary",
+                "50%",
+                "--watch",
+                "15s",
+            ],
+            "twice the collector's interval of 10 s",
+        ),
+        (vec!["publish", "--project", "shop", v1s, "--hold"], "--canary"),
         (vec!["list", "--project", "nope"], "no project `nope`"),
         (vec!["status", "--project", "nope", "fleet"], "no project `nope`"),
         (vec!["status", "--project", "shop", "ghost"], "`ghost` was never published"),
@@ -462,6 +485,18 @@ fn operators_promote_hold_roll_back_and_remove_and_agents_follow() -> anyhow::Re
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
     assert_eq!(list(&proxy)?, before, "refused commands leave the catalog unchanged");
+
+    // A component over the proxy's size cap: 413, and nothing published.
+    let capped = Proxy::start_with(
+        &dir.path().join("capped"),
+        &[("shop", &key)],
+        &format!("{}\n[fleet]\nmax_size = \"1KiB\"\n", admin_section()),
+    )?;
+    let out = capped.collectors(&["publish", "--project", "shop", v1s])?;
+    assert!(!out.ok && out.stderr.contains("max_size of 1024 bytes"), "{}", out.stderr);
+    assert!(out.stderr.contains("413"), "{}", out.stderr);
+    assert_eq!(list(&capped)?, serde_json::json!([]));
+    drop(capped);
 
     // A blob damaged on its way is refused by the agent's own check, and
     // sent again: a-2 is offline while release 4 is published, and comes

@@ -12,7 +12,6 @@
 pub mod bounds;
 pub mod managed;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -48,14 +47,7 @@ pub struct Fleet {
     trusted: Arc<[PublicKey]>,
     health: Registry,
     supervisor: mpsc::Sender<Command>,
-    /// The collectors whose pushed version is refused, for the agent's own
-    /// report ([`crate::selfwatch`]).
-    refused: Refused,
 }
-
-/// The names of the managed collectors whose pushed version the agent
-/// refused (its bounds, its trusted keys, a damaged component).
-pub type Refused = Arc<std::sync::Mutex<BTreeSet<String>>>;
 
 impl Fleet {
     /// The fleet side of an agent; `managed` is `None` when pushed
@@ -67,15 +59,8 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
-        let refused = managed.as_ref().map(|m| m.refusals().into_keys().collect());
-        let refused = Arc::new(std::sync::Mutex::new(refused.unwrap_or_default()));
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
-        Self { managed, bounds, trusted, health, supervisor, refused }
-    }
-
-    /// The collectors whose pushed version is refused, kept current.
-    pub fn refused(&self) -> Refused {
-        self.refused.clone()
+        Self { managed, bounds, trusted, health, supervisor }
     }
 
     /// Runs `f` on the managed directory on a blocking thread.
@@ -121,19 +106,28 @@ impl Fleet {
         let mut collectors = Vec::new();
         for (name, sha256, files) in installed {
             let wasm = dir.join(format!("{name}.wasm"));
-            let (status, failures, reason) =
+            let (status, failures, calls, reason) =
                 if let Some((_, why)) = troubles.shadowed.iter().find(|(p, _)| *p == wasm) {
-                    (Status::Shadowed, 0, Some(why.clone()))
+                    (Status::Shadowed, 0, 0, Some(why.clone()))
                 } else if let Some((_, why)) = troubles.failed.iter().find(|(p, _)| *p == wasm) {
-                    (Status::Broken, 0, Some(why.clone()))
+                    (Status::Broken, 0, 0, Some(why.clone()))
                 } else {
                     match health.get(&name) {
-                        None => (Status::Installed, 0, None),
-                        Some(h) => (status_of(h), h.failures, h.last_error.clone()),
+                        None => (Status::Installed, 0, 0, None),
+                        Some(h) => (status_of(h), h.failures, h.calls, h.last_error.clone()),
                     }
                 };
             let files_sha256 = Some(files);
-            collectors.push(Installed { name, sha256, status, failures, reason, files_sha256 });
+            let calls = Some(calls);
+            collectors.push(Installed {
+                name,
+                sha256,
+                status,
+                failures,
+                calls,
+                reason,
+                files_sha256,
+            });
         }
         for (name, r) in refusals {
             collectors.push(Installed {
@@ -141,6 +135,7 @@ impl Fleet {
                 sha256: r.sha256,
                 status: Status::Refused,
                 failures: 0,
+                calls: Some(0),
                 reason: Some(r.reason),
                 files_sha256: r.files_sha256,
             });
@@ -176,14 +171,10 @@ impl Fleet {
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
         let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
-        let (applied, refused) = self
-            .with_managed(move |m| {
-                let applied = m.apply(&desired, &bounds, &trusted);
-                (applied, m.refusals().into_keys().collect())
-            })
-            .await?;
-        *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
-        let applied = applied.map_err(|e| e.to_string())?;
+        let applied = self
+            .with_managed(move |m| m.apply(&desired, &bounds, &trusted))
+            .await?
+            .map_err(|e| e.to_string())?;
         if !applied.installed.is_empty() || !applied.removed.is_empty() {
             let (reply, done) = oneshot::channel();
             if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {

@@ -244,8 +244,8 @@ fn list_text(list: &Value) -> String {
 
 fn status_text(agents: &Value) -> String {
     let mut out = format!(
-        "{:<24} {:<9} {:<7} {:<7} {:<12} reason\n",
-        "agent", "connected", "wanted", "has", "status"
+        "{:<24} {:<9} {:<7} {:<7} {:<10} {:<12} reason\n",
+        "agent", "connected", "wanted", "has", "version", "status"
     );
     let release = |v: &Value| v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string());
     for a in agents.as_array().into_iter().flatten() {
@@ -292,7 +292,13 @@ mod tests {
             "status": "refused", "reason": "grants /etc", "error": "fleet 2.0.0: not sent",
         }]);
         let text = status_text(&status);
-        assert!(text.contains("web-01"), "{text}");
+        let (head, row) = text.split_once('\n').expect("a header and a row");
+        // Every column under its heading.
+        for (heading, cell) in
+            [("wanted", "2"), ("has", "1"), ("version", "1.0.0"), ("status", "refused")]
+        {
+            assert_eq!(head.find(heading), row.find(&format!(" {cell} ")).map(|i| i + 1), "{text}");
+        }
         assert!(text.contains("grants /etc; delivery: fleet 2.0.0: not sent"), "{text}");
         assert_eq!(parse_percent("10%"), Ok(10));
         assert!(parse_percent("0%").is_err() && parse_percent("101").is_err());

@@ -280,7 +280,8 @@ impl Catalog {
             Some(plan) => {
                 if connected.is_empty() {
                     return Err(CatalogError::Refused(
-                        "no agent of the project is connected to run a canary".into(),
+                        "no connected agent of the project takes pushed collectors to run a canary"
+                            .into(),
                     ));
                 }
                 Some(Canary {

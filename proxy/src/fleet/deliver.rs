@@ -305,13 +305,10 @@ impl Fleet {
                             continue;
                         };
                         for c in state.collectors.iter().filter(|c| c.is(&name, &sha, &files)) {
-                            ran |= c.status == Status::Running;
+                            ran |= c.has_run();
                             if failure.is_none() && (c.status.is_failure() || c.failures > 0) {
                                 let why = c.reason.as_deref().unwrap_or("no reason given");
-                                failure = Some(format!(
-                                    "agent {a}: {} ({why})",
-                                    super::status_name(c.status)
-                                ));
+                                failure = Some(format!("agent {a}: {} ({why})", c.status.name()));
                             }
                         }
                     }
@@ -415,7 +412,7 @@ fn log_outcome(project: &str, agent: &str, desired: &Desired, state: &State) {
                 tracing::warn!(%project, %agent, collector = %w.name, version = %w.version, reason = c.reason.as_deref().unwrap_or(""), "agent refused a collector");
             }
             Some(c) => {
-                tracing::info!(%project, %agent, collector = %w.name, version = %w.version, status = super::status_name(c.status), "collector delivered");
+                tracing::info!(%project, %agent, collector = %w.name, version = %w.version, status = c.status.name(), "collector delivered");
             }
             None => {}
         }
@@ -483,6 +480,136 @@ mod tests {
         assert!(err.contains("takes no more"), "{err}");
         let err = send(&agent(0, false), 20, &blob, 0).await.expect_err("short");
         assert!(err.contains("10 of its 20 bytes"), "{err}");
+    }
+
+    /// A fleet of `shop` with release 1 of `cpu` promoted and release 2
+    /// a canary on `web-00` (of `web-00` and `web-01`), watched for 60 s
+    /// from 0; the canary agent applied it.
+    fn watched() -> (tempfile::TempDir, Fleet, String) {
+        use super::super::catalog::{CanaryPlan, Publish};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fleet = Fleet::new(dir.path(), vec!["shop".into()], 1 << 20);
+        let publish = |canary| Publish {
+            judge: None,
+            name: "cpu".into(),
+            version: "1".into(),
+            manifest: None,
+            signature: None,
+            signer: None,
+            canary,
+        };
+        let agents = ["web-00".to_owned(), "web-01".to_owned()];
+        let plan = CanaryPlan { percent: 1, watch_ms: 60_000, hold: false };
+        let sha = fleet
+            .with_catalog("shop", |c| {
+                c.publish(publish(None), b"v1", &agents, 0)?;
+                let r = c.publish(publish(Some(plan)), b"v2", &agents, 0)?;
+                assert_eq!(r.canary.as_ref().map(|k| k.agents.len()), Some(1));
+                Ok(r.sha256)
+            })
+            .expect("published");
+        lock(&fleet.canaries).insert(("shop".into(), 2), 0);
+        (dir, fleet, sha)
+    }
+
+    /// `agent` reports `cpu` release 2 as `status`, with its counts.
+    fn report(fleet: &Fleet, agent: &str, sha: &str, status: Status, calls: u64, failures: u64) {
+        let installed = fleet::Installed {
+            name: "cpu".into(),
+            sha256: sha.into(),
+            files_sha256: Some(fleet::files_sha256(None, None)),
+            status,
+            failures,
+            calls: Some(calls),
+            reason: Some("what the agent said".into()),
+        };
+        let view = crate::fleet::AgentView {
+            applied: Some(0),
+            state: Some(State { managed: true, collectors: vec![installed], partial: vec![] }),
+            ..crate::fleet::AgentView::default()
+        };
+        lock(&fleet.agents).insert(("shop".into(), agent.into()), view);
+    }
+
+    fn state_of(fleet: &Fleet) -> (super::super::catalog::ReleaseState, Option<String>) {
+        fleet
+            .with_catalog("shop", |c| {
+                let r = &c.releases()[1];
+                Ok((r.state, r.reason.clone()))
+            })
+            .expect("catalog")
+    }
+
+    #[test]
+    fn every_kind_of_failure_on_a_canary_agent_rolls_it_back() {
+        use super::super::catalog::ReleaseState;
+        // A trap, an error from collect or a timeout count as failed calls;
+        // a collector failing now, quarantined or that did not load, by status.
+        for (status, calls, failures) in [
+            (Status::Running, 5, 1),
+            (Status::Failing, 1, 1),
+            (Status::Quarantined, 3, 3),
+            (Status::Broken, 0, 0),
+            (Status::Refused, 0, 0),
+        ] {
+            let (_dir, fleet, sha) = watched();
+            let canary = fleet
+                .with_catalog("shop", |c| Ok(c.releases()[1].canary.clone()))
+                .expect("catalog")
+                .expect("a canary");
+            report(&fleet, &canary.agents[0], &sha, status, calls, failures);
+            fleet.judge(1_000);
+            let (state, reason) = state_of(&fleet);
+            assert_eq!(state, ReleaseState::RolledBack, "{status:?}");
+            let reason = reason.unwrap_or_default();
+            assert!(reason.contains(&canary.agents[0]), "{status:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn a_canary_passes_only_once_a_canary_agent_has_called_it() {
+        use super::super::catalog::ReleaseState;
+        let (_dir, fleet, sha) = watched();
+        let agent = fleet
+            .with_catalog("shop", |c| Ok(c.releases()[1].canary.clone()))
+            .expect("catalog")
+            .expect("a canary")
+            .agents[0]
+            .clone();
+        // Loaded, never called: nothing is decided inside the window, and
+        // at its end it has not run.
+        report(&fleet, &agent, &sha, Status::Running, 0, 0);
+        fleet.judge(30_000);
+        assert_eq!(state_of(&fleet).0, ReleaseState::Canary);
+        fleet.judge(61_000);
+        let (state, reason) = state_of(&fleet);
+        assert_eq!(state, ReleaseState::RolledBack);
+        assert!(reason.unwrap_or_default().contains("ran it"));
+
+        let (_dir, fleet, sha) = watched();
+        report(&fleet, &agent, &sha, Status::Running, 3, 0);
+        fleet.judge(61_000);
+        assert_eq!(state_of(&fleet).0, ReleaseState::Promoted);
+    }
+
+    #[test]
+    fn canaries_are_drawn_from_agents_that_take_pushed_collectors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fleet = Fleet::new(dir.path(), vec!["shop".into()], 1 << 20);
+        let view = |managed: bool, unsupported: bool| crate::fleet::AgentView {
+            state: Some(State { managed, ..State::default() }),
+            unsupported,
+            ..crate::fleet::AgentView::default()
+        };
+        for (agent, v) in
+            [("local", view(false, false)), ("old", view(true, true)), ("ok", view(true, false))]
+        {
+            lock(&fleet.agents).insert(("shop".into(), agent.into()), v);
+        }
+        let connected: Vec<String> =
+            ["local", "new", "ok", "old"].iter().map(|a| (*a).to_owned()).collect();
+        // An agent not heard from yet may still take it.
+        assert_eq!(fleet.candidates("shop", &connected), ["new", "ok"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::catalog::{Release, ReleaseState};
-use super::{Fleet, Releases, lock, status_name};
+use super::{Fleet, Releases, lock};
 use crate::exposition::{self, Exposition, Kind};
 
 impl Fleet {
@@ -76,7 +76,7 @@ impl Fleet {
                     .get(project)
                     .and_then(|index| index.of(c))
                     .map_or_else(|| "unknown".to_owned(), |r| r.id.to_string());
-                let key = (project.clone(), c.name.clone(), release, status_name(c.status));
+                let key = (project.clone(), c.name.clone(), release, c.status.name());
                 *agents.entry(key).or_default() += 1;
             }
         }

@@ -219,6 +219,17 @@ impl Fleet {
             self.max_size,
         )
         .map_err(FleetError::Invalid)?;
+        // A canary agent's first call comes up to one interval after it
+        // loads the release, and is reported within a few seconds.
+        let shortest = v.interval.saturating_mul(2).as_millis();
+        if let Some(plan) = canary.as_ref().filter(|p| u128::from(p.watch_ms) < shortest) {
+            return Err(FleetError::Invalid(format!(
+                "a watch window of {} s is shorter than twice the collector's interval of {} s: canary agents might not call it before the window ends",
+                plan.watch_ms as f64 / 1e3,
+                v.interval.as_secs_f64()
+            )));
+        }
+        let candidates = self.candidates(project, connected);
         let p = Publish {
             name: v.name,
             version: v.version,
@@ -228,7 +239,7 @@ impl Fleet {
             canary,
             judge: self.sharing.as_ref().map(|s| s.me().to_owned()),
         };
-        let release = self.change(project, |c| c.publish(p.clone(), wasm, connected, now_ms))?;
+        let release = self.change(project, |c| c.publish(p.clone(), wasm, &candidates, now_ms))?;
         tracing::info!(%project, collector = %release.name, version = %release.version, release = release.id, state = ?release.state, "collector published");
         self.changed(project);
         if release.canary.is_some() {
@@ -236,6 +247,22 @@ impl Fleet {
             lock(&self.canaries).insert((project.to_owned(), release.id), generation);
         }
         Ok(release)
+    }
+
+    /// The agents of `connected` a canary may be drawn from: all but those
+    /// that said they take no pushed collectors (`[plugins] managed =
+    /// false`) or do not know the fleet commands.
+    fn candidates(&self, project: &str, connected: &[String]) -> Vec<String> {
+        let agents = lock(&self.agents);
+        connected
+            .iter()
+            .filter(|a| {
+                agents
+                    .get(&(project.to_owned(), (*a).clone()))
+                    .is_none_or(|v| !v.unsupported && v.state.as_ref().is_none_or(|s| s.managed))
+            })
+            .cloned()
+            .collect()
     }
 
     /// `promote`, `rollback` or `remove` of `name` in `project`.
@@ -267,11 +294,8 @@ impl Fleet {
         let reports = agents.iter().filter(|((p, _), _)| p == project);
         for c in reports.flat_map(|(_, view)| view.state.iter().flat_map(|s| &s.collectors)) {
             if let Some(r) = index.of(c) {
-                *counts
-                    .entry(r.id)
-                    .or_default()
-                    .entry(status_name(c.status).to_owned())
-                    .or_default() += 1;
+                *counts.entry(r.id).or_default().entry(c.status.name().to_owned()).or_default() +=
+                    1;
             }
         }
         drop(agents);
@@ -382,18 +406,4 @@ pub enum Action {
     Rollback,
     /// Remove the collector from the project.
     Remove,
-}
-
-/// The JSON name of a status.
-pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Installed => "installed",
-        Status::Running => "running",
-        Status::Failing => "failing",
-        Status::Quarantined => "quarantined",
-        Status::Disabled => "disabled",
-        Status::Broken => "broken",
-        Status::Refused => "refused",
-        Status::Shadowed => "shadowed",
-    }
 }

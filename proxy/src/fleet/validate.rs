@@ -22,6 +22,9 @@ pub struct Validated {
     pub version: String,
     /// The signer, if it is signed.
     pub signer: Option<String>,
+    /// How often agents will call it: its manifest's interval, else the
+    /// one it suggests.
+    pub interval: std::time::Duration,
 }
 
 /// Validates `wasm` (named `label` in messages) with its manifest and
@@ -55,6 +58,7 @@ pub fn validate(
         .map_err(|e| format!("cannot start a runtime to check it: {e}"))?;
     let rt = Runtime::without_storage()
         .map_err(|e| format!("cannot start the collector runtime: {e:#}"))?;
+    let asked = manifest.interval;
     let prepared =
         Collector::prepare(&rt, Path::new(label), wasm, manifest).map_err(|e| e.to_string())?;
     let schema =
@@ -66,5 +70,6 @@ pub fn validate(
             fleet::MAX_NAME
         ));
     }
-    Ok(Validated { name: schema.name, version: schema.version, signer })
+    let interval = asked.unwrap_or(schema.default_interval);
+    Ok(Validated { name: schema.name, version: schema.version, signer, interval })
 }
