@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use wasmtap_protocol::fleet::{Installed, Status};
+use wasmtap_protocol::fleet::Status;
 use wasmtap_protocol::message::{FieldName, Sample, Value};
 
 use crate::control::state_name;
@@ -101,27 +101,28 @@ fn field(name: &str, v: Value) -> (FieldName, Value) {
     (FieldName::from(name), v)
 }
 
-/// The agent's samples at `now_ms`; `managed` is what the agent reports
-/// of its published collectors to the proxy (`fleet-state`).
+/// The agent's samples at `now_ms`; `managed` is each published
+/// collector the agent has or refused, with its status
+/// ([`Fleet::summary`]).
 pub fn samples(
     now_ms: u64,
     health: &Registry,
-    managed: &[Installed],
+    managed: &[(String, Status)],
     stats: &AgentStats,
     spool: SpoolStats,
 ) -> Vec<Sample> {
     let flag = |b: bool| Value::Gauge(f64::from(u8::from(b)));
     let loaded = health.snapshot();
     let refused: BTreeSet<&str> =
-        managed.iter().filter(|c| c.status == Status::Refused).map(|c| c.name.as_str()).collect();
+        managed.iter().filter(|c| c.1 == Status::Refused).map(|c| c.0.as_str()).collect();
     // Published collectors the agent does not run: refused (with no earlier
     // version), failed to load, or not loaded yet. A version it has wins
     // over one it refused.
     let mut not_loaded: BTreeMap<&str, Status> = BTreeMap::new();
-    for c in managed.iter().filter(|c| !loaded.iter().any(|(n, _)| *n == c.name)) {
-        let entry = not_loaded.entry(&c.name).or_insert(c.status);
+    for (name, status) in managed.iter().filter(|c| !loaded.iter().any(|(n, _)| *n == c.0)) {
+        let entry = not_loaded.entry(name).or_insert(*status);
         if *entry == Status::Refused {
-            *entry = c.status;
+            *entry = *status;
         }
     }
     let refusals: Vec<Sample> = not_loaded
@@ -223,7 +224,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let spool_stats = spool.lock().unwrap_or_else(PoisonError::into_inner).stats();
-        let managed = fleet.state().await.map(|s| s.collectors).unwrap_or_default();
+        let managed = fleet.summary().await;
         let batch = samples(crate::clock::now_ms(), &health, &managed, &stats, spool_stats);
         if out.send(batch).await.is_err() {
             return;
@@ -253,15 +254,7 @@ mod tests {
             renumbered_batches: 4,
             ..SpoolStats::default()
         };
-        let report = |name: &str, status| Installed {
-            name: name.into(),
-            sha256: String::new(),
-            files_sha256: None,
-            status,
-            failures: 0,
-            calls: None,
-            reason: None,
-        };
+        let report = |name: &str, status| (name.to_owned(), status);
         let managed = [
             report("cpu", Status::Quarantined),
             report("cpu", Status::Refused),

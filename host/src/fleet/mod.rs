@@ -47,6 +47,27 @@ pub struct Fleet {
     trusted: Arc<[PublicKey]>,
     health: Registry,
     supervisor: mpsc::Sender<Command>,
+    /// What the agent's own report needs, kept in memory so that it costs
+    /// no disk work (refreshed by every `fleet-state` and `fleet-apply`).
+    known: std::sync::Mutex<Known>,
+    /// The managed collectors directory.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// The managed collectors installed and refused, as last seen.
+#[derive(Debug, Default)]
+struct Known {
+    installed: Vec<String>,
+    refused: Vec<String>,
+}
+
+impl Known {
+    fn of(m: &mut Managed) -> Self {
+        Self {
+            installed: m.installed().into_keys().collect(),
+            refused: m.refusals().into_keys().collect(),
+        }
+    }
 }
 
 impl Fleet {
@@ -59,8 +80,56 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
+        let mut managed = managed;
+        let known = std::sync::Mutex::new(managed.as_mut().map(Known::of).unwrap_or_default());
+        let dir = managed.as_ref().map(|m| m.dir().to_owned());
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
-        Self { managed, bounds, trusted, health, supervisor }
+        Self { managed, bounds, trusted, health, supervisor, known, dir }
+    }
+
+    fn remember(&self, known: Known) {
+        *self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = known;
+    }
+
+    /// Each managed collector the agent has or refused, with its status,
+    /// for the agent's own report ([`crate::selfwatch`]): from memory and
+    /// the supervisor, without touching the disk.
+    pub async fn summary(&self) -> Vec<(String, Status)> {
+        let (installed, refused) = {
+            let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (known.installed.clone(), known.refused.clone())
+        };
+        if installed.is_empty() && refused.is_empty() {
+            return Vec::new();
+        }
+        let troubles = self.troubles().await;
+        let health = self.health.snapshot();
+        let mut out: Vec<(String, Status)> = installed
+            .into_iter()
+            .map(|name| {
+                let wasm = self.dir.as_ref().map(|d| d.join(format!("{name}.wasm")));
+                let is = |p: &std::path::PathBuf| wasm.as_ref() == Some(p);
+                let status = if troubles.shadowed.iter().any(|(p, _)| is(p)) {
+                    Status::Shadowed
+                } else if troubles.failed.iter().any(|(p, _)| is(p)) {
+                    Status::Broken
+                } else {
+                    health.get(&name).map_or(Status::Installed, status_of)
+                };
+                (name, status)
+            })
+            .collect();
+        out.extend(refused.into_iter().map(|name| (name, Status::Refused)));
+        out
+    }
+
+    /// The supervisor's files that failed to load and collectors shadowed.
+    async fn troubles(&self) -> Troubles {
+        let (reply, troubles) = oneshot::channel();
+        match self.supervisor.send(Command::Failures(reply)).await {
+            Ok(()) => troubles.await.unwrap_or_default(),
+            Err(_) => Troubles::default(),
+        }
     }
 
     /// Runs `f` on the managed directory on a blocking thread.
@@ -97,11 +166,11 @@ impl Fleet {
                 (installed, m.refusals(), m.blobs(), m.dir().to_owned())
             })
             .await?;
-        let (reply, troubles) = oneshot::channel();
-        let troubles = match self.supervisor.send(Command::Failures(reply)).await {
-            Ok(()) => troubles.await.unwrap_or_default(),
-            Err(_) => Troubles::default(),
-        };
+        self.remember(Known {
+            installed: installed.iter().map(|(name, _, _)| name.clone()).collect(),
+            refused: refusals.keys().cloned().collect(),
+        });
+        let troubles = self.troubles().await;
         let health = self.health.snapshot();
         let mut collectors = Vec::new();
         for (name, sha256, files) in installed {
@@ -171,10 +240,14 @@ impl Fleet {
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
         let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
-        let applied = self
-            .with_managed(move |m| m.apply(&desired, &bounds, &trusted))
-            .await?
-            .map_err(|e| e.to_string())?;
+        let (applied, known) = self
+            .with_managed(move |m| {
+                let applied = m.apply(&desired, &bounds, &trusted);
+                (applied, Known::of(m))
+            })
+            .await?;
+        self.remember(known);
+        let applied = applied.map_err(|e| e.to_string())?;
         if !applied.installed.is_empty() || !applied.removed.is_empty() {
             let (reply, done) = oneshot::channel();
             if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {
