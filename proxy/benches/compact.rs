@@ -7,6 +7,9 @@
 //! `cargo xtask bench-store` (`examples/store_load/host.rs`): 10 agents of
 //! 1,000 series, one batch per agent and second, stored as rows first.
 //!
+//! Beside them, the floor of any compression at rest: general-purpose
+//! zstd over the same row files, from its fastest levels up.
+//!
 //! Run: `cargo bench -p wasmtap-proxy --bench compact`
 //! (`BENCH_SECONDS` changes the 300 simulated seconds, `BENCH_SEGMENT_MIB`
 //! the segment size, 32 MiB by default; the figures are the best of three
@@ -126,5 +129,28 @@ fn main() -> anyhow::Result<()> {
     println!("| reading the rows into columns | {:.1} |", per_value(read));
     println!("| finishing the block | {:.1} |", per_value(finish));
     println!("| compressing a segment, in all | {:.1} |", per_value(read + finish));
+
+    // The floor of any compression: general-purpose zstd over the row
+    // files as they are, from its fastest levels up, each file in one
+    // call (best of three).
+    let raw: Vec<Vec<u8>> = segments
+        .iter()
+        .map(|id| std::fs::read(catalog::row_path(&dir, *id)))
+        .collect::<std::io::Result<_>>()?;
+    println!();
+    println!("| zstd over the rows, level | ns per value | bytes per value |");
+    println!("|---|---|---|");
+    for level in [-50, -10, -3, 1, 3] {
+        let (mut best, mut bytes) = (Duration::MAX, 0);
+        for _ in 0..3 {
+            let started = Instant::now();
+            bytes = 0;
+            for file in &raw {
+                bytes += zstd::bulk::compress(file, level)?.len() as u64;
+            }
+            best = best.min(started.elapsed());
+        }
+        println!("| {level} | {:.1} | {:.2} |", per_value(best), bytes as f64 / values as f64);
+    }
     Ok(())
 }

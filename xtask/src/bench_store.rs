@@ -51,12 +51,16 @@ const PAIRS: usize = 3;
 const QUERY_RUNS: usize = 7;
 /// The proxy's store maintenance thread (compression, retention).
 const MAINTENANCE_THREAD: &str = "wasmtap-store-maint";
+/// The proxy's store writer thread (records, group commits).
+const WRITER_THREAD: &str = "wasmtap-store";
 
 /// A proxy's CPU-seconds for a load (every thread, and its maintenance
 /// thread alone), and the wall time of the sending.
 struct Ingest {
     cpu: f64,
     compression: f64,
+    /// The store writer thread's share.
+    writer: f64,
     wall: f64,
 }
 
@@ -174,6 +178,7 @@ impl Bench {
         let pid = proxy.proc.0.id();
         let before = procfs::sample(pid, ticks)?;
         let maint_before = procfs::thread_cpu(pid, MAINTENANCE_THREAD, ticks)?;
+        let writer_before = procfs::thread_cpu(pid, WRITER_THREAD, ticks)?;
         let started = Instant::now();
         let (addr, agents, end) = (proxy.addr.to_string(), AGENTS.to_string(), end_ms.to_string());
         let sent = self.load(&["send", &addr, &self.key, &agents, &seconds, &end])?;
@@ -185,7 +190,8 @@ impl Bench {
         }
         let after = procfs::sample(pid, ticks)?;
         let maint = procfs::thread_cpu(pid, MAINTENANCE_THREAD, ticks)? - maint_before;
-        Ok(Ingest { cpu: after.cpu_s - before.cpu_s, compression: maint, wall })
+        let writer = procfs::thread_cpu(pid, WRITER_THREAD, ticks)? - writer_before;
+        Ok(Ingest { cpu: after.cpu_s - before.cpu_s, compression: maint, writer, wall })
     }
 
     /// Time from starting a proxy in `dir` until a new agent `name` has a batch acknowledged.
@@ -302,7 +308,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         };
         let rows = run("baseline", "compress = false", false)?;
         let compressed = run("paired", "", true)?;
-        pairs.push(Pair { rows: rows.cpu, compressed });
+        pairs.push(Pair { rows: rows.cpu, rows_writer: rows.writer, compressed });
     }
 
     eprintln!("bench-store: {values} values into a compressing store");
@@ -349,6 +355,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// compressed run.
 struct Pair {
     rows: f64,
+    /// The store writer thread's CPU-seconds with rows kept.
+    rows_writer: f64,
     compressed: Ingest,
 }
 
@@ -384,6 +392,13 @@ fn report(values: u64, f: Figures, vm: &victoria::Figures) {
         f.pairs.iter().map(|p| p.rows / (p.compressed.cpu - p.compressed.compression)).collect(),
     );
     let (base_rate, _, _) = spread(f.pairs.iter().map(|p| pv / p.rows / 1e6).collect());
+    let (writer_share, _, _) = spread(f.pairs.iter().map(|p| p.rows_writer / p.rows).collect());
+    let (budget, _, _) = spread(
+        f.pairs
+            .iter()
+            .map(|p| (p.rows - (p.compressed.cpu - p.compressed.compression)) * 1e9 / pv)
+            .collect(),
+    );
     let (with_rate, _, _) = spread(f.pairs.iter().map(|p| pv / p.compressed.cpu / 1e6).collect());
     println!("\n## Store at {} M values (cargo xtask bench-store)\n", values / 1_000_000);
     println!("| what | figure | target | |");
@@ -420,6 +435,14 @@ fn report(values: u64, f: Figures, vm: &victoria::Figures) {
     println!(
         "| the same, the ingest path alone (every thread but the store's maintenance thread) | {path:.2}× ({path_lo:.2}–{path_hi:.2}×) | ≥ 1× | {} |",
         mark(path >= 1.0)
+    );
+    println!(
+        "| what compression may cost for the ingest target: the rows-only baseline less the ingest path, per value | {budget:.1} ns | — | |"
+    );
+    println!(
+        "| the store writer thread's share of the rows-only baseline (records, checksums, writes, group commits) | {:.0} % ({:.1} ns per value) | — | |",
+        writer_share * 100.0,
+        writer_share * 1e3 / base_rate
     );
     println!(
         "| ingest per proxy CPU-second at {} M values, compression included | {rate:.2} M values ({:.1} CPU-s; {:.0} s wall) | — | |",
