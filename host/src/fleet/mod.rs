@@ -12,6 +12,7 @@
 pub mod bounds;
 pub mod managed;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -52,6 +53,15 @@ pub struct Fleet {
     known: std::sync::Mutex<Known>,
     /// The managed collectors directory.
     dir: Option<std::path::PathBuf>,
+}
+
+/// Where an installed managed collector stands: its status, the calls
+/// made since it was loaded (failed, and all) and why.
+struct Standing {
+    status: Status,
+    failures: u64,
+    calls: u64,
+    reason: Option<String>,
 }
 
 /// The managed collectors installed and refused, as last seen.
@@ -107,20 +117,41 @@ impl Fleet {
         let mut out: Vec<(String, Status)> = installed
             .into_iter()
             .map(|name| {
-                let wasm = self.dir.as_ref().map(|d| d.join(format!("{name}.wasm")));
-                let is = |p: &std::path::PathBuf| wasm.as_ref() == Some(p);
-                let status = if troubles.shadowed.iter().any(|(p, _)| is(p)) {
-                    Status::Shadowed
-                } else if troubles.failed.iter().any(|(p, _)| is(p)) {
-                    Status::Broken
-                } else {
-                    health.get(&name).map_or(Status::Installed, status_of)
-                };
+                let status = self.standing(&name, &troubles, &health).status;
                 (name, status)
             })
             .collect();
         out.extend(refused.into_iter().map(|name| (name, Status::Refused)));
         out
+    }
+
+    /// Where the installed managed collector `name` stands.
+    fn standing(
+        &self,
+        name: &str,
+        troubles: &Troubles,
+        health: &BTreeMap<String, health::Health>,
+    ) -> Standing {
+        let wasm = self.dir.as_ref().map(|d| d.join(format!("{name}.wasm")));
+        let why = |list: &[(std::path::PathBuf, String)]| {
+            list.iter().find(|(p, _)| wasm.as_ref() == Some(p)).map(|(_, why)| why.clone())
+        };
+        let idle = |status, reason| Standing { status, failures: 0, calls: 0, reason };
+        if let Some(why) = why(&troubles.shadowed) {
+            return idle(Status::Shadowed, Some(why));
+        }
+        if let Some(why) = why(&troubles.failed) {
+            return idle(Status::Broken, Some(why));
+        }
+        match health.get(name) {
+            None => idle(Status::Installed, None),
+            Some(h) => Standing {
+                status: status_of(h),
+                failures: h.failures,
+                calls: h.calls,
+                reason: h.last_error.clone(),
+            },
+        }
     }
 
     /// The supervisor's files that failed to load and collectors shadowed.
@@ -153,7 +184,7 @@ impl Fleet {
         if self.managed.is_none() {
             return Ok(State { managed: false, ..State::default() });
         }
-        let (installed, refusals, blobs, dir) = self
+        let (installed, refusals, blobs) = self
             .with_managed(|m| {
                 let installed: Vec<(String, String, String)> = m
                     .installed()
@@ -163,7 +194,7 @@ impl Fleet {
                         (name, sha, files)
                     })
                     .collect();
-                (installed, m.refusals(), m.blobs(), m.dir().to_owned())
+                (installed, m.refusals(), m.blobs())
             })
             .await?;
         self.remember(Known {
@@ -174,28 +205,16 @@ impl Fleet {
         let health = self.health.snapshot();
         let mut collectors = Vec::new();
         for (name, sha256, files) in installed {
-            let wasm = dir.join(format!("{name}.wasm"));
-            let (status, failures, calls, reason) =
-                if let Some((_, why)) = troubles.shadowed.iter().find(|(p, _)| *p == wasm) {
-                    (Status::Shadowed, 0, 0, Some(why.clone()))
-                } else if let Some((_, why)) = troubles.failed.iter().find(|(p, _)| *p == wasm) {
-                    (Status::Broken, 0, 0, Some(why.clone()))
-                } else {
-                    match health.get(&name) {
-                        None => (Status::Installed, 0, 0, None),
-                        Some(h) => (status_of(h), h.failures, h.calls, h.last_error.clone()),
-                    }
-                };
-            let files_sha256 = Some(files);
-            let calls = Some(calls);
+            let Standing { status, failures, calls, reason } =
+                self.standing(&name, &troubles, &health);
             collectors.push(Installed {
                 name,
                 sha256,
                 status,
                 failures,
-                calls,
+                calls: Some(calls),
                 reason,
-                files_sha256,
+                files_sha256: Some(files),
             });
         }
         for (name, r) in refusals {
