@@ -109,6 +109,12 @@ fn a_published_collector_reaches_every_agent_and_a_broken_canary_rolls_back_by_i
     let r1 = publish(&proxy, &v1, &[])?;
     assert_eq!((r1["id"].as_u64(), r1["state"].as_str()), (Some(1), Some("promoted")), "{r1}");
     until_all(&proxy, &names, 1, "running")?;
+    // `list` counts the agents on each release, by status.
+    wait::until(WAIT, "list counting three agents running release 1", || {
+        let l = list(&proxy)?;
+        Ok((l[0]["id"] == 1 && l[0]["agents"] == serde_json::json!({"running": 3})).then_some(()))
+    })
+    .with_context(|| format!("{:?}", list(&proxy).ok()))?;
     for agent in names {
         wait::until(WAIT, "the agent's fleet samples", || {
             let rows = proxy.query(&["--collector", "fleet", "--agent", agent])?;
