@@ -47,7 +47,7 @@ pub const COLLECTOR_FIELDS: [OwnField; 10] = [
         "1 while the agent refuses the version the proxy published (its bounds, trusted keys or a damaged component), else 0.",
     ),
     ("quarantined", Kind::Gauge, "", "1 while the collector is quarantined, else 0."),
-    ("calls", Kind::Counter, "", "Calls of the collector since the agent started."),
+    ("calls", Kind::Counter, "", "Calls of the collector since it was loaded."),
     ("failures", Kind::Counter, "", "Calls that failed (trap, error, refused output)."),
     ("timeouts", Kind::Counter, "", "Calls stopped at their deadline."),
     ("call_time_seconds", Kind::Counter, "seconds", "Time spent in the collector's calls."),

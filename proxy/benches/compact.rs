@@ -8,7 +8,7 @@
 //! 1,000 series, one batch per agent and second, stored as rows first.
 //!
 //! Beside them, the floor of any compression at rest: general-purpose
-//! zstd over the same row files, from its fastest levels up.
+//! zstd over the same row files, from very fast levels (−50) up.
 //!
 //! Run: `cargo bench -p wasmtap-proxy --bench compact`
 //! (`BENCH_SECONDS` changes the 300 simulated seconds, `BENCH_SEGMENT_MIB`
@@ -131,7 +131,7 @@ fn main() -> anyhow::Result<()> {
     println!("| compressing a segment, in all | {:.1} |", per_value(read + finish));
 
     // The floor of any compression: general-purpose zstd over the row
-    // files as they are, from its fastest levels up, each file in one
+    // files as they are, from very fast levels (−50) up, each file in one
     // call (best of three).
     let raw: Vec<Vec<u8>> = segments
         .iter()

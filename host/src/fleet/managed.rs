@@ -226,6 +226,22 @@ impl Managed {
         out
     }
 
+    /// The names of the installed collectors, without reading them.
+    pub fn installed_names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let stem = path.file_stem()?.to_str()?;
+                (path.extension().is_some_and(|x| x == "wasm") && fleet::is_collector_name(stem))
+                    .then(|| stem.to_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Installed collectors: name and the SHA-256 of their component.
     pub fn installed(&mut self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();

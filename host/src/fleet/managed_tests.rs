@@ -90,6 +90,7 @@ fn apply_installs_replaces_keeps_the_replaced_blob_and_removes() {
     assert_eq!(std::fs::read(m.dir().join("cpu.wasm")).expect("installed"), v1);
     assert_eq!(std::fs::read_to_string(m.dir().join("cpu.toml")).expect("manifest"), manifest);
     assert_eq!(m.installed().get("cpu"), Some(&fleet::sha256_hex(v1)));
+    assert_eq!(m.installed_names(), ["cpu"], "the names alone: the manifest and blobs are not");
     // The same set again changes nothing.
     assert_eq!(m.apply(&desired, &bounds, &[]).expect("apply"), Applied::default());
 
@@ -105,7 +106,7 @@ fn apply_installs_replaces_keeps_the_replaced_blob_and_removes() {
 
     let applied = m.apply(&Desired::default(), &bounds, &[]).expect("apply");
     assert_eq!(applied.removed, vec!["cpu"]);
-    assert!(m.installed().is_empty());
+    assert!(m.installed().is_empty() && m.installed_names().is_empty());
     assert!(!m.dir().join("cpu.toml").exists());
     assert!(m.blobs().is_empty(), "nothing kept for a collector no longer wanted");
 }

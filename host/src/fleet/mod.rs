@@ -26,6 +26,9 @@ use crate::health::{self, Registry};
 use crate::signing::PublicKey;
 use crate::supervisor::{Command, Troubles};
 
+/// How long the agent's own report waits for the supervisor's troubles.
+const TROUBLES_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A loaded collector's status as the proxy sees it.
 fn status_of(h: &health::Health) -> Status {
     match &h.state {
@@ -50,7 +53,7 @@ pub struct Fleet {
     supervisor: mpsc::Sender<Command>,
     /// What the agent's own report needs, kept in memory so that it costs
     /// no disk work (refreshed by every `fleet-state` and `fleet-apply`).
-    known: std::sync::Mutex<Known>,
+    known: Arc<std::sync::Mutex<Known>>,
     /// The managed collectors directory.
     dir: Option<std::path::PathBuf>,
 }
@@ -72,11 +75,15 @@ struct Known {
 }
 
 impl Known {
-    fn of(m: &mut Managed) -> Self {
-        Self {
-            installed: m.installed().into_keys().collect(),
-            refused: m.refusals().into_keys().collect(),
-        }
+    /// Read from `m` (names only: nothing is hashed).
+    fn of(m: &Managed) -> Self {
+        Self { installed: m.installed_names(), refused: m.refusals().into_keys().collect() }
+    }
+
+    /// Kept in `known`; called with the managed directory locked, so that
+    /// what is kept follows the order of the directory's changes.
+    fn keep(self, known: &std::sync::Mutex<Known>) {
+        *known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self;
     }
 }
 
@@ -90,15 +97,11 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
-        let mut managed = managed;
-        let known = std::sync::Mutex::new(managed.as_mut().map(Known::of).unwrap_or_default());
+        let known =
+            Arc::new(std::sync::Mutex::new(managed.as_ref().map(Known::of).unwrap_or_default()));
         let dir = managed.as_ref().map(|m| m.dir().to_owned());
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
         Self { managed, bounds, trusted, health, supervisor, known, dir }
-    }
-
-    fn remember(&self, known: Known) {
-        *self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = known;
     }
 
     /// Each managed collector the agent has or refused, with its status,
@@ -154,13 +157,18 @@ impl Fleet {
         }
     }
 
-    /// The supervisor's files that failed to load and collectors shadowed.
+    /// The supervisor's files that failed to load and collectors shadowed
+    /// (none, if it does not answer within [`TROUBLES_WAIT`]: it may be busy
+    /// compiling).
     async fn troubles(&self) -> Troubles {
         let (reply, troubles) = oneshot::channel();
-        match self.supervisor.send(Command::Failures(reply)).await {
-            Ok(()) => troubles.await.unwrap_or_default(),
-            Err(_) => Troubles::default(),
-        }
+        let asked = async {
+            match self.supervisor.send(Command::Failures(reply)).await {
+                Ok(()) => troubles.await.unwrap_or_default(),
+                Err(_) => Troubles::default(),
+            }
+        };
+        tokio::time::timeout(TROUBLES_WAIT, asked).await.unwrap_or_default()
     }
 
     /// Runs `f` on the managed directory on a blocking thread.
@@ -184,8 +192,10 @@ impl Fleet {
         if self.managed.is_none() {
             return Ok(State { managed: false, ..State::default() });
         }
+        let known = self.known.clone();
         let (installed, refusals, blobs) = self
-            .with_managed(|m| {
+            .with_managed(move |m| {
+                Known::of(m).keep(&known);
                 let installed: Vec<(String, String, String)> = m
                     .installed()
                     .into_iter()
@@ -197,10 +207,6 @@ impl Fleet {
                 (installed, m.refusals(), m.blobs())
             })
             .await?;
-        self.remember(Known {
-            installed: installed.iter().map(|(name, _, _)| name.clone()).collect(),
-            refused: refusals.keys().cloned().collect(),
-        });
         let troubles = self.troubles().await;
         let health = self.health.snapshot();
         let mut collectors = Vec::new();
@@ -259,14 +265,15 @@ impl Fleet {
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
         let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
-        let (applied, known) = self
+        let known = self.known.clone();
+        let applied = self
             .with_managed(move |m| {
                 let applied = m.apply(&desired, &bounds, &trusted);
-                (applied, Known::of(m))
+                Known::of(m).keep(&known);
+                applied
             })
-            .await?;
-        self.remember(known);
-        let applied = applied.map_err(|e| e.to_string())?;
+            .await?
+            .map_err(|e| e.to_string())?;
         if !applied.installed.is_empty() || !applied.removed.is_empty() {
             let (reply, done) = oneshot::channel();
             if self.supervisor.send(Command::Rescan(reply)).await.is_ok() {

@@ -128,6 +128,7 @@ impl Fleet {
                 view.session = session.to_owned();
                 view.applied = None;
                 view.unsupported = false;
+                view.current = false;
             }
         }
         due
@@ -154,6 +155,7 @@ impl Fleet {
         match result {
             Ok(Synced { state, applied, errors }) => {
                 view.state = Some(state);
+                view.current = true;
                 view.error = (!errors.is_empty()).then(|| errors.join("; "));
                 if let Some(e) = &view.error {
                     tracing::warn!(%project, %agent, error = %e, "collector delivery incomplete");
@@ -598,18 +600,24 @@ mod tests {
         let fleet = Fleet::new(dir.path(), vec!["shop".into()], 1 << 20);
         let view = |managed: bool, unsupported: bool| crate::fleet::AgentView {
             state: Some(State { managed, ..State::default() }),
+            current: true,
             unsupported,
             ..crate::fleet::AgentView::default()
         };
-        for (agent, v) in
-            [("local", view(false, false)), ("old", view(true, true)), ("ok", view(true, false))]
-        {
+        // An agent reconnected since it said it takes none: not known yet.
+        let restarted = crate::fleet::AgentView { current: false, ..view(false, false) };
+        for (agent, v) in [
+            ("local", view(false, false)),
+            ("old", view(true, true)),
+            ("ok", view(true, false)),
+            ("restarted", restarted),
+        ] {
             lock(&fleet.agents).insert(("shop".into(), agent.into()), v);
         }
         let connected: Vec<String> =
-            ["local", "new", "ok", "old"].iter().map(|a| (*a).to_owned()).collect();
-        // An agent not heard from yet may still take it.
-        assert_eq!(fleet.candidates("shop", &connected), ["new", "ok"]);
+            ["local", "new", "ok", "old", "restarted"].iter().map(|a| (*a).to_owned()).collect();
+        // An agent not heard from yet (in this session) may still take it.
+        assert_eq!(fleet.candidates("shop", &connected), ["new", "ok", "restarted"]);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct AgentView {
     busy: bool,
     /// It answered that it does not know the fleet commands.
     unsupported: bool,
+    /// `state` was reported in its present session.
+    current: bool,
 }
 
 /// A release as `list` shows it: with the agents that run it.
@@ -219,12 +221,13 @@ impl Fleet {
             self.max_size,
         )
         .map_err(FleetError::Invalid)?;
-        // A canary agent's first call comes up to one interval after it
-        // loads the release, and is reported within a few seconds.
+        // Within the window a canary agent must load the release, call it
+        // (at once, then once an interval) and report: at least two
+        // intervals leave room for a second call, and for rates between calls.
         let shortest = v.interval.saturating_mul(2).as_millis();
         if let Some(plan) = canary.as_ref().filter(|p| u128::from(p.watch_ms) < shortest) {
             return Err(FleetError::Invalid(format!(
-                "a watch window of {} s is shorter than twice the collector's interval of {} s: canary agents might not call it before the window ends",
+                "a watch window of {} s is shorter than twice the collector's interval of {} s: canary agents would call it once or twice at most before the window ends",
                 plan.watch_ms as f64 / 1e3,
                 v.interval.as_secs_f64()
             )));
@@ -250,8 +253,9 @@ impl Fleet {
     }
 
     /// The agents of `connected` a canary may be drawn from: all but those
-    /// that said they take no pushed collectors (`[plugins] managed =
-    /// false`) or do not know the fleet commands.
+    /// that said in their present session that they take no pushed
+    /// collectors (`[plugins] managed = false`) or do not know the fleet
+    /// commands.
     fn candidates(&self, project: &str, connected: &[String]) -> Vec<String> {
         let agents = lock(&self.agents);
         connected
@@ -259,6 +263,7 @@ impl Fleet {
             .filter(|a| {
                 agents
                     .get(&(project.to_owned(), (*a).clone()))
+                    .filter(|v| v.current || v.unsupported)
                     .is_none_or(|v| !v.unsupported && v.state.as_ref().is_none_or(|s| s.managed))
             })
             .cloned()
