@@ -308,7 +308,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         };
         let rows = run("baseline", "compress = false", false)?;
         let compressed = run("paired", "", true)?;
-        pairs.push(Pair { rows: rows.cpu, rows_writer: rows.writer, compressed });
+        pairs.push(Pair { rows, compressed });
     }
 
     eprintln!("bench-store: {values} values into a compressing store");
@@ -351,12 +351,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One pair of the ingest comparison: CPU-seconds with rows kept, and the
+/// One pair of the ingest comparison: the run with rows kept, and the
 /// compressed run.
 struct Pair {
-    rows: f64,
-    /// The store writer thread's CPU-seconds with rows kept.
-    rows_writer: f64,
+    rows: Ingest,
     compressed: Ingest,
 }
 
@@ -387,16 +385,19 @@ fn report(values: u64, f: Figures, vm: &victoria::Figures) {
     let compression_ns = f.ingest.compression * 1e9 / values as f64;
     let pv = f.pair_values as f64;
     let (ratio, ratio_lo, ratio_hi) =
-        spread(f.pairs.iter().map(|p| p.rows / p.compressed.cpu).collect());
+        spread(f.pairs.iter().map(|p| p.rows.cpu / p.compressed.cpu).collect());
     let (path, path_lo, path_hi) = spread(
-        f.pairs.iter().map(|p| p.rows / (p.compressed.cpu - p.compressed.compression)).collect(),
+        f.pairs
+            .iter()
+            .map(|p| p.rows.cpu / (p.compressed.cpu - p.compressed.compression))
+            .collect(),
     );
-    let (base_rate, _, _) = spread(f.pairs.iter().map(|p| pv / p.rows / 1e6).collect());
-    let (writer_share, _, _) = spread(f.pairs.iter().map(|p| p.rows_writer / p.rows).collect());
+    let (base_rate, _, _) = spread(f.pairs.iter().map(|p| pv / p.rows.cpu / 1e6).collect());
+    let (writer_share, _, _) = spread(f.pairs.iter().map(|p| p.rows.writer / p.rows.cpu).collect());
     let (budget, _, _) = spread(
         f.pairs
             .iter()
-            .map(|p| (p.rows - (p.compressed.cpu - p.compressed.compression)) * 1e9 / pv)
+            .map(|p| (p.rows.cpu - (p.compressed.cpu - p.compressed.compression)) * 1e9 / pv)
             .collect(),
     );
     let (with_rate, _, _) = spread(f.pairs.iter().map(|p| pv / p.compressed.cpu / 1e6).collect());

@@ -245,33 +245,23 @@ impl Managed {
     /// Installed collectors: name and the SHA-256 of their component.
     pub fn installed(&mut self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return out };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Some(name) = path
-                .extension()
-                .filter(|x| *x == "wasm")
-                .and_then(|_| path.file_stem())
-                .and_then(|s| s.to_str())
-                .filter(|n| fleet::is_collector_name(n))
-            else {
-                continue;
-            };
-            let Ok(meta) = e.metadata() else { continue };
+        for name in self.installed_names() {
+            let path = self.wasm(&name);
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
             let (len, modified) = (meta.len(), meta.modified().ok());
-            let known = self.digests.get(name).filter(|d| d.len == len && d.modified == modified);
+            let known = self.digests.get(&name).filter(|d| d.len == len && d.modified == modified);
             let sha = match known {
                 Some(d) => d.sha256.clone(),
                 None => match digest_file(&path) {
                     Ok(sha) => {
                         let d = Known { len, modified, sha256: sha.clone() };
-                        self.digests.insert(name.to_owned(), d);
+                        self.digests.insert(name.clone(), d);
                         sha
                     }
                     Err(_) => continue,
                 },
             };
-            out.insert(name.to_owned(), sha);
+            out.insert(name, sha);
         }
         out
     }

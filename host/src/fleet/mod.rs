@@ -53,8 +53,9 @@ pub struct Fleet {
     supervisor: mpsc::Sender<Command>,
     /// What the agent's own report needs, kept in memory so that it costs
     /// no disk work (refreshed by every `fleet-state` and `fleet-apply`).
-    known: Arc<std::sync::Mutex<Known>>,
-    /// The managed collectors directory.
+    seen: Arc<std::sync::Mutex<Seen>>,
+    /// The managed collectors directory (beside `managed`, so that the
+    /// agent's own report reads it without taking that lock).
     dir: Option<std::path::PathBuf>,
 }
 
@@ -69,21 +70,21 @@ struct Standing {
 
 /// The managed collectors installed and refused, as last seen.
 #[derive(Debug, Default)]
-struct Known {
+struct Seen {
     installed: Vec<String>,
     refused: Vec<String>,
 }
 
-impl Known {
+impl Seen {
     /// Read from `m` (names only: nothing is hashed).
     fn of(m: &Managed) -> Self {
         Self { installed: m.installed_names(), refused: m.refusals().into_keys().collect() }
     }
 
-    /// Kept in `known`; called with the managed directory locked, so that
+    /// Kept in `seen`; called with the managed directory locked, so that
     /// what is kept follows the order of the directory's changes.
-    fn keep(self, known: &std::sync::Mutex<Known>) {
-        *known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self;
+    fn keep(self, seen: &std::sync::Mutex<Seen>) {
+        *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self;
     }
 }
 
@@ -97,11 +98,11 @@ impl Fleet {
         health: Registry,
         supervisor: mpsc::Sender<Command>,
     ) -> Self {
-        let known =
-            Arc::new(std::sync::Mutex::new(managed.as_ref().map(Known::of).unwrap_or_default()));
+        let seen =
+            Arc::new(std::sync::Mutex::new(managed.as_ref().map(Seen::of).unwrap_or_default()));
         let dir = managed.as_ref().map(|m| m.dir().to_owned());
         let managed = managed.map(|m| Arc::new(std::sync::Mutex::new(m)));
-        Self { managed, bounds, trusted, health, supervisor, known, dir }
+        Self { managed, bounds, trusted, health, supervisor, seen, dir }
     }
 
     /// Each managed collector the agent has or refused, with its status,
@@ -109,8 +110,8 @@ impl Fleet {
     /// the supervisor, without touching the disk.
     pub async fn summary(&self) -> Vec<(String, Status)> {
         let (installed, refused) = {
-            let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (known.installed.clone(), known.refused.clone())
+            let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (seen.installed.clone(), seen.refused.clone())
         };
         if installed.is_empty() && refused.is_empty() {
             return Vec::new();
@@ -192,10 +193,9 @@ impl Fleet {
         if self.managed.is_none() {
             return Ok(State { managed: false, ..State::default() });
         }
-        let known = self.known.clone();
+        let seen = self.seen.clone();
         let (installed, refusals, blobs) = self
             .with_managed(move |m| {
-                Known::of(m).keep(&known);
                 let installed: Vec<(String, String, String)> = m
                     .installed()
                     .into_iter()
@@ -204,7 +204,14 @@ impl Fleet {
                         (name, sha, files)
                     })
                     .collect();
-                (installed, m.refusals(), m.blobs())
+                let refusals = m.refusals();
+                // What this reading saw, without reading the directory again.
+                Seen {
+                    installed: installed.iter().map(|(name, _, _)| name.clone()).collect(),
+                    refused: refusals.keys().cloned().collect(),
+                }
+                .keep(&seen);
+                (installed, refusals, m.blobs())
             })
             .await?;
         let troubles = self.troubles().await;
@@ -265,11 +272,11 @@ impl Fleet {
         let desired: Desired =
             serde_json::from_str(json).map_err(|e| format!("{}: {e}", fleet::APPLY))?;
         let (bounds, trusted) = (self.bounds.clone(), self.trusted.clone());
-        let known = self.known.clone();
+        let seen = self.seen.clone();
         let applied = self
             .with_managed(move |m| {
                 let applied = m.apply(&desired, &bounds, &trusted);
-                Known::of(m).keep(&known);
+                Seen::of(m).keep(&seen);
                 applied
             })
             .await?
